@@ -1,0 +1,36 @@
+// Random training batches: B chunks of T+1 consecutive characters drawn
+// uniformly from the training ids, split into inputs and targets shifted by
+// one. All gathering is done with tensor ops; the generator's state is
+// saved in checkpoints so a resumed run sees the same batches.
+#pragma once
+
+#include <cstdint>
+
+#include <torch/torch.h>
+
+namespace charrnn {
+
+struct Batch {
+  torch::Tensor inputs;   // (B, T) int64
+  torch::Tensor targets;  // (B, T) int64, inputs shifted left by one
+};
+
+class Batcher {
+ public:
+  /// `ids` needs at least seq_length + 1 elements.
+  Batcher(torch::Tensor ids, int64_t batch_size, int64_t seq_length, uint64_t seed);
+
+  Batch next();
+
+  torch::Tensor rng_state() const;
+  void set_rng_state(const torch::Tensor& state);
+
+ private:
+  torch::Tensor ids_;
+  int64_t batch_size_;
+  int64_t seq_length_;
+  at::Generator generator_;
+  torch::Tensor offsets_;  // (1, T+1): 0..T
+};
+
+}  // namespace charrnn

@@ -1,0 +1,239 @@
+#include "charrnn/checkpoint.h"
+
+#include <array>
+#include <cmath>
+#include <cstring>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "charrnn/atomic_file.h"
+#include "charrnn/corpus.h"
+#include "charrnn/error.h"
+
+namespace charrnn {
+
+using nlohmann::json;
+
+namespace {
+
+constexpr char kMagic[8] = {'C', 'H', 'A', 'R', 'R', 'N', 'N', '\n'};
+constexpr uint64_t kMaxHeaderBytes = 64ull << 20;  // a vocabulary of all of Unicode fits easily
+
+template <typename T>
+void put(std::string& out, T value) {
+  unsigned char bytes[sizeof(T)];
+  for (size_t i = 0; i < sizeof(T); ++i) bytes[i] = static_cast<unsigned char>(value >> (8 * i));
+  out.append(reinterpret_cast<const char*>(bytes), sizeof(T));
+}
+
+template <typename T>
+T get(const std::string& in, size_t offset) {
+  T value = 0;
+  for (size_t i = 0; i < sizeof(T); ++i)
+    value |= static_cast<T>(static_cast<unsigned char>(in[offset + i])) << (8 * i);
+  return value;
+}
+
+// NaN is not JSON; store "no value yet" as null.
+json number_or_null(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
+double number_or_nan(const json& v) {
+  return v.is_number() ? v.get<double>() : std::numeric_limits<double>::quiet_NaN();
+}
+
+[[noreturn]] void corrupt(const std::string& path, const std::string& what) {
+  throw Error(path + ": corrupt or truncated checkpoint (" + what + ")");
+}
+
+}  // namespace
+
+uint32_t crc32(const void* data, size_t size) {
+  static const std::array<uint32_t, 256> table = [] {
+    std::array<uint32_t, 256> t{};
+    for (uint32_t i = 0; i < 256; ++i) {
+      uint32_t c = i;
+      for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+      t[i] = c;
+    }
+    return t;
+  }();
+  uint32_t crc = 0xFFFFFFFFu;
+  const auto* p = static_cast<const unsigned char*>(data);
+  for (size_t i = 0; i < size; ++i) crc = table[(crc ^ p[i]) & 0xFF] ^ (crc >> 8);
+  return crc ^ 0xFFFFFFFFu;
+}
+
+std::string archive_module(const torch::nn::Module& module) {
+  torch::serialize::OutputArchive archive;
+  module.save(archive);
+  std::ostringstream out;
+  archive.save_to(out);
+  return out.str();
+}
+
+std::string archive_optimizer(const torch::optim::Optimizer& optimizer) {
+  torch::serialize::OutputArchive archive;
+  optimizer.save(archive);
+  std::ostringstream out;
+  archive.save_to(out);
+  return out.str();
+}
+
+void restore_optimizer(torch::optim::Optimizer& optimizer, const std::string& bytes, const torch::Device& device) {
+  try {
+    std::istringstream in(bytes);
+    torch::serialize::InputArchive archive;
+    archive.load_from(in, device);
+    optimizer.load(archive);
+  } catch (const c10::Error& e) {
+    throw Error(std::string("checkpoint: optimizer state cannot be restored: ") + e.what_without_backtrace());
+  }
+}
+
+std::string archive_tensors(const std::vector<std::pair<std::string, torch::Tensor>>& tensors) {
+  torch::serialize::OutputArchive archive;
+  for (const auto& [key, tensor] : tensors) archive.write(key, tensor);
+  std::ostringstream out;
+  archive.save_to(out);
+  return out.str();
+}
+
+torch::Tensor read_archived_tensor(const std::string& bytes, const std::string& key) {
+  try {
+    std::istringstream in(bytes);
+    torch::serialize::InputArchive archive;
+    archive.load_from(in);
+    torch::Tensor tensor;
+    if (!archive.try_read(key, tensor)) return {};
+    return tensor;
+  } catch (const c10::Error& e) {
+    throw Error(std::string("checkpoint: cannot read \"") + key + "\": " + e.what_without_backtrace());
+  }
+}
+
+std::string serialize_checkpoint(const Checkpoint& c) {
+  const std::vector<std::pair<std::string, const std::string*>> sections = {
+      {"model", &c.model_bytes}, {"optimizer", &c.optimizer_bytes}, {"rng", &c.rng_bytes}};
+  json table = json::array();
+  for (const auto& [name, bytes] : sections)
+    table.push_back({{"name", name}, {"size", bytes->size()}, {"crc32", crc32(bytes->data(), bytes->size())}});
+  const json header = {
+      {"charrnn_version", CHARRNN_VERSION},
+      {"config", to_json(c.config)},
+      {"vocab", c.vocab.to_json()},
+      {"progress",
+       {{"step", c.progress.step},
+        {"chars_trained", c.progress.chars_trained},
+        {"elapsed_seconds", c.progress.elapsed_seconds},
+        {"best_val_loss", number_or_null(c.progress.best_val_loss)},
+        {"best_step", c.progress.best_step},
+        {"last_train_loss", number_or_null(c.progress.last_train_loss)}}},
+      {"sections", table},
+  };
+  const std::string header_text = header.dump();
+  std::string out;
+  size_t total = sizeof kMagic + 4 + 8 + header_text.size() + 4;
+  for (const auto& section : sections) total += section.second->size();
+  out.reserve(total);
+  out.append(kMagic, sizeof kMagic);
+  put<uint32_t>(out, kCheckpointFormatVersion);
+  put<uint64_t>(out, header_text.size());
+  out += header_text;
+  put<uint32_t>(out, crc32(header_text.data(), header_text.size()));
+  for (const auto& section : sections) out += *section.second;
+  return out;
+}
+
+void save_checkpoint(const std::string& path, const Checkpoint& checkpoint) {
+  ensure_parent_directory(path);
+  write_file_atomically(path, serialize_checkpoint(checkpoint));
+}
+
+Checkpoint load_checkpoint(const std::string& path) {
+  const std::string bytes = read_file(path);
+  if (bytes.empty()) throw Error(path + ": checkpoint file is empty");
+  if (bytes.size() < sizeof kMagic || std::memcmp(bytes.data(), kMagic, sizeof kMagic) != 0)
+    throw Error(path + ": not a charrnn checkpoint (missing the CHARRNN signature)");
+  size_t offset = sizeof kMagic;
+  if (bytes.size() < offset + 12) corrupt(path, "file ends inside the header");
+  const auto version = get<uint32_t>(bytes, offset);
+  offset += 4;
+  if (version > kCheckpointFormatVersion)
+    throw Error(path + ": checkpoint format version " + std::to_string(version) +
+                " was written by a newer charrnn; this build (" CHARRNN_VERSION ") reads up to version " +
+                std::to_string(kCheckpointFormatVersion) + "; upgrade charrnn");
+  if (version == 0) corrupt(path, "format version 0");
+  const auto header_size = get<uint64_t>(bytes, offset);
+  offset += 8;
+  if (header_size > kMaxHeaderBytes || header_size + 4 > bytes.size() - offset)
+    corrupt(path, "header length " + std::to_string(header_size) + " exceeds the file");
+  const std::string header_text = bytes.substr(offset, header_size);
+  offset += header_size;
+  if (get<uint32_t>(bytes, offset) != crc32(header_text.data(), header_text.size()))
+    corrupt(path, "header checksum mismatch");
+  offset += 4;
+
+  Checkpoint c;
+  try {
+    const json header = json::parse(header_text);
+    c.charrnn_version = header.at("charrnn_version").get<std::string>();
+    c.config = config_from_json(header.at("config"), path);
+    c.vocab = Vocab::from_json(header.at("vocab"));
+    const json& p = header.at("progress");
+    c.progress.step = p.at("step").get<int64_t>();
+    c.progress.chars_trained = p.at("chars_trained").get<int64_t>();
+    c.progress.elapsed_seconds = p.at("elapsed_seconds").get<double>();
+    c.progress.best_val_loss = number_or_nan(p.at("best_val_loss"));
+    c.progress.best_step = p.at("best_step").get<int64_t>();
+    c.progress.last_train_loss = number_or_nan(p.at("last_train_loss"));
+    for (const json& section : header.at("sections")) {
+      const auto name = section.at("name").get<std::string>();
+      const auto size = section.at("size").get<uint64_t>();
+      if (size > bytes.size() - offset) corrupt(path, "section \"" + name + "\" runs past the end of the file");
+      std::string data = bytes.substr(offset, size);
+      offset += size;
+      if (crc32(data.data(), data.size()) != section.at("crc32").get<uint32_t>())
+        corrupt(path, "section \"" + name + "\" checksum mismatch");
+      if (name == "model") c.model_bytes = std::move(data);
+      else if (name == "optimizer") c.optimizer_bytes = std::move(data);
+      else if (name == "rng") c.rng_bytes = std::move(data);
+    }
+  } catch (const json::exception& e) {
+    corrupt(path, std::string("malformed header: ") + e.what());
+  } catch (const UsageError& e) {
+    corrupt(path, std::string("stored config is invalid: ") + e.what());
+  }
+  if (offset != bytes.size()) corrupt(path, std::to_string(bytes.size() - offset) + " unexpected trailing bytes");
+  if (c.model_bytes.empty()) corrupt(path, "no model weights");
+  if (c.vocab.size() == 0) corrupt(path, "empty vocabulary");
+  try {
+    validate(c.config, path);
+  } catch (const UsageError& e) {
+    corrupt(path, std::string("stored config is invalid: ") + e.what());
+  }
+  return c;
+}
+
+CharRNN restore_model(const Checkpoint& c, const torch::Device& device) {
+  CharRNN model(c.vocab.size(), c.config.model);
+  std::vector<std::vector<int64_t>> expected_shapes;
+  for (const auto& p : model->named_parameters()) expected_shapes.push_back(p.value().sizes().vec());
+  try {
+    std::istringstream in(c.model_bytes);
+    torch::serialize::InputArchive archive;
+    archive.load_from(in, torch::kCPU);
+    model->load(archive);
+  } catch (const c10::Error& e) {
+    throw Error(std::string("checkpoint: model weights cannot be loaded: ") + e.what_without_backtrace());
+  }
+  // LibTorch's archive loader replaces tensors without checking shapes.
+  size_t i = 0;
+  for (const auto& p : model->named_parameters()) {
+    if (p.value().sizes().vec() != expected_shapes[i++])
+      throw Error("checkpoint: weight \"" + p.key() + "\" has the wrong shape for the stored config");
+  }
+  model->to(device);
+  return model;
+}
+
+}  // namespace charrnn

@@ -1,0 +1,71 @@
+// One checkpoint file holds everything needed to generate from a model or to
+// resume training exactly: the resolved config, the vocabulary, the weights,
+// Adam's state, the step counters and the random generators.
+//
+// Layout (little-endian):
+//   8 bytes   magic "CHARRNN\n"
+//   u32       format version (kCheckpointFormatVersion)
+//   u64       header length, then the header: UTF-8 JSON with the config,
+//             vocabulary, progress and a table of sections {name, size, crc32}
+//   u32       CRC-32 of the header
+//   sections  the raw bytes of each section in table order: "model" and
+//             "optimizer" are LibTorch archives, "rng" an archive of generator states
+// Every length and checksum is verified before anything is parsed, so a
+// truncated or corrupt file is a clear error, never a crash.
+#pragma once
+
+#include <cstdint>
+#include <limits>
+#include <string>
+
+#include <torch/torch.h>
+
+#include "charrnn/config.h"
+#include "charrnn/model.h"
+#include "charrnn/vocab.h"
+
+namespace charrnn {
+
+constexpr uint32_t kCheckpointFormatVersion = 1;
+
+struct TrainingProgress {
+  int64_t step = 0;                  ///< optimizer steps taken
+  int64_t chars_trained = 0;         ///< characters seen by training
+  double elapsed_seconds = 0;        ///< training wall-clock time so far
+  double best_val_loss = std::numeric_limits<double>::quiet_NaN();  ///< NaN until validated
+  int64_t best_step = -1;            ///< step of best_val_loss; -1 until validated
+  double last_train_loss = std::numeric_limits<double>::quiet_NaN();
+};
+
+struct Checkpoint {
+  Config config;
+  Vocab vocab;
+  TrainingProgress progress;
+  std::string charrnn_version;
+  std::string model_bytes;      ///< LibTorch archive of the weights
+  std::string optimizer_bytes;  ///< LibTorch archive of Adam's state; may be empty
+  std::string rng_bytes;        ///< LibTorch archive of generator states; may be empty
+};
+
+/// The file's bytes, as laid out above.
+std::string serialize_checkpoint(const Checkpoint& checkpoint);
+/// Serialises and writes atomically (temporary file, fsync, rename).
+void save_checkpoint(const std::string& path, const Checkpoint& checkpoint);
+
+/// Reads and verifies a checkpoint; throws Error saying what is wrong.
+Checkpoint load_checkpoint(const std::string& path);
+
+/// Builds the model a checkpoint describes and loads its weights onto `device`.
+CharRNN restore_model(const Checkpoint& checkpoint, const torch::Device& device);
+
+/// Archives (model weights, optimizer state, tensors) to and from bytes.
+std::string archive_module(const torch::nn::Module& module);
+std::string archive_optimizer(const torch::optim::Optimizer& optimizer);
+void restore_optimizer(torch::optim::Optimizer& optimizer, const std::string& bytes, const torch::Device& device);
+std::string archive_tensors(const std::vector<std::pair<std::string, torch::Tensor>>& tensors);
+torch::Tensor read_archived_tensor(const std::string& bytes, const std::string& key);
+
+/// CRC-32 (IEEE), exposed for tests.
+uint32_t crc32(const void* data, size_t size);
+
+}  // namespace charrnn

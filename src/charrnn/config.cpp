@@ -1,0 +1,296 @@
+#include "charrnn/config.h"
+
+#include <cmath>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "charrnn/error.h"
+
+namespace charrnn {
+
+using nlohmann::json;
+
+std::string to_string(CellType cell) {
+  switch (cell) {
+    case CellType::RNN: return "rnn";
+    case CellType::GRU: return "gru";
+    case CellType::LSTM: return "lstm";
+  }
+  return "?";
+}
+
+CellType parse_cell(const std::string& name, const std::string& where) {
+  if (name == "rnn") return CellType::RNN;
+  if (name == "gru") return CellType::GRU;
+  if (name == "lstm") return CellType::LSTM;
+  throw UsageError(where + ": model.cell must be one of rnn, gru, lstm; got \"" + name + "\"");
+}
+
+namespace {
+
+std::string type_name(const json& v) {
+  if (v.is_number_integer()) return "an integer";
+  if (v.is_number()) return "a number";
+  return std::string("a ") + v.type_name();
+}
+
+// Reads one section, remembering which keys it consumed, so finish() can
+// reject the rest by name.
+class SectionReader {
+ public:
+  SectionReader(const json& root, const char* section, const std::string& source)
+      : section_(section), source_(source) {
+    if (!root.contains(section)) return;
+    node_ = &root.at(section);
+    if (!node_->is_object())
+      throw UsageError(source_ + ": \"" + section_ + "\" must be an object, got " + type_name(*node_));
+  }
+
+  void read(const char* key, std::string& out) {
+    if (const json* v = find(key)) {
+      if (!v->is_string()) fail(key, "a string", *v);
+      out = v->get<std::string>();
+    }
+  }
+  void read(const char* key, int64_t& out) {
+    if (const json* v = find(key)) {
+      if (v->is_number_integer()) {
+        out = v->get<int64_t>();
+      } else if (v->is_number_float() && std::isfinite(v->get<double>()) &&
+                 v->get<double>() == std::floor(v->get<double>()) && std::fabs(v->get<double>()) < 9e15) {
+        out = static_cast<int64_t>(v->get<double>());  // 2e3 is a fine way to write 2000
+      } else {
+        fail(key, "an integer", *v);
+      }
+    }
+  }
+  void read(const char* key, double& out) {
+    if (const json* v = find(key)) {
+      if (!v->is_number()) fail(key, "a number", *v);
+      out = v->get<double>();
+    }
+  }
+  void read_cell(const char* key, CellType& out) {
+    if (const json* v = find(key)) {
+      if (!v->is_string()) fail(key, "a string", *v);
+      out = parse_cell(v->get<std::string>(), source_);
+    }
+  }
+
+  void finish() const {
+    if (!node_) return;
+    for (const auto& item : node_->items())
+      if (!seen_.count(item.key()))
+        throw UsageError(source_ + ": unknown key \"" + section_ + "." + item.key() + "\"");
+  }
+
+ private:
+  const json* find(const char* key) {
+    if (!node_) return nullptr;
+    seen_.insert(key);
+    auto it = node_->find(key);
+    return it == node_->end() ? nullptr : &*it;
+  }
+  [[noreturn]] void fail(const char* key, const char* expected, const json& got) const {
+    throw UsageError(source_ + ": " + section_ + "." + key + " must be " + expected + ", got " +
+                     type_name(got) + " (" + got.dump() + ")");
+  }
+
+  const json* node_ = nullptr;
+  std::string section_;
+  const std::string& source_;
+  std::set<std::string> seen_;
+};
+
+[[noreturn]] void bad_value(const std::string& source, const std::string& key, const std::string& rule,
+                            const std::string& got) {
+  throw UsageError(source + ": " + key + " " + rule + "; got " + got);
+}
+
+std::string number(double v) {
+  std::ostringstream s;
+  s << v;
+  return s.str();
+}
+
+}  // namespace
+
+json to_json(const Config& c) {
+  return {
+      {"data", {{"path", c.data.path}, {"val_fraction", c.data.val_fraction}}},
+      {"model",
+       {{"cell", to_string(c.model.cell)},
+        {"embedding_dim", c.model.embedding_dim},
+        {"hidden_size", c.model.hidden_size},
+        {"num_layers", c.model.num_layers},
+        {"dropout", c.model.dropout}}},
+      {"train",
+       {{"batch_size", c.train.batch_size},
+        {"seq_length", c.train.seq_length},
+        {"learning_rate", c.train.learning_rate},
+        {"steps", c.train.steps},
+        {"max_seconds", c.train.max_seconds},
+        {"grad_clip", c.train.grad_clip},
+        {"eval_every", c.train.eval_every},
+        {"seed", c.train.seed},
+        {"device", c.train.device},
+        {"checkpoint", c.train.checkpoint},
+        {"threads", c.train.threads}}},
+      {"sample",
+       {{"prime", c.sample.prime},
+        {"length", c.sample.length},
+        {"temperature", c.sample.temperature},
+        {"top_k", c.sample.top_k},
+        {"top_p", c.sample.top_p},
+        {"seed", c.sample.seed}}},
+  };
+}
+
+Config config_from_json(const json& j, const std::string& source, const Config& base) {
+  if (!j.is_object()) throw UsageError(source + ": the config must be a JSON object");
+  for (const auto& item : j.items()) {
+    const std::string& k = item.key();
+    if (k != "data" && k != "model" && k != "train" && k != "sample")
+      throw UsageError(source + ": unknown key \"" + k + "\" (sections are data, model, train, sample)");
+  }
+  Config c = base;
+  SectionReader data(j, "data", source);
+  data.read("path", c.data.path);
+  data.read("val_fraction", c.data.val_fraction);
+  data.finish();
+
+  SectionReader model(j, "model", source);
+  model.read_cell("cell", c.model.cell);
+  model.read("embedding_dim", c.model.embedding_dim);
+  model.read("hidden_size", c.model.hidden_size);
+  model.read("num_layers", c.model.num_layers);
+  model.read("dropout", c.model.dropout);
+  model.finish();
+
+  SectionReader train(j, "train", source);
+  train.read("batch_size", c.train.batch_size);
+  train.read("seq_length", c.train.seq_length);
+  train.read("learning_rate", c.train.learning_rate);
+  train.read("steps", c.train.steps);
+  train.read("max_seconds", c.train.max_seconds);
+  train.read("grad_clip", c.train.grad_clip);
+  train.read("eval_every", c.train.eval_every);
+  train.read("seed", c.train.seed);
+  train.read("device", c.train.device);
+  train.read("checkpoint", c.train.checkpoint);
+  train.read("threads", c.train.threads);
+  train.finish();
+
+  SectionReader sample(j, "sample", source);
+  sample.read("prime", c.sample.prime);
+  sample.read("length", c.sample.length);
+  sample.read("temperature", c.sample.temperature);
+  sample.read("top_k", c.sample.top_k);
+  sample.read("top_p", c.sample.top_p);
+  sample.read("seed", c.sample.seed);
+  sample.finish();
+  return c;
+}
+
+Config load_config_file(const std::string& path, const Config& base) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw UsageError(path + ": cannot open config file");
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  json j;
+  try {
+    j = json::parse(buffer.str());
+  } catch (const json::parse_error& e) {
+    // nlohmann's message already holds line and column
+    std::string what = e.what();
+    const auto pos = what.find("parse error");
+    throw UsageError(path + ": invalid JSON: " + (pos == std::string::npos ? what : what.substr(pos)));
+  }
+  return config_from_json(j, path, base);
+}
+
+Config apply_overrides(const Config& config, const std::vector<std::string>& assignments) {
+  Config result = config;
+  const json defaults = to_json(Config{});
+  for (const std::string& assignment : assignments) {
+    const auto eq = assignment.find('=');
+    const auto dot = assignment.find('.');
+    if (eq == std::string::npos || dot == std::string::npos || dot > eq)
+      throw UsageError("--set expects section.key=value, got \"" + assignment + "\"");
+    const std::string section = assignment.substr(0, dot);
+    const std::string key = assignment.substr(dot + 1, eq - dot - 1);
+    const std::string text = assignment.substr(eq + 1);
+    const std::string where = "--set " + section + "." + key;
+    if (!defaults.contains(section) || !defaults[section].contains(key))
+      throw UsageError(where + ": unknown key \"" + section + "." + key + "\"");
+    json value;
+    if (defaults[section][key].is_string()) {
+      value = text;  // strings are taken verbatim: --set sample.prime=123 means "123"
+    } else {
+      try {
+        value = json::parse(text);
+      } catch (const json::parse_error&) {
+        value = text;  // reported below as a type error with the value shown
+      }
+    }
+    result = config_from_json(json{{section, {{key, value}}}}, where, result);
+  }
+  return result;
+}
+
+void validate(const Config& c, const std::string& source) {
+  const auto at_least = [&](const char* key, int64_t v, int64_t min) {
+    if (v < min) bad_value(source, key, "must be >= " + std::to_string(min), std::to_string(v));
+  };
+  const auto finite = [&](const char* key, double v) {
+    if (!std::isfinite(v)) bad_value(source, key, "must be a finite number", number(v));
+  };
+  if (c.data.path.empty()) bad_value(source, "data.path", "must name a UTF-8 text file", "\"\"");
+  finite("data.val_fraction", c.data.val_fraction);
+  if (c.data.val_fraction < 0 || c.data.val_fraction >= 1)
+    bad_value(source, "data.val_fraction", "must be in [0, 1)", number(c.data.val_fraction));
+
+  at_least("model.embedding_dim", c.model.embedding_dim, 1);
+  at_least("model.hidden_size", c.model.hidden_size, 1);
+  at_least("model.num_layers", c.model.num_layers, 1);
+  finite("model.dropout", c.model.dropout);
+  if (c.model.dropout < 0 || c.model.dropout >= 1)
+    bad_value(source, "model.dropout", "must be in [0, 1)", number(c.model.dropout));
+
+  at_least("train.batch_size", c.train.batch_size, 1);
+  at_least("train.seq_length", c.train.seq_length, 1);
+  at_least("train.steps", c.train.steps, 0);
+  at_least("train.eval_every", c.train.eval_every, 1);
+  at_least("train.threads", c.train.threads, 0);
+  finite("train.learning_rate", c.train.learning_rate);
+  if (c.train.learning_rate <= 0)
+    bad_value(source, "train.learning_rate", "must be > 0", number(c.train.learning_rate));
+  finite("train.max_seconds", c.train.max_seconds);
+  if (c.train.max_seconds < 0)
+    bad_value(source, "train.max_seconds", "must be >= 0 (0 means no limit)", number(c.train.max_seconds));
+  finite("train.grad_clip", c.train.grad_clip);
+  if (c.train.checkpoint.empty())
+    bad_value(source, "train.checkpoint", "must name the checkpoint file to write", "\"\"");
+  const std::string& d = c.train.device;
+  if (!(d == "auto" || d == "cpu" || d == "cuda" || d.rfind("cuda:", 0) == 0))
+    bad_value(source, "train.device", "must be auto, cpu, cuda or cuda:N", "\"" + d + "\"");
+
+  at_least("sample.length", c.sample.length, 0);
+  finite("sample.temperature", c.sample.temperature);
+  finite("sample.top_p", c.sample.top_p);
+  if (c.sample.top_p <= 0) bad_value(source, "sample.top_p", "must be > 0", number(c.sample.top_p));
+}
+
+double estimate_training_bytes(const Config& c, int64_t vocab_size) {
+  const double V = static_cast<double>(vocab_size), E = c.model.embedding_dim, H = c.model.hidden_size,
+               L = c.model.num_layers, B = c.train.batch_size, T = c.train.seq_length;
+  const double gates = c.model.cell == CellType::LSTM ? 4 : c.model.cell == CellType::GRU ? 3 : 1;
+  const double params = V * E + gates * H * (E + H + 2) + (L - 1) * gates * H * (2 * H + 2) + H * V + V;
+  // weights, gradients and two Adam moments; activations keep every gate of every
+  // step for backward, plus logits, probabilities and their gradients.
+  const double activations = B * T * (L * H * (gates + 2) + E + 3 * V);
+  return 4.0 * (4 * params + 2 * activations);
+}
+
+}  // namespace charrnn

@@ -1,0 +1,79 @@
+// The run configuration: one struct per JSON section, LibTorch-options style.
+// Every field has a default and a one-line comment ending in it. Precedence is
+// built-in defaults < config file < --set KEY=VALUE. An unknown key is an
+// error naming the key and the file; a misspelled key never goes unnoticed.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace charrnn {
+
+enum class CellType { RNN, GRU, LSTM };
+std::string to_string(CellType cell);
+/// Throws UsageError for anything but rnn, gru, lstm.
+CellType parse_cell(const std::string& name, const std::string& where);
+
+struct DataOptions {
+  std::string path = "data/moby-dick.txt";  ///< UTF-8 corpus. Default: data/moby-dick.txt
+  double val_fraction = 0.1;  ///< last fraction held out for validation; 0 disables it. Default: 0.1
+};
+
+struct ModelOptions {
+  CellType cell = CellType::LSTM;  ///< rnn, gru or lstm. Default: lstm
+  int64_t embedding_dim = 64;      ///< Default: 64
+  int64_t hidden_size = 256;       ///< Default: 256
+  int64_t num_layers = 2;          ///< Default: 2
+  double dropout = 0.0;            ///< between recurrent layers, in [0, 1). Default: 0
+};
+
+struct TrainOptions {
+  int64_t batch_size = 32;       ///< random chunks per step. Default: 32
+  int64_t seq_length = 128;      ///< characters per chunk (backprop window). Default: 128
+  double learning_rate = 0.002;  ///< Adam step size. Default: 0.002
+  int64_t steps = 2000;          ///< optimizer steps. Default: 2000
+  double max_seconds = 0;        ///< > 0 stops after this much wall-clock time; 0 = no limit. Default: 0
+  double grad_clip = 5.0;        ///< max global gradient norm; <= 0 disables clipping. Default: 5
+  int64_t eval_every = 200;      ///< steps between validation, sample and checkpoint. Default: 200
+  int64_t seed = 42;             ///< seeds weights, dropout and batch sampling. Default: 42
+  std::string device = "auto";   ///< auto (CUDA when available), cpu, cuda or cuda:N. Default: auto
+  std::string checkpoint = "models/charrnn.pt";  ///< latest checkpoint; best goes to *.best.pt. Default: models/charrnn.pt
+  int64_t threads = 0;           ///< CPU threads; 0 = all cores. Default: 0
+};
+
+struct SampleOptions {
+  std::string prime = "";    ///< text that primes the state; "" starts from a sampled character. Default: ""
+  int64_t length = 500;      ///< characters generated after the prime. Default: 500
+  double temperature = 0.8;  ///< <= 0 samples greedily (argmax). Default: 0.8
+  int64_t top_k = 0;         ///< keep the k most likely characters; <= 0 keeps all. Default: 0
+  double top_p = 1.0;        ///< keep the smallest set with this much probability; >= 1 keeps all. Default: 1
+  int64_t seed = 0;          ///< same seed, same text; < 0 picks a random seed. Default: 0
+};
+
+struct Config {
+  DataOptions data;
+  ModelOptions model;
+  TrainOptions train;
+  SampleOptions sample;
+};
+
+nlohmann::json to_json(const Config& config);
+/// Reads a (possibly partial) config on top of `base`. `source` names the file
+/// in messages. Throws UsageError on unknown keys, wrong types or bad values.
+Config config_from_json(const nlohmann::json& j, const std::string& source, const Config& base = {});
+/// Parses the file at `path` on top of `base`.
+Config load_config_file(const std::string& path, const Config& base = {});
+/// Applies "section.key=value" overrides. The value is read as JSON when the
+/// key holds a number or bool, and taken verbatim when it holds a string.
+Config apply_overrides(const Config& config, const std::vector<std::string>& assignments);
+/// Checks ranges and cross-field rules; throws UsageError naming the key.
+void validate(const Config& config, const std::string& source = "config");
+
+/// Rough bytes a training step needs (weights, gradients, Adam moments and
+/// activations), used to refuse sizes that would exhaust memory before allocating.
+double estimate_training_bytes(const Config& config, int64_t vocab_size);
+
+}  // namespace charrnn

@@ -1,0 +1,67 @@
+#include "charrnn/evaluate.h"
+
+#include <cmath>
+
+#include "charrnn/error.h"
+
+namespace charrnn {
+
+namespace {
+
+// Summed cross-entropy of predicting targets from inputs, state carried.
+// inputs, targets: (S, N) -> sum over all S*N predictions.
+double summed_loss(CharRNN& model, const torch::Tensor& inputs, const torch::Tensor& targets, int64_t window,
+                   State& state) {
+  double total = 0;
+  const int64_t n = inputs.size(1);
+  for (int64_t start = 0; start < n; start += window) {
+    const int64_t w = std::min(window, n - start);
+    auto [logits, next] = model->forward(inputs.narrow(1, start, w), state);  // logits: (S, W, V)
+    state = next;
+    total += torch::nn::functional::cross_entropy(
+                 logits.reshape({-1, logits.size(-1)}), targets.narrow(1, start, w).reshape(-1),
+                 torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
+                 .item<double>();
+  }
+  return total;
+}
+
+}  // namespace
+
+EvalResult evaluate(CharRNN& model, const torch::Tensor& ids, int64_t streams, int64_t window,
+                    const torch::Device& device) {
+  const int64_t n = ids.size(0);
+  if (n < 2) throw UsageError("evaluation needs at least 2 known characters, got " + std::to_string(n));
+  torch::NoGradGuard no_grad;
+  const bool was_training = model->is_training();
+  model->eval();
+
+  const torch::Tensor x = ids.to(device);
+  const int64_t predictions = n - 1;
+  // fewer, longer streams keep more context; never let a stream be shorter
+  // than one window unless the text is.
+  const int64_t s = std::max<int64_t>(1, std::min(streams, predictions / window));
+  const int64_t per_stream = predictions / s;
+  const int64_t main_part = s * per_stream;
+
+  State state;
+  double total = summed_loss(model, x.narrow(0, 0, main_part).view({s, per_stream}),
+                             x.narrow(0, 1, main_part).view({s, per_stream}), window, state);
+  if (main_part < predictions) {
+    // the remainder continues the last stream, whose state ends right before it
+    State last = state.select_batch(torch::tensor({s - 1}, torch::TensorOptions(torch::kLong).device(device)));
+    const int64_t rest = predictions - main_part;
+    total += summed_loss(model, x.narrow(0, main_part, rest).view({1, rest}),
+                         x.narrow(0, main_part + 1, rest).view({1, rest}), window, last);
+  }
+  if (was_training) model->train();
+
+  EvalResult result;
+  result.chars = predictions;
+  result.loss = total / static_cast<double>(predictions);
+  result.bpc = result.loss / std::log(2.0);
+  result.perplexity = std::exp(result.loss);
+  return result;
+}
+
+}  // namespace charrnn

@@ -1,0 +1,31 @@
+// Held-out loss, honestly measured: every character of the text after the
+// first is predicted exactly once, with the recurrent state carried across
+// windows (as when the model reads the text from start to end), and the mean
+// cross-entropy is taken over all of them.
+//
+// Shape legend: S parallel streams, W window length, V vocabulary.
+#pragma once
+
+#include <cstdint>
+
+#include <torch/torch.h>
+
+#include "charrnn/model.h"
+
+namespace charrnn {
+
+struct EvalResult {
+  double loss = 0;        ///< mean cross-entropy, nats per character
+  double bpc = 0;         ///< bits per character: loss / ln 2
+  double perplexity = 0;  ///< exp(loss)
+  int64_t chars = 0;      ///< characters predicted
+  int64_t unknown_chars = 0;  ///< characters skipped because the vocabulary lacks them
+};
+
+/// Evaluates `model` on `ids` (1-D int64, at least 2 ids). The text is cut
+/// into at most `streams` contiguous pieces read in parallel, `window`
+/// characters at a time. Restores the model's training mode afterwards.
+EvalResult evaluate(CharRNN& model, const torch::Tensor& ids, int64_t streams, int64_t window,
+                    const torch::Device& device);
+
+}  // namespace charrnn

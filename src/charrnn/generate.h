@@ -1,0 +1,39 @@
+// Text generation: prime the recurrent state with the whole priming string,
+// then sample one character at a time, carrying the state. Several samples
+// run as one batch. Text streams out through a callback as it is produced.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "charrnn/model.h"
+#include "charrnn/sampler.h"
+#include "charrnn/vocab.h"
+
+namespace charrnn {
+
+struct GenerateOptions {
+  std::string prime;         ///< "" starts from a character drawn by corpus frequency. Default: ""
+  int64_t length = 500;      ///< characters generated after the prime. Default: 500
+  SamplingParams sampling;   ///< temperature, top-k, top-p
+  uint64_t seed = 0;         ///< same seed, same text. Default: 0
+  int64_t num_samples = 1;   ///< samples generated together as one batch. Default: 1
+  std::string stop;          ///< a sample ends once it has produced this text; "" never. Default: ""
+  bool collect = true;       ///< also return the texts; false keeps memory flat for huge lengths. Default: true
+};
+
+/// Called with (sample index, UTF-8 text) as text is produced; the prime
+/// (or the drawn first character) comes first.
+using TextCallback = std::function<void(int64_t sample, std::string_view text)>;
+
+/// Generates `num_samples` texts, each starting with the prime. Throws
+/// UsageError when the prime holds characters the vocabulary lacks.
+std::vector<std::string> generate(CharRNN& model, const Vocab& vocab, const GenerateOptions& options,
+                                  const torch::Device& device, const TextCallback& on_text = {});
+
+}  // namespace charrnn

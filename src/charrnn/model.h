@@ -1,0 +1,58 @@
+// The character model: embedding -> multi-layer RNN/GRU/LSTM -> linear.
+//
+// Shape legend: B batch, T time steps, V vocabulary, E embedding, H hidden,
+// L layers. All tensors are batch-first.
+//
+// The recurrent module is registered as "rnn" whatever the cell, so parameter
+// names match PyTorch's (rnn.weight_ih_l0, ...) and golden values from Python
+// line up. forward() returns logits: temperature belongs to the sampler and
+// cross-entropy to the trainer. Nothing outside model.cpp branches on the cell.
+#pragma once
+
+#include <cstdint>
+#include <utility>
+
+#include <torch/torch.h>
+
+#include "charrnn/config.h"
+
+namespace charrnn {
+
+/// The recurrent state, whatever the cell: h for all cells, c only for LSTM.
+/// An undefined State means "start from zeros".
+struct State {
+  torch::Tensor h;  // (L, B, H)
+  torch::Tensor c;  // (L, B, H), LSTM only
+
+  bool defined() const { return h.defined(); }
+  /// Cuts the autograd history (truncated backprop between windows).
+  State detach() const;
+  State to(const torch::Device& device) const;
+  /// Keeps the given batch rows, e.g. to carry one stream on alone.
+  State select_batch(const torch::Tensor& rows) const;
+};
+
+class CharRNNImpl : public torch::nn::Module {
+ public:
+  CharRNNImpl(int64_t vocab_size, const ModelOptions& options);
+
+  /// input_ids: (B, T) int64. Returns logits (B, T, V) and the new state.
+  std::pair<torch::Tensor, State> forward(const torch::Tensor& input_ids, const State& state = {});
+
+  int64_t vocab_size() const { return vocab_size_; }
+  const ModelOptions& options() const { return options_; }
+  int64_t parameter_count() const;
+
+ private:
+  int64_t vocab_size_;
+  ModelOptions options_;
+  torch::nn::Embedding embedding_{nullptr};
+  // Exactly one of these is non-null; all are registered under "rnn".
+  torch::nn::LSTM lstm_{nullptr};
+  torch::nn::GRU gru_{nullptr};
+  torch::nn::RNN rnn_{nullptr};
+  torch::nn::Linear head_{nullptr};
+};
+TORCH_MODULE(CharRNN);
+
+}  // namespace charrnn

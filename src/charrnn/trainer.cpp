@@ -1,0 +1,303 @@
+#include "charrnn/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <iomanip>
+#include <sstream>
+#include <unistd.h>
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <nlohmann/json.hpp>
+
+#include "charrnn/atomic_file.h"
+#include "charrnn/error.h"
+#include "charrnn/generate.h"
+#include "charrnn/runtime.h"
+
+namespace charrnn {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+std::string strip_extension(const std::string& path) {
+  const auto slash = path.find_last_of('/');
+  const auto dot = path.find_last_of('.');
+  if (dot == std::string::npos || (slash != std::string::npos && dot < slash)) return path;
+  return path.substr(0, dot);
+}
+
+std::string format_duration(double seconds) {
+  if (!std::isfinite(seconds) || seconds < 0) return "?";
+  const auto s = static_cast<int64_t>(seconds + 0.5);
+  std::ostringstream out;
+  if (s >= 3600) out << s / 3600 << "h" << std::setw(2) << std::setfill('0') << (s % 3600) / 60 << "m";
+  else if (s >= 60) out << s / 60 << "m" << std::setw(2) << std::setfill('0') << s % 60 << "s";
+  else out << s << "s";
+  return out.str();
+}
+
+std::string format_rate(double chars_per_second) {
+  std::ostringstream out;
+  out << std::fixed << std::setprecision(1);
+  if (chars_per_second >= 1e6) out << chars_per_second / 1e6 << "M";
+  else out << chars_per_second / 1e3 << "k";
+  return out.str() + " chars/s";
+}
+
+void check_memory(const Config& config, int64_t vocab_size, const torch::Device& device) {
+  if (!device.is_cpu()) return;
+  const double needed = estimate_training_bytes(config, vocab_size);
+  const double physical = static_cast<double>(::sysconf(_SC_PHYS_PAGES)) * static_cast<double>(::sysconf(_SC_PAGE_SIZE));
+  if (physical > 0 && needed > 0.8 * physical) {
+    std::ostringstream msg;
+    msg << std::fixed << std::setprecision(1) << "training this model needs about " << needed / 1e9
+        << " GB, more than this machine's " << physical / 1e9
+        << " GB of memory can give; reduce model.hidden_size, model.num_layers, train.batch_size or train.seq_length";
+    throw UsageError(msg.str());
+  }
+}
+
+void require_same_model(const ModelOptions& stored, const ModelOptions& wanted) {
+  const auto differs = [](const char* key, const std::string& a, const std::string& b) {
+    throw UsageError(std::string("--resume: model.") + key + " is " + a + " in the checkpoint but " + b +
+                     " in the config; a resumed run keeps the model's shape");
+  };
+  if (stored.cell != wanted.cell) differs("cell", to_string(stored.cell), to_string(wanted.cell));
+  if (stored.embedding_dim != wanted.embedding_dim)
+    differs("embedding_dim", std::to_string(stored.embedding_dim), std::to_string(wanted.embedding_dim));
+  if (stored.hidden_size != wanted.hidden_size)
+    differs("hidden_size", std::to_string(stored.hidden_size), std::to_string(wanted.hidden_size));
+  if (stored.num_layers != wanted.num_layers)
+    differs("num_layers", std::to_string(stored.num_layers), std::to_string(wanted.num_layers));
+}
+
+}  // namespace
+
+std::string best_checkpoint_path(const std::string& checkpoint) { return strip_extension(checkpoint) + ".best.pt"; }
+std::string metrics_path(const std::string& checkpoint) { return strip_extension(checkpoint) + ".metrics.jsonl"; }
+
+Trainer::Trainer(const Config& config, TrainerIO io) : config_(config), io_(io), device_(torch::kCPU) {
+  validate(config_);
+  setup(std::nullopt);
+}
+
+Trainer::Trainer(const Checkpoint& checkpoint, const Config& config, TrainerIO io)
+    : config_(config), io_(io), device_(torch::kCPU) {
+  validate(config_);
+  require_same_model(checkpoint.config.model, config_.model);
+  progress_ = checkpoint.progress;
+  if (progress_.step >= config_.train.steps)
+    throw UsageError("--resume: the checkpoint is already at step " + std::to_string(progress_.step) +
+                     " and train.steps is " + std::to_string(config_.train.steps) +
+                     "; raise it, e.g. --set train.steps=" + std::to_string(progress_.step * 2));
+  setup(checkpoint.vocab);
+  model_ = restore_model(checkpoint, device_);
+  optimizer_ = std::make_unique<torch::optim::Adam>(model_->parameters(),
+                                                    torch::optim::AdamOptions(config_.train.learning_rate));
+  if (!checkpoint.optimizer_bytes.empty()) restore_optimizer(*optimizer_, checkpoint.optimizer_bytes, device_);
+  for (auto& group : optimizer_->param_groups())  // --set train.learning_rate wins over the stored one
+    static_cast<torch::optim::AdamOptions&>(group.options()).lr(config_.train.learning_rate);
+  if (!checkpoint.rng_bytes.empty()) {
+    const torch::Tensor batcher_state = read_archived_tensor(checkpoint.rng_bytes, "batcher");
+    if (batcher_state.defined()) batcher_->set_rng_state(batcher_state);
+    const torch::Tensor global_state = read_archived_tensor(checkpoint.rng_bytes, "torch_cpu");
+    if (global_state.defined()) {
+      try {
+        at::Generator global = at::detail::getDefaultCPUGenerator();  // a handle to the shared generator
+        global.set_state(global_state);
+      } catch (const c10::Error& e) {
+        throw Error(std::string("checkpoint holds an invalid random state: ") + e.what_without_backtrace());
+      }
+    }
+  }
+}
+
+void Trainer::setup(const std::optional<Vocab>& vocab) {
+  configure_threads(config_.train.threads);
+  device_ = resolve_device(config_.train.device);
+  corpus_ = load_corpus(config_.data, config_.train.seq_length, vocab);
+  check_memory(config_, corpus_.vocab.size(), device_);
+  // one seed fixes the weights, dropout and the batch order; the batch
+  // sampler gets its own stream so model changes don't shift the data order.
+  torch::manual_seed(static_cast<uint64_t>(config_.train.seed));
+  batcher_ = std::make_unique<Batcher>(corpus_.train, config_.train.batch_size, config_.train.seq_length,
+                                       static_cast<uint64_t>(config_.train.seed) ^ 0x9E3779B97F4A7C15ull);
+  if (!vocab) {  // a fresh run; a resumed one restores all of this from the checkpoint
+    model_ = CharRNN(corpus_.vocab.size(), config_.model);
+    model_->to(device_);
+    optimizer_ = std::make_unique<torch::optim::Adam>(model_->parameters(),
+                                                      torch::optim::AdamOptions(config_.train.learning_rate));
+  }
+}
+
+double Trainer::train_step() {
+  Batch batch = batcher_->next();
+  const torch::Tensor inputs = batch.inputs.to(device_);    // (B, T)
+  const torch::Tensor targets = batch.targets.to(device_);  // (B, T)
+  auto [logits, state] = model_->forward(inputs);           // logits: (B, T, V)
+  const torch::Tensor loss =
+      torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}), targets.reshape(-1));
+  optimizer_->zero_grad();
+  loss.backward();
+  if (config_.train.grad_clip > 0) torch::nn::utils::clip_grad_norm_(model_->parameters(), config_.train.grad_clip);
+  optimizer_->step();
+  ++progress_.step;
+  progress_.chars_trained += inputs.numel();
+  return loss.item<double>();
+}
+
+Checkpoint Trainer::make_checkpoint() const {
+  Checkpoint c;
+  c.config = config_;
+  c.vocab = corpus_.vocab;
+  c.progress = progress_;
+  c.charrnn_version = CHARRNN_VERSION;
+  c.model_bytes = archive_module(*model_);
+  c.optimizer_bytes = archive_optimizer(*optimizer_);
+  c.rng_bytes = archive_tensors({{"batcher", batcher_->rng_state()},
+                                 {"torch_cpu", at::detail::getDefaultCPUGenerator().get_state()}});
+  return c;
+}
+
+void Trainer::evaluate_and_save(double train_loss, double chars_per_second) {
+  nlohmann::json metrics = {{"step", progress_.step},
+                            {"train_loss", train_loss},
+                            {"train_bpc", train_loss / std::log(2.0)},
+                            {"chars_per_s", chars_per_second},
+                            {"elapsed_s", progress_.elapsed_seconds},
+                            {"chars_trained", progress_.chars_trained}};
+  bool improved = false;
+  if (corpus_.val.numel() >= 2) {
+    const EvalResult val = evaluate(model_, corpus_.val, config_.train.batch_size, config_.train.seq_length, device_);
+    metrics["val_loss"] = val.loss;
+    metrics["val_bpc"] = val.bpc;
+    improved = !(val.loss >= progress_.best_val_loss);  // true while best is NaN
+    if (improved) {
+      progress_.best_val_loss = val.loss;
+      progress_.best_step = progress_.step;
+    }
+  }
+  GenerateOptions sample_options;
+  sample_options.prime = config_.sample.prime;
+  sample_options.length = std::min<int64_t>(config_.sample.length, 200);
+  sample_options.sampling = {config_.sample.temperature, config_.sample.top_k, config_.sample.top_p};
+  sample_options.seed = static_cast<uint64_t>(std::max<int64_t>(config_.sample.seed, 0));
+  std::string sample_text;
+  try {
+    sample_text = generate(model_, corpus_.vocab, sample_options, device_).front();
+  } catch (const UsageError& e) {
+    sample_text = std::string("(no sample: ") + e.what() + ")";  // e.g. a prime outside the vocabulary
+  }
+  metrics["sample"] = sample_text;
+
+  const Checkpoint checkpoint = make_checkpoint();
+  const std::string bytes = serialize_checkpoint(checkpoint);
+  ensure_parent_directory(config_.train.checkpoint);
+  write_file_atomically(config_.train.checkpoint, bytes);
+  if (improved) write_file_atomically(best_checkpoint_path(config_.train.checkpoint), bytes);
+  {
+    std::ofstream out(metrics_path(config_.train.checkpoint), std::ios::app);
+    out << metrics.dump() << '\n';
+    if (!out) throw Error("cannot write metrics to " + metrics_path(config_.train.checkpoint));
+  }
+  if (io_.log) {
+    std::ostream& log = *io_.log;
+    if (io_.redraw) log << "\r\033[K";
+    log << "step " << progress_.step << "/" << config_.train.steps << std::fixed << std::setprecision(4)
+        << "  train loss " << train_loss;
+    if (metrics.contains("val_loss"))
+      log << "  val loss " << metrics["val_loss"].get<double>() << "  val bpc " << std::setprecision(3)
+          << metrics["val_bpc"].get<double>() << (improved ? "  (best)" : "");
+    log << "\n--- sample ---\n" << sample_text << "\n--------------\n" << std::flush;
+  }
+}
+
+TrainSummary Trainer::run() {
+  TrainSummary summary;
+  const auto start = Clock::now();
+  const double elapsed_before = progress_.elapsed_seconds;
+  const int64_t first_step = progress_.step;
+  const int64_t total = config_.train.steps;
+  const double max_seconds = config_.train.max_seconds;
+  const int64_t chars_per_step = config_.train.batch_size * config_.train.seq_length;
+
+  auto report_time = start;
+  int64_t report_step = progress_.step;
+  double loss_sum = 0;
+  int64_t loss_count = 0;
+  double last_loss = progress_.last_train_loss;
+  int64_t last_saved_step = -1;
+  model_->train();
+
+  const auto rate_now = [&] {
+    const double s = seconds_since(start);
+    return s > 0 ? static_cast<double>((progress_.step - first_step) * chars_per_step) / s : 0.0;
+  };
+
+  while (progress_.step < total) {
+    if (io_.stop_requested && io_.stop_requested->load()) {
+      summary.interrupted = true;
+      break;
+    }
+    if (max_seconds > 0 && seconds_since(start) >= max_seconds) break;
+
+    const double loss = train_step();
+    progress_.elapsed_seconds = elapsed_before + seconds_since(start);
+    if (!std::isfinite(loss))
+      throw Error("training diverged at step " + std::to_string(progress_.step) + ": the loss is " +
+                  (std::isnan(loss) ? "NaN" : "infinite") +
+                  "; the last good checkpoint is untouched; lower train.learning_rate or train.grad_clip");
+    loss_sum += loss;
+    ++loss_count;
+    last_loss = loss;
+    progress_.last_train_loss = loss;
+
+    const bool eval_now = progress_.step % config_.train.eval_every == 0 || progress_.step == total;
+    const double since_report = std::chrono::duration<double>(Clock::now() - report_time).count();
+    const bool report_now = io_.log && (io_.redraw ? since_report >= 0.25 : since_report >= 10.0);
+    if (report_now && !eval_now) {
+      const double rate = static_cast<double>((progress_.step - report_step) * chars_per_step) / since_report;
+      const double per_step = since_report / static_cast<double>(progress_.step - report_step);
+      double eta = per_step * static_cast<double>(total - progress_.step);
+      if (max_seconds > 0) eta = std::min(eta, max_seconds - seconds_since(start));
+      std::ostream& log = *io_.log;
+      if (io_.redraw) log << "\r\033[K";
+      log << "step " << progress_.step << "/" << total << std::fixed << std::setprecision(4) << "  loss "
+          << loss_sum / static_cast<double>(loss_count) << "  " << format_rate(rate) << "  ETA "
+          << format_duration(eta) << (io_.redraw ? "" : "\n") << std::flush;
+      report_time = Clock::now();
+      report_step = progress_.step;
+      loss_sum = 0;
+      loss_count = 0;
+    }
+    if (eval_now) {
+      evaluate_and_save(last_loss, rate_now());
+      last_saved_step = progress_.step;
+    }
+  }
+
+  summary.seconds = seconds_since(start);
+  summary.steps_done = progress_.step - first_step;
+  summary.chars_per_second = rate_now();
+  progress_.elapsed_seconds = elapsed_before + summary.seconds;
+
+  if (summary.interrupted) {
+    save_checkpoint(config_.train.checkpoint, make_checkpoint());  // no eval: stop quickly
+    if (io_.log) {
+      *io_.log << (io_.redraw ? "\r\033[K" : "") << "interrupted at step " << progress_.step
+               << "; checkpoint saved to " << config_.train.checkpoint << "; continue with: charrnn train --resume "
+               << config_.train.checkpoint << "\n";
+    }
+  } else if (last_saved_step != progress_.step && summary.steps_done > 0) {
+    evaluate_and_save(last_loss, summary.chars_per_second);  // stopped by max_seconds between evals
+  }
+  return summary;
+}
+
+}  // namespace charrnn

@@ -1,0 +1,78 @@
+// The training loop: random chunks -> model -> cross-entropy -> Adam with
+// global-norm clipping. Every eval_every steps it measures validation loss
+// and bits per character, writes a short sample and a metrics line (JSON
+// lines next to the checkpoint), saves the latest checkpoint and keeps the
+// best one. A stop request (Ctrl-C) saves a checkpoint and returns.
+//
+// Shape legend: B batch, T seq_length, V vocabulary.
+#pragma once
+
+#include <atomic>
+#include <iosfwd>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <torch/torch.h>
+
+#include "charrnn/batcher.h"
+#include "charrnn/checkpoint.h"
+#include "charrnn/config.h"
+#include "charrnn/corpus.h"
+#include "charrnn/evaluate.h"
+#include "charrnn/model.h"
+
+namespace charrnn {
+
+struct TrainerIO {
+  std::ostream* log = nullptr;                     ///< progress and summaries; nullptr is silent. Default: nullptr
+  bool redraw = false;                             ///< redraw one progress line in place (a terminal). Default: false
+  const std::atomic<bool>* stop_requested = nullptr;  ///< set by a signal handler to stop and save. Default: nullptr
+};
+
+struct TrainSummary {
+  int64_t steps_done = 0;      ///< steps taken by this run
+  double seconds = 0;          ///< wall-clock time of this run
+  double chars_per_second = 0;  ///< training throughput of this run
+  bool interrupted = false;    ///< stopped by a stop request
+};
+
+/// Paths written next to the checkpoint.
+std::string best_checkpoint_path(const std::string& checkpoint);
+std::string metrics_path(const std::string& checkpoint);
+
+class Trainer {
+ public:
+  /// A fresh run. Loads the corpus and builds the model; throws on bad input.
+  Trainer(const Config& config, TrainerIO io = {});
+  /// Continues `checkpoint` with `config` (the checkpoint's own config with
+  /// any overrides applied). The model section must be unchanged.
+  Trainer(const Checkpoint& checkpoint, const Config& config, TrainerIO io = {});
+
+  TrainSummary run();
+
+  const Config& config() const { return config_; }
+  const TrainingProgress& progress() const { return progress_; }
+  const Vocab& vocab() const { return corpus_.vocab; }
+  CharRNN& model() { return model_; }
+  const torch::Device& device() const { return device_; }
+
+  /// Everything needed to resume, as of now.
+  Checkpoint make_checkpoint() const;
+
+ private:
+  void setup(const std::optional<Vocab>& vocab);
+  double train_step();  // returns the batch loss
+  void evaluate_and_save(double train_loss, double chars_per_second);
+
+  Config config_;
+  TrainerIO io_;
+  torch::Device device_;
+  Corpus corpus_;
+  CharRNN model_{nullptr};
+  std::unique_ptr<torch::optim::Adam> optimizer_;
+  std::unique_ptr<Batcher> batcher_;
+  TrainingProgress progress_;
+};
+
+}  // namespace charrnn

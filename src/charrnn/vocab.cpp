@@ -1,0 +1,115 @@
+#include "charrnn/vocab.h"
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+
+#include "charrnn/error.h"
+#include "charrnn/utf8.h"
+
+namespace charrnn {
+
+namespace {
+constexpr char32_t kMaxCodePoint = 0x10FFFF;
+constexpr size_t kMaxNamedUnknown = 10;  // keep error lines readable
+}  // namespace
+
+Vocab::Vocab(std::vector<char32_t> chars, std::vector<int64_t> counts)
+    : chars_(std::move(chars)), counts_(std::move(counts)) {
+  if (!counts_.empty() && counts_.size() != chars_.size())
+    throw Error("vocabulary: " + std::to_string(counts_.size()) + " counts for " +
+                std::to_string(chars_.size()) + " characters");
+  for (size_t i = 0; i < chars_.size(); ++i) {
+    if (chars_[i] > kMaxCodePoint || (chars_[i] >= 0xD800 && chars_[i] <= 0xDFFF))
+      throw Error("vocabulary: invalid code point " + std::to_string(chars_[i]));
+    if (i > 0 && chars_[i] <= chars_[i - 1])
+      throw Error("vocabulary: characters must be sorted and distinct");
+  }
+  if (counts_.empty()) counts_.assign(chars_.size(), 0);
+  lookup_.assign(chars_.empty() ? 0 : chars_.back() + 1, -1);
+  for (size_t i = 0; i < chars_.size(); ++i) lookup_[chars_[i]] = static_cast<int32_t>(i);
+}
+
+Vocab Vocab::from_text(std::u32string_view text) {
+  std::vector<int64_t> histogram;
+  for (char32_t c : text) {
+    if (c >= histogram.size()) histogram.resize(std::max<size_t>(c + 1, 128), 0);
+    ++histogram[c];
+  }
+  std::vector<char32_t> chars;
+  std::vector<int64_t> counts;
+  for (size_t c = 0; c < histogram.size(); ++c) {
+    if (histogram[c] > 0) {
+      chars.push_back(static_cast<char32_t>(c));
+      counts.push_back(histogram[c]);
+    }
+  }
+  return Vocab(std::move(chars), std::move(counts));
+}
+
+std::u32string Vocab::unknown_chars(std::u32string_view text) const {
+  std::u32string unknown;
+  for (char32_t c : text)
+    if (!contains(c) && unknown.find(c) == std::u32string::npos) unknown.push_back(c);
+  return unknown;
+}
+
+std::vector<int64_t> Vocab::encode(std::u32string_view text, std::string_view what) const {
+  std::vector<int64_t> ids;
+  ids.reserve(text.size());
+  for (char32_t c : text) {
+    const int64_t id = id_or_negative(c);
+    if (id < 0) {
+      const std::u32string unknown = unknown_chars(text);
+      std::string names;
+      for (size_t i = 0; i < unknown.size() && i < kMaxNamedUnknown; ++i)
+        names += (i ? " " : "") + describe_char(unknown[i]);
+      if (unknown.size() > kMaxNamedUnknown)
+        names += " and " + std::to_string(unknown.size() - kMaxNamedUnknown) + " more";
+      throw UsageError(std::string(what) + " contains " + std::to_string(unknown.size()) +
+                       " character(s) the model never saw in training: " + names);
+    }
+    ids.push_back(id);
+  }
+  return ids;
+}
+
+Vocab::Encoded Vocab::encode_skipping_unknown(std::u32string_view text) const {
+  Encoded result;
+  result.ids.reserve(text.size());
+  for (char32_t c : text) {
+    const int64_t id = id_or_negative(c);
+    if (id < 0)
+      ++result.unknown;
+    else
+      result.ids.push_back(id);
+  }
+  return result;
+}
+
+void Vocab::append_decoded(std::string& out, int64_t id) const {
+  append_utf8(out, char_at(id));
+}
+
+std::string Vocab::decode(const std::vector<int64_t>& ids) const {
+  std::string out;
+  out.reserve(ids.size());
+  for (int64_t id : ids) append_decoded(out, id);
+  return out;
+}
+
+nlohmann::json Vocab::to_json() const {
+  std::vector<uint32_t> code_points(chars_.begin(), chars_.end());
+  return {{"code_points", code_points}, {"counts", counts_}};
+}
+
+Vocab Vocab::from_json(const nlohmann::json& j) {
+  try {
+    auto code_points = j.at("code_points").get<std::vector<uint32_t>>();
+    auto counts = j.at("counts").get<std::vector<int64_t>>();
+    return Vocab(std::vector<char32_t>(code_points.begin(), code_points.end()), std::move(counts));
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(std::string("vocabulary is malformed: ") + e.what());
+  }
+}
+
+}  // namespace charrnn

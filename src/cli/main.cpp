@@ -1,0 +1,351 @@
+// charrnn: the command-line tool. It only parses arguments, calls
+// charrnn_core and decides exit codes; everything testable lives in the
+// library. Exit status: 0 success, 2 usage or config error, 1 anything else.
+#include <atomic>
+#include <csignal>
+#include <cmath>
+#include <cstdio>
+#include <iomanip>
+#include <iostream>
+#include <random>
+#include <sstream>
+#include <string>
+#include <unistd.h>
+#include <vector>
+
+#include <cxxopts.hpp>
+#include <nlohmann/json.hpp>
+
+#include "charrnn/checkpoint.h"
+#include "charrnn/config.h"
+#include "charrnn/corpus.h"
+#include "charrnn/error.h"
+#include "charrnn/evaluate.h"
+#include "charrnn/generate.h"
+#include "charrnn/runtime.h"
+#include "charrnn/trainer.h"
+#include "charrnn/utf8.h"
+
+namespace {
+
+using charrnn::UsageError;
+
+constexpr const char* kUsage =
+    "usage: charrnn <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  train     --config FILE [--set KEY=VALUE]... [--resume CHECKPOINT]\n"
+    "  generate  --checkpoint FILE [--prime TEXT] [--length N] [--temperature T]\n"
+    "            [--top-k K] [--top-p P] [--seed S] [--num-samples N] [--stop TEXT]\n"
+    "  eval      --checkpoint FILE --data FILE [--json]\n"
+    "  info      --checkpoint FILE [--json]\n"
+    "\n"
+    "Run 'charrnn <command> --help' for a command's options.\n";
+
+std::atomic<bool> g_stop_requested{false};
+
+extern "C" void on_stop_signal(int signal) {
+  if (g_stop_requested.load()) {
+    // a second Ctrl-C means "now": checkpoints are written atomically, so
+    // leaving mid-write costs nothing but the unsaved steps.
+    std::signal(signal, SIG_DFL);
+    std::raise(signal);
+  }
+  g_stop_requested.store(true);
+}
+
+void install_stop_handlers() {
+  struct sigaction action {};
+  action.sa_handler = on_stop_signal;
+  sigemptyset(&action.sa_mask);
+  sigaction(SIGINT, &action, nullptr);
+  sigaction(SIGTERM, &action, nullptr);
+}
+
+cxxopts::ParseResult parse(cxxopts::Options& options, int argc, char** argv) {
+  options.add_options()("h,help", "show this help");
+  cxxopts::ParseResult result = options.parse(argc, argv);
+  if (result.count("help")) {
+    std::cout << options.help() << std::flush;
+    std::exit(0);
+  }
+  if (!result.unmatched().empty())
+    throw UsageError("unexpected argument \"" + result.unmatched().front() + "\"; see charrnn " +
+                     options.program().substr(8) + " --help");
+  return result;
+}
+
+std::string require(const cxxopts::ParseResult& args, const std::string& name) {
+  if (!args.count(name)) throw UsageError("--" + name + " is required");
+  return args[name].as<std::string>();
+}
+
+// --stop accepts \n, \t, \r and \\ so that "stop at the end of the line" can
+// be written without shell tricks.
+std::string unescape(const std::string& text) {
+  std::string out;
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '\\' && i + 1 < text.size()) {
+      const char next = text[i + 1];
+      if (next == 'n') { out += '\n'; ++i; continue; }
+      if (next == 't') { out += '\t'; ++i; continue; }
+      if (next == 'r') { out += '\r'; ++i; continue; }
+      if (next == '\\') { out += '\\'; ++i; continue; }
+    }
+    out += text[i];
+  }
+  return out;
+}
+
+int cmd_train(int argc, char** argv) {
+  cxxopts::Options options("charrnn train", "Train a character-level model from a JSON config.");
+  options.add_options()
+      ("config", "JSON config file", cxxopts::value<std::string>())
+      ("set", "override a config key, e.g. --set model.cell=gru (repeatable)", cxxopts::value<std::vector<std::string>>())
+      ("resume", "continue training from this checkpoint", cxxopts::value<std::string>());
+  const auto args = parse(options, argc, argv);
+  const std::vector<std::string> overrides =
+      args.count("set") ? args["set"].as<std::vector<std::string>>() : std::vector<std::string>{};
+  if (!args.count("config") && !args.count("resume")) throw UsageError("--config FILE is required (or --resume CHECKPOINT)");
+
+  charrnn::TrainerIO io;
+  io.log = &std::cerr;
+  io.redraw = ::isatty(STDERR_FILENO) != 0;
+  io.stop_requested = &g_stop_requested;
+
+  std::unique_ptr<charrnn::Trainer> trainer;
+  if (args.count("resume")) {
+    const std::string path = args["resume"].as<std::string>();
+    const charrnn::Checkpoint checkpoint = charrnn::load_checkpoint(path);
+    // defaults < checkpoint's config < config file < --set
+    charrnn::Config config = checkpoint.config;
+    if (args.count("config")) config = charrnn::load_config_file(args["config"].as<std::string>(), config);
+    config = charrnn::apply_overrides(config, overrides);
+    trainer = std::make_unique<charrnn::Trainer>(checkpoint, config, io);
+    std::cerr << "resuming " << path << " at step " << checkpoint.progress.step << "\n";
+  } else {
+    const std::string config_path = args["config"].as<std::string>();
+    charrnn::Config config = charrnn::apply_overrides(charrnn::load_config_file(config_path), overrides);
+    charrnn::validate(config, config_path);
+    trainer = std::make_unique<charrnn::Trainer>(config, io);
+  }
+  const charrnn::Config& config = trainer->config();
+  std::cerr << "training " << charrnn::to_string(config.model.cell) << " " << config.model.num_layers << "x"
+            << config.model.hidden_size << " (" << trainer->model()->parameter_count() << " parameters) on "
+            << config.data.path << ", vocabulary " << trainer->vocab().size() << ", device "
+            << trainer->device().str() << ", " << charrnn::current_threads() << " thread(s)\n";
+  install_stop_handlers();
+  const charrnn::TrainSummary summary = trainer->run();
+  const auto& progress = trainer->progress();
+  std::cerr << std::fixed << std::setprecision(1) << "done: " << summary.steps_done << " steps in " << summary.seconds
+            << " s, " << summary.chars_per_second << " chars/s";
+  if (progress.best_step >= 0)
+    std::cerr << std::setprecision(4) << ", best val loss " << progress.best_val_loss << " ("
+              << progress.best_val_loss / std::log(2.0) << " bpc) at step " << progress.best_step;
+  std::cerr << "\ncheckpoint: " << config.train.checkpoint << "\n";
+  if (progress.best_step >= 0) std::cerr << "best:       " << charrnn::best_checkpoint_path(config.train.checkpoint) << "\n";
+  return summary.interrupted ? 130 : 0;
+}
+
+int cmd_generate(int argc, char** argv) {
+  cxxopts::Options options("charrnn generate", "Generate text from a trained checkpoint.");
+  options.add_options()
+      ("checkpoint", "checkpoint file", cxxopts::value<std::string>())
+      ("prime", "priming text (default: the config's sample.prime)", cxxopts::value<std::string>())
+      ("length", "characters to generate after the prime", cxxopts::value<int64_t>())
+      ("temperature", "sampling temperature; <= 0 is greedy", cxxopts::value<double>())
+      ("top-k", "keep the K most likely characters; 0 keeps all", cxxopts::value<int64_t>())
+      ("top-p", "keep the smallest set with probability P; 1 keeps all", cxxopts::value<double>())
+      ("seed", "random seed; same seed, same text; < 0 picks one", cxxopts::value<int64_t>())
+      ("num-samples", "samples to generate as one batch", cxxopts::value<int64_t>()->default_value("1"))
+      ("stop", "end a sample once it produces TEXT (\\n, \\t understood)", cxxopts::value<std::string>())
+      ("device", "auto, cpu, cuda or cuda:N", cxxopts::value<std::string>()->default_value("auto"));
+  const auto args = parse(options, argc, argv);
+  const std::string path = require(args, "checkpoint");
+  charrnn::configure_threads(0);
+  const torch::Device device = charrnn::resolve_device(args["device"].as<std::string>());
+  const charrnn::Checkpoint checkpoint = charrnn::load_checkpoint(path);
+  charrnn::CharRNN model = charrnn::restore_model(checkpoint, device);
+
+  const charrnn::SampleOptions& defaults = checkpoint.config.sample;
+  charrnn::GenerateOptions gen;
+  gen.prime = args.count("prime") ? args["prime"].as<std::string>() : defaults.prime;
+  gen.length = args.count("length") ? args["length"].as<int64_t>() : defaults.length;
+  gen.sampling.temperature = args.count("temperature") ? args["temperature"].as<double>() : defaults.temperature;
+  gen.sampling.top_k = args.count("top-k") ? args["top-k"].as<int64_t>() : defaults.top_k;
+  gen.sampling.top_p = args.count("top-p") ? args["top-p"].as<double>() : defaults.top_p;
+  gen.num_samples = args["num-samples"].as<int64_t>();
+  gen.stop = args.count("stop") ? unescape(args["stop"].as<std::string>()) : "";
+  if (!std::isfinite(gen.sampling.temperature)) throw UsageError("--temperature must be a finite number");
+  if (!std::isfinite(gen.sampling.top_p) || gen.sampling.top_p <= 0) throw UsageError("--top-p must be > 0");
+  if (gen.length < 0) throw UsageError("--length must be >= 0, got " + std::to_string(gen.length));
+  int64_t seed = args.count("seed") ? args["seed"].as<int64_t>() : defaults.seed;
+  if (seed < 0) {
+    seed = static_cast<int64_t>(std::random_device{}() & 0x7FFFFFFF);
+    std::cerr << "seed " << seed << "\n";
+  }
+  gen.seed = static_cast<uint64_t>(seed);
+
+  const bool tty = ::isatty(STDOUT_FILENO) != 0;
+  std::string last_char_of_sample;
+  if (gen.num_samples == 1) {
+    // one sample streams as it is produced; memory stays flat for any length
+    gen.collect = false;
+    charrnn::generate(model, checkpoint.vocab, gen, device, [&](int64_t, std::string_view piece) {
+      std::fwrite(piece.data(), 1, piece.size(), stdout);
+      if (tty || piece.find('\n') != std::string_view::npos) std::fflush(stdout);
+      if (!piece.empty()) last_char_of_sample = std::string(1, piece.back());
+    });
+    if (last_char_of_sample != "\n") std::fputc('\n', stdout);
+  } else {
+    const auto texts = charrnn::generate(model, checkpoint.vocab, gen, device);
+    for (const std::string& text : texts) {
+      std::fwrite(text.data(), 1, text.size(), stdout);
+      if (text.empty() || text.back() != '\n') std::fputc('\n', stdout);
+    }
+  }
+  std::fflush(stdout);
+  return 0;
+}
+
+int cmd_eval(int argc, char** argv) {
+  cxxopts::Options options("charrnn eval", "Measure a checkpoint's loss on a text file.");
+  options.add_options()
+      ("checkpoint", "checkpoint file", cxxopts::value<std::string>())
+      ("data", "UTF-8 text file to evaluate on", cxxopts::value<std::string>())
+      ("json", "print one JSON object")
+      ("device", "auto, cpu, cuda or cuda:N", cxxopts::value<std::string>()->default_value("auto"));
+  const auto args = parse(options, argc, argv);
+  const std::string path = require(args, "checkpoint");
+  const std::string data = require(args, "data");
+  charrnn::configure_threads(0);
+  const torch::Device device = charrnn::resolve_device(args["device"].as<std::string>());
+  const charrnn::Checkpoint checkpoint = charrnn::load_checkpoint(path);
+  const std::u32string text = charrnn::read_text_file(data);
+  const charrnn::Vocab::Encoded encoded = checkpoint.vocab.encode_skipping_unknown(text);
+  if (encoded.ids.size() < 2)
+    throw UsageError(data + ": needs at least 2 characters the model knows; it has " +
+                     std::to_string(encoded.ids.size()) + " (" + std::to_string(encoded.unknown) + " unknown)");
+  charrnn::CharRNN model = charrnn::restore_model(checkpoint, device);
+  charrnn::EvalResult result = charrnn::evaluate(model, charrnn::to_tensor(encoded.ids), checkpoint.config.train.batch_size,
+                                                 checkpoint.config.train.seq_length, device);
+  result.unknown_chars = encoded.unknown;
+  if (args.count("json")) {
+    std::cout << nlohmann::json{{"loss", result.loss},
+                                {"bpc", result.bpc},
+                                {"perplexity", result.perplexity},
+                                {"chars", result.chars},
+                                {"unknown_chars", result.unknown_chars},
+                                {"checkpoint", path},
+                                {"data", data}}
+                     .dump()
+              << "\n";
+  } else {
+    std::cout << std::fixed << std::setprecision(4) << "loss        " << result.loss << " nats/char\n"
+              << "bpc         " << result.bpc << " bits/char\n"
+              << "perplexity  " << result.perplexity << "\n"
+              << "chars       " << result.chars << "\n"
+              << "unknown     " << result.unknown_chars << "\n";
+  }
+  return 0;
+}
+
+int cmd_info(int argc, char** argv) {
+  cxxopts::Options options("charrnn info", "Show what a checkpoint holds.");
+  options.add_options()
+      ("checkpoint", "checkpoint file", cxxopts::value<std::string>())
+      ("json", "print one JSON object");
+  const auto args = parse(options, argc, argv);
+  const std::string path = require(args, "checkpoint");
+  const charrnn::Checkpoint checkpoint = charrnn::load_checkpoint(path);
+  const charrnn::CharRNN model(checkpoint.vocab.size(), checkpoint.config.model);
+  const auto& p = checkpoint.progress;
+  std::string chars;
+  for (char32_t c : checkpoint.vocab.chars()) {
+    if (c == '\n') chars += "\\n";
+    else if (c == '\t') chars += "\\t";
+    else if (c < 0x20) chars += charrnn::describe_char(c);
+    else charrnn::append_utf8(chars, c);
+  }
+  const nlohmann::json best = p.best_step >= 0 ? nlohmann::json(p.best_val_loss) : nlohmann::json(nullptr);
+  if (args.count("json")) {
+    std::cout << nlohmann::json{{"checkpoint", path},
+                                {"charrnn_version", checkpoint.charrnn_version},
+                                {"format_version", charrnn::kCheckpointFormatVersion},
+                                {"config", charrnn::to_json(checkpoint.config)},
+                                {"vocab_size", checkpoint.vocab.size()},
+                                {"vocab", chars},
+                                {"parameters", model->parameter_count()},
+                                {"step", p.step},
+                                {"chars_trained", p.chars_trained},
+                                {"elapsed_seconds", p.elapsed_seconds},
+                                {"best_val_loss", best},
+                                {"best_val_bpc", p.best_step >= 0 ? nlohmann::json(p.best_val_loss / std::log(2.0)) : nlohmann::json(nullptr)},
+                                {"best_step", p.best_step}}
+                     .dump()
+              << "\n";
+    return 0;
+  }
+  std::cout << "checkpoint     " << path << " (charrnn " << checkpoint.charrnn_version << ")\n"
+            << "model          " << charrnn::to_string(checkpoint.config.model.cell) << ", "
+            << checkpoint.config.model.num_layers << " layer(s) x " << checkpoint.config.model.hidden_size
+            << " hidden, embedding " << checkpoint.config.model.embedding_dim << "\n"
+            << "parameters     " << model->parameter_count() << "\n"
+            << "vocabulary     " << checkpoint.vocab.size() << " characters: " << chars << "\n"
+            << "step           " << p.step << " (" << p.chars_trained << " characters, " << std::fixed
+            << std::setprecision(1) << p.elapsed_seconds << " s)\n";
+  if (p.best_step >= 0)
+    std::cout << std::setprecision(4) << "best val loss  " << p.best_val_loss << " nats/char, "
+              << p.best_val_loss / std::log(2.0) << " bpc, at step " << p.best_step << "\n";
+  else
+    std::cout << "best val loss  (not validated yet)\n";
+  std::cout << "config\n" << charrnn::to_json(checkpoint.config).dump(2) << "\n";
+  return 0;
+}
+
+// LibTorch's messages can span lines (and carry a C++ backtrace); users get the first line.
+std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::cerr << kUsage;
+    return 2;
+  }
+  const std::string command = argv[1];
+  try {
+    if (command == "-h" || command == "--help" || command == "help") {
+      std::cout << kUsage;
+      return 0;
+    }
+    if (command == "--version" || command == "version") {
+      std::cout << "charrnn " << CHARRNN_VERSION << "\n";
+      return 0;
+    }
+    if (command == "train") return cmd_train(argc - 1, argv + 1);
+    if (command == "generate") return cmd_generate(argc - 1, argv + 1);
+    if (command == "eval") return cmd_eval(argc - 1, argv + 1);
+    if (command == "info") return cmd_info(argc - 1, argv + 1);
+    std::cerr << "error: unknown command \"" << command << "\"; commands are train, generate, eval, info\n";
+    return 2;
+  } catch (const charrnn::UsageError& e) {
+    std::cerr << "error: " << first_line(e.what()) << "\n";
+    return 2;
+  } catch (const cxxopts::exceptions::exception& e) {
+    std::cerr << "error: " << first_line(e.what()) << "; see charrnn " << command << " --help\n";
+    return 2;
+  } catch (const charrnn::Error& e) {
+    std::cerr << "error: " << first_line(e.what()) << "\n";
+    return 1;
+  } catch (const c10::Error& e) {
+    std::cerr << "error: " << first_line(e.what_without_backtrace()) << "\n";
+    return 1;
+  } catch (const std::bad_alloc&) {
+    std::cerr << "error: out of memory; use a smaller model, batch or --num-samples\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << first_line(e.what()) << "\n";
+    return 1;
+  }
+}
