@@ -178,7 +178,11 @@ Checkpoint load_checkpoint(const std::string& path) {
     const json header = json::parse(header_text);
     c.charrnn_version = header.at("charrnn_version").get<std::string>();
     c.config = config_from_json(header.at("config"), path);
-    c.vocab = Vocab::from_json(header.at("vocab"));
+    try {
+      c.vocab = Vocab::from_json(header.at("vocab"));
+    } catch (const Error& e) {
+      corrupt(path, e.what());  // Vocab's own message does not name the file
+    }
     const json& p = header.at("progress");
     c.progress.step = p.at("step").get<int64_t>();
     c.progress.chars_trained = p.at("chars_trained").get<int64_t>();

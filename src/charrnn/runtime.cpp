@@ -1,6 +1,7 @@
 #include "charrnn/runtime.h"
 
 #include <dlfcn.h>
+#include <cstdlib>
 #include <thread>
 
 #include "charrnn/error.h"
@@ -29,16 +30,36 @@ torch::Device resolve_device(const std::string& name) {
   throw UsageError("device must be auto, cpu, cuda or cuda:N; got \"" + name + "\"");
 }
 
+namespace {
+int64_t g_threads = 1;
+
+int64_t env_int(const char* name, int64_t fallback) {
+  const char* text = std::getenv(name);
+  if (!text || !*text) return fallback;
+  char* end = nullptr;
+  const long long value = std::strtoll(text, &end, 10);
+  if (*end != '\0' || value < 1) throw UsageError(std::string(name) + " must be a positive integer, got \"" + text + "\"");
+  return value;
+}
+}  // namespace
+
 void configure_threads(int64_t threads) {
   const int64_t cores = std::max<int64_t>(1, std::thread::hardware_concurrency());
-  torch::set_num_threads(static_cast<int>(threads > 0 ? threads : cores));
-  // OpenBLAS is found at run time so that charrnn also links against a
+  if (threads <= 0) threads = env_int("CHARRNN_THREADS", cores);
+  // Measured on 2 cores (LSTM 2x256, batch 32x128, docs/benchmarks.md):
+  // OpenBLAS with every thread and LibTorch's OpenMP pool at one thread was
+  // fastest; both pools at two threads ran 5-8x slower, because OpenMP
+  // workers spin-wait on the cores OpenBLAS needs. The time goes into matrix
+  // products, so the threads go to OpenBLAS.
+  torch::set_num_threads(static_cast<int>(env_int("CHARRNN_TORCH_THREADS", 1)));
+  // OpenBLAS is looked up at run time so that charrnn also links against a
   // LibTorch that bundles MKL or another BLAS.
   using SetThreads = void (*)(int);
   if (auto set_blas_threads = reinterpret_cast<SetThreads>(::dlsym(RTLD_DEFAULT, "openblas_set_num_threads")))
-    set_blas_threads(1);
+    set_blas_threads(static_cast<int>(threads));
+  g_threads = threads;
 }
 
-int64_t current_threads() { return torch::get_num_threads(); }
+int64_t current_threads() { return g_threads; }
 
 }  // namespace charrnn

@@ -11,13 +11,13 @@ namespace charrnn {
 /// Throws UsageError when CUDA is asked for but this build or machine lacks it.
 torch::Device resolve_device(const std::string& name);
 
-/// Sets LibTorch's intra-op threads to `threads` (0 = all cores) and pins
-/// OpenBLAS to one thread. Both pools spinning on the same cores made matrix
-/// products up to 10x slower on 2 cores; LibTorch's own parallelism covers
-/// the element-wise work, and OpenBLAS is called from inside it.
+/// Gives `threads` CPU threads (0: $CHARRNN_THREADS, else all cores) to
+/// matrix products (OpenBLAS) and keeps LibTorch's OpenMP pool at one thread
+/// ($CHARRNN_TORCH_THREADS overrides it, for measurements). Throws
+/// UsageError on a malformed environment variable.
 void configure_threads(int64_t threads);
 
-/// Threads LibTorch uses now.
+/// Threads given to matrix products by the last configure_threads().
 int64_t current_threads();
 
 }  // namespace charrnn

@@ -80,6 +80,37 @@ std::string require(const cxxopts::ParseResult& args, const std::string& name) {
   return args[name].as<std::string>();
 }
 
+// Numbers are read here rather than by cxxopts, whose parse errors do not
+// name the flag.
+int64_t int_flag(const cxxopts::ParseResult& args, const std::string& name, int64_t fallback) {
+  if (!args.count(name)) return fallback;
+  const std::string text = args[name].as<std::string>();
+  size_t used = 0;
+  int64_t value = 0;
+  try {
+    value = std::stoll(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || used != text.size()) throw UsageError("--" + name + " must be an integer, got \"" + text + "\"");
+  return value;
+}
+
+double number_flag(const cxxopts::ParseResult& args, const std::string& name, double fallback) {
+  if (!args.count(name)) return fallback;
+  const std::string text = args[name].as<std::string>();
+  size_t used = 0;
+  double value = 0;
+  try {
+    value = std::stod(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || used != text.size() || !std::isfinite(value))
+    throw UsageError("--" + name + " must be a finite number, got \"" + text + "\"");
+  return value;
+}
+
 // --stop accepts \n, \t, \r and \\ so that "stop at the end of the line" can
 // be written without shell tricks.
 std::string unescape(const std::string& text) {
@@ -152,12 +183,12 @@ int cmd_generate(int argc, char** argv) {
   options.add_options()
       ("checkpoint", "checkpoint file", cxxopts::value<std::string>())
       ("prime", "priming text (default: the config's sample.prime)", cxxopts::value<std::string>())
-      ("length", "characters to generate after the prime", cxxopts::value<int64_t>())
-      ("temperature", "sampling temperature; <= 0 is greedy", cxxopts::value<double>())
-      ("top-k", "keep the K most likely characters; 0 keeps all", cxxopts::value<int64_t>())
-      ("top-p", "keep the smallest set with probability P; 1 keeps all", cxxopts::value<double>())
-      ("seed", "random seed; same seed, same text; < 0 picks one", cxxopts::value<int64_t>())
-      ("num-samples", "samples to generate as one batch", cxxopts::value<int64_t>()->default_value("1"))
+      ("length", "characters to generate after the prime", cxxopts::value<std::string>())
+      ("temperature", "sampling temperature; <= 0 is greedy", cxxopts::value<std::string>())
+      ("top-k", "keep the K most likely characters; 0 keeps all", cxxopts::value<std::string>())
+      ("top-p", "keep the smallest set with probability P; 1 keeps all", cxxopts::value<std::string>())
+      ("seed", "random seed; same seed, same text; < 0 picks one", cxxopts::value<std::string>())
+      ("num-samples", "samples to generate as one batch", cxxopts::value<std::string>())
       ("stop", "end a sample once it produces TEXT (\\n, \\t understood)", cxxopts::value<std::string>())
       ("device", "auto, cpu, cuda or cuda:N", cxxopts::value<std::string>()->default_value("auto"));
   const auto args = parse(options, argc, argv);
@@ -170,16 +201,15 @@ int cmd_generate(int argc, char** argv) {
   const charrnn::SampleOptions& defaults = checkpoint.config.sample;
   charrnn::GenerateOptions gen;
   gen.prime = args.count("prime") ? args["prime"].as<std::string>() : defaults.prime;
-  gen.length = args.count("length") ? args["length"].as<int64_t>() : defaults.length;
-  gen.sampling.temperature = args.count("temperature") ? args["temperature"].as<double>() : defaults.temperature;
-  gen.sampling.top_k = args.count("top-k") ? args["top-k"].as<int64_t>() : defaults.top_k;
-  gen.sampling.top_p = args.count("top-p") ? args["top-p"].as<double>() : defaults.top_p;
-  gen.num_samples = args["num-samples"].as<int64_t>();
+  gen.length = int_flag(args, "length", defaults.length);
+  gen.sampling.temperature = number_flag(args, "temperature", defaults.temperature);
+  gen.sampling.top_k = int_flag(args, "top-k", defaults.top_k);
+  gen.sampling.top_p = number_flag(args, "top-p", defaults.top_p);
+  gen.num_samples = int_flag(args, "num-samples", 1);
   gen.stop = args.count("stop") ? unescape(args["stop"].as<std::string>()) : "";
-  if (!std::isfinite(gen.sampling.temperature)) throw UsageError("--temperature must be a finite number");
-  if (!std::isfinite(gen.sampling.top_p) || gen.sampling.top_p <= 0) throw UsageError("--top-p must be > 0");
+  if (gen.sampling.top_p <= 0) throw UsageError("--top-p must be > 0");
   if (gen.length < 0) throw UsageError("--length must be >= 0, got " + std::to_string(gen.length));
-  int64_t seed = args.count("seed") ? args["seed"].as<int64_t>() : defaults.seed;
+  int64_t seed = int_flag(args, "seed", defaults.seed);
   if (seed < 0) {
     seed = static_cast<int64_t>(std::random_device{}() & 0x7FFFFFFF);
     std::cerr << "seed " << seed << "\n";

@@ -1,0 +1,166 @@
+#!/usr/bin/env python3
+"""Plain PyTorch reference for charrnn: the same model, data sampling and
+training step, written the way the common Python char-rnn scripts write it
+(nn.LSTM/GRU/RNN over whole chunks, Adam, global-norm clipping).
+
+It reads a charrnn JSON config so both tools train exactly the same thing,
+and prints one JSON line with its measurements:
+
+  /usr/bin/python3 benchmarks/reference.py --config configs/default.json \
+      [--set train.steps=100] [--max-seconds 300] [--threads N] [--gen-chars 2000]
+
+Validation is measured as charrnn measures it (evaluate.cpp): every held-out
+character after the first predicted once, state carried across windows.
+"""
+import argparse
+import json
+import math
+import os
+import resource
+import sys
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class CharRNN(nn.Module):
+    def __init__(self, vocab_size, cell, embedding_dim, hidden_size, num_layers, dropout):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, embedding_dim)
+        kind = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}[cell]
+        self.rnn = kind(embedding_dim, hidden_size, num_layers=num_layers,
+                        dropout=dropout if num_layers > 1 else 0.0, batch_first=True)
+        self.head = nn.Linear(hidden_size, vocab_size)
+
+    def forward(self, x, state=None):
+        out, state = self.rnn(self.embedding(x), state)
+        return self.head(out), state
+
+
+def load_config(path, overrides):
+    with open(path) as f:
+        config = json.load(f)
+    for item in overrides:
+        key, value = item.split("=", 1)
+        section, name = key.split(".", 1)
+        old = config.setdefault(section, {}).get(name)
+        config[section][name] = value if isinstance(old, str) else json.loads(value)
+    return config
+
+
+def evaluate(model, ids, streams, window):
+    model.eval()
+    n = ids.numel() - 1
+    s = max(1, min(streams, n // window))
+    per = n // s
+    total = 0.0
+    with torch.no_grad():
+        x = ids[: s * per].view(s, per)
+        y = ids[1: s * per + 1].view(s, per)
+        state = None
+        for start in range(0, per, window):
+            logits, state = model(x[:, start:start + window], state)
+            total += F.cross_entropy(logits.reshape(-1, logits.size(-1)),
+                                     y[:, start:start + window].reshape(-1), reduction="sum").item()
+        if s * per < n:
+            rest = n - s * per
+            last = tuple(t[:, -1:].contiguous() for t in state) if isinstance(state, tuple) else state[:, -1:].contiguous()
+            xs = ids[s * per: n].view(1, rest)
+            ys = ids[s * per + 1: n + 1].view(1, rest)
+            for start in range(0, rest, window):
+                logits, last = model(xs[:, start:start + window], last)
+                total += F.cross_entropy(logits.reshape(-1, logits.size(-1)),
+                                         ys[:, start:start + window].reshape(-1), reduction="sum").item()
+    model.train()
+    return total / n
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--set", action="append", default=[])
+    parser.add_argument("--max-seconds", type=float, default=None, help="overrides train.max_seconds")
+    parser.add_argument("--threads", type=int, default=0, help="torch.set_num_threads; 0 keeps PyTorch's default")
+    parser.add_argument("--warmup-steps", type=int, default=3)
+    parser.add_argument("--gen-chars", type=int, default=0, help="also time single-stream generation")
+    parser.add_argument("--no-eval", action="store_true")
+    args = parser.parse_args()
+
+    config = load_config(args.config, args.set)
+    data, m, t = config["data"], config["model"], config["train"]
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(t.get("seed", 42))
+
+    with open(data["path"], encoding="utf-8") as f:
+        text = f.read()
+    chars = sorted(set(text))
+    index = {c: i for i, c in enumerate(chars)}
+    ids = torch.tensor([index[c] for c in text], dtype=torch.long)
+    n_val = int(len(ids) * data.get("val_fraction", 0.1))
+    train_ids, val_ids = ids[: len(ids) - n_val], ids[len(ids) - n_val:]
+
+    model = CharRNN(len(chars), m["cell"], m["embedding_dim"], m["hidden_size"], m["num_layers"], m.get("dropout", 0.0))
+    optimizer = torch.optim.Adam(model.parameters(), lr=t["learning_rate"])
+    B, T = t["batch_size"], t["seq_length"]
+    offsets = torch.arange(T + 1)
+    max_seconds = args.max_seconds if args.max_seconds is not None else t.get("max_seconds", 0)
+
+    def step():
+        starts = torch.randint(0, train_ids.numel() - T, (B, 1))
+        chunk = train_ids[starts + offsets]
+        logits, _ = model(chunk[:, :-1])
+        loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), chunk[:, 1:].reshape(-1))
+        optimizer.zero_grad()
+        loss.backward()
+        if t.get("grad_clip", 5.0) > 0:
+            nn.utils.clip_grad_norm_(model.parameters(), t["grad_clip"])
+        optimizer.step()
+        return loss.item()
+
+    for _ in range(args.warmup_steps):
+        step()
+    steps, loss = 0, float("nan")
+    start = time.perf_counter()
+    while steps < t["steps"]:
+        if max_seconds and time.perf_counter() - start >= max_seconds:
+            break
+        loss = step()
+        steps += 1
+    seconds = time.perf_counter() - start
+
+    result = {
+        "impl": "pytorch-python",
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "steps": steps,
+        "train_seconds": seconds,
+        "train_chars_per_s": steps * B * T / seconds if seconds > 0 else 0.0,
+        "train_loss": loss,
+    }
+    if not args.no_eval and val_ids.numel() >= 2:
+        start = time.perf_counter()
+        val = evaluate(model, val_ids, B, T)
+        result["eval_chars_per_s"] = (val_ids.numel() - 1) / (time.perf_counter() - start)
+        result["val_loss"] = val
+        result["val_bpc"] = val / math.log(2)
+    if args.gen_chars > 0:
+        # the usual Python sampling loop: one character per call, state carried
+        model.eval()
+        with torch.no_grad():
+            x = torch.zeros(1, 1, dtype=torch.long)
+            state = None
+            start = time.perf_counter()
+            for _ in range(args.gen_chars):
+                logits, state = model(x, state)
+                probs = F.softmax(logits[0, -1] / 0.8, dim=-1)
+                x = torch.multinomial(probs, 1).view(1, 1)
+            result["gen_chars_per_s"] = args.gen_chars / (time.perf_counter() - start)
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

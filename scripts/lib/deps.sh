@@ -1,0 +1,35 @@
+# Sourced by scripts/*.sh: installs the Debian 12 packages charrnn needs,
+# asking apt only when something is missing (a second run is instant).
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    echo "error: need root (or sudo) to install: $*" >&2; exit 1
+  fi
+}
+
+# apt_ensure PACKAGE... installs those not yet installed.
+apt_ensure() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  echo "installing: ${missing[*]}" >&2
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+}
+
+# What building and testing need. libopenblas0-pthread matters: without it
+# Debian's libtorch falls back to the reference BLAS, about 25x slower.
+BUILD_PACKAGES=(cmake g++ make libtorch-dev libopenblas0-pthread libcxxopts-dev nlohmann-json3-dev libgtest-dev)
+
+# Configures and builds into build/ (Release) with every core.
+build_charrnn() {
+  local targets=("$@")
+  cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+  if [ ${#targets[@]} -eq 0 ]; then
+    cmake --build build -j "$(nproc)"
+  else
+    cmake --build build -j "$(nproc)" --target "${targets[@]}"
+  fi
+}

@@ -1,0 +1,360 @@
+// End-to-end tests: run the real charrnn binary as a user would and check
+// exit codes, messages and files. Each test works in its own temporary
+// folder with a corpus it writes itself.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <string>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Result {
+  int exit_code = -1;
+  std::string out;  // stdout
+  std::string err;  // stderr
+};
+
+std::string read_all(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+void write_all(const fs::path& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary);
+  out << text;
+}
+
+std::string quote(const std::string& arg) {
+  std::string q = "'";
+  for (char c : arg) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+// English-like text from a small word list, deterministic.
+std::string make_corpus(size_t chars, unsigned seed = 1) {
+  const std::vector<std::string> words = {"the", "sea", "whale", "ship", "captain", "and", "of", "a",
+                                          "storm", "sailed", "north", "into", "night", "we", "saw", "old"};
+  std::mt19937 rng(seed);
+  std::string text;
+  size_t in_line = 0;
+  while (text.size() < chars) {
+    text += words[rng() % words.size()];
+    if (++in_line % 9 == 0) text += ".\n";
+    else text += ' ';
+  }
+  return text;
+}
+
+class Cli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    dir_ = fs::temp_directory_path() / ("charrnn_cli_" + std::to_string(::getpid()) + "_" + info->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    corpus_ = (dir_ / "corpus.txt").string();
+    write_all(corpus_, make_corpus(20000));
+  }
+  void TearDown() override {
+    if (!HasFailure()) fs::remove_all(dir_);
+  }
+
+  Result run(const std::vector<std::string>& args) const {
+    std::string command = quote(CHARRNN_BIN);
+    for (const auto& a : args) command += " " + quote(a);
+    const fs::path out = dir_ / "stdout.txt", err = dir_ / "stderr.txt";
+    command += " >" + quote(out.string()) + " 2>" + quote(err.string()) + " </dev/null";
+    const int status = std::system(command.c_str());
+    Result r;
+    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    r.out = read_all(out);
+    r.err = read_all(err);
+    return r;
+  }
+
+  // Tiny config pointed at this test's corpus and folder.
+  std::vector<std::string> train_args(const std::vector<std::string>& extra = {}) const {
+    std::vector<std::string> args = {"train", "--config", std::string(CHARRNN_SOURCE_DIR) + "/configs/tiny.json",
+                                     "--set", "data.path=" + corpus_, "--set", "train.checkpoint=" + checkpoint(),
+                                     "--set", "train.device=cpu"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return args;
+  }
+  std::string checkpoint() const { return (dir_ / "model.pt").string(); }
+
+  void train_ok(const std::vector<std::string>& extra = {}) const {
+    const Result r = run(train_args(extra));
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
+
+  fs::path dir_;
+  std::string corpus_;
+};
+
+// Every failure is one "error:" line, never a crash or a LibTorch backtrace.
+void expect_clean_error(const Result& r, int code, const std::string& needle) {
+  EXPECT_EQ(r.exit_code, code) << r.err;
+  EXPECT_EQ(r.err.rfind("error: ", 0), 0u) << r.err;
+  EXPECT_NE(r.err.find(needle), std::string::npos) << "expected \"" << needle << "\" in: " << r.err;
+  EXPECT_EQ(r.err.find("Exception raised from"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("terminate called"), std::string::npos) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+}
+
+std::vector<nlohmann::json> read_metrics(const fs::path& path) {
+  std::vector<nlohmann::json> lines;
+  std::ifstream in(path);
+  for (std::string line; std::getline(in, line);) lines.push_back(nlohmann::json::parse(line));
+  return lines;
+}
+
+class CliCell : public Cli, public ::testing::WithParamInterface<std::string> {};
+
+TEST_P(CliCell, TrainingLossFallsAndTheModelGenerates) {
+  train_ok({"--set", "model.cell=" + GetParam(), "--set", "train.steps=60", "--set", "train.eval_every=20"});
+  const auto metrics = read_metrics(dir_ / "model.metrics.jsonl");
+  ASSERT_EQ(metrics.size(), 3u);
+  EXPECT_LT(metrics.back()["train_loss"].get<double>(), metrics.front()["train_loss"].get<double>());
+  EXPECT_LT(metrics.back()["val_loss"].get<double>(), metrics.front()["val_loss"].get<double>());
+  EXPECT_TRUE(fs::exists(dir_ / "model.best.pt"));
+
+  const Result g = run({"generate", "--checkpoint", checkpoint(), "--prime", "the sea", "--length", "50"});
+  ASSERT_EQ(g.exit_code, 0) << g.err;
+  EXPECT_EQ(g.out.rfind("the sea", 0), 0u) << g.out;
+}
+INSTANTIATE_TEST_SUITE_P(AllCells, CliCell, ::testing::Values("rnn", "gru", "lstm"));
+
+TEST_F(Cli, GenerateIsReproducibleAndHonoursItsFlags) {
+  train_ok();
+  const std::vector<std::string> base = {"generate", "--checkpoint", checkpoint(), "--prime", "the", "--length", "80"};
+  auto with = [&](std::vector<std::string> extra) {
+    std::vector<std::string> args = base;
+    args.insert(args.end(), extra.begin(), extra.end());
+    return run(args);
+  };
+  const Result a = with({"--seed", "7"}), b = with({"--seed", "7"}), c = with({"--seed", "8"});
+  ASSERT_EQ(a.exit_code, 0) << a.err;
+  EXPECT_EQ(a.out, b.out);
+  EXPECT_NE(a.out, c.out);
+  // "the" plus 80 characters plus the closing newline (ASCII corpus)
+  EXPECT_EQ(a.out.size(), 3u + 80u + (a.out.back() == '\n' && a.out[a.out.size() - 2] != '\n' ? 1u : 0u));
+
+  const Result g1 = with({"--temperature", "0", "--seed", "1"}), g2 = with({"--temperature", "0", "--seed", "2"});
+  EXPECT_EQ(g1.out, g2.out) << "greedy decoding must not depend on the seed";
+
+  const Result k = with({"--top-k", "1", "--seed", "3"});
+  EXPECT_EQ(k.out, g1.out) << "top-k 1 is greedy";
+
+  const Result zero = with({"--length", "0"});
+  EXPECT_EQ(zero.out, "the\n");
+
+  const Result many = with({"--num-samples", "4", "--stop", "\\n", "--length", "300", "--seed", "5"});
+  ASSERT_EQ(many.exit_code, 0) << many.err;
+  EXPECT_EQ(std::count(many.out.begin(), many.out.end(), '\n'), 4) << many.out;
+}
+
+TEST_F(Cli, EvalReportsLossBitsAndUnknownCharacters) {
+  train_ok();
+  const std::string held_out = (dir_ / "held_out.txt").string();
+  write_all(held_out, make_corpus(3000, 99) + "\xC3\xA9\xE2\x82\xAC!");  // é € and ! are not in the corpus
+  const Result r = run({"eval", "--checkpoint", checkpoint(), "--data", held_out, "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["unknown_chars"].get<int64_t>(), 3);
+  EXPECT_GT(j["chars"].get<int64_t>(), 2900);
+  EXPECT_NEAR(j["bpc"].get<double>(), j["loss"].get<double>() / std::log(2.0), 1e-9);
+  EXPECT_NEAR(j["perplexity"].get<double>(), std::exp(j["loss"].get<double>()), 1e-6);
+  EXPECT_GT(j["loss"].get<double>(), 0.0);
+
+  const Result text = run({"eval", "--checkpoint", checkpoint(), "--data", held_out});
+  ASSERT_EQ(text.exit_code, 0) << text.err;
+  EXPECT_NE(text.out.find("bpc"), std::string::npos);
+}
+
+TEST_F(Cli, InfoShowsWhatTheCheckpointHolds) {
+  train_ok({"--set", "train.steps=20"});
+  const Result r = run({"info", "--checkpoint", checkpoint()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  for (const char* needle : {"parameters", "vocabulary", "step           20", "best val loss", "\"hidden_size\""})
+    EXPECT_NE(r.out.find(needle), std::string::npos) << needle << " missing from:\n" << r.out;
+  const Result j = run({"info", "--checkpoint", checkpoint(), "--json"});
+  ASSERT_EQ(j.exit_code, 0) << j.err;
+  const auto info = nlohmann::json::parse(j.out);
+  EXPECT_EQ(info["step"].get<int64_t>(), 20);
+  EXPECT_GT(info["parameters"].get<int64_t>(), 0);
+  EXPECT_EQ(info["config"]["data"]["path"].get<std::string>(), corpus_);
+}
+
+TEST_F(Cli, ResumeContinuesWhereTrainingStopped) {
+  train_ok({"--set", "train.steps=20"});
+  const Result r = run({"train", "--resume", checkpoint(), "--set", "train.steps=40"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("resuming"), std::string::npos);
+  const auto info = nlohmann::json::parse(run({"info", "--checkpoint", checkpoint(), "--json"}).out);
+  EXPECT_EQ(info["step"].get<int64_t>(), 40);
+
+  // a resumed run keeps the model's shape, and says so
+  expect_clean_error(run({"train", "--resume", checkpoint(), "--set", "train.steps=60", "--set", "model.hidden_size=64"}),
+                     2, "model.hidden_size");
+  // already finished
+  expect_clean_error(run({"train", "--resume", checkpoint()}), 2, "already at step 40");
+}
+
+TEST_F(Cli, InterruptSavesACheckpointAndExitsCleanly) {
+  const std::vector<std::string> args =
+      train_args({"--set", "train.steps=1000000", "--set", "train.eval_every=1000000"});
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    std::vector<char*> argv;
+    std::string bin = CHARRNN_BIN;
+    argv.push_back(bin.data());
+    std::vector<std::string> copy = args;
+    for (auto& a : copy) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    const std::string log = (dir_ / "train.log").string();
+    std::freopen(log.c_str(), "w", stderr);
+    ::execv(bin.c_str(), argv.data());
+    ::_exit(127);
+  }
+  // wait until training has really started
+  for (int i = 0; i < 600 && read_all(dir_ / "train.log").find("step ") == std::string::npos; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ::kill(pid, SIGINT);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  const std::string log = read_all(dir_ / "train.log");
+  ASSERT_TRUE(WIFEXITED(status)) << log;
+  EXPECT_EQ(WEXITSTATUS(status), 130) << log;
+  EXPECT_NE(log.find("interrupted at step"), std::string::npos) << log;
+  const Result info = run({"info", "--checkpoint", checkpoint(), "--json"});
+  ASSERT_EQ(info.exit_code, 0) << info.err;
+  EXPECT_GT(nlohmann::json::parse(info.out)["step"].get<int64_t>(), 0);
+}
+
+// --- bad input: every case is a clean error with the right exit status ---
+
+TEST_F(Cli, MissingConfigFile) {
+  expect_clean_error(run({"train", "--config", (dir_ / "nope.json").string()}), 2, "nope.json");
+}
+
+TEST_F(Cli, InvalidJson) {
+  write_all(dir_ / "bad.json", "{ \"model\": { \"cell\": \"lstm\", } ");
+  expect_clean_error(run({"train", "--config", (dir_ / "bad.json").string()}), 2, "invalid JSON");
+}
+
+TEST_F(Cli, UnknownConfigKeyIsNamed) {
+  write_all(dir_ / "typo.json", R"({"model": {"hiden_size": 32}})");
+  expect_clean_error(run({"train", "--config", (dir_ / "typo.json").string()}), 2, "model.hiden_size");
+}
+
+TEST_F(Cli, WrongTypeIsNamed) {
+  write_all(dir_ / "type.json", R"({"train": {"steps": "many"}})");
+  expect_clean_error(run({"train", "--config", (dir_ / "type.json").string()}), 2, "train.steps must be an integer");
+}
+
+TEST_F(Cli, UnknownSetKeyAndBadValues) {
+  expect_clean_error(run(train_args({"--set", "train.stepz=3"})), 2, "train.stepz");
+  expect_clean_error(run(train_args({"--set", "model.cell=lstn"})), 2, "model.cell must be one of rnn, gru, lstm");
+  expect_clean_error(run(train_args({"--set", "model.hidden_size=0"})), 2, "model.hidden_size must be >= 1");
+  expect_clean_error(run(train_args({"--set", "train.learning_rate=-1"})), 2, "train.learning_rate");
+  expect_clean_error(run(train_args({"--set", "data.val_fraction=1"})), 2, "data.val_fraction");
+  expect_clean_error(run(train_args({"--set", "train.batch_size=-3"})), 2, "train.batch_size");
+}
+
+TEST_F(Cli, HugeModelIsRefusedWithAnEstimate) {
+  expect_clean_error(run(train_args({"--set", "model.hidden_size=200000", "--set", "model.num_layers=8"})), 2,
+                     "GB");
+}
+
+TEST_F(Cli, EmptyCorpus) {
+  write_all(dir_ / "empty.txt", "");
+  expect_clean_error(run(train_args({"--set", "data.path=" + (dir_ / "empty.txt").string()})), 2, "empty");
+}
+
+TEST_F(Cli, CorpusShorterThanSeqLength) {
+  write_all(dir_ / "short.txt", "just a few words");
+  expect_clean_error(run(train_args({"--set", "data.path=" + (dir_ / "short.txt").string()})), 2,
+                     "train.seq_length");
+}
+
+TEST_F(Cli, MissingCorpus) {
+  expect_clean_error(run(train_args({"--set", "data.path=" + (dir_ / "missing.txt").string()})), 1, "missing.txt");
+}
+
+TEST_F(Cli, InvalidUtf8CorpusGivesTheByteOffset) {
+  write_all(dir_ / "latin1.txt", make_corpus(500) + "caf\xE9 au lait");
+  expect_clean_error(run(train_args({"--set", "data.path=" + (dir_ / "latin1.txt").string()})), 1,
+                     "byte offset " + std::to_string(make_corpus(500).size() + 3));
+}
+
+TEST_F(Cli, BinaryCorpusIsRefused) {
+  write_all(dir_ / "binary.txt", make_corpus(500) + std::string("\0\x01\x02", 3));
+  expect_clean_error(run(train_args({"--set", "data.path=" + (dir_ / "binary.txt").string()})), 1, "NUL byte");
+}
+
+TEST_F(Cli, PrimeWithUnseenCharacters) {
+  train_ok({"--set", "train.steps=2"});
+  expect_clean_error(run({"generate", "--checkpoint", checkpoint(), "--prime", "Zebra\xE2\x82\xAC"}), 2,
+                     "never saw in training: 'Z' 'b' '\xE2\x82\xAC'");
+}
+
+TEST_F(Cli, BadGenerateArguments) {
+  train_ok({"--set", "train.steps=2"});
+  expect_clean_error(run({"generate", "--checkpoint", checkpoint(), "--length", "-5"}), 2, "--length");
+  expect_clean_error(run({"generate", "--checkpoint", checkpoint(), "--length", "many"}), 2, "length");
+  expect_clean_error(run({"generate", "--checkpoint", checkpoint(), "--num-samples", "0"}), 2, "--num-samples");
+  expect_clean_error(run({"generate", "--checkpoint", checkpoint(), "--top-p", "0"}), 2, "--top-p");
+  expect_clean_error(run({"generate", "--checkpoint", checkpoint(), "--prime", "the", "stray"}), 2, "stray");
+  expect_clean_error(run({"generate", "--checkpoint", checkpoint(), "--bogus"}), 2, "bogus");
+}
+
+TEST_F(Cli, MissingAndCorruptCheckpoints) {
+  expect_clean_error(run({"generate", "--checkpoint", (dir_ / "none.pt").string()}), 1, "none.pt");
+  expect_clean_error(run({"generate"}), 2, "--checkpoint is required");
+  write_all(dir_ / "text.pt", "this is not a checkpoint");
+  expect_clean_error(run({"info", "--checkpoint", (dir_ / "text.pt").string()}), 1, "not a charrnn checkpoint");
+  write_all(dir_ / "empty.pt", "");
+  expect_clean_error(run({"eval", "--checkpoint", (dir_ / "empty.pt").string(), "--data", corpus_}), 1, "empty");
+  train_ok({"--set", "train.steps=2"});
+  const std::string whole = read_all(checkpoint());
+  write_all(dir_ / "truncated.pt", whole.substr(0, whole.size() / 2));
+  expect_clean_error(run({"generate", "--checkpoint", (dir_ / "truncated.pt").string()}), 1, "corrupt or truncated");
+}
+
+TEST_F(Cli, UsageErrors) {
+  expect_clean_error(run({"fly"}), 2, "unknown command");
+  expect_clean_error(run({"train"}), 2, "--config");
+  expect_clean_error(run({"eval", "--checkpoint", "x.pt"}), 2, "--data is required");
+  const Result none = run({});
+  EXPECT_EQ(none.exit_code, 2);
+  const Result help = run({"--help"});
+  EXPECT_EQ(help.exit_code, 0);
+  EXPECT_NE(help.out.find("generate"), std::string::npos);
+}
+
+TEST_F(Cli, CudaRequestedWithoutCuda) {
+  // CI has no GPU; where one exists this case does not apply.
+  if (run({"train", "--help"}).exit_code != 0) GTEST_SKIP();
+  const Result r = run(train_args({"--set", "train.device=cuda", "--set", "train.steps=1"}));
+  if (r.exit_code == 0) GTEST_SKIP() << "CUDA is available here";
+  expect_clean_error(r, 2, "CUDA is not available");
+}
+
+}  // namespace
