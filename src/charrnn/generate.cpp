@@ -33,7 +33,12 @@ std::vector<std::string> generate(CharRNN& model, const Vocab& vocab, const Gene
   if (options.num_samples < 1)
     throw UsageError("--num-samples must be >= 1, got " + std::to_string(options.num_samples));
   const int64_t B = options.num_samples;
-  const std::u32string prime = decode_utf8(options.prime, "--prime");
+  std::u32string prime;
+  try {
+    prime = decode_utf8(options.prime, "--prime");
+  } catch (const Error& e) {
+    throw UsageError(e.what());  // the user typed it: a usage error, not a runtime failure
+  }
   std::vector<int64_t> prime_ids = vocab.encode(prime, "--prime");
 
   torch::NoGradGuard no_grad;

@@ -24,7 +24,9 @@ std::pair<torch::Tensor, torch::Tensor> sorted_filtered(const torch::Tensor& log
   if (p.top_p < 1.0) {
     // keep position i while the mass before it is still below top_p; the
     // first character always survives.
-    const torch::Tensor mass_before = sorted.cumsum(-1) - sorted;
+    // measured on what top-k left, renormalised, as llama.cpp does
+    const torch::Tensor kept = sorted / sorted.sum(-1, /*keepdim=*/true);
+    const torch::Tensor mass_before = kept.cumsum(-1) - kept;
     sorted = sorted.masked_fill(mass_before >= p.top_p, 0.0);
   }
   return {sorted, order};

@@ -1,0 +1,191 @@
+// trainer: each cell must overfit a short repeated string within a fixed step
+// budget, write its checkpoint, best checkpoint and metrics, and a run
+// resumed from a checkpoint must end bit-identical to an uninterrupted one.
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "charrnn/checkpoint.h"
+#include "charrnn/config.h"
+#include "charrnn/error.h"
+#include "charrnn/generate.h"
+#include "charrnn/trainer.h"
+#include "test_helpers.h"
+
+namespace {
+
+using charrnn::CellType;
+using charrnn::Config;
+using charrnn::Trainer;
+
+const std::string kPattern = "hello world, abc ";
+
+std::string repeated_corpus() {
+  std::string text;
+  while (text.size() < 3000) text += kPattern;
+  return text;
+}
+
+Config small_config(const charrnn_test::TempDir& dir, const std::string& name, CellType cell, int64_t layers,
+                    double dropout, int64_t steps, int64_t eval_every) {
+  const std::string corpus = dir.file("corpus.txt");
+  if (!std::filesystem::exists(corpus)) charrnn_test::write_file(corpus, repeated_corpus());
+  Config c;
+  c.data.path = corpus;
+  c.data.val_fraction = 0.1;
+  c.model.cell = cell;
+  c.model.embedding_dim = 16;
+  c.model.hidden_size = 64;
+  c.model.num_layers = layers;
+  c.model.dropout = dropout;
+  c.train.batch_size = 16;
+  c.train.seq_length = 32;
+  c.train.learning_rate = 0.01;
+  c.train.steps = steps;
+  c.train.eval_every = eval_every;
+  c.train.seed = 42;
+  c.train.device = "cpu";  // bit-identical resumes are a CPU promise
+  c.train.checkpoint = dir.file(name + "/model.pt");
+  c.sample.length = 20;
+  return c;
+}
+
+std::vector<nlohmann::json> read_metrics(const std::string& path) {
+  std::ifstream in(path);
+  std::vector<nlohmann::json> lines;
+  std::string line;
+  while (std::getline(in, line)) lines.push_back(nlohmann::json::parse(line));
+  return lines;
+}
+
+class ConvergenceTest : public ::testing::TestWithParam<CellType> {};
+
+TEST_P(ConvergenceTest, OverfitsARepeatedString) {
+  charrnn_test::TempDir dir;
+  const Config config = small_config(dir, "run", GetParam(), 1, 0.0, 150, 50);
+  Trainer trainer(config);
+  const charrnn::TrainSummary summary = trainer.run();
+
+  EXPECT_EQ(summary.steps_done, 150);
+  EXPECT_FALSE(summary.interrupted);
+  EXPECT_EQ(trainer.progress().step, 150);
+  EXPECT_EQ(trainer.progress().chars_trained, 150 * 16 * 32);
+  RecordProperty("final_train_loss", std::to_string(trainer.progress().last_train_loss));
+  RecordProperty("best_val_loss", std::to_string(trainer.progress().best_val_loss));
+  EXPECT_LT(trainer.progress().last_train_loss, 0.3);
+  EXPECT_LT(trainer.progress().best_val_loss, 0.5);
+  EXPECT_GT(trainer.progress().best_step, 0);
+
+  const std::string checkpoint = config.train.checkpoint;
+  ASSERT_TRUE(std::filesystem::exists(checkpoint));
+  ASSERT_TRUE(std::filesystem::exists(charrnn::best_checkpoint_path(checkpoint)));
+  ASSERT_TRUE(std::filesystem::exists(charrnn::metrics_path(checkpoint)));
+  EXPECT_EQ(charrnn::best_checkpoint_path(checkpoint), dir.file("run/model.best.pt"));
+  EXPECT_EQ(charrnn::metrics_path(checkpoint), dir.file("run/model.metrics.jsonl"));
+
+  // one metrics line per evaluation, at steps 50, 100, 150
+  const auto metrics = read_metrics(charrnn::metrics_path(checkpoint));
+  ASSERT_EQ(metrics.size(), 3u);
+  for (size_t i = 0; i < metrics.size(); ++i) {
+    EXPECT_EQ(metrics[i].at("step").get<int64_t>(), 50 * static_cast<int64_t>(i + 1));
+    EXPECT_TRUE(metrics[i].contains("val_loss"));
+    EXPECT_TRUE(metrics[i].contains("sample"));
+  }
+  EXPECT_DOUBLE_EQ(metrics.back().at("train_loss").get<double>(), trainer.progress().last_train_loss);
+
+  // the saved checkpoints describe this run
+  const charrnn::Checkpoint latest = charrnn::load_checkpoint(checkpoint);
+  EXPECT_EQ(latest.progress.step, 150);
+  EXPECT_EQ(latest.vocab.chars(), trainer.vocab().chars());
+  const charrnn::Checkpoint best = charrnn::load_checkpoint(charrnn::best_checkpoint_path(checkpoint));
+  EXPECT_EQ(best.progress.step, trainer.progress().best_step);
+  EXPECT_EQ(best.progress.best_val_loss, trainer.progress().best_val_loss);
+
+  // the model has learnt the pattern: greedy decoding continues it
+  charrnn::GenerateOptions greedy;
+  greedy.prime = "hello world, ";
+  greedy.length = static_cast<int64_t>(kPattern.size());
+  greedy.sampling.temperature = 0;
+  const auto texts = charrnn::generate(trainer.model(), trainer.vocab(), greedy, torch::kCPU);
+  EXPECT_EQ(texts.at(0), "hello world, abc hello world, ");
+}
+
+INSTANTIATE_TEST_SUITE_P(AllCells, ConvergenceTest,
+                         ::testing::Values(CellType::RNN, CellType::GRU, CellType::LSTM),
+                         [](const ::testing::TestParamInfo<CellType>& info) { return charrnn::to_string(info.param); });
+
+using ResumeParam = std::tuple<CellType, int64_t, double>;  // cell, layers, dropout
+class ResumeTest : public ::testing::TestWithParam<ResumeParam> {};
+
+TEST_P(ResumeTest, ResumedRunIsBitIdenticalToAStraightRun) {
+  const auto [cell, layers, dropout] = GetParam();
+  charrnn_test::TempDir dir;
+
+  Trainer straight(small_config(dir, "straight", cell, layers, dropout, 40, 20));
+  straight.run();
+
+  Trainer first_half(small_config(dir, "half", cell, layers, dropout, 20, 20));
+  first_half.run();
+  const std::string saved = dir.file("half/resume.pt");
+  charrnn::save_checkpoint(saved, first_half.make_checkpoint());
+  const charrnn::Checkpoint checkpoint = charrnn::load_checkpoint(saved);
+  EXPECT_EQ(checkpoint.progress.step, 20);
+  Config resumed_config = checkpoint.config;
+  resumed_config.train.steps = 40;
+  Trainer resumed(checkpoint, resumed_config);
+  const charrnn::TrainSummary summary = resumed.run();
+  EXPECT_EQ(summary.steps_done, 20);
+
+  EXPECT_EQ(resumed.progress().step, 40);
+  EXPECT_EQ(resumed.progress().chars_trained, straight.progress().chars_trained);
+  EXPECT_EQ(resumed.progress().last_train_loss, straight.progress().last_train_loss);
+  EXPECT_EQ(resumed.progress().best_val_loss, straight.progress().best_val_loss);
+  const auto a = straight.model()->named_parameters();
+  const auto b = resumed.model()->named_parameters();
+  ASSERT_EQ(a.size(), b.size());
+  for (const auto& p : a) EXPECT_TRUE(torch::equal(p.value(), b[p.key()])) << p.key();
+  // Adam's moments and the generators, too
+  const charrnn::Checkpoint end_straight = straight.make_checkpoint();
+  const charrnn::Checkpoint end_resumed = resumed.make_checkpoint();
+  EXPECT_TRUE(end_straight.model_bytes == end_resumed.model_bytes);
+  charrnn_test::expect_same_adam_state(end_straight.optimizer_bytes, end_resumed.optimizer_bytes,
+                                       straight.vocab().size(), straight.config().model);
+  EXPECT_TRUE(end_straight.rng_bytes == end_resumed.rng_bytes);
+}
+
+TEST(Resume, ChangedModelShapeOrFinishedRunIsAUsageError) {
+  charrnn_test::TempDir dir;
+  Trainer trainer(small_config(dir, "run", CellType::GRU, 1, 0.0, 2, 2));
+  trainer.run();
+  const charrnn::Checkpoint checkpoint = trainer.make_checkpoint();
+  Config bigger = checkpoint.config;
+  bigger.train.steps = 4;
+  bigger.model.hidden_size = 32;
+  const std::string message =
+      charrnn_test::thrown_message<charrnn::UsageError>([&] { Trainer(checkpoint, bigger); });
+  EXPECT_CONTAINS(message, "model.hidden_size");
+  const std::string done =
+      charrnn_test::thrown_message<charrnn::UsageError>([&] { Trainer(checkpoint, checkpoint.config); });
+  EXPECT_CONTAINS(done, "train.steps");
+}
+
+std::string resume_name(const ::testing::TestParamInfo<ResumeParam>& info) {
+  const auto [cell, layers, dropout] = info.param;
+  return charrnn::to_string(cell) + "_" + std::to_string(layers) + "layers" + (dropout > 0 ? "_dropout" : "");
+}
+
+INSTANTIATE_TEST_SUITE_P(Cells, ResumeTest,
+                         ::testing::Values(ResumeParam{CellType::RNN, 1, 0.0}, ResumeParam{CellType::GRU, 1, 0.0},
+                                           ResumeParam{CellType::LSTM, 1, 0.0},
+                                           ResumeParam{CellType::LSTM, 2, 0.2}),
+                         resume_name);
+
+}  // namespace

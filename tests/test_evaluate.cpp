@@ -1,0 +1,134 @@
+// evaluate: every character after the first predicted exactly once, with the
+// state carried across windows. Checked against cross-entropy computed by hand
+// from plain forward calls.
+#include <cmath>
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "charrnn/error.h"
+#include "charrnn/evaluate.h"
+#include "charrnn/model.h"
+
+namespace {
+
+using charrnn::CharRNN;
+using charrnn::EvalResult;
+
+constexpr int64_t V = 20, N = 500;
+
+class EvaluateTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    torch::manual_seed(0);
+    charrnn::ModelOptions o;
+    o.cell = charrnn::CellType::LSTM;
+    o.embedding_dim = 8;
+    o.hidden_size = 32;
+    o.num_layers = 2;
+    o.dropout = 0.5;  // must not act during evaluation
+    model_ = CharRNN(V, o);
+    ids_ = torch::randint(0, V, {N}, torch::kLong);
+  }
+
+  // summed cross-entropy of predicting segment[1:] from segment[:-1], from the zero state
+  double summed_loss_from_zero(const torch::Tensor& segment) {
+    torch::NoGradGuard no_grad;
+    const bool was_training = model_->is_training();
+    model_->eval();
+    const int64_t n = segment.size(0);
+    auto [logits, state] = model_->forward(segment.narrow(0, 0, n - 1).unsqueeze(0));  // (1, n-1, V)
+    if (was_training) model_->train();
+    return torch::nn::functional::cross_entropy(
+               logits.reshape({-1, V}), segment.narrow(0, 1, n - 1),
+               torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
+        .item<double>();
+  }
+
+  EvalResult eval(int64_t streams, int64_t window) {
+    return charrnn::evaluate(model_, ids_, streams, window, torch::kCPU);
+  }
+
+  CharRNN model_{nullptr};
+  torch::Tensor ids_;
+};
+
+TEST_F(EvaluateTest, UntrainedModelIsNearUniformAndMetricsAreConsistent) {
+  const EvalResult r = eval(1, 64);
+  EXPECT_EQ(r.chars, N - 1);
+  EXPECT_NEAR(r.loss, std::log(static_cast<double>(V)), 0.3);
+  EXPECT_NEAR(r.bpc, r.loss / std::log(2.0), 1e-12);
+  EXPECT_NEAR(r.perplexity, std::exp(r.loss), 1e-9 * r.perplexity);
+  EXPECT_EQ(r.unknown_chars, 0);
+}
+
+TEST_F(EvaluateTest, OneStreamEqualsOneForwardOverTheWholeText) {
+  const double expected = summed_loss_from_zero(ids_) / static_cast<double>(N - 1);
+  for (int64_t window : {1, 7, 64, 499, 10000}) {
+    SCOPED_TRACE(window);
+    const EvalResult r = eval(1, window);
+    EXPECT_EQ(r.chars, N - 1);
+    EXPECT_NEAR(r.loss, expected, 1e-5 * expected);
+  }
+}
+
+TEST_F(EvaluateTest, SeveralStreamsPredictEveryCharacterOnce) {
+  // streams=4, window=7 on 499 predictions: 4 streams of 124, and the 3
+  // left over continue the last stream, so the last one holds 127. Each
+  // stream starts from the zero state.
+  const double expected = (summed_loss_from_zero(ids_.slice(0, 0, 125)) +
+                           summed_loss_from_zero(ids_.slice(0, 124, 249)) +
+                           summed_loss_from_zero(ids_.slice(0, 248, 373)) +
+                           summed_loss_from_zero(ids_.slice(0, 372, 500))) /
+                          static_cast<double>(N - 1);
+  const EvalResult r = eval(4, 7);
+  EXPECT_EQ(r.chars, N - 1);
+  EXPECT_NEAR(r.loss, expected, 1e-5 * expected);
+  // the split is the same whatever the window, so only rounding differs
+  EXPECT_NEAR(eval(4, 1).loss, expected, 1e-5 * expected);
+}
+
+TEST_F(EvaluateTest, OneCharacterStreamsSeeNoContext) {
+  // window 1 and more streams than predictions: every prediction starts from zeros
+  torch::NoGradGuard no_grad;
+  model_->eval();
+  auto [logits, state] = model_->forward(ids_.narrow(0, 0, N - 1).unsqueeze(1));  // (N-1, 1, V)
+  const double expected = torch::nn::functional::cross_entropy(logits.reshape({-1, V}), ids_.narrow(0, 1, N - 1))
+                              .item<double>();
+  const EvalResult r = eval(100000, 1);
+  EXPECT_EQ(r.chars, N - 1);
+  EXPECT_NEAR(r.loss, expected, 1e-5 * expected);
+}
+
+TEST_F(EvaluateTest, StreamCountNeverDropsCharacters) {
+  for (int64_t streams : {2, 3, 5, 16, 1000}) {
+    for (int64_t window : {1, 3, 7, 50, 600}) {
+      SCOPED_TRACE(testing::Message() << "streams " << streams << " window " << window);
+      const EvalResult r = eval(streams, window);
+      EXPECT_EQ(r.chars, N - 1);
+      EXPECT_TRUE(std::isfinite(r.loss));
+      EXPECT_NEAR(r.loss, std::log(static_cast<double>(V)), 0.3);
+    }
+  }
+}
+
+TEST_F(EvaluateTest, TwoIdsAreEnoughAndFewerAreAnError) {
+  const torch::Tensor two = ids_.narrow(0, 0, 2);
+  const EvalResult r = charrnn::evaluate(model_, two, 4, 7, torch::kCPU);
+  EXPECT_EQ(r.chars, 1);
+  EXPECT_NEAR(r.loss, summed_loss_from_zero(two), 1e-5);
+  EXPECT_THROW(charrnn::evaluate(model_, ids_.narrow(0, 0, 1), 1, 7, torch::kCPU), charrnn::UsageError);
+  EXPECT_THROW(charrnn::evaluate(model_, torch::zeros({0}, torch::kLong), 1, 7, torch::kCPU), charrnn::UsageError);
+}
+
+TEST_F(EvaluateTest, RestoresTrainingModeAndIgnoresDropout) {
+  model_->train();
+  const EvalResult a = eval(1, 64);
+  EXPECT_TRUE(model_->is_training());
+  model_->eval();
+  const EvalResult b = eval(1, 64);
+  EXPECT_FALSE(model_->is_training());
+  EXPECT_EQ(a.loss, b.loss);  // dropout is off during evaluation
+}
+
+}  // namespace

@@ -1,0 +1,111 @@
+// Small helpers shared by the unit tests: a fresh temporary folder per test,
+// file writing, checks on exception messages, and Adam state comparison.
+#pragma once
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "charrnn/checkpoint.h"
+#include "charrnn/model.h"
+
+namespace charrnn_test {
+
+/// A fresh, empty folder under the system temp dir, removed on destruction.
+/// The name holds the pid and the test's name, so tests run in parallel
+/// (ctest -j) never share one.
+class TempDir {
+ public:
+  TempDir() {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    std::string name = "charrnn-unit-" + std::to_string(::getpid());
+    if (info) name += std::string("-") + info->test_suite_name() + "-" + info->name();
+    for (char& ch : name)
+      if (ch == '/') ch = '_';
+    path_ = std::filesystem::temp_directory_path() / name;
+    std::filesystem::remove_all(path_);
+    std::filesystem::create_directories(path_);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+
+  const std::filesystem::path& path() const { return path_; }
+  std::string file(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  std::filesystem::path path_;
+};
+
+inline void write_file(const std::string& path, const std::string& bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  ASSERT_TRUE(out.good()) << "cannot write " << path;
+}
+
+inline std::string read_file_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+/// Runs `f`, expecting it to throw E (or a subclass); returns the message.
+/// Records a failure (and returns "") when it throws nothing or something else.
+template <typename E, typename F>
+std::string thrown_message(F&& f) {
+  try {
+    f();
+  } catch (const E& e) {
+    return e.what();
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "threw the wrong exception type: " << e.what();
+    return "";
+  }
+  ADD_FAILURE() << "did not throw";
+  return "";
+}
+
+/// Compares two archived Adam states by value. Their bytes are not
+/// comparable: LibTorch writes the per-parameter states in hash-map order,
+/// which depends on tensor addresses.
+inline void expect_same_adam_state(const std::string& a_bytes, const std::string& b_bytes, int64_t vocab_size,
+                                   const charrnn::ModelOptions& options) {
+  charrnn::CharRNN model_a(vocab_size, options), model_b(vocab_size, options);
+  torch::optim::Adam a(model_a->parameters(), torch::optim::AdamOptions());
+  torch::optim::Adam b(model_b->parameters(), torch::optim::AdamOptions());
+  charrnn::restore_optimizer(a, a_bytes, torch::kCPU);
+  charrnn::restore_optimizer(b, b_bytes, torch::kCPU);
+  const auto pa = model_a->parameters();
+  const auto pb = model_b->parameters();
+  ASSERT_EQ(pa.size(), pb.size());
+  for (size_t i = 0; i < pa.size(); ++i) {
+    const auto sa = a.state().find(c10::guts::to_string(pa[i].unsafeGetTensorImpl()));
+    const auto sb = b.state().find(c10::guts::to_string(pb[i].unsafeGetTensorImpl()));
+    ASSERT_TRUE(sa != a.state().end()) << "no Adam state for parameter " << i;
+    ASSERT_TRUE(sb != b.state().end()) << "no Adam state for parameter " << i;
+    const auto& x = static_cast<const torch::optim::AdamParamState&>(*sa->second);
+    const auto& y = static_cast<const torch::optim::AdamParamState&>(*sb->second);
+    EXPECT_EQ(x.step(), y.step()) << "parameter " << i;
+    EXPECT_TRUE(torch::equal(x.exp_avg(), y.exp_avg())) << "parameter " << i;
+    EXPECT_TRUE(torch::equal(x.exp_avg_sq(), y.exp_avg_sq())) << "parameter " << i;
+  }
+}
+
+}  // namespace charrnn_test
+
+namespace charrnn {
+/// Test names and failure messages show "lstm", not "4-byte object <02-00 00-00>".
+inline void PrintTo(CellType cell, std::ostream* os) { *os << to_string(cell); }
+}  // namespace charrnn
+
+/// EXPECT that `haystack` contains `needle`, printing both when it does not.
+#define EXPECT_CONTAINS(haystack, needle)                                                     \
+  EXPECT_NE(std::string(haystack).find(needle), std::string::npos)                            \
+      << "expected to find [" << (needle) << "] in [" << (haystack) << "]"

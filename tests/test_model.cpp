@@ -1,0 +1,196 @@
+// model: output and state shapes for every cell and depth, state carrying
+// across calls, and PyTorch-compatible parameter names. In the style of
+// LibTorch's test/cpp/api/rnn.cpp: a seeding fixture and _CUDA variants.
+#include <string>
+#include <tuple>
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "charrnn/config.h"
+#include "charrnn/model.h"
+
+namespace {
+
+using charrnn::CellType;
+using charrnn::CharRNN;
+using charrnn::ModelOptions;
+using charrnn::State;
+
+constexpr int64_t V = 11, E = 8, H = 16, B = 3, T = 10;
+
+ModelOptions options_for(CellType cell, int64_t layers, double dropout = 0.0) {
+  ModelOptions o;
+  o.cell = cell;
+  o.embedding_dim = E;
+  o.hidden_size = H;
+  o.num_layers = layers;
+  o.dropout = dropout;
+  return o;
+}
+
+class ModelTest : public ::testing::TestWithParam<std::tuple<CellType, int64_t>> {
+ protected:
+  void SetUp() override { torch::manual_seed(0); }
+  CellType cell() const { return std::get<0>(GetParam()); }
+  int64_t layers() const { return std::get<1>(GetParam()); }
+};
+
+void check_shapes(CellType cell, int64_t layers, const torch::Device& device) {
+  CharRNN model(V, options_for(cell, layers));
+  model->to(device);
+  const torch::Tensor ids = torch::randint(0, V, {B, T}, torch::kLong).to(device);
+  auto [logits, state] = model->forward(ids);
+  EXPECT_EQ(logits.sizes(), (std::vector<int64_t>{B, T, V}));
+  EXPECT_EQ(logits.device(), device);
+  EXPECT_EQ(logits.scalar_type(), torch::kFloat);
+  ASSERT_TRUE(state.defined());
+  EXPECT_EQ(state.h.sizes(), (std::vector<int64_t>{layers, B, H}));
+  EXPECT_EQ(state.h.device(), device);
+  if (cell == CellType::LSTM) {
+    ASSERT_TRUE(state.c.defined());
+    EXPECT_EQ(state.c.sizes(), (std::vector<int64_t>{layers, B, H}));
+  } else {
+    EXPECT_FALSE(state.c.defined());
+  }
+  EXPECT_TRUE(torch::isfinite(logits).all().item<bool>());
+  EXPECT_EQ(model->vocab_size(), V);
+
+  // one step at a time with the state works too
+  auto [step_logits, step_state] = model->forward(ids.narrow(1, 0, 1), state);
+  EXPECT_EQ(step_logits.sizes(), (std::vector<int64_t>{B, 1, V}));
+  EXPECT_EQ(step_state.h.sizes(), state.h.sizes());
+}
+
+TEST_P(ModelTest, OutputAndStateShapes) { check_shapes(cell(), layers(), torch::kCPU); }
+
+TEST_P(ModelTest, OutputAndStateShapes_CUDA) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "CUDA is not available";
+  check_shapes(cell(), layers(), torch::Device(torch::kCUDA));
+}
+
+TEST_P(ModelTest, CarriedStateContinuesTheSequence) {
+  CharRNN model(V, options_for(cell(), layers()));
+  model->eval();
+  torch::NoGradGuard no_grad;
+  const torch::Tensor ids = torch::randint(0, V, {B, T}, torch::kLong);
+  auto [whole, whole_state] = model->forward(ids);
+  auto [first, first_state] = model->forward(ids.narrow(1, 0, 4));
+  auto [second, second_state] = model->forward(ids.narrow(1, 4, T - 4), first_state);
+  EXPECT_TRUE(torch::allclose(torch::cat({first, second}, 1), whole, 1e-5, 1e-5));
+  EXPECT_TRUE(torch::allclose(second_state.h, whole_state.h, 1e-5, 1e-5));
+  if (cell() == CellType::LSTM) EXPECT_TRUE(torch::allclose(second_state.c, whole_state.c, 1e-5, 1e-5));
+
+  // and the state matters: the second half from zeros is different
+  auto [fresh, fresh_state] = model->forward(ids.narrow(1, 4, T - 4));
+  EXPECT_FALSE(torch::allclose(fresh, second, 1e-5, 1e-5));
+}
+
+TEST_P(ModelTest, ExplicitZeroStateEqualsNoState) {
+  CharRNN model(V, options_for(cell(), layers()));
+  torch::NoGradGuard no_grad;
+  const torch::Tensor ids = torch::randint(0, V, {B, T}, torch::kLong);
+  State zeros{torch::zeros({layers(), B, H})};
+  if (cell() == CellType::LSTM) zeros.c = torch::zeros({layers(), B, H});
+  auto [a, sa] = model->forward(ids);
+  auto [b, sb] = model->forward(ids, zeros);
+  EXPECT_TRUE(torch::allclose(a, b, 1e-6, 1e-6));
+  EXPECT_TRUE(torch::allclose(sa.h, sb.h, 1e-6, 1e-6));
+}
+
+TEST_P(ModelTest, ParameterNamesMatchPyTorch) {
+  CharRNN model(V, options_for(cell(), layers()));
+  const auto named = model->named_parameters();
+  std::vector<std::string> names;
+  for (const auto& p : named) names.push_back(p.key());
+  ASSERT_GE(names.size(), 4u);
+  EXPECT_EQ(names.front(), "embedding.weight");
+  EXPECT_EQ(names[names.size() - 2], "head.weight");
+  EXPECT_EQ(names.back(), "head.bias");
+  for (const auto& name : names) {
+    EXPECT_TRUE(name.rfind("embedding.", 0) == 0 || name.rfind("rnn.", 0) == 0 || name.rfind("head.", 0) == 0)
+        << name;
+  }
+  const int64_t gates = cell() == CellType::LSTM ? 4 : cell() == CellType::GRU ? 3 : 1;
+  for (int64_t l = 0; l < layers(); ++l) {
+    const std::string suffix = "_l" + std::to_string(l);
+    const int64_t input = l == 0 ? E : H;
+    ASSERT_TRUE(named.contains("rnn.weight_ih" + suffix)) << suffix;
+    ASSERT_TRUE(named.contains("rnn.weight_hh" + suffix)) << suffix;
+    ASSERT_TRUE(named.contains("rnn.bias_ih" + suffix)) << suffix;
+    ASSERT_TRUE(named.contains("rnn.bias_hh" + suffix)) << suffix;
+    EXPECT_EQ(named["rnn.weight_ih" + suffix].sizes(), (std::vector<int64_t>{gates * H, input}));
+    EXPECT_EQ(named["rnn.weight_hh" + suffix].sizes(), (std::vector<int64_t>{gates * H, H}));
+    EXPECT_EQ(named["rnn.bias_ih" + suffix].sizes(), (std::vector<int64_t>{gates * H}));
+  }
+  EXPECT_FALSE(named.contains("rnn.weight_ih_l" + std::to_string(layers())));
+  EXPECT_EQ(names.size(), 2 + 4 * static_cast<size_t>(layers()) + 1);
+  EXPECT_EQ(named["embedding.weight"].sizes(), (std::vector<int64_t>{V, E}));
+  EXPECT_EQ(named["head.weight"].sizes(), (std::vector<int64_t>{V, H}));
+  EXPECT_EQ(named["head.bias"].sizes(), (std::vector<int64_t>{V}));
+
+  // parameter_count: the sum of the shapes above
+  const int64_t L = layers();
+  const int64_t expected = V * E + gates * H * (E + H + 2) + (L - 1) * gates * H * (2 * H + 2) + H * V + V;
+  EXPECT_EQ(model->parameter_count(), expected);
+}
+
+TEST_P(ModelTest, SameSeedSameWeights) {
+  torch::manual_seed(123);
+  CharRNN a(V, options_for(cell(), layers()));
+  torch::manual_seed(123);
+  CharRNN b(V, options_for(cell(), layers()));
+  const auto pa = a->parameters();
+  const auto pb = b->parameters();
+  ASSERT_EQ(pa.size(), pb.size());
+  for (size_t i = 0; i < pa.size(); ++i) EXPECT_TRUE(torch::equal(pa[i], pb[i])) << i;
+}
+
+std::string param_name(const ::testing::TestParamInfo<std::tuple<CellType, int64_t>>& info) {
+  return charrnn::to_string(std::get<0>(info.param)) + "_" + std::to_string(std::get<1>(info.param)) + "layers";
+}
+
+INSTANTIATE_TEST_SUITE_P(AllCells, ModelTest,
+                         ::testing::Combine(::testing::Values(CellType::RNN, CellType::GRU, CellType::LSTM),
+                                            ::testing::Values<int64_t>(1, 2)),
+                         param_name);
+
+class ModelStateTest : public ::testing::Test {
+ protected:
+  void SetUp() override { torch::manual_seed(0); }
+};
+
+TEST_F(ModelStateTest, SelectBatchAndDetach) {
+  State s{torch::arange(2 * 3 * 4, torch::kFloat).view({2, 3, 4}).requires_grad_(),
+          torch::arange(2 * 3 * 4, torch::kFloat).view({2, 3, 4}) * -1};
+  const State picked = s.select_batch(torch::tensor({2, 0}, torch::kLong));
+  EXPECT_EQ(picked.h.sizes(), (std::vector<int64_t>{2, 2, 4}));
+  EXPECT_TRUE(torch::equal(picked.h.select(1, 0), s.h.select(1, 2)));
+  EXPECT_TRUE(torch::equal(picked.h.select(1, 1), s.h.select(1, 0)));
+  EXPECT_TRUE(torch::equal(picked.c.select(1, 0), s.c.select(1, 2)));
+  const State detached = s.detach();
+  EXPECT_FALSE(detached.h.requires_grad());
+  EXPECT_TRUE(torch::equal(detached.h, s.h));
+
+  // a state without c (GRU/RNN) keeps c undefined through every operation
+  State h_only{torch::zeros({1, 3, 4})};
+  EXPECT_FALSE(h_only.select_batch(torch::tensor({1}, torch::kLong)).c.defined());
+  EXPECT_FALSE(h_only.detach().c.defined());
+  EXPECT_FALSE(h_only.to(torch::kCPU).c.defined());
+  EXPECT_FALSE(State{}.defined());
+}
+
+TEST_F(ModelStateTest, DropoutOnlyActsInTrainingMode) {
+  CharRNN model(V, options_for(CellType::LSTM, 2, 0.5));
+  torch::NoGradGuard no_grad;
+  const torch::Tensor ids = torch::randint(0, V, {B, T}, torch::kLong);
+  model->eval();
+  auto a = model->forward(ids).first;
+  auto b = model->forward(ids).first;
+  EXPECT_TRUE(torch::equal(a, b));
+  model->train();
+  auto c = model->forward(ids).first;
+  EXPECT_FALSE(torch::allclose(a, c, 1e-5, 1e-5));
+}
+
+}  // namespace
