@@ -51,7 +51,7 @@ class GenerateTest : public ::testing::Test {
                         uint64_t seed) {
     torch::NoGradGuard no_grad;
     model_->eval();
-    at::Generator gen = charrnn::make_generator(seed);
+    charrnn::SampleRng gen(seed);
     const auto prime_ids = vocab_.encode(charrnn::decode_utf8(prime), "prime");
     torch::Tensor inputs = torch::tensor(prime_ids, torch::kLong).unsqueeze(0);  // (1, P)
     charrnn::State state;

@@ -43,7 +43,7 @@ const std::vector<float> kProbs = {0.15f, 0.5f, 0.05f, 0.3f};
 TEST(Sampler, GreedyReturnsArgmax) {
   const torch::Tensor logits = torch::tensor({{0.1f, 2.0f, -1.0f, 1.9f}, {3.0f, 0.0f, 0.0f, 2.5f}});
   for (const SamplingParams& p : {params(0), params(-1), params(1.0, 1), params(0.5, 1, 0.5), params(0, 3)}) {
-    at::Generator gen = charrnn::make_generator(0);
+    charrnn::SampleRng gen(0);
     const torch::Tensor ids = charrnn::sample(logits, p, gen);
     EXPECT_EQ(ids[0].item<int64_t>(), 1);
     EXPECT_EQ(ids[1].item<int64_t>(), 0);
@@ -55,12 +55,31 @@ TEST(Sampler, GreedyReturnsArgmax) {
 }
 
 TEST(Sampler, GreedyDrawsNothingFromTheGenerator) {
-  at::Generator gen = charrnn::make_generator(5);
-  const torch::Tensor before = gen.get_state().clone();
+  charrnn::SampleRng gen(5);
+  charrnn::SampleRng untouched = gen;
   charrnn::sample(logits_for(kProbs), params(0), gen);
-  EXPECT_TRUE(torch::equal(gen.get_state(), before));
+  EXPECT_EQ(charrnn::SampleRng(gen).next_u32(), charrnn::SampleRng(untouched).next_u32());
   charrnn::sample(logits_for(kProbs), params(1), gen);
-  EXPECT_FALSE(torch::equal(gen.get_state(), before));
+  EXPECT_NE(gen.next_u32(), untouched.next_u32());
+}
+
+// The exported TorchScript generate() re-implements SampleRng with int64
+// arithmetic; these values pin the sequence both must produce. They were
+// computed independently in Python:
+//   x, y, z, w = seed & M, seed >> 32 & M, 0x243F6A88, 0xB7E15162
+//   t = x ^ (x << 11) & M; x, y, z = y, z, w; w = w ^ (w >> 19) ^ t ^ (t >> 8)
+// with 32 draws discarded after seeding.
+TEST(Sampler, SampleRngSequenceIsPinned) {
+  charrnn::SampleRng a(0), b(123456789012345ull);
+  EXPECT_EQ(a.next_u32(), 4116387909u);
+  EXPECT_EQ(a.next_u32(), 3824175033u);
+  EXPECT_EQ(b.next_u32(), 680793908u);
+  charrnn::SampleRng c(7);
+  for (int i = 0; i < 1000; ++i) {
+    const float u = c.next_uniform();
+    ASSERT_GE(u, 0.0f);
+    ASSERT_LT(u, 1.0f);
+  }
 }
 
 TEST(Sampler, NoFilterIsSoftmax) {
@@ -164,11 +183,11 @@ TEST(Sampler, OneUniformPerRow) {
 TEST(Sampler, SampleIsSampleWithUniformsFromTheGenerator) {
   const torch::Tensor logits = torch::randn({6, 9}, charrnn::make_generator(3));
   for (const SamplingParams& p : {params(1), params(0.7, 4), params(1.3, 0, 0.8)}) {
-    at::Generator a = charrnn::make_generator(11);
-    at::Generator b = charrnn::make_generator(11);
+    charrnn::SampleRng a(11);
+    charrnn::SampleRng b(11);
     for (int i = 0; i < 20; ++i) {
       const torch::Tensor drawn = charrnn::sample(logits, p, a);
-      const torch::Tensor u = torch::rand({6}, b, torch::kFloat);
+      const torch::Tensor u = b.uniforms(6);
       EXPECT_TRUE(torch::equal(drawn, charrnn::sample_with_uniforms(logits, p, u)));
     }
   }
@@ -176,7 +195,7 @@ TEST(Sampler, SampleIsSampleWithUniformsFromTheGenerator) {
 
 TEST(Sampler, SameSeedSameIds) {
   const torch::Tensor logits = torch::zeros({1, 10});  // uniform over 10 ids
-  at::Generator a = charrnn::make_generator(42), b = charrnn::make_generator(42), c = charrnn::make_generator(43);
+  charrnn::SampleRng a(42), b(42), c(43);
   std::vector<int64_t> ia, ib, ic;
   for (int i = 0; i < 100; ++i) {
     ia.push_back(charrnn::sample(logits, params(1), a)[0].item<int64_t>());
@@ -190,7 +209,7 @@ TEST(Sampler, SameSeedSameIds) {
 TEST(Sampler, EmpiricalFrequenciesMatchTheDistribution) {
   const int64_t draws = 20000;
   const std::vector<float> probs = {0.1f, 0.2f, 0.3f, 0.4f};
-  at::Generator gen = charrnn::make_generator(2024);
+  charrnn::SampleRng gen(2024);
   const torch::Tensor logits = logits_for(probs).expand({draws, -1});
   const torch::Tensor ids = charrnn::sample(logits, params(1), gen);
   const torch::Tensor counts = torch::bincount(ids, {}, 4).to(torch::kDouble) / draws;

@@ -44,7 +44,7 @@ std::vector<std::string> generate(CharRNN& model, const Vocab& vocab, const Gene
   torch::NoGradGuard no_grad;
   const bool was_training = model->is_training();
   model->eval();
-  at::Generator generator = make_generator(options.seed);
+  SampleRng rng(options.seed);
 
   std::vector<std::string> texts(options.collect ? B : 0);
   const auto emit = [&](int64_t sample, const std::string& piece) {
@@ -58,7 +58,7 @@ std::vector<std::string> generate(CharRNN& model, const Vocab& vocab, const Gene
     torch::Tensor counts = torch::tensor(torch::ArrayRef<int64_t>(vocab.counts()), torch::kDouble);
     if (counts.sum().item<double>() <= 0) counts = torch::ones_like(counts);
     const torch::Tensor logits = counts.log().to(torch::kFloat).unsqueeze(0).expand({B, -1});
-    const torch::Tensor first = sample(logits, SamplingParams{1.0, 0, 1.0}, generator);  // (B)
+    const torch::Tensor first = sample(logits, SamplingParams{1.0, 0, 1.0}, rng);  // (B)
     auto first_ids = first.accessor<int64_t, 1>();
     for (int64_t b = 0; b < B; ++b) {
       std::string piece;
@@ -81,7 +81,7 @@ std::vector<std::string> generate(CharRNN& model, const Vocab& vocab, const Gene
     auto [logits, next_state] = model->forward(inputs, state);  // logits: (B, P or 1, V)
     state = next_state;
     const torch::Tensor last = logits.select(1, -1);             // (B, V)
-    const torch::Tensor next = sample(last, options.sampling, generator);  // (B)
+    const torch::Tensor next = sample(last, options.sampling, rng);  // (B)
     const torch::Tensor next_cpu = next.to(torch::kCPU);
     auto ids = next_cpu.accessor<int64_t, 1>();
     for (int64_t b = 0; b < B; ++b) {

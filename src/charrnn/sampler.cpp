@@ -6,6 +6,29 @@ namespace charrnn {
 
 at::Generator make_generator(uint64_t seed) { return at::detail::createCPUGenerator(seed); }
 
+SampleRng::SampleRng(uint64_t seed)
+    : x_(static_cast<uint32_t>(seed)), y_(static_cast<uint32_t>(seed >> 32)), z_(0x243F6A88u), w_(0xB7E15162u) {
+  // z and w are never both zero, so the state never is; the discarded draws
+  // spread nearby seeds apart.
+  for (int i = 0; i < 32; ++i) next_u32();
+}
+
+uint32_t SampleRng::next_u32() {
+  const uint32_t t = x_ ^ (x_ << 11);
+  x_ = y_;
+  y_ = z_;
+  z_ = w_;
+  w_ = w_ ^ (w_ >> 19) ^ (t ^ (t >> 8));
+  return w_;
+}
+
+torch::Tensor SampleRng::uniforms(int64_t n) {
+  torch::Tensor u = torch::empty({n}, torch::kFloat);
+  float* data = u.data_ptr<float>();
+  for (int64_t i = 0; i < n; ++i) data[i] = next_uniform();
+  return u;
+}
+
 namespace {
 
 bool is_greedy(const SamplingParams& p) { return p.temperature <= 0 || p.top_k == 1; }
@@ -58,9 +81,9 @@ torch::Tensor sample_with_uniforms(const torch::Tensor& logits, const SamplingPa
   return order.gather(-1, position).squeeze(-1);
 }
 
-torch::Tensor sample(const torch::Tensor& logits, const SamplingParams& params, at::Generator& generator) {
+torch::Tensor sample(const torch::Tensor& logits, const SamplingParams& params, SampleRng& rng) {
   if (is_greedy(params)) return logits.argmax(-1);
-  const torch::Tensor u = torch::rand({logits.size(0)}, generator, torch::kFloat);
+  const torch::Tensor u = rng.uniforms(logits.size(0));
   return sample_with_uniforms(logits, params, u);
 }
 

@@ -23,6 +23,23 @@ struct SamplingParams {
 /// A CPU generator seeded with `seed` (LibTorch's mt19937, as torch.Generator).
 at::Generator make_generator(uint64_t seed);
 
+/// The uniform draws of sampling: Marsaglia's xorshift128 on 32-bit words.
+/// Every step is a shift, xor or mask of values below 2^45, so the exported
+/// TorchScript generate() (int64 arithmetic, export.cpp) reproduces it bit for
+/// bit; that is what makes its text equal to `charrnn generate` for a seed.
+class SampleRng {
+ public:
+  explicit SampleRng(uint64_t seed);
+  uint32_t next_u32();
+  /// 24 random bits as a float in [0, 1): exact in float32 and in double.
+  float next_uniform() { return static_cast<float>(next_u32() >> 8) * (1.0f / 16777216.0f); }
+  /// (n) float uniforms.
+  torch::Tensor uniforms(int64_t n);
+
+ private:
+  uint32_t x_, y_, z_, w_;
+};
+
 /// Probabilities after temperature, top-k and top-p, renormalised.
 /// logits: (B, V) -> (B, V) float. Greedy parameters give a one-hot row.
 torch::Tensor filtered_probabilities(const torch::Tensor& logits, const SamplingParams& params);
@@ -31,7 +48,7 @@ torch::Tensor filtered_probabilities(const torch::Tensor& logits, const Sampling
 torch::Tensor sample_with_uniforms(const torch::Tensor& logits, const SamplingParams& params,
                                    const torch::Tensor& u);
 
-/// Draws u from `generator` (one per row) and samples. Greedy draws nothing.
-torch::Tensor sample(const torch::Tensor& logits, const SamplingParams& params, at::Generator& generator);
+/// Draws u from `rng` (one per row) and samples. Greedy draws nothing.
+torch::Tensor sample(const torch::Tensor& logits, const SamplingParams& params, SampleRng& rng);
 
 }  // namespace charrnn

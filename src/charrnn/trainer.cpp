@@ -279,6 +279,10 @@ TrainSummary Trainer::run() {
     if (eval_now) {
       evaluate_and_save(last_loss, rate_now());
       last_saved_step = progress_.step;
+      report_time = Clock::now();  // the next rate covers training, not validation
+      report_step = progress_.step;
+      loss_sum = 0;
+      loss_count = 0;
     }
   }
 

@@ -21,6 +21,7 @@
 #include "charrnn/corpus.h"
 #include "charrnn/error.h"
 #include "charrnn/evaluate.h"
+#include "charrnn/export.h"
 #include "charrnn/generate.h"
 #include "charrnn/runtime.h"
 #include "charrnn/trainer.h"
@@ -39,6 +40,7 @@ constexpr const char* kUsage =
     "            [--top-k K] [--top-p P] [--seed S] [--num-samples N] [--stop TEXT]\n"
     "  eval      --checkpoint FILE --data FILE [--json]\n"
     "  info      --checkpoint FILE [--json]\n"
+    "  export    --checkpoint FILE --out FILE.pt\n"
     "\n"
     "Run 'charrnn <command> --help' for a command's options.\n";
 
@@ -181,7 +183,7 @@ int cmd_train(int argc, char** argv) {
 int cmd_generate(int argc, char** argv) {
   cxxopts::Options options("charrnn generate", "Generate text from a trained checkpoint.");
   options.add_options()
-      ("checkpoint", "checkpoint file", cxxopts::value<std::string>())
+      ("checkpoint", "checkpoint or exported TorchScript file", cxxopts::value<std::string>())
       ("prime", "priming text (default: the config's sample.prime)", cxxopts::value<std::string>())
       ("length", "characters to generate after the prime", cxxopts::value<std::string>())
       ("temperature", "sampling temperature; <= 0 is greedy", cxxopts::value<std::string>())
@@ -195,7 +197,7 @@ int cmd_generate(int argc, char** argv) {
   const std::string path = require(args, "checkpoint");
   charrnn::configure_threads(0);
   const torch::Device device = charrnn::resolve_device(args["device"].as<std::string>());
-  const charrnn::Checkpoint checkpoint = charrnn::load_checkpoint(path);
+  const charrnn::Checkpoint checkpoint = charrnn::load_model_file(path);
   charrnn::CharRNN model = charrnn::restore_model(checkpoint, device);
 
   const charrnn::SampleOptions& defaults = checkpoint.config.sample;
@@ -241,7 +243,7 @@ int cmd_generate(int argc, char** argv) {
 int cmd_eval(int argc, char** argv) {
   cxxopts::Options options("charrnn eval", "Measure a checkpoint's loss on a text file.");
   options.add_options()
-      ("checkpoint", "checkpoint file", cxxopts::value<std::string>())
+      ("checkpoint", "checkpoint or exported TorchScript file", cxxopts::value<std::string>())
       ("data", "UTF-8 text file to evaluate on", cxxopts::value<std::string>())
       ("json", "print one JSON object")
       ("device", "auto, cpu, cuda or cuda:N", cxxopts::value<std::string>()->default_value("auto"));
@@ -250,7 +252,7 @@ int cmd_eval(int argc, char** argv) {
   const std::string data = require(args, "data");
   charrnn::configure_threads(0);
   const torch::Device device = charrnn::resolve_device(args["device"].as<std::string>());
-  const charrnn::Checkpoint checkpoint = charrnn::load_checkpoint(path);
+  const charrnn::Checkpoint checkpoint = charrnn::load_model_file(path);
   const std::u32string text = charrnn::read_text_file(data);
   const charrnn::Vocab::Encoded encoded = checkpoint.vocab.encode_skipping_unknown(text);
   if (encoded.ids.size() < 2)
@@ -287,7 +289,7 @@ int cmd_info(int argc, char** argv) {
       ("json", "print one JSON object");
   const auto args = parse(options, argc, argv);
   const std::string path = require(args, "checkpoint");
-  const charrnn::Checkpoint checkpoint = charrnn::load_checkpoint(path);
+  const charrnn::Checkpoint checkpoint = charrnn::load_model_file(path);
   const charrnn::CharRNN model(checkpoint.vocab.size(), checkpoint.config.model);
   const auto& p = checkpoint.progress;
   std::string chars;
@@ -333,6 +335,21 @@ int cmd_info(int argc, char** argv) {
   return 0;
 }
 
+int cmd_export(int argc, char** argv) {
+  cxxopts::Options options("charrnn export", "Export a checkpoint as a self-contained TorchScript module.");
+  options.add_options()
+      ("checkpoint", "checkpoint file", cxxopts::value<std::string>())
+      ("out", "TorchScript file to write", cxxopts::value<std::string>());
+  const auto args = parse(options, argc, argv);
+  const std::string path = require(args, "checkpoint");
+  const std::string out = require(args, "out");
+  const charrnn::Checkpoint checkpoint = charrnn::load_model_file(path);
+  charrnn::export_torchscript(checkpoint, out);
+  std::cerr << "exported " << charrnn::to_string(checkpoint.config.model.cell) << " model (vocabulary "
+            << checkpoint.vocab.size() << ", step " << checkpoint.progress.step << ") to " << out << "\n";
+  return 0;
+}
+
 // LibTorch's messages can span lines (and carry a C++ backtrace); users get the first line.
 std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
 
@@ -357,7 +374,8 @@ int main(int argc, char** argv) {
     if (command == "generate") return cmd_generate(argc - 1, argv + 1);
     if (command == "eval") return cmd_eval(argc - 1, argv + 1);
     if (command == "info") return cmd_info(argc - 1, argv + 1);
-    std::cerr << "error: unknown command \"" << command << "\"; commands are train, generate, eval, info\n";
+    if (command == "export") return cmd_export(argc - 1, argv + 1);
+    std::cerr << "error: unknown command \"" << command << "\"; commands are train, generate, eval, info, export\n";
     return 2;
   } catch (const charrnn::UsageError& e) {
     std::cerr << "error: " << first_line(e.what()) << "\n";
