@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/deps.sh
 
-apt_ensure "${BUILD_PACKAGES[@]}"
+apt_ensure "${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
 build_charrnn
 # Each test process uses one LibTorch thread so that two tests can share the
 # two cores without their thread pools fighting.

@@ -248,6 +248,34 @@ TEST_F(Cli, InterruptSavesACheckpointAndExitsCleanly) {
   EXPECT_GT(nlohmann::json::parse(info.out)["step"].get<int64_t>(), 0);
 }
 
+TEST_F(Cli, ExportIsUsableByGenerateEvalAndInfo) {
+  train_ok({"--set", "train.steps=20"});
+  const std::string exported = (dir_ / "exports" / "model.ts.pt").string();
+  const Result e = run({"export", "--checkpoint", checkpoint(), "--out", exported});
+  ASSERT_EQ(e.exit_code, 0) << e.err;
+  const std::vector<std::string> gen = {"--prime", "the sea", "--length", "60", "--seed", "4"};
+  std::vector<std::string> a = {"generate", "--checkpoint", exported}, b = {"generate", "--checkpoint", checkpoint()};
+  a.insert(a.end(), gen.begin(), gen.end());
+  b.insert(b.end(), gen.begin(), gen.end());
+  const Result from_export = run(a), from_checkpoint = run(b);
+  ASSERT_EQ(from_export.exit_code, 0) << from_export.err;
+  EXPECT_EQ(from_export.out, from_checkpoint.out);
+  const Result info = run({"info", "--checkpoint", exported, "--json"});
+  ASSERT_EQ(info.exit_code, 0) << info.err;
+  EXPECT_EQ(nlohmann::json::parse(info.out)["step"].get<int64_t>(), 20);
+  const Result ev = run({"eval", "--checkpoint", exported, "--data", corpus_, "--json"});
+  ASSERT_EQ(ev.exit_code, 0) << ev.err;
+  // no temporary file is left beside the export
+  size_t files = 0;
+  for (const auto& entry : fs::directory_iterator(dir_ / "exports")) files += entry.is_regular_file();
+  EXPECT_EQ(files, 1u);
+
+  expect_clean_error(run({"export", "--checkpoint", checkpoint()}), 2, "--out is required");
+  write_all(dir_ / "junk.pt", "junk");
+  expect_clean_error(run({"export", "--checkpoint", (dir_ / "junk.pt").string(), "--out", exported}), 1,
+                     "not a charrnn checkpoint");
+}
+
 // --- bad input: every case is a clean error with the right exit status ---
 
 TEST_F(Cli, MissingConfigFile) {
