@@ -1,5 +1,7 @@
 #include "charrnn/model.h"
 
+#include "charrnn/fused_rnn.h"
+
 namespace charrnn {
 
 State State::detach() const {
@@ -43,8 +45,39 @@ CharRNNImpl::CharRNNImpl(int64_t vocab_size, const ModelOptions& options)
   head_ = register_module("head", torch::nn::Linear(options.hidden_size, vocab_size));
 }
 
+std::vector<torch::Tensor> CharRNNImpl::recurrent_weights() const {
+  if (lstm_) return lstm_->all_weights();
+  if (gru_) return gru_->all_weights();
+  return rnn_->all_weights();
+}
+
+// Training on the CPU goes through the fused layers (fused_rnn.h), which
+// share the nn:: module's parameters. Inference keeps LibTorch's kernels, so
+// logits are bit-identical to the TorchScript export's (export.cpp).
+std::pair<torch::Tensor, State> CharRNNImpl::forward_fused(const torch::Tensor& embedded, const State& state) {
+  const int64_t L = options_.num_layers, B = embedded.size(0), H = options_.hidden_size;
+  const std::vector<torch::Tensor> weights = recurrent_weights();  // per layer: w_ih, w_hh, b_ih, b_hh
+  torch::Tensor x = embedded.transpose(0, 1);                      // (T, B, E), time-major
+  const torch::Tensor zeros = torch::zeros({B, H}, embedded.options());
+  std::vector<torch::Tensor> hs, cs;
+  for (int64_t l = 0; l < L; ++l) {
+    const torch::Tensor h0 = state.defined() ? state.h[l] : zeros;
+    const torch::Tensor c0 = state.c.defined() ? state.c[l] : zeros;
+    FusedLayerOutput layer = fused_rnn_layer(options_.cell, x, h0, c0, weights[4 * l], weights[4 * l + 1],
+                                             weights[4 * l + 2], weights[4 * l + 3]);
+    x = layer.out;  // (T, B, H)
+    if (options_.dropout > 0 && l + 1 < L) x = torch::dropout(x, options_.dropout, /*train=*/true);
+    hs.push_back(layer.h);
+    if (layer.c.defined()) cs.push_back(layer.c);
+  }
+  State next{torch::stack(hs), cs.empty() ? torch::Tensor() : torch::stack(cs)};
+  return {head_(x).transpose(0, 1), next};  // logits: (B, T, V), a view of (T, B, V)
+}
+
 std::pair<torch::Tensor, State> CharRNNImpl::forward(const torch::Tensor& input_ids, const State& state) {
   const torch::Tensor embedded = embedding_(input_ids);  // (B, T, E)
+  if (use_fused_ && is_training() && torch::GradMode::is_enabled() && fused_rnn_supported(embedded))
+    return forward_fused(embedded, state);
   torch::Tensor hidden;                                   // (B, T, H)
   State next;
   if (lstm_) {

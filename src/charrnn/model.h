@@ -43,7 +43,15 @@ class CharRNNImpl : public torch::nn::Module {
   const ModelOptions& options() const { return options_; }
   int64_t parameter_count() const;
 
+  /// Trains through the fused CPU layers (fused_rnn.h); on by default.
+  /// Off, training uses LibTorch's nn:: modules throughout (for comparisons).
+  void set_use_fused(bool on) { use_fused_ = on; }
+
  private:
+  std::vector<torch::Tensor> recurrent_weights() const;
+  std::pair<torch::Tensor, State> forward_fused(const torch::Tensor& embedded, const State& state);
+
+  bool use_fused_ = true;
   int64_t vocab_size_;
   ModelOptions options_;
   torch::nn::Embedding embedding_{nullptr};

@@ -51,10 +51,16 @@ class Trainer {
 
   TrainSummary run();
 
+  /// One optimizer step on a fresh random batch; returns the batch loss.
+  /// run() is a loop over this; `charrnn bench` times it directly.
+  double train_step();
+
   const Config& config() const { return config_; }
   const TrainingProgress& progress() const { return progress_; }
   const Vocab& vocab() const { return corpus_.vocab; }
   CharRNN& model() { return model_; }
+  const torch::Tensor& training_ids() const { return corpus_.train; }
+  const torch::Tensor& validation_ids() const { return corpus_.val; }
   const torch::Device& device() const { return device_; }
 
   /// Everything needed to resume, as of now.
@@ -62,7 +68,6 @@ class Trainer {
 
  private:
   void setup(const std::optional<Vocab>& vocab);
-  double train_step();  // returns the batch loss
   void evaluate_and_save(double train_loss, double chars_per_second);
 
   Config config_;

@@ -16,6 +16,7 @@
 #include <cxxopts.hpp>
 #include <nlohmann/json.hpp>
 
+#include "charrnn/bench.h"
 #include "charrnn/checkpoint.h"
 #include "charrnn/config.h"
 #include "charrnn/corpus.h"
@@ -41,6 +42,7 @@ constexpr const char* kUsage =
     "  eval      --checkpoint FILE --data FILE [--json]\n"
     "  info      --checkpoint FILE [--json]\n"
     "  export    --checkpoint FILE --out FILE.pt\n"
+    "  bench     --config FILE [--set KEY=VALUE]... [--steps N]\n"
     "\n"
     "Run 'charrnn <command> --help' for a command's options.\n";
 
@@ -350,6 +352,30 @@ int cmd_export(int argc, char** argv) {
   return 0;
 }
 
+int cmd_bench(int argc, char** argv) {
+  cxxopts::Options options("charrnn bench", "Measure training, generation and evaluation speed; prints one JSON line.");
+  options.add_options()
+      ("config", "JSON config file", cxxopts::value<std::string>())
+      ("set", "override a config key (repeatable)", cxxopts::value<std::vector<std::string>>())
+      ("steps", "timed training steps", cxxopts::value<std::string>())
+      ("warmup", "untimed training steps first", cxxopts::value<std::string>())
+      ("gen-chars", "characters for the single-stream generation figure", cxxopts::value<std::string>());
+  const auto args = parse(options, argc, argv);
+  const std::string config_path = require(args, "config");
+  const std::vector<std::string> overrides =
+      args.count("set") ? args["set"].as<std::vector<std::string>>() : std::vector<std::string>{};
+  charrnn::Config config = charrnn::apply_overrides(charrnn::load_config_file(config_path), overrides);
+  charrnn::validate(config, config_path);
+  charrnn::BenchOptions bench;
+  bench.train_steps = int_flag(args, "steps", bench.train_steps);
+  bench.warmup_steps = int_flag(args, "warmup", bench.warmup_steps);
+  bench.gen_chars = int_flag(args, "gen-chars", bench.gen_chars);
+  if (bench.train_steps < 1 || bench.warmup_steps < 0 || bench.gen_chars < 1)
+    throw UsageError("--steps and --gen-chars must be >= 1, --warmup >= 0");
+  std::cout << charrnn::run_bench(config, bench).dump() << std::endl;
+  return 0;
+}
+
 // LibTorch's messages can span lines (and carry a C++ backtrace); users get the first line.
 std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
 
@@ -375,7 +401,8 @@ int main(int argc, char** argv) {
     if (command == "eval") return cmd_eval(argc - 1, argv + 1);
     if (command == "info") return cmd_info(argc - 1, argv + 1);
     if (command == "export") return cmd_export(argc - 1, argv + 1);
-    std::cerr << "error: unknown command \"" << command << "\"; commands are train, generate, eval, info, export\n";
+    if (command == "bench") return cmd_bench(argc - 1, argv + 1);
+    std::cerr << "error: unknown command \"" << command << "\"; commands are train, generate, eval, info, export, bench\n";
     return 2;
   } catch (const charrnn::UsageError& e) {
     std::cerr << "error: " << first_line(e.what()) << "\n";
