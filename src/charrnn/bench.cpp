@@ -69,8 +69,9 @@ nlohmann::json run_bench(const Config& config, const BenchOptions& options) {
 
   for (int64_t i = 0; i < options.warmup_steps; ++i) trainer.train_step();
   synchronize(device);
+  Trainer::StepTimes phases;
   auto start = Clock::now();
-  for (int64_t i = 0; i < options.train_steps; ++i) trainer.train_step();
+  for (int64_t i = 0; i < options.train_steps; ++i) trainer.train_step(options.profile ? &phases : nullptr);
   synchronize(device);
   const double train_seconds = seconds_since(start);
   const double steps_per_second = static_cast<double>(options.train_steps) / train_seconds;
@@ -100,7 +101,7 @@ nlohmann::json run_bench(const Config& config, const BenchOptions& options) {
 
   const double sgemm = sgemm_gflops(options.sgemm_size, device);
   const double train_gflops = training_step_flops(config, V) * steps_per_second / 1e9;
-  return {
+  nlohmann::json result = {
       {"impl", "charrnn"},
       {"version", CHARRNN_VERSION},
       {"device", device.str()},
@@ -124,6 +125,13 @@ nlohmann::json run_bench(const Config& config, const BenchOptions& options) {
       {"eval_chars_per_s", eval_rate},
       {"peak_rss_mb", peak_rss_mb()},
   };
+  if (options.profile) {
+    const double n = static_cast<double>(options.train_steps);
+    result["step_ms"] = {{"batch", 1e3 * phases.batch / n},       {"forward", 1e3 * phases.forward / n},
+                         {"backward", 1e3 * phases.backward / n}, {"clip", 1e3 * phases.clip / n},
+                         {"optimizer", 1e3 * phases.optimizer / n}, {"total", 1e3 * train_seconds / n}};
+  }
+  return result;
 }
 
 }  // namespace charrnn

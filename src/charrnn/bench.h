@@ -20,6 +20,7 @@ struct BenchOptions {
   int64_t gen_batch_chars = 300;  ///< characters per stream in the batched figure. Default: 300
   int64_t eval_chars = 100000;   ///< held-out characters evaluated (at most). Default: 100000
   int64_t sgemm_size = 2048;     ///< n of the n x n x n fp32 product measured. Default: 2048
+  bool profile = false;          ///< also report seconds per phase of a training step. Default: false
 };
 
 /// Matrix-product FLOPs of one training step (forward and backward), the

@@ -136,17 +136,31 @@ void Trainer::setup(const std::optional<Vocab>& vocab) {
   }
 }
 
-double Trainer::train_step() {
+double Trainer::train_step(StepTimes* times) {
+  // phase timings only when asked (charrnn bench --profile): reading the clock
+  // on the CPU is cheap, but on CUDA it would need a synchronisation.
+  auto mark = Clock::now();
+  const auto lap = [&](double StepTimes::*field) {
+    if (!times) return;
+    const auto now = Clock::now();
+    times->*field += std::chrono::duration<double>(now - mark).count();
+    mark = now;
+  };
   Batch batch = batcher_->next();
   const torch::Tensor inputs = batch.inputs.to(device_);    // (B, T)
   const torch::Tensor targets = batch.targets.to(device_);  // (B, T)
+  lap(&StepTimes::batch);
   auto [logits, state] = model_->forward(inputs);           // logits: (B, T, V)
   const torch::Tensor loss =
       torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}), targets.reshape(-1));
+  lap(&StepTimes::forward);
   optimizer_->zero_grad();
   loss.backward();
+  lap(&StepTimes::backward);
   if (config_.train.grad_clip > 0) torch::nn::utils::clip_grad_norm_(model_->parameters(), config_.train.grad_clip);
+  lap(&StepTimes::clip);
   optimizer_->step();
+  lap(&StepTimes::optimizer);
   ++progress_.step;
   progress_.chars_trained += inputs.numel();
   return loss.item<double>();

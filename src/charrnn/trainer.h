@@ -51,9 +51,14 @@ class Trainer {
 
   TrainSummary run();
 
+  /// Seconds spent in each phase of train_step, summed over calls.
+  struct StepTimes {
+    double batch = 0, forward = 0, backward = 0, clip = 0, optimizer = 0;
+  };
   /// One optimizer step on a fresh random batch; returns the batch loss.
-  /// run() is a loop over this; `charrnn bench` times it directly.
-  double train_step();
+  /// run() is a loop over this; `charrnn bench` times it directly, and
+  /// passes `times` to see where a step's time goes.
+  double train_step(StepTimes* times = nullptr);
 
   const Config& config() const { return config_; }
   const TrainingProgress& progress() const { return progress_; }
