@@ -3,12 +3,33 @@
 // fsync it, rename it over the target, then fsync the folder.
 #pragma once
 
+#include <cstddef>
 #include <string>
 
 namespace charrnn {
 
-/// Replaces `path` with `bytes` atomically. Throws Error (naming the path and
-/// the system's reason) and leaves any previous file untouched on failure.
+/// Streams a file into place. Nothing is visible at `path` until commit();
+/// a writer destroyed without commit() removes its temporary file. Every
+/// failure throws Error naming the path and the system's reason, and leaves
+/// any previous file at `path` untouched.
+class AtomicFileWriter {
+ public:
+  explicit AtomicFileWriter(std::string path);
+  ~AtomicFileWriter();
+  AtomicFileWriter(const AtomicFileWriter&) = delete;
+  AtomicFileWriter& operator=(const AtomicFileWriter&) = delete;
+
+  void write(const void* data, size_t size);
+  void commit();
+
+ private:
+  void abandon();
+  std::string path_;
+  std::string temporary_;
+  int fd_ = -1;
+};
+
+/// Replaces `path` with `bytes` atomically (see AtomicFileWriter).
 void write_file_atomically(const std::string& path, const std::string& bytes);
 
 /// Creates the folder holding `path` (and its parents) when missing.

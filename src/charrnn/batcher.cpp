@@ -18,7 +18,7 @@ Batch Batcher::next() {
   const int64_t starts_end = ids_.size(0) - seq_length_;  // exclusive upper bound of a start
   const torch::Tensor starts = torch::randint(0, starts_end, {batch_size_, 1}, generator_, torch::kLong);
   const torch::Tensor chunks =
-      ids_.index_select(0, (starts + offsets_).view(-1)).view({batch_size_, seq_length_ + 1});  // (B, T+1)
+      ids_.index_select(0, (starts + offsets_).view(-1)).view({batch_size_, seq_length_ + 1}).to(torch::kLong);  // (B, T+1)
   return {chunks.narrow(1, 0, seq_length_), chunks.narrow(1, 1, seq_length_)};
 }
 

@@ -17,7 +17,8 @@ struct Batch {
 
 class Batcher {
  public:
-  /// `ids` needs at least seq_length + 1 elements.
+  /// `ids` (any integer type, e.g. a memory-mapped uint8 corpus) needs at
+  /// least seq_length + 1 elements; batches are int64.
   Batcher(torch::Tensor ids, int64_t batch_size, int64_t seq_length, uint64_t seed);
 
   Batch next();

@@ -32,6 +32,7 @@ namespace {
 std::string type_name(const json& v) {
   if (v.is_number_integer()) return "an integer";
   if (v.is_number()) return "a number";
+  if (v.is_boolean()) return "a boolean";
   return std::string("a ") + v.type_name();
 }
 
@@ -69,6 +70,12 @@ class SectionReader {
     if (const json* v = find(key)) {
       if (!v->is_number()) fail(key, "a number", *v);
       out = v->get<double>();
+    }
+  }
+  void read(const char* key, bool& out) {
+    if (const json* v = find(key)) {
+      if (!v->is_boolean()) fail(key, "true or false", *v);
+      out = v->get<bool>();
     }
   }
   void read_cell(const char* key, CellType& out) {
@@ -118,7 +125,7 @@ std::string number(double v) {
 
 json to_json(const Config& c) {
   return {
-      {"data", {{"path", c.data.path}, {"val_fraction", c.data.val_fraction}}},
+      {"data", {{"path", c.data.path}, {"val_fraction", c.data.val_fraction}, {"cache", c.data.cache}}},
       {"model",
        {{"cell", to_string(c.model.cell)},
         {"embedding_dim", c.model.embedding_dim},
@@ -133,6 +140,7 @@ json to_json(const Config& c) {
         {"max_seconds", c.train.max_seconds},
         {"grad_clip", c.train.grad_clip},
         {"eval_every", c.train.eval_every},
+        {"eval_max_chars", c.train.eval_max_chars},
         {"seed", c.train.seed},
         {"device", c.train.device},
         {"checkpoint", c.train.checkpoint},
@@ -158,6 +166,7 @@ Config config_from_json(const json& j, const std::string& source, const Config& 
   SectionReader data(j, "data", source);
   data.read("path", c.data.path);
   data.read("val_fraction", c.data.val_fraction);
+  data.read("cache", c.data.cache);
   data.finish();
 
   SectionReader model(j, "model", source);
@@ -176,6 +185,7 @@ Config config_from_json(const json& j, const std::string& source, const Config& 
   train.read("max_seconds", c.train.max_seconds);
   train.read("grad_clip", c.train.grad_clip);
   train.read("eval_every", c.train.eval_every);
+  train.read("eval_max_chars", c.train.eval_max_chars);
   train.read("seed", c.train.seed);
   train.read("device", c.train.device);
   train.read("checkpoint", c.train.checkpoint);
@@ -262,6 +272,7 @@ void validate(const Config& c, const std::string& source) {
   at_least("train.seq_length", c.train.seq_length, 1);
   at_least("train.steps", c.train.steps, 0);
   at_least("train.eval_every", c.train.eval_every, 1);
+  at_least("train.eval_max_chars", c.train.eval_max_chars, 0);
   at_least("train.threads", c.train.threads, 0);
   finite("train.learning_rate", c.train.learning_rate);
   if (c.train.learning_rate <= 0)

@@ -20,6 +20,7 @@ CellType parse_cell(const std::string& name, const std::string& where);
 struct DataOptions {
   std::string path = "data/moby-dick.txt";  ///< UTF-8 corpus. Default: data/moby-dick.txt
   double val_fraction = 0.1;  ///< last fraction held out for validation; 0 disables it. Default: 0.1
+  bool cache = true;  ///< encode once to an id file beside the checkpoint and memory-map it. Default: true
 };
 
 struct ModelOptions {
@@ -38,6 +39,7 @@ struct TrainOptions {
   double max_seconds = 0;        ///< > 0 stops after this much wall-clock time; 0 = no limit. Default: 0
   double grad_clip = 5.0;        ///< max global gradient norm; <= 0 disables clipping. Default: 5
   int64_t eval_every = 200;      ///< steps between validation, sample and checkpoint. Default: 200
+  int64_t eval_max_chars = 500000;  ///< held-out characters validated (the first ones); 0 = all. Default: 500000
   int64_t seed = 42;             ///< seeds weights, dropout and batch sampling. Default: 42
   std::string device = "auto";   ///< auto (CUDA when available), cpu, cuda or cuda:N. Default: auto
   std::string checkpoint = "models/charrnn.pt";  ///< latest checkpoint; best goes to *.best.pt. Default: models/charrnn.pt

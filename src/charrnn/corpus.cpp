@@ -6,6 +6,7 @@
 #include <sstream>
 #include <sys/stat.h>
 
+#include "charrnn/encoded_corpus.h"
 #include "charrnn/error.h"
 #include "charrnn/utf8.h"
 
@@ -47,12 +48,26 @@ torch::Tensor to_tensor(const std::vector<int64_t>& ids) {
   return torch::tensor(torch::ArrayRef<int64_t>(ids), torch::kLong);
 }
 
-Corpus load_corpus(const DataOptions& data, int64_t seq_length, const std::optional<Vocab>& vocab) {
-  const std::u32string text = read_text_file(data.path);
-  if (text.empty()) throw UsageError(data.path + ": the corpus is empty; give it some text to learn from");
+Corpus load_corpus(const DataOptions& data, int64_t seq_length, const std::optional<Vocab>& vocab,
+                   const std::string& cache_path) {
   Corpus corpus;
-  corpus.vocab = vocab ? *vocab : Vocab::from_text(text);
-  const torch::Tensor all = to_tensor(corpus.vocab.encode(text, data.path));
+  torch::Tensor all;
+  if (!cache_path.empty()) {
+    if (!ids_file_is_fresh(cache_path, data.path)) encode_corpus_file(data.path, cache_path);
+    MappedIds mapped = map_ids_file(cache_path);
+    // a resumed run on text with other characters re-encodes in memory below,
+    // where unseen characters are reported
+    if (!vocab || vocab->chars() == mapped.vocab.chars()) {
+      corpus.vocab = vocab ? *vocab : mapped.vocab;
+      all = mapped.ids;
+    }
+  }
+  if (!all.defined()) {
+    const std::u32string text = read_text_file(data.path);
+    corpus.vocab = vocab ? *vocab : Vocab::from_text(text);
+    all = to_tensor(corpus.vocab.encode(text, data.path));
+  }
+  if (all.numel() == 0) throw UsageError(data.path + ": the corpus is empty; give it some text to learn from");
   const int64_t n = all.size(0);
   const auto n_val = static_cast<int64_t>(static_cast<double>(n) * data.val_fraction);
   const int64_t n_train = n - n_val;

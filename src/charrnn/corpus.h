@@ -33,8 +33,12 @@ struct Corpus {
 
 /// Loads the corpus named by `data`. With `vocab` given (resuming), the text
 /// is encoded with it and unseen characters are an error; otherwise the
-/// vocabulary is built from the whole file. Throws UsageError when the text
-/// is too short for `seq_length`.
-Corpus load_corpus(const DataOptions& data, int64_t seq_length, const std::optional<Vocab>& vocab = std::nullopt);
+/// vocabulary is built from the whole file. With a `cache_path`, the text is
+/// encoded once into that id file (encoded_corpus.h) and memory-mapped, so a
+/// corpus larger than memory trains; the tensors are then uint8/int16/int32
+/// views of the map rather than int64. Throws UsageError when the text is
+/// too short for `seq_length`.
+Corpus load_corpus(const DataOptions& data, int64_t seq_length, const std::optional<Vocab>& vocab = std::nullopt,
+                   const std::string& cache_path = "");
 
 }  // namespace charrnn

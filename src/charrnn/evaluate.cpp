@@ -16,10 +16,11 @@ double summed_loss(CharRNN& model, const torch::Tensor& inputs, const torch::Ten
   const int64_t n = inputs.size(1);
   for (int64_t start = 0; start < n; start += window) {
     const int64_t w = std::min(window, n - start);
-    auto [logits, next] = model->forward(inputs.narrow(1, start, w), state);  // logits: (S, W, V)
+    // ids may be a compact memory-mapped type; widen one window at a time
+    auto [logits, next] = model->forward(inputs.narrow(1, start, w).to(torch::kLong), state);  // logits: (S, W, V)
     state = next;
     total += torch::nn::functional::cross_entropy(
-                 logits.reshape({-1, logits.size(-1)}), targets.narrow(1, start, w).reshape(-1),
+                 logits.reshape({-1, logits.size(-1)}), targets.narrow(1, start, w).reshape(-1).to(torch::kLong),
                  torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
                  .item<double>();
   }

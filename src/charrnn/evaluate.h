@@ -22,7 +22,7 @@ struct EvalResult {
   int64_t unknown_chars = 0;  ///< characters skipped because the vocabulary lacks them
 };
 
-/// Evaluates `model` on `ids` (1-D int64, at least 2 ids). The text is cut
+/// Evaluates `model` on `ids` (1-D, any integer type, at least 2 ids). The text is cut
 /// into at most `streams` contiguous pieces read in parallel, `window`
 /// characters at a time. Restores the model's training mode afterwards.
 EvalResult evaluate(CharRNN& model, const torch::Tensor& ids, int64_t streams, int64_t window,

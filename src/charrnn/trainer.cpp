@@ -1,6 +1,7 @@
 #include "charrnn/trainer.h"
 
 #include <chrono>
+#include <filesystem>
 #include <cmath>
 #include <fstream>
 #include <iomanip>
@@ -79,6 +80,11 @@ void require_same_model(const ModelOptions& stored, const ModelOptions& wanted) 
 
 }  // namespace
 
+std::string corpus_cache_path(const Config& config) {
+  const std::filesystem::path checkpoint(config.train.checkpoint);
+  return (checkpoint.parent_path() / (std::filesystem::path(config.data.path).filename().string() + ".ids")).string();
+}
+
 std::string best_checkpoint_path(const std::string& checkpoint) { return strip_extension(checkpoint) + ".best.pt"; }
 std::string metrics_path(const std::string& checkpoint) { return strip_extension(checkpoint) + ".metrics.jsonl"; }
 
@@ -121,7 +127,8 @@ Trainer::Trainer(const Checkpoint& checkpoint, const Config& config, TrainerIO i
 void Trainer::setup(const std::optional<Vocab>& vocab) {
   configure_threads(config_.train.threads);
   device_ = resolve_device(config_.train.device);
-  corpus_ = load_corpus(config_.data, config_.train.seq_length, vocab);
+  corpus_ = load_corpus(config_.data, config_.train.seq_length, vocab,
+                        config_.data.cache ? corpus_cache_path(config_) : std::string());
   check_memory(config_, corpus_.vocab.size(), device_);
   // one seed fixes the weights, dropout and the batch order; the batch
   // sampler gets its own stream so model changes don't shift the data order.
@@ -188,7 +195,10 @@ void Trainer::evaluate_and_save(double train_loss, double chars_per_second) {
                             {"chars_trained", progress_.chars_trained}};
   bool improved = false;
   if (corpus_.val.numel() >= 2) {
-    const EvalResult val = evaluate(model_, corpus_.val, config_.train.batch_size, config_.train.seq_length, device_);
+    const int64_t cap = config_.train.eval_max_chars;
+    const torch::Tensor held_out = cap > 0 && corpus_.val.size(0) > cap + 1 ? corpus_.val.narrow(0, 0, cap + 1) : corpus_.val;
+    const EvalResult val = evaluate(model_, held_out, config_.train.batch_size, config_.train.seq_length, device_);
+    metrics["val_chars"] = val.chars;
     metrics["val_loss"] = val.loss;
     metrics["val_bpc"] = val.bpc;
     improved = !(val.loss >= progress_.best_val_loss);  // true while best is NaN

@@ -37,7 +37,9 @@ struct TrainSummary {
   bool interrupted = false;    ///< stopped by a stop request
 };
 
-/// Paths written next to the checkpoint.
+/// Paths written next to the checkpoint: the encoded corpus
+/// (<checkpoint folder>/<corpus file name>.ids), the best checkpoint and metrics.
+std::string corpus_cache_path(const Config& config);
 std::string best_checkpoint_path(const std::string& checkpoint);
 std::string metrics_path(const std::string& checkpoint);
 

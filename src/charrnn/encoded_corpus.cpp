@@ -1,0 +1,232 @@
+#include "charrnn/encoded_corpus.h"
+
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <fstream>
+#include <memory>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "charrnn/atomic_file.h"
+#include "charrnn/error.h"
+#include "charrnn/utf8.h"
+
+namespace charrnn {
+
+namespace {
+
+constexpr char kMagic[8] = {'C', 'R', 'N', 'N', 'I', 'D', 'S', '\n'};
+constexpr uint32_t kVersion = 1;
+constexpr size_t kAlignment = 64;
+constexpr size_t kFixedHeader = 8 + 4 + 4 + 8 + 8 + 8 + 8;
+
+struct SourceStamp {
+  uint64_t size = 0;
+  int64_t mtime_ns = 0;
+};
+
+SourceStamp stamp_of(const std::string& path) {
+  struct stat info {};
+  if (::stat(path.c_str(), &info) != 0) throw Error(path + ": " + std::strerror(errno));
+  if (S_ISDIR(info.st_mode)) throw Error(path + ": is a directory, not a file");
+  return {static_cast<uint64_t>(info.st_size),
+          static_cast<int64_t>(info.st_mtim.tv_sec) * 1000000000 + info.st_mtim.tv_nsec};
+}
+
+template <typename T>
+void put(std::string& out, T value) {
+  for (size_t i = 0; i < sizeof(T); ++i) out.push_back(static_cast<char>((static_cast<uint64_t>(value) >> (8 * i)) & 0xFF));
+}
+
+template <typename T>
+T get(const unsigned char* in) {
+  uint64_t value = 0;
+  for (size_t i = 0; i < sizeof(T); ++i) value |= static_cast<uint64_t>(in[i]) << (8 * i);
+  return static_cast<T>(value);
+}
+
+// Reads the text in chunks and hands each decoded code point to `visit`,
+// keeping a sequence cut by a chunk boundary for the next chunk.
+template <typename Visit>
+void stream_code_points(const std::string& path, size_t chunk_bytes, Visit&& visit) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(path + ": cannot open: " + std::strerror(errno));
+  std::vector<char> buffer(chunk_bytes + 4);
+  size_t carried = 0;
+  uint64_t offset = 0;  // file offset of buffer[0]
+  bool first = true;
+  while (true) {
+    in.read(buffer.data() + carried, static_cast<std::streamsize>(chunk_bytes));
+    const size_t got = static_cast<size_t>(in.gcount());
+    const size_t size = carried + got;
+    const bool last = got == 0 || in.eof();
+    if (const void* nul = std::memchr(buffer.data() + carried, '\0', got))
+      throw Error(path + ": NUL byte at byte offset " +
+                  std::to_string(offset + static_cast<uint64_t>(static_cast<const char*>(nul) - buffer.data())) +
+                  "; this looks like a binary file, not UTF-8 text");
+    const size_t left = visit_utf8(std::string_view(buffer.data(), size), path, offset, /*allow_cut_tail=*/!last,
+                                   [&](char32_t cp) {
+                                     if (first) {
+                                       first = false;
+                                       if (cp == 0xFEFF) return;  // byte-order mark, not content
+                                     }
+                                     visit(cp);
+                                   });
+    if (last) break;
+    std::memmove(buffer.data(), buffer.data() + size - left, left);
+    offset += size - left;
+    carried = left;
+  }
+}
+
+}  // namespace
+
+Vocab encode_corpus_file(const std::string& text_path, const std::string& ids_path, size_t chunk_bytes) {
+  const SourceStamp stamp = stamp_of(text_path);
+  // pass 1: which characters occur, and how often
+  std::vector<int64_t> histogram(0x110000, 0);
+  uint64_t count = 0;
+  stream_code_points(text_path, chunk_bytes, [&](char32_t cp) {
+    ++histogram[cp];
+    ++count;
+  });
+  std::vector<char32_t> chars;
+  std::vector<int64_t> counts;
+  for (size_t c = 0; c < histogram.size(); ++c)
+    if (histogram[c] > 0) {
+      chars.push_back(static_cast<char32_t>(c));
+      counts.push_back(histogram[c]);
+    }
+  histogram = {};
+  Vocab vocab(std::move(chars), std::move(counts));
+  const uint32_t id_bytes = vocab.size() <= 256 ? 1 : vocab.size() <= 32768 ? 2 : 4;
+
+  std::string header;
+  header.append(kMagic, sizeof kMagic);
+  put<uint32_t>(header, kVersion);
+  put<uint32_t>(header, id_bytes);
+  put<uint64_t>(header, count);
+  put<uint64_t>(header, stamp.size);
+  put<int64_t>(header, stamp.mtime_ns);
+  const std::string meta = nlohmann::json{{"vocab", vocab.to_json()}, {"source", text_path}}.dump();
+  put<uint64_t>(header, meta.size());
+  header += meta;
+  header.resize((header.size() + kAlignment - 1) / kAlignment * kAlignment, '\0');
+
+  // pass 2: the ids, a chunk at a time
+  ensure_parent_directory(ids_path);
+  AtomicFileWriter writer(ids_path);
+  writer.write(header.data(), header.size());
+  std::vector<unsigned char> out;
+  out.reserve(chunk_bytes * id_bytes + 16);
+  uint64_t written = 0;
+  stream_code_points(text_path, chunk_bytes, [&](char32_t cp) {
+    const auto id = static_cast<uint32_t>(vocab.id_or_negative(cp));
+    for (uint32_t b = 0; b < id_bytes; ++b) out.push_back(static_cast<unsigned char>(id >> (8 * b)));
+    if (out.size() >= chunk_bytes * id_bytes) {
+      writer.write(out.data(), out.size());
+      out.clear();
+    }
+    ++written;
+  });
+  writer.write(out.data(), out.size());
+  if (written != count || stamp_of(text_path).size != stamp.size)
+    throw Error(text_path + ": the file changed while it was being encoded; try again");
+  writer.commit();
+  return vocab;
+}
+
+namespace {
+
+struct Header {
+  uint32_t id_bytes = 0;
+  uint64_t count = 0;
+  SourceStamp source;
+  size_t data_offset = 0;
+  Vocab vocab;
+};
+
+Header parse_header(const unsigned char* data, size_t size, const std::string& path, bool with_vocab) {
+  if (size < kFixedHeader || std::memcmp(data, kMagic, sizeof kMagic) != 0)
+    throw Error(path + ": not a charrnn id file");
+  Header h;
+  if (get<uint32_t>(data + 8) != kVersion) throw Error(path + ": unsupported id file version");
+  h.id_bytes = get<uint32_t>(data + 12);
+  h.count = get<uint64_t>(data + 16);
+  h.source.size = get<uint64_t>(data + 24);
+  h.source.mtime_ns = get<int64_t>(data + 32);
+  const auto meta_size = get<uint64_t>(data + 40);
+  if (h.id_bytes != 1 && h.id_bytes != 2 && h.id_bytes != 4) throw Error(path + ": corrupt id file (id width)");
+  if (meta_size > size - kFixedHeader) throw Error(path + ": corrupt id file (header length)");
+  h.data_offset = (kFixedHeader + meta_size + kAlignment - 1) / kAlignment * kAlignment;
+  if (h.data_offset > size || h.count > (size - h.data_offset) / h.id_bytes ||
+      h.data_offset + h.count * h.id_bytes != size)
+    throw Error(path + ": corrupt or truncated id file");
+  if (with_vocab) {
+    try {
+      h.vocab = Vocab::from_json(
+          nlohmann::json::parse(std::string(reinterpret_cast<const char*>(data + kFixedHeader), meta_size)).at("vocab"));
+    } catch (const nlohmann::json::exception& e) {
+      throw Error(path + ": corrupt id file header: " + e.what());
+    }
+  }
+  return h;
+}
+
+}  // namespace
+
+bool ids_file_is_fresh(const std::string& ids_path, const std::string& text_path) {
+  std::ifstream in(ids_path, std::ios::binary);
+  if (!in) return false;
+  unsigned char fixed[kFixedHeader];
+  in.read(reinterpret_cast<char*>(fixed), sizeof fixed);
+  if (in.gcount() != static_cast<std::streamsize>(sizeof fixed)) return false;
+  struct stat info {};
+  if (::stat(ids_path.c_str(), &info) != 0) return false;
+  try {
+    // only the fixed part is read here; the size check needs the file size
+    if (std::memcmp(fixed, kMagic, sizeof kMagic) != 0 || get<uint32_t>(fixed + 8) != kVersion) return false;
+    const SourceStamp now = stamp_of(text_path);
+    const uint32_t id_bytes = get<uint32_t>(fixed + 12);
+    const uint64_t count = get<uint64_t>(fixed + 16);
+    const uint64_t meta = get<uint64_t>(fixed + 40);
+    const uint64_t data_offset = (kFixedHeader + meta + kAlignment - 1) / kAlignment * kAlignment;
+    return get<uint64_t>(fixed + 24) == now.size && get<int64_t>(fixed + 32) == now.mtime_ns &&
+           (id_bytes == 1 || id_bytes == 2 || id_bytes == 4) &&
+           data_offset + count * id_bytes == static_cast<uint64_t>(info.st_size);
+  } catch (const Error&) {
+    return false;
+  }
+}
+
+MappedIds map_ids_file(const std::string& ids_path) {
+  const int fd = ::open(ids_path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw Error(ids_path + ": " + std::strerror(errno));
+  struct stat info {};
+  if (::fstat(fd, &info) != 0 || info.st_size <= 0) {
+    ::close(fd);
+    throw Error(ids_path + ": empty or unreadable id file");
+  }
+  const auto size = static_cast<size_t>(info.st_size);
+  void* map = ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
+  ::close(fd);  // the mapping stays valid without the descriptor
+  if (map == MAP_FAILED) throw Error(ids_path + ": cannot memory-map: " + std::strerror(errno));
+  std::shared_ptr<void> mapping(map, [size](void* p) { ::munmap(p, size); });
+  const auto* bytes = static_cast<const unsigned char*>(map);
+  Header h = parse_header(bytes, size, ids_path, /*with_vocab=*/true);
+  // random chunks are read all over the file; tell the kernel not to read ahead
+  ::madvise(map, size, MADV_RANDOM);
+  const torch::ScalarType type = h.id_bytes == 1 ? torch::kByte : h.id_bytes == 2 ? torch::kShort : torch::kInt;
+  if (h.vocab.size() > 32768 && h.id_bytes != 4) throw Error(ids_path + ": corrupt id file (id width)");
+  // from_blob takes a mutable pointer; nothing writes through it (PROT_READ would fault).
+  torch::Tensor ids = torch::from_blob(const_cast<unsigned char*>(bytes) + h.data_offset,
+                                       {static_cast<int64_t>(h.count)}, [mapping](void*) {}, torch::TensorOptions(type));
+  return {std::move(h.vocab), ids};
+}
+
+}  // namespace charrnn
