@@ -17,6 +17,17 @@ class FusedRnn : public ::testing::TestWithParam<std::tuple<CellType, int64_t>> 
   void SetUp() override { torch::manual_seed(11); }
 };
 
+// A model on the fused path and an identical one on LibTorch's nn:: modules.
+std::pair<charrnn::CharRNN, charrnn::CharRNN> twin_models(int64_t vocab, const charrnn::ModelOptions& options) {
+  charrnn::CharRNN fused(vocab, options), reference(vocab, options);
+  torch::NoGradGuard no_grad;
+  auto dst = reference->parameters();
+  auto src = fused->parameters();
+  for (size_t i = 0; i < src.size(); ++i) dst[i].copy_(src[i]);
+  reference->set_use_fused(false);
+  return {fused, reference};
+}
+
 void expect_close(const torch::Tensor& a, const torch::Tensor& b, const std::string& what) {
   ASSERT_TRUE(a.defined() && b.defined()) << what;
   ASSERT_EQ(a.sizes(), b.sizes()) << what;
@@ -31,14 +42,7 @@ TEST_P(FusedRnn, ModelOutputsAndGradientsMatchNnModules) {
   options.embedding_dim = 12;
   options.hidden_size = 20;
   options.num_layers = layers;
-  charrnn::CharRNN fused(17, options), reference(17, options);
-  {
-    torch::NoGradGuard no_grad;
-    auto dst = reference->parameters();
-    auto src = fused->parameters();
-    for (size_t i = 0; i < src.size(); ++i) dst[i].copy_(src[i]);
-  }
-  reference->set_use_fused(false);
+  auto [fused, reference] = twin_models(17, options);
   fused->train();
   reference->train();
 
@@ -79,14 +83,7 @@ TEST_P(FusedRnn, WithoutInitialStateOrFinalStateGradient) {
   options.embedding_dim = 6;
   options.hidden_size = 8;
   options.num_layers = layers;
-  charrnn::CharRNN fused(11, options), reference(11, options);
-  {
-    torch::NoGradGuard no_grad;
-    auto dst = reference->parameters();
-    auto src = fused->parameters();
-    for (size_t i = 0; i < src.size(); ++i) dst[i].copy_(src[i]);
-  }
-  reference->set_use_fused(false);
+  auto [fused, reference] = twin_models(11, options);
   const torch::Tensor ids = torch::randint(0, 11, {3, 1}, torch::kLong);  // a single time step
   const torch::Tensor targets = torch::randint(0, 11, {3}, torch::kLong);
   for (charrnn::CharRNN* model : {&fused, &reference}) {

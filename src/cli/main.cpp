@@ -85,34 +85,32 @@ std::string require(const cxxopts::ParseResult& args, const std::string& name) {
 }
 
 // Numbers are read here rather than by cxxopts, whose parse errors do not
-// name the flag.
-int64_t int_flag(const cxxopts::ParseResult& args, const std::string& name, int64_t fallback) {
+// name the flag. `convert` is std::stoll or std::stod.
+template <typename T, typename Convert>
+T numeric_flag(const cxxopts::ParseResult& args, const std::string& name, T fallback, Convert convert,
+               const char* expected) {
   if (!args.count(name)) return fallback;
   const std::string text = args[name].as<std::string>();
   size_t used = 0;
-  int64_t value = 0;
+  T value{};
   try {
-    value = std::stoll(text, &used);
+    value = convert(text, &used);
   } catch (const std::exception&) {
     used = 0;
   }
-  if (used == 0 || used != text.size()) throw UsageError("--" + name + " must be an integer, got \"" + text + "\"");
+  if (used == 0 || used != text.size() || !std::isfinite(static_cast<double>(value)))
+    throw UsageError("--" + name + " must be " + expected + ", got \"" + text + "\"");
   return value;
 }
 
+int64_t int_flag(const cxxopts::ParseResult& args, const std::string& name, int64_t fallback) {
+  return numeric_flag<int64_t>(args, name, fallback, [](const std::string& t, size_t* n) { return std::stoll(t, n); },
+                               "an integer");
+}
+
 double number_flag(const cxxopts::ParseResult& args, const std::string& name, double fallback) {
-  if (!args.count(name)) return fallback;
-  const std::string text = args[name].as<std::string>();
-  size_t used = 0;
-  double value = 0;
-  try {
-    value = std::stod(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used == 0 || used != text.size() || !std::isfinite(value))
-    throw UsageError("--" + name + " must be a finite number, got \"" + text + "\"");
-  return value;
+  return numeric_flag<double>(args, name, fallback, [](const std::string& t, size_t* n) { return std::stod(t, n); },
+                              "a finite number");
 }
 
 // --stop accepts \n, \t, \r and \\ so that "stop at the end of the line" can
