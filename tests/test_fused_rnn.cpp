@@ -18,7 +18,13 @@ class FusedRnn : public ::testing::TestWithParam<std::tuple<CellType, int64_t>> 
 };
 
 // A model on the fused path and an identical one on LibTorch's nn:: modules.
-std::pair<charrnn::CharRNN, charrnn::CharRNN> twin_models(int64_t vocab, const charrnn::ModelOptions& options) {
+std::pair<charrnn::CharRNN, charrnn::CharRNN> twin_models(CellType cell, int64_t layers, int64_t vocab,
+                                                          int64_t embedding, int64_t hidden) {
+  charrnn::ModelOptions options;
+  options.cell = cell;
+  options.embedding_dim = embedding;
+  options.hidden_size = hidden;
+  options.num_layers = layers;
   charrnn::CharRNN fused(vocab, options), reference(vocab, options);
   torch::NoGradGuard no_grad;
   auto dst = reference->parameters();
@@ -37,12 +43,7 @@ void expect_close(const torch::Tensor& a, const torch::Tensor& b, const std::str
 
 TEST_P(FusedRnn, ModelOutputsAndGradientsMatchNnModules) {
   const auto [cell, layers] = GetParam();
-  charrnn::ModelOptions options;
-  options.cell = cell;
-  options.embedding_dim = 12;
-  options.hidden_size = 20;
-  options.num_layers = layers;
-  auto [fused, reference] = twin_models(17, options);
+  auto [fused, reference] = twin_models(cell, layers, /*vocab=*/17, /*embedding=*/12, /*hidden=*/20);
   fused->train();
   reference->train();
 
@@ -78,12 +79,7 @@ TEST_P(FusedRnn, ModelOutputsAndGradientsMatchNnModules) {
 
 TEST_P(FusedRnn, WithoutInitialStateOrFinalStateGradient) {
   const auto [cell, layers] = GetParam();
-  charrnn::ModelOptions options;
-  options.cell = cell;
-  options.embedding_dim = 6;
-  options.hidden_size = 8;
-  options.num_layers = layers;
-  auto [fused, reference] = twin_models(11, options);
+  auto [fused, reference] = twin_models(cell, layers, /*vocab=*/11, /*embedding=*/6, /*hidden=*/8);
   const torch::Tensor ids = torch::randint(0, 11, {3, 1}, torch::kLong);  // a single time step
   const torch::Tensor targets = torch::randint(0, 11, {3}, torch::kLong);
   for (charrnn::CharRNN* model : {&fused, &reference}) {
