@@ -175,6 +175,10 @@ int cmd_train(int argc, char** argv) {
   if (progress.best_step >= 0)
     std::cerr << std::setprecision(4) << ", best val loss " << progress.best_val_loss << " ("
               << progress.best_val_loss / std::log(2.0) << " bpc) at step " << progress.best_step;
+  if (summary.steps_done == 0 && !summary.interrupted) {
+    std::cerr << "\nnothing to train: train.steps=" << config.train.steps << "; no checkpoint written\n";
+    return 0;
+  }
   std::cerr << "\ncheckpoint: " << config.train.checkpoint << "\n";
   if (progress.best_step >= 0) std::cerr << "best:       " << charrnn::best_checkpoint_path(config.train.checkpoint) << "\n";
   return summary.interrupted ? 130 : 0;
