@@ -63,20 +63,24 @@ uint32_t crc32(const void* data, size_t size) {
   return crc ^ 0xFFFFFFFFu;
 }
 
-std::string archive_module(const torch::nn::Module& module) {
-  torch::serialize::OutputArchive archive;
-  module.save(archive);
+namespace {
+std::string bytes_of(torch::serialize::OutputArchive& archive) {  // save_to is not const
   std::ostringstream out;
   archive.save_to(out);
   return out.str();
+}
+}  // namespace
+
+std::string archive_module(const torch::nn::Module& module) {
+  torch::serialize::OutputArchive archive;
+  module.save(archive);
+  return bytes_of(archive);
 }
 
 std::string archive_optimizer(const torch::optim::Optimizer& optimizer) {
   torch::serialize::OutputArchive archive;
   optimizer.save(archive);
-  std::ostringstream out;
-  archive.save_to(out);
-  return out.str();
+  return bytes_of(archive);
 }
 
 void restore_optimizer(torch::optim::Optimizer& optimizer, const std::string& bytes, const torch::Device& device) {
@@ -93,9 +97,7 @@ void restore_optimizer(torch::optim::Optimizer& optimizer, const std::string& by
 std::string archive_tensors(const std::vector<std::pair<std::string, torch::Tensor>>& tensors) {
   torch::serialize::OutputArchive archive;
   for (const auto& [key, tensor] : tensors) archive.write(key, tensor);
-  std::ostringstream out;
-  archive.save_to(out);
-  return out.str();
+  return bytes_of(archive);
 }
 
 torch::Tensor read_archived_tensor(const std::string& bytes, const std::string& key) {

@@ -36,9 +36,7 @@ std::string read_file(const std::string& path) {
 std::u32string read_text_file(const std::string& path) {
   std::string bytes = read_file(path);
   const auto nul = bytes.find('\0');
-  if (nul != std::string::npos)
-    throw Error(path + ": NUL byte at byte offset " + std::to_string(nul) +
-                "; this looks like a binary file, not UTF-8 text");
+  if (nul != std::string::npos) throw_nul_byte(path, nul);
   std::u32string text = decode_utf8(bytes, path);
   if (!text.empty() && text.front() == 0xFEFF) text.erase(0, 1);  // byte-order mark, not content
   return text;

@@ -66,9 +66,7 @@ void stream_code_points(const std::string& path, size_t chunk_bytes, Visit&& vis
     const size_t size = carried + got;
     const bool last = got == 0 || in.eof();
     if (const void* nul = std::memchr(buffer.data() + carried, '\0', got))
-      throw Error(path + ": NUL byte at byte offset " +
-                  std::to_string(offset + static_cast<uint64_t>(static_cast<const char*>(nul) - buffer.data())) +
-                  "; this looks like a binary file, not UTF-8 text");
+      throw_nul_byte(path, offset + static_cast<uint64_t>(static_cast<const char*>(nul) - buffer.data()));
     const size_t left = visit_utf8(std::string_view(buffer.data(), size), path, offset, /*allow_cut_tail=*/!last,
                                    [&](char32_t cp) {
                                      if (first) {
@@ -95,15 +93,8 @@ Vocab encode_corpus_file(const std::string& text_path, const std::string& ids_pa
     ++histogram[cp];
     ++count;
   });
-  std::vector<char32_t> chars;
-  std::vector<int64_t> counts;
-  for (size_t c = 0; c < histogram.size(); ++c)
-    if (histogram[c] > 0) {
-      chars.push_back(static_cast<char32_t>(c));
-      counts.push_back(histogram[c]);
-    }
+  Vocab vocab = Vocab::from_histogram(histogram);
   histogram = {};
-  Vocab vocab(std::move(chars), std::move(counts));
   const uint32_t id_bytes = vocab.size() <= 256 ? 1 : vocab.size() <= 32768 ? 2 : 4;
 
   std::string header;

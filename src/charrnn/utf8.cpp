@@ -11,6 +11,11 @@ void throw_invalid_utf8(std::string_view source, uint64_t offset, const char* wh
               "); charrnn reads UTF-8 text only");
 }
 
+void throw_nul_byte(std::string_view source, uint64_t offset) {
+  throw Error(std::string(source) + ": NUL byte at byte offset " + std::to_string(offset) +
+              "; this looks like a binary file, not UTF-8 text");
+}
+
 std::u32string decode_utf8(std::string_view bytes, std::string_view source) {
   std::u32string out;
   out.reserve(bytes.size());

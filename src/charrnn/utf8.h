@@ -33,6 +33,8 @@ std::string encode_utf8(std::u32string_view text);
 std::string describe_char(char32_t code_point);
 
 [[noreturn]] void throw_invalid_utf8(std::string_view source, uint64_t offset, const char* what);
+/// The error for a NUL byte in a text file: it means a binary file.
+[[noreturn]] void throw_nul_byte(std::string_view source, uint64_t offset);
 
 template <typename Visit>
 size_t visit_utf8(std::string_view bytes, std::string_view source, uint64_t base_offset, bool allow_cut_tail,

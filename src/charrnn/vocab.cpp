@@ -35,12 +35,16 @@ Vocab Vocab::from_text(std::u32string_view text) {
     if (c >= histogram.size()) histogram.resize(std::max<size_t>(c + 1, 128), 0);
     ++histogram[c];
   }
+  return from_histogram(histogram);
+}
+
+Vocab Vocab::from_histogram(const std::vector<int64_t>& counts_by_code_point) {
   std::vector<char32_t> chars;
   std::vector<int64_t> counts;
-  for (size_t c = 0; c < histogram.size(); ++c) {
-    if (histogram[c] > 0) {
+  for (size_t c = 0; c < counts_by_code_point.size(); ++c) {
+    if (counts_by_code_point[c] > 0) {
       chars.push_back(static_cast<char32_t>(c));
-      counts.push_back(histogram[c]);
+      counts.push_back(counts_by_code_point[c]);
     }
   }
   return Vocab(std::move(chars), std::move(counts));

@@ -19,6 +19,8 @@ class Vocab {
   explicit Vocab(std::vector<char32_t> chars, std::vector<int64_t> counts = {});
 
   static Vocab from_text(std::u32string_view text);
+  /// From occurrence counts indexed by code point; characters with count 0 are left out.
+  static Vocab from_histogram(const std::vector<int64_t>& counts_by_code_point);
 
   int64_t size() const { return static_cast<int64_t>(chars_.size()); }
   bool contains(char32_t c) const { return id_or_negative(c) >= 0; }

@@ -130,6 +130,18 @@ std::string unescape(const std::string& text) {
   return out;
 }
 
+std::vector<std::string> set_flags(const cxxopts::ParseResult& args) {
+  return args.count("set") ? args["set"].as<std::vector<std::string>>() : std::vector<std::string>{};
+}
+
+// --config FILE then --set overrides, validated with the file named in messages.
+charrnn::Config config_from_flags(const cxxopts::ParseResult& args) {
+  const std::string path = require(args, "config");
+  charrnn::Config config = charrnn::apply_overrides(charrnn::load_config_file(path), set_flags(args));
+  charrnn::validate(config, path);
+  return config;
+}
+
 int cmd_train(int argc, char** argv) {
   cxxopts::Options options("charrnn train", "Train a character-level model from a JSON config.");
   options.add_options()
@@ -137,8 +149,6 @@ int cmd_train(int argc, char** argv) {
       ("set", "override a config key, e.g. --set model.cell=gru (repeatable)", cxxopts::value<std::vector<std::string>>())
       ("resume", "continue training from this checkpoint", cxxopts::value<std::string>());
   const auto args = parse(options, argc, argv);
-  const std::vector<std::string> overrides =
-      args.count("set") ? args["set"].as<std::vector<std::string>>() : std::vector<std::string>{};
   if (!args.count("config") && !args.count("resume")) throw UsageError("--config FILE is required (or --resume CHECKPOINT)");
 
   charrnn::TrainerIO io;
@@ -153,14 +163,11 @@ int cmd_train(int argc, char** argv) {
     // defaults < checkpoint's config < config file < --set
     charrnn::Config config = checkpoint.config;
     if (args.count("config")) config = charrnn::load_config_file(args["config"].as<std::string>(), config);
-    config = charrnn::apply_overrides(config, overrides);
+    config = charrnn::apply_overrides(config, set_flags(args));
     trainer = std::make_unique<charrnn::Trainer>(checkpoint, config, io);
     std::cerr << "resuming " << path << " at step " << checkpoint.progress.step << "\n";
   } else {
-    const std::string config_path = args["config"].as<std::string>();
-    charrnn::Config config = charrnn::apply_overrides(charrnn::load_config_file(config_path), overrides);
-    charrnn::validate(config, config_path);
-    trainer = std::make_unique<charrnn::Trainer>(config, io);
+    trainer = std::make_unique<charrnn::Trainer>(config_from_flags(args), io);
   }
   const charrnn::Config& config = trainer->config();
   std::cerr << "training " << charrnn::to_string(config.model.cell) << " " << config.model.num_layers << "x"
@@ -364,11 +371,7 @@ int cmd_bench(int argc, char** argv) {
       ("gen-chars", "characters for the single-stream generation figure", cxxopts::value<std::string>())
       ("profile", "also report milliseconds per phase of a training step");
   const auto args = parse(options, argc, argv);
-  const std::string config_path = require(args, "config");
-  const std::vector<std::string> overrides =
-      args.count("set") ? args["set"].as<std::vector<std::string>>() : std::vector<std::string>{};
-  charrnn::Config config = charrnn::apply_overrides(charrnn::load_config_file(config_path), overrides);
-  charrnn::validate(config, config_path);
+  const charrnn::Config config = config_from_flags(args);
   charrnn::BenchOptions bench;
   bench.train_steps = int_flag(args, "steps", bench.train_steps);
   bench.warmup_steps = int_flag(args, "warmup", bench.warmup_steps);
