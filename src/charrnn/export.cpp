@@ -2,7 +2,9 @@
 
 #include <cmath>
 #include <cstring>
+#include <cstdlib>
 #include <fstream>
+#include <iostream>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -57,6 +59,51 @@ std::string script_source(const CharRNNImpl& model) {
       break;
   }
   const std::string zero_state = o.cell == CellType::LSTM ? "[h0, h0]" : "[h0]";
+  // StepDecoder's weights and step (step_decoder.cpp), op for op, one stream.
+  std::string decoder_layer_weights, decoder_cell;
+  switch (o.cell) {
+    case CellType::LSTM:
+      decoder_layer_weights = R"(
+        w = torch.cat([self._lstm_order(w_ih), self._lstm_order(w_hh)], 1)
+        b = self._lstm_order(b_ih + b_hh)
+)";
+      decoder_cell = R"(
+        gates.narrow(0, 0, 3 * H).sigmoid_()
+        gates.narrow(0, 3 * H, H).tanh_()
+        cl = c[l]
+        cl.mul_(gates.narrow(0, H, H))
+        cl.addcmul_(gates.narrow(0, 0, H), gates.narrow(0, 3 * H, H))
+        x.narrow(0, E + l * H, H).copy_(gates.narrow(0, 2 * H, H) * torch.tanh(cl))
+)";
+      break;
+    case CellType::GRU:
+      decoder_layer_weights = R"(
+        n_in = w_ih.size(1)
+        w = torch.cat([torch.cat([w_ih.narrow(0, 0, 2 * H), w_hh.narrow(0, 0, 2 * H)], 1),
+                       torch.cat([w_ih.narrow(0, 2 * H, H), torch.zeros([H, H], dtype=w_hh.dtype, device=w_hh.device)], 1),
+                       torch.cat([torch.zeros([H, n_in], dtype=w_ih.dtype, device=w_ih.device), w_hh.narrow(0, 2 * H, H)], 1)], 0)
+        b = torch.cat([b_ih.narrow(0, 0, 2 * H) + b_hh.narrow(0, 0, 2 * H), b_ih.narrow(0, 2 * H, H), b_hh.narrow(0, 2 * H, H)], 0)
+)";
+      decoder_cell = R"(
+        gates.narrow(0, 0, 2 * H).sigmoid_()
+        n = gates.narrow(0, 2 * H, H)
+        n.addcmul_(gates.narrow(0, 0, H), gates.narrow(0, 3 * H, H)).tanh_()
+        x.narrow(0, E + l * H, H).sub_(n).mul_(gates.narrow(0, H, H)).add_(n)
+)";
+      break;
+    case CellType::RNN:
+      decoder_layer_weights = R"(
+        w = torch.cat([w_ih, w_hh], 1)
+        b = b_ih + b_hh
+)";
+      decoder_cell = R"(
+        x.narrow(0, E + l * H, H).copy_(torch.tanh(gates))
+)";
+      break;
+  }
+  const std::string E = std::to_string(o.embedding_dim);
+  const std::string sizes = "    E = " + E + "\n    H = " + H + "\n    L = " + L + "\n";
+  const std::string lstm_state = o.cell == CellType::LSTM ? "                c[l].copy_(state[1][l][0])\n" : "";
   return R"(
 def forward(self, input_ids: Tensor, state: Optional[List[Tensor]] = None) -> Tuple[Tensor, List[Tensor]]:
     x = torch.embedding(self.embedding_weight, input_ids)
@@ -112,53 +159,89 @@ def _rng_seed(self, seed: int) -> List[int]:
         self._rng_next(s)
     return s
 
-def _sample(self, logits: Tensor, temperature: float, top_k: int, top_p: float, rng: List[int]) -> Tensor:
+def _sample(self, logits: Tensor, temperature: float, top_k: int, top_p: float, rng: List[int]) -> int:
+    # sampler.h's recipe for one row; logits: (1, V)
     if temperature <= 0.0 or top_k == 1:
-        return logits.argmax(-1)
-    probs = torch.softmax(logits.float() / temperature, -1)
+        return int(logits.argmax(-1)[0])
+    probs = torch.softmax(logits.float() / temperature, -1)[0].cpu()
     sorted_probs, order = torch.sort(probs, dim=-1, descending=True, stable=True)
-    v = logits.size(-1)
+    v = probs.size(0)
+    k = v
     if top_k > 0 and top_k < v:
-        sorted_probs = sorted_probs.clone()
-        sorted_probs.narrow(-1, top_k, v - top_k).zero_()
+        k = top_k
+    cdf = sorted_probs.narrow(0, 0, k).double().cumsum(0)
+    kept = k
     if top_p < 1.0:
-        kept = sorted_probs / sorted_probs.sum(-1, keepdim=True)
-        mass_before = kept.cumsum(-1) - kept
-        sorted_probs = sorted_probs.masked_fill(mass_before >= top_p, 0.0)
-    cdf = sorted_probs.cumsum(-1)
-    total = cdf.select(-1, -1).unsqueeze(-1)
-    us: List[float] = []
-    for b in range(logits.size(0)):
-        us.append(float(self._rng_next(rng) >> 8) / 16777216.0)
-    u = torch.tensor(us).float()  # exact: 24-bit values
-    target = u.to(cdf.device).unsqueeze(-1) * total
-    position = (cdf <= target).sum(-1, keepdim=True)
-    last_kept = (sorted_probs > 0).sum(-1, keepdim=True) - 1
-    position = torch.min(position, last_kept)
-    return order.gather(-1, position).squeeze(-1)
+        limit = top_p * float(cdf[k - 1])
+        kept = 1 + int((cdf.narrow(0, 0, k - 1) < limit).sum())
+    u = float(self._rng_next(rng) >> 8) / 16777216.0  # exact: 24-bit values
+    target = u * float(cdf[kept - 1])
+    position = int((cdf.narrow(0, 0, kept) <= target).sum())
+    if position > kept - 1:
+        position = kept - 1
+    return int(order[position])
+
+def _lstm_order(self, t: Tensor) -> Tensor:
+    H = )" + H + R"(
+    return torch.cat([t.narrow(0, 0, 2 * H), t.narrow(0, 3 * H, H), t.narrow(0, 2 * H, H)], 0)
+
+def _decoder_weights(self) -> List[Tensor]:
+)" + sizes + R"(    params = )" + recurrent_params(model) + R"(
+    ws: List[Tensor] = []
+    for l in range(L):
+        w_ih = params[4 * l]
+        w_hh = params[4 * l + 1]
+        b_ih = params[4 * l + 2]
+        b_hh = params[4 * l + 3])" + decoder_layer_weights + R"(        ws.append(w.contiguous())
+        ws.append(b.contiguous())
+    return ws
+
+def _step(self, token: int, x: Tensor, c: Tensor, ws: List[Tensor]) -> Tensor:
+)" + sizes + R"(    x.narrow(0, 0, E).copy_(self.embedding_weight[token])
+    for l in range(L):
+        first = 0
+        width = E + H
+        if l > 0:
+            first = E + (l - 1) * H
+            width = 2 * H
+        gates = torch.addmv(ws[2 * l + 1], ws[2 * l], x.narrow(0, first, width)))" + decoder_cell + R"(    return torch.addmv(self.head_bias, self.head_weight, x.narrow(0, E + (L - 1) * H, H)).unsqueeze(0)
 
 def generate(self, prime: str, length: int, temperature: float, top_k: int, top_p: float, seed: int) -> str:
     assert length >= 0, "length must be >= 0"
     assert top_p > 0.0, "top_p must be > 0"
-    rng = self._rng_seed(seed)
+)" + sizes + R"(    rng = self._rng_seed(seed)
     pieces: List[str] = []
+    ws = self._decoder_weights()
+    x = torch.zeros([E + L * H], dtype=self.head_weight.dtype, device=self.head_weight.device)
+    c = torch.zeros([L, H], dtype=self.head_weight.dtype, device=self.head_weight.device)
     if len(prime) == 0:
         counts = torch.tensor(self.counts).double()
         if float(counts.sum()) <= 0.0:
             counts = torch.ones_like(counts)
         first = self._sample(counts.log().float().unsqueeze(0), 1.0, 0, 1.0, rng)
-        pieces.append(self.vocab[int(first[0])])
-        inputs = first.unsqueeze(1).to(self.head_weight.device)
+        pieces.append(self.vocab[first])
+        logits = self._step(first, x, c, ws)
     else:
-        inputs = torch.tensor([self.encode(prime)]).to(self.head_weight.device)
+        # forward() over the prime in chunks of 2048, as generate.cpp does
+        ids = torch.tensor([self.encode(prime)]).to(self.head_weight.device)
         pieces.append(prime)
-    state: Optional[List[Tensor]] = None
-    for i in range(length):
-        logits, new_state = self.forward(inputs, state)
-        state = new_state
-        nxt = self._sample(logits.select(1, -1), temperature, top_k, top_p, rng)
-        pieces.append(self.vocab[int(nxt[0])])
-        inputs = nxt.unsqueeze(1)
+        n = ids.size(1)
+        state: Optional[List[Tensor]] = None
+        logits = torch.zeros([1, self.vocab_size])
+        pos = 0
+        while pos < n:
+            out, new_state = self.forward(ids.narrow(1, pos, min(2048, n - pos)), state)
+            state = new_state
+            logits = out.select(1, -1)
+            pos += 2048
+        if state is not None:
+            for l in range(L):
+                x.narrow(0, E + l * H, H).copy_(state[0][l][0])
+)" + lstm_state + R"(    for i in range(length):
+        token = self._sample(logits, temperature, top_k, top_p, rng)
+        pieces.append(self.vocab[token])
+        if i + 1 < length:
+            logits = self._step(token, x, c, ws)
     return "".join(pieces)
 )";
 }
@@ -210,10 +293,14 @@ void export_torchscript(const Checkpoint& checkpoint, const std::string& path) {
   const torch::Tensor input = check_input(checkpoint.vocab.size());
   module.register_attribute("check_input_ids", c10::TensorType::get(), input);
   module.register_attribute("check_logits", c10::TensorType::get(), model->forward(input).first.contiguous());
+  const std::string source = script_source(*model);
+  if (std::getenv("CHARRNN_DEBUG_EXPORT")) std::cerr << source;
   try {
-    module.define(script_source(*model));
+    module.define(source);
   } catch (const c10::Error& e) {
     throw Error(std::string("export: TorchScript compilation failed: ") + e.what_without_backtrace());
+  } catch (const std::exception& e) {  // torch::jit::ErrorReport
+    throw Error(std::string("export: TorchScript compilation failed: ") + e.what());
   }
   std::ostringstream out;
   module.save(out);

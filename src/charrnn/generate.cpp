@@ -1,12 +1,18 @@
 #include "charrnn/generate.h"
 
+#include <algorithm>
+
 #include "charrnn/corpus.h"
 #include "charrnn/error.h"
+#include "charrnn/step_decoder.h"
 #include "charrnn/utf8.h"
 
 namespace charrnn {
 
 namespace {
+
+// Priming characters per forward() call; export.cpp's generate() uses the same.
+constexpr int64_t kPrimeChunk = 2048;
 
 // Tracks whether a sample's output has just ended with the stop text,
 // keeping only as many bytes as the stop text has.
@@ -52,38 +58,13 @@ std::vector<std::string> generate(CharRNN& model, const Vocab& vocab, const Gene
     if (on_text) on_text(sample, piece);
   };
 
-  torch::Tensor inputs;  // (B, P) on device
-  if (prime_ids.empty()) {
-    // no prime: each sample starts from a character drawn by corpus frequency
-    torch::Tensor counts = torch::tensor(torch::ArrayRef<int64_t>(vocab.counts()), torch::kDouble);
-    if (counts.sum().item<double>() <= 0) counts = torch::ones_like(counts);
-    const torch::Tensor logits = counts.log().to(torch::kFloat).unsqueeze(0).expand({B, -1});
-    const torch::Tensor first = sample(logits, SamplingParams{1.0, 0, 1.0}, rng);  // (B)
-    auto first_ids = first.accessor<int64_t, 1>();
-    for (int64_t b = 0; b < B; ++b) {
-      std::string piece;
-      vocab.append_decoded(piece, first_ids[b]);
-      emit(b, piece);
-    }
-    inputs = first.unsqueeze(1).to(device);
-  } else {
-    const std::string prime_text = encode_utf8(prime);
-    for (int64_t b = 0; b < B; ++b) emit(b, prime_text);
-    inputs = to_tensor(prime_ids).to(device).unsqueeze(0).expand({B, -1}).contiguous();
-  }
-
   std::vector<StopMatcher> stops(B, StopMatcher(options.stop));
   std::vector<char> done(B, 0);
   int64_t running = B;
-  State state;
+  std::vector<int64_t> ids(static_cast<size_t>(B));
   std::string piece;
-  for (int64_t i = 0; i < options.length && running > 0; ++i) {
-    auto [logits, next_state] = model->forward(inputs, state);  // logits: (B, P or 1, V)
-    state = next_state;
-    const torch::Tensor last = logits.select(1, -1);             // (B, V)
-    const torch::Tensor next = sample(last, options.sampling, rng);  // (B)
-    const torch::Tensor next_cpu = next.to(torch::kCPU);
-    auto ids = next_cpu.accessor<int64_t, 1>();
+  // Emits ids[b] for each running stream; false once every stream has stopped.
+  const auto emit_ids = [&]() {
     for (int64_t b = 0; b < B; ++b) {
       if (done[b]) continue;
       piece.clear();
@@ -94,7 +75,54 @@ std::vector<std::string> generate(CharRNN& model, const Vocab& vocab, const Gene
         --running;
       }
     }
-    inputs = next.unsqueeze(1);  // (B, 1)
+    return running > 0;
+  };
+
+  StepDecoder decoder(*model, B);
+  RowSampler row_sampler;
+  // Fills ids from (B, V) logits: probabilities on the device, then one copy
+  // to the host, where the sort and the inverse-CDF search run per row.
+  const auto sample_ids = [&](const torch::Tensor& logits, const SamplingParams& params) {
+    if (is_greedy(params)) {
+      const torch::Tensor best = logits.argmax(-1).to(torch::kCPU);
+      for (int64_t b = 0; b < B; ++b) ids[b] = best.data_ptr<int64_t>()[b];
+      return;
+    }
+    torch::Tensor probs = tempered_probabilities(logits, params.temperature);
+    if (!probs.is_cpu()) probs = probs.to(torch::kCPU);
+    const float* rows = probs.data_ptr<float>();
+    const int64_t V = probs.size(1);
+    for (int64_t b = 0; b < B; ++b) ids[b] = row_sampler.pick(rows + b * V, V, params, rng.next_uniform());
+  };
+
+  torch::Tensor logits;  // (B, V) for the next character
+  if (prime_ids.empty()) {
+    // no prime: each sample starts from a character drawn by corpus frequency
+    torch::Tensor counts = torch::tensor(torch::ArrayRef<int64_t>(vocab.counts()), torch::kDouble);
+    if (counts.sum().item<double>() <= 0) counts = torch::ones_like(counts);
+    sample_ids(counts.log().to(torch::kFloat).unsqueeze(0).expand({B, -1}).contiguous(), SamplingParams{1.0, 0, 1.0});
+    emit_ids();
+    decoder.set_state({});
+    logits = decoder.step(ids.data());
+  } else {
+    const std::string prime_text = encode_utf8(prime);
+    for (int64_t b = 0; b < B; ++b) emit(b, prime_text);
+    // The prime goes through forward() in chunks, which keeps memory flat
+    // for a long prime; then the decoder carries on from its state.
+    const torch::Tensor inputs = to_tensor(prime_ids).to(device).unsqueeze(0).expand({B, -1}).contiguous();
+    State state;
+    for (int64_t first = 0; first < inputs.size(1); first += kPrimeChunk) {
+      auto [chunk_logits, next_state] =
+          model->forward(inputs.narrow(1, first, std::min(kPrimeChunk, inputs.size(1) - first)), state);
+      logits = chunk_logits.select(1, -1).contiguous();
+      state = next_state;
+    }
+    decoder.set_state(state);
+  }
+  for (int64_t i = 0; i < options.length; ++i) {
+    sample_ids(logits, options.sampling);
+    if (!emit_ids()) break;
+    if (i + 1 < options.length) logits = decoder.step(ids.data());
   }
   if (was_training) model->train();
   return texts;

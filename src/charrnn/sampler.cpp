@@ -1,6 +1,11 @@
 #include "charrnn/sampler.h"
 
+#include <algorithm>
+#include <cmath>
+
 #include <ATen/CPUGeneratorImpl.h>
+
+#include "charrnn/error.h"
 
 namespace charrnn {
 
@@ -29,30 +34,63 @@ torch::Tensor SampleRng::uniforms(int64_t n) {
   return u;
 }
 
-namespace {
-
 bool is_greedy(const SamplingParams& p) { return p.temperature <= 0 || p.top_k == 1; }
 
-// Sorted probabilities (descending) with everything top-k / top-p removes
-// set to zero. probs, order: (B, V).
-std::pair<torch::Tensor, torch::Tensor> sorted_filtered(const torch::Tensor& logits, const SamplingParams& p) {
-  // float32 logits / T, softmax in float32: the same ops in TorchScript give the same bits.
-  const torch::Tensor probs = torch::softmax(logits.to(torch::kFloat) / p.temperature, -1);
-  auto [sorted, order] = torch::sort(probs, /*stable=*/true, /*dim=*/-1, /*descending=*/true);
-  const int64_t V = logits.size(-1);
-  if (p.top_k > 0 && p.top_k < V) {
-    sorted = sorted.clone();
-    sorted.narrow(-1, p.top_k, V - p.top_k).zero_();
+torch::Tensor tempered_probabilities(const torch::Tensor& logits, double temperature) {
+  return torch::softmax(logits.to(torch::kFloat) / temperature, -1);
+}
+
+int64_t RowSampler::prepare(const float* probs, int64_t V, const SamplingParams& p) {
+  order_.resize(static_cast<size_t>(V));
+  cdf_.resize(static_cast<size_t>(V));
+  for (int64_t i = 0; i < V; ++i) {
+    // NaN would break the ordering std::sort relies on
+    if (std::isnan(probs[i])) throw Error("sampling: the model produced non-finite logits");
+    order_[static_cast<size_t>(i)] = i;
   }
+  // descending, ties by id: the order a stable descending sort gives
+  std::sort(order_.begin(), order_.end(),
+            [probs](int64_t a, int64_t b) { return probs[a] > probs[b] || (probs[a] == probs[b] && a < b); });
+  const int64_t k = p.top_k > 0 && p.top_k < V ? p.top_k : V;
+  double sum = 0;
+  for (int64_t i = 0; i < k; ++i) {
+    sum += static_cast<double>(probs[order_[static_cast<size_t>(i)]]);
+    cdf_[static_cast<size_t>(i)] = sum;
+  }
+  int64_t kept = k;
   if (p.top_p < 1.0) {
-    // keep position i while the mass before it is still below top_p; the
-    // first character always survives.
-    // measured on what top-k left, renormalised, as llama.cpp does
-    const torch::Tensor kept = sorted / sorted.sum(-1, /*keepdim=*/true);
-    const torch::Tensor mass_before = kept.cumsum(-1) - kept;
-    sorted = sorted.masked_fill(mass_before >= p.top_p, 0.0);
+    const double limit = p.top_p * cdf_[static_cast<size_t>(k - 1)];
+    kept = 1;  // the most likely character always stays
+    while (kept < k && cdf_[static_cast<size_t>(kept - 1)] < limit) ++kept;
   }
-  return {sorted, order};
+  return kept;
+}
+
+int64_t RowSampler::pick(const float* probs, int64_t V, const SamplingParams& p, double u) {
+  const int64_t kept = prepare(probs, V, p);
+  const double target = u * cdf_[static_cast<size_t>(kept - 1)];
+  int64_t position = 0;
+  while (position < kept && cdf_[static_cast<size_t>(position)] <= target) ++position;
+  // u = 1 or rounding could put the target on the very top of the cdf
+  return order_[static_cast<size_t>(std::min(position, kept - 1))];
+}
+
+void RowSampler::filtered(const float* probs, int64_t V, const SamplingParams& p, float* out) {
+  const int64_t kept = prepare(probs, V, p);
+  const double total = cdf_[static_cast<size_t>(kept - 1)];
+  std::fill(out, out + V, 0.0f);
+  for (int64_t i = 0; i < kept; ++i) {
+    const int64_t id = order_[static_cast<size_t>(i)];
+    out[id] = static_cast<float>(static_cast<double>(probs[id]) / total);
+  }
+}
+
+namespace {
+
+// (B, V) host probabilities, contiguous float.
+torch::Tensor host_probabilities(const torch::Tensor& logits, const SamplingParams& p) {
+  TORCH_CHECK(logits.dim() == 2, "sampling expects (B, V) logits");
+  return tempered_probabilities(logits, p.temperature).to(torch::kCPU).contiguous();
 }
 
 }  // namespace
@@ -61,24 +99,28 @@ torch::Tensor filtered_probabilities(const torch::Tensor& logits, const Sampling
   if (is_greedy(params)) {
     return torch::one_hot(logits.argmax(-1), logits.size(-1)).to(torch::kFloat);
   }
-  auto [sorted, order] = sorted_filtered(logits, params);
-  sorted = sorted / sorted.sum(-1, /*keepdim=*/true);
-  return torch::zeros_like(sorted).scatter_(-1, order, sorted);
+  const torch::Tensor probs = host_probabilities(logits, params);
+  torch::Tensor out = torch::empty_like(probs);
+  RowSampler sampler;
+  const int64_t B = probs.size(0), V = probs.size(1);
+  for (int64_t b = 0; b < B; ++b)
+    sampler.filtered(probs.data_ptr<float>() + b * V, V, params, out.data_ptr<float>() + b * V);
+  return out.to(logits.device());
 }
 
 torch::Tensor sample_with_uniforms(const torch::Tensor& logits, const SamplingParams& params,
                                    const torch::Tensor& u) {
   if (is_greedy(params)) return logits.argmax(-1);
-  auto [sorted, order] = sorted_filtered(logits, params);
-  const torch::Tensor cdf = sorted.cumsum(-1);                         // (B, V)
-  const torch::Tensor total = cdf.select(-1, -1).unsqueeze(-1);        // (B, 1)
-  const torch::Tensor target = u.to(cdf.device()).unsqueeze(-1) * total;
-  // first sorted position whose cdf exceeds the target; clamp to the last kept
-  // position in case rounding puts the target on the very top of the cdf.
-  torch::Tensor position = (cdf <= target).sum(-1, /*keepdim=*/true);
-  const torch::Tensor last_kept = (sorted > 0).sum(-1, /*keepdim=*/true) - 1;
-  position = torch::min(position, last_kept);
-  return order.gather(-1, position).squeeze(-1);
+  const torch::Tensor probs = host_probabilities(logits, params);
+  const torch::Tensor u_host = u.to(torch::kCPU, torch::kFloat).contiguous();
+  const int64_t B = probs.size(0), V = probs.size(1);
+  TORCH_CHECK(u_host.numel() == B, "one uniform per row");
+  torch::Tensor ids = torch::empty({B}, torch::kLong);
+  RowSampler sampler;
+  for (int64_t b = 0; b < B; ++b)
+    ids.data_ptr<int64_t>()[b] =
+        sampler.pick(probs.data_ptr<float>() + b * V, V, params, u_host.data_ptr<float>()[b]);
+  return ids.to(logits.device());
 }
 
 torch::Tensor sample(const torch::Tensor& logits, const SamplingParams& params, SampleRng& rng) {

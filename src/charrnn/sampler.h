@@ -1,14 +1,24 @@
 // Picks the next character from logits: temperature, then top-k, then top-p,
 // then one uniform draw per stream turned into an id by inverse CDF over the
-// probabilities sorted in descending order (stable sort, so ties keep id
-// order). Inverse CDF on an explicit uniform (rather than torch::multinomial)
+// probabilities sorted in descending order (ties keep id order, as a stable
+// sort). Inverse CDF on an explicit uniform (rather than torch::multinomial)
 // makes the choice a pure function of (logits, u), which any other
 // implementation with the same generator can reproduce.
+//
+// The exact recipe, which export.cpp's TorchScript repeats op for op:
+//   probs = softmax(float32 logits / T)            (ATen, on the logits' device)
+//   sort descending, ties by id; keep the first k  (top-k, k = V when off)
+//   cdf   = running sum of the kept probs in double, in order
+//   top-p keeps position 0 and each i >= 1 with cdf[i-1] < top_p * cdf[k-1]
+//   id    = order[first i with cdf[i] > u * cdf[last kept]], at most the last kept
+// The sort, sums and search are plain host loops (RowSampler), so a
+// generation step costs no allocation and no extra tensor ops.
 //
 // Shape legend: B streams, V vocabulary.
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include <torch/torch.h>
 
@@ -39,6 +49,30 @@ class SampleRng {
  private:
   uint32_t x_, y_, z_, w_;
 };
+
+/// The host half of sampling, for one row of probabilities, with scratch
+/// space kept between calls so a generation loop allocates nothing.
+class RowSampler {
+ public:
+  /// probs: V probabilities (softmax output); u in [0, 1). Throws Error if
+  /// a probability is NaN (the model produced non-finite logits).
+  int64_t pick(const float* probs, int64_t V, const SamplingParams& params, double u);
+  /// out: V floats, the renormalised probabilities that pick() draws from.
+  void filtered(const float* probs, int64_t V, const SamplingParams& params, float* out);
+
+ private:
+  /// Sorts, sums and applies top-k / top-p; returns how many positions stay.
+  int64_t prepare(const float* probs, int64_t V, const SamplingParams& params);
+  std::vector<int64_t> order_;
+  std::vector<double> cdf_;
+};
+
+/// True when params pick the argmax and draw no uniform.
+bool is_greedy(const SamplingParams& params);
+
+/// softmax(float32 logits / temperature) over the last dimension, on the
+/// logits' device: the tensor half of sampling.
+torch::Tensor tempered_probabilities(const torch::Tensor& logits, double temperature);
 
 /// Probabilities after temperature, top-k and top-p, renormalised.
 /// logits: (B, V) -> (B, V) float. Greedy parameters give a one-hot row.
