@@ -1,128 +1,11 @@
 // End-to-end tests: run the real charrnn binary as a user would and check
 // exit codes, messages and files. Each test works in its own temporary
 // folder with a corpus it writes itself.
-#include <gtest/gtest.h>
-
-#include <chrono>
-#include <csignal>
-#include <cstdio>
-#include <filesystem>
-#include <fstream>
-#include <random>
-#include <sstream>
-#include <string>
-#include <sys/wait.h>
-#include <thread>
-#include <unistd.h>
-#include <vector>
-
-#include <nlohmann/json.hpp>
-
-namespace fs = std::filesystem;
+#include "cli_fixture.h"
 
 namespace {
 
-struct Result {
-  int exit_code = -1;
-  std::string out;  // stdout
-  std::string err;  // stderr
-};
-
-std::string read_all(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-void write_all(const fs::path& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary);
-  out << text;
-}
-
-std::string quote(const std::string& arg) {
-  std::string q = "'";
-  for (char c : arg) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
-// English-like text from a small word list, deterministic.
-std::string make_corpus(size_t chars, unsigned seed = 1) {
-  const std::vector<std::string> words = {"the", "sea", "whale", "ship", "captain", "and", "of", "a",
-                                          "storm", "sailed", "north", "into", "night", "we", "saw", "old"};
-  std::mt19937 rng(seed);
-  std::string text;
-  size_t in_line = 0;
-  while (text.size() < chars) {
-    text += words[rng() % words.size()];
-    if (++in_line % 9 == 0) text += ".\n";
-    else text += ' ';
-  }
-  return text;
-}
-
-class Cli : public ::testing::Test {
- protected:
-  void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::temp_directory_path() / ("charrnn_cli_" + std::to_string(::getpid()) + "_" + info->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-    corpus_ = (dir_ / "corpus.txt").string();
-    write_all(corpus_, make_corpus(20000));
-  }
-  void TearDown() override {
-    if (!HasFailure()) fs::remove_all(dir_);
-  }
-
-  Result run(const std::vector<std::string>& args) const {
-    std::string command = quote(CHARRNN_BIN);
-    for (const auto& a : args) command += " " + quote(a);
-    const fs::path out = dir_ / "stdout.txt", err = dir_ / "stderr.txt";
-    command += " >" + quote(out.string()) + " 2>" + quote(err.string()) + " </dev/null";
-    const int status = std::system(command.c_str());
-    Result r;
-    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    r.out = read_all(out);
-    r.err = read_all(err);
-    return r;
-  }
-
-  // Tiny config pointed at this test's corpus and folder.
-  std::vector<std::string> train_args(const std::vector<std::string>& extra = {}) const {
-    std::vector<std::string> args = {"train", "--config", std::string(CHARRNN_SOURCE_DIR) + "/configs/tiny.json",
-                                     "--set", "data.path=" + corpus_, "--set", "train.checkpoint=" + checkpoint(),
-                                     "--set", "train.device=cpu"};
-    args.insert(args.end(), extra.begin(), extra.end());
-    return args;
-  }
-  std::string checkpoint() const { return (dir_ / "model.pt").string(); }
-
-  void train_ok(const std::vector<std::string>& extra = {}) const {
-    const Result r = run(train_args(extra));
-    ASSERT_EQ(r.exit_code, 0) << r.err;
-  }
-
-  fs::path dir_;
-  std::string corpus_;
-};
-
-// Every failure is one "error:" line, never a crash or a LibTorch backtrace.
-void expect_clean_error(const Result& r, int code, const std::string& needle) {
-  EXPECT_EQ(r.exit_code, code) << r.err;
-  EXPECT_EQ(r.err.rfind("error: ", 0), 0u) << r.err;
-  EXPECT_NE(r.err.find(needle), std::string::npos) << "expected \"" << needle << "\" in: " << r.err;
-  EXPECT_EQ(r.err.find("Exception raised from"), std::string::npos) << r.err;
-  EXPECT_EQ(r.err.find("terminate called"), std::string::npos) << r.err;
-  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
-}
-
-std::vector<nlohmann::json> read_metrics(const fs::path& path) {
-  std::vector<nlohmann::json> lines;
-  std::ifstream in(path);
-  for (std::string line; std::getline(in, line);) lines.push_back(nlohmann::json::parse(line));
-  return lines;
-}
+using namespace charrnn_cli_test;
 
 class CliCell : public Cli, public ::testing::WithParamInterface<std::string> {};
 
@@ -219,20 +102,8 @@ TEST_F(Cli, ResumeContinuesWhereTrainingStopped) {
 TEST_F(Cli, InterruptSavesACheckpointAndExitsCleanly) {
   const std::vector<std::string> args =
       train_args({"--set", "train.steps=1000000", "--set", "train.eval_every=1000000"});
-  const pid_t pid = ::fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    std::vector<char*> argv;
-    std::string bin = CHARRNN_BIN;
-    argv.push_back(bin.data());
-    std::vector<std::string> copy = args;
-    for (auto& a : copy) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    const std::string log = (dir_ / "train.log").string();
-    std::freopen(log.c_str(), "w", stderr);
-    ::execv(bin.c_str(), argv.data());
-    ::_exit(127);
-  }
+  const pid_t pid = spawn(args, dir_ / "train.log");
+  ASSERT_GT(pid, 0);
   // wait until training has really started
   for (int i = 0; i < 600 && read_all(dir_ / "train.log").find("step ") == std::string::npos; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(50));

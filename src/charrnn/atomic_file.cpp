@@ -1,10 +1,14 @@
 #include "charrnn/atomic_file.h"
 
 #include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
 #include <filesystem>
 #include <system_error>
+#include <thread>
 #include <unistd.h>
 
 #include "charrnn/error.h"
@@ -22,6 +26,34 @@ std::string parent_of(const std::string& path) {
   throw Error("cannot write " + path + ": " + doing + ": " + std::strerror(error));
 }
 
+// A writer killed before commit() (SIGKILL, power cut) leaves PATH.tmp.PID
+// behind. Remove those whose process is gone, so repeated kills do not fill
+// the folder; a live writer's file is left alone.
+void remove_stale_temporaries(const std::string& path) {
+  const std::filesystem::path target(path);
+  const std::string prefix = target.filename().string() + ".tmp.";
+  std::error_code ec;
+  std::filesystem::directory_iterator it(parent_of(path), ec);
+  if (ec) return;
+  for (const auto& entry : it) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind(prefix, 0) != 0) continue;
+    const std::string pid_text = name.substr(prefix.size());
+    if (pid_text.empty() || pid_text.find_first_not_of("0123456789") != std::string::npos) continue;
+    const long pid = std::strtol(pid_text.c_str(), nullptr, 10);
+    if (pid == ::getpid() || (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH))
+      std::filesystem::remove(entry.path(), ec);
+  }
+}
+
+// Fault injection for the kill tests (tests/test_robustness.cpp): with
+// CHARRNN_TEST_PAUSE_IN_WRITE_MS set, every atomic write pauses halfway
+// through its data, so a kill can be aimed at a half-written file.
+int pause_in_write_ms() {
+  const char* value = std::getenv("CHARRNN_TEST_PAUSE_IN_WRITE_MS");
+  return value ? std::atoi(value) : 0;
+}
+
 }  // namespace
 
 void ensure_parent_directory(const std::string& path) {
@@ -32,6 +64,7 @@ void ensure_parent_directory(const std::string& path) {
 
 AtomicFileWriter::AtomicFileWriter(std::string path)
     : path_(std::move(path)), temporary_(path_ + ".tmp." + std::to_string(::getpid())) {
+  remove_stale_temporaries(path_);
   fd_ = ::open(temporary_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd_ < 0) fail(path_, "creating " + temporary_, errno);
 }
@@ -47,6 +80,16 @@ void AtomicFileWriter::abandon() {
 
 void AtomicFileWriter::write(const void* data, size_t size) {
   const char* bytes = static_cast<const char*>(data);
+  if (const int pause = pause_in_write_ms(); pause > 0 && size > 1) {
+    write_all(bytes, size / 2);
+    std::this_thread::sleep_for(std::chrono::milliseconds(pause));
+    write_all(bytes + size / 2, size - size / 2);
+    return;
+  }
+  write_all(bytes, size);
+}
+
+void AtomicFileWriter::write_all(const char* bytes, size_t size) {
   size_t written = 0;
   while (written < size) {
     const ssize_t n = ::write(fd_, bytes + written, size - written);

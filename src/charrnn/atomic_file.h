@@ -23,6 +23,7 @@ class AtomicFileWriter {
   void commit();
 
  private:
+  void write_all(const char* bytes, size_t size);
   void abandon();
   std::string path_;
   std::string temporary_;

@@ -144,7 +144,8 @@ json to_json(const Config& c) {
         {"seed", c.train.seed},
         {"device", c.train.device},
         {"checkpoint", c.train.checkpoint},
-        {"threads", c.train.threads}}},
+        {"threads", c.train.threads},
+        {"divergence_rollbacks", c.train.divergence_rollbacks}}},
       {"sample",
        {{"prime", c.sample.prime},
         {"length", c.sample.length},
@@ -190,6 +191,7 @@ Config config_from_json(const json& j, const std::string& source, const Config& 
   train.read("device", c.train.device);
   train.read("checkpoint", c.train.checkpoint);
   train.read("threads", c.train.threads);
+  train.read("divergence_rollbacks", c.train.divergence_rollbacks);
   train.finish();
 
   SectionReader sample(j, "sample", source);
@@ -274,6 +276,7 @@ void validate(const Config& c, const std::string& source) {
   at_least("train.eval_every", c.train.eval_every, 1);
   at_least("train.eval_max_chars", c.train.eval_max_chars, 0);
   at_least("train.threads", c.train.threads, 0);
+  at_least("train.divergence_rollbacks", c.train.divergence_rollbacks, 0);
   finite("train.learning_rate", c.train.learning_rate);
   if (c.train.learning_rate <= 0)
     bad_value(source, "train.learning_rate", "must be > 0", number(c.train.learning_rate));

@@ -44,6 +44,9 @@ struct TrainOptions {
   std::string device = "auto";   ///< auto (CUDA when available), cpu, cuda or cuda:N. Default: auto
   std::string checkpoint = "models/charrnn.pt";  ///< latest checkpoint; best goes to *.best.pt. Default: models/charrnn.pt
   int64_t threads = 0;           ///< CPU threads; 0 = all cores. Default: 0
+  /// on a NaN or infinite loss, go back to the last checkpoint with half the
+  /// learning rate, at most this many times per run; 0 stops with an error. Default: 0
+  int64_t divergence_rollbacks = 0;
 };
 
 struct SampleOptions {

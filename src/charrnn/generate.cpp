@@ -1,9 +1,11 @@
 #include "charrnn/generate.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "charrnn/corpus.h"
 #include "charrnn/error.h"
+#include "charrnn/runtime.h"
 #include "charrnn/step_decoder.h"
 #include "charrnn/utf8.h"
 
@@ -38,6 +40,10 @@ std::vector<std::string> generate(CharRNN& model, const Vocab& vocab, const Gene
   if (options.length < 0) throw UsageError("--length must be >= 0, got " + std::to_string(options.length));
   if (options.num_samples < 1)
     throw UsageError("--num-samples must be >= 1, got " + std::to_string(options.num_samples));
+  if (!std::isfinite(options.sampling.temperature))
+    throw UsageError("--temperature must be a finite number, got " + std::to_string(options.sampling.temperature));
+  if (!(options.sampling.top_p > 0) || std::isnan(options.sampling.top_p))
+    throw UsageError("--top-p must be > 0, got " + std::to_string(options.sampling.top_p));
   const int64_t B = options.num_samples;
   std::u32string prime;
   try {
@@ -47,6 +53,19 @@ std::vector<std::string> generate(CharRNN& model, const Vocab& vocab, const Gene
   }
   std::vector<int64_t> prime_ids = vocab.encode(prime, "--prime");
 
+  {
+    // the decoder's buffers, the priming chunk's activations and the logits
+    const ModelOptions& m = model->options();
+    const double per_stream = static_cast<double>(m.embedding_dim + 7 * m.num_layers * m.hidden_size +
+                                                  3 * model->vocab_size()) +
+                              static_cast<double>(std::min<int64_t>(prime_ids.size(), kPrimeChunk)) *
+                                  static_cast<double>(m.embedding_dim + 6 * m.num_layers * m.hidden_size + model->vocab_size());
+    // collected texts: about two bytes per character of UTF-8
+    const double texts = options.collect ? 2.0 * static_cast<double>(options.length + options.prime.size()) : 0.0;
+    require_memory((4.0 * per_stream + texts) * static_cast<double>(B),
+                   "--num-samples " + std::to_string(B) + " with --length " + std::to_string(options.length),
+                   "generate fewer or shorter samples at once");
+  }
   torch::NoGradGuard no_grad;
   const bool was_training = model->is_training();
   model->eval();

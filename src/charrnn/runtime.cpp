@@ -1,8 +1,11 @@
 #include "charrnn/runtime.h"
 
-#include <dlfcn.h>
 #include <cstdlib>
+#include <dlfcn.h>
+#include <iomanip>
+#include <sstream>
 #include <thread>
+#include <unistd.h>
 
 #include "charrnn/error.h"
 
@@ -61,5 +64,19 @@ void configure_threads(int64_t threads) {
 }
 
 int64_t current_threads() { return g_threads; }
+
+double physical_memory_bytes() {
+  const long pages = ::sysconf(_SC_PHYS_PAGES), page_size = ::sysconf(_SC_PAGE_SIZE);
+  return pages > 0 && page_size > 0 ? static_cast<double>(pages) * static_cast<double>(page_size) : 0.0;
+}
+
+void require_memory(double bytes, const std::string& what, const std::string& advice) {
+  const double physical = physical_memory_bytes();
+  if (physical <= 0 || bytes <= 0.8 * physical) return;
+  std::ostringstream msg;
+  msg << std::fixed << std::setprecision(1) << what << " needs about " << bytes / 1e9
+      << " GB, more than this machine's " << physical / 1e9 << " GB of memory can give; " << advice;
+  throw UsageError(msg.str());
+}
 
 }  // namespace charrnn

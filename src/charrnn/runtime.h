@@ -20,4 +20,12 @@ void configure_threads(int64_t threads);
 /// Threads given to matrix products by the last configure_threads().
 int64_t current_threads();
 
+/// This machine's physical memory in bytes (0 if unknown).
+double physical_memory_bytes();
+
+/// Throws UsageError naming `what` when `bytes` would take more than 80% of
+/// physical memory: refusing before allocating beats dying in the allocator.
+/// `advice` says which settings to lower.
+void require_memory(double bytes, const std::string& what, const std::string& advice);
+
 }  // namespace charrnn

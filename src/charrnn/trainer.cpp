@@ -6,6 +6,9 @@
 #include <fstream>
 #include <iomanip>
 #include <sstream>
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -53,15 +56,38 @@ std::string format_rate(double chars_per_second) {
 
 void check_memory(const Config& config, int64_t vocab_size, const torch::Device& device) {
   if (!device.is_cpu()) return;
-  const double needed = estimate_training_bytes(config, vocab_size);
-  const double physical = static_cast<double>(::sysconf(_SC_PHYS_PAGES)) * static_cast<double>(::sysconf(_SC_PAGE_SIZE));
-  if (physical > 0 && needed > 0.8 * physical) {
-    std::ostringstream msg;
-    msg << std::fixed << std::setprecision(1) << "training this model needs about " << needed / 1e9
-        << " GB, more than this machine's " << physical / 1e9
-        << " GB of memory can give; reduce model.hidden_size, model.num_layers, train.batch_size or train.seq_length";
-    throw UsageError(msg.str());
+  require_memory(estimate_training_bytes(config, vocab_size), "training this model",
+                 "reduce model.hidden_size, model.num_layers, train.batch_size or train.seq_length");
+}
+
+// One write(2) per line, so a kill leaves whole lines (or none) behind.
+void append_line(const std::string& path, const std::string& line) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd < 0) throw Error("cannot write metrics to " + path + ": " + std::strerror(errno));
+  const std::string text = line + "\n";
+  const ssize_t n = ::write(fd, text.data(), text.size());
+  const int error = errno;
+  ::close(fd);
+  if (n != static_cast<ssize_t>(text.size()))
+    throw Error("cannot write metrics to " + path + ": " + (n < 0 ? std::strerror(error) : "short write"));
+}
+
+// A resumed run drops the metrics of steps the checkpoint does not hold
+// (written before a kill) and any torn last line, so the file reads as if the
+// run had never stopped.
+void drop_metrics_after(const std::string& path, int64_t step) {
+  std::ifstream in(path);
+  if (!in) return;
+  std::string kept, line;
+  bool dropped = false;
+  while (std::getline(in, line)) {
+    const nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (j.is_object() && j.contains("step") && j["step"].is_number_integer() && j["step"].get<int64_t>() <= step)
+      kept += line + "\n";
+    else
+      dropped = true;
   }
+  if (dropped) write_file_atomically(path, kept);
 }
 
 void require_same_model(const ModelOptions& stored, const ModelOptions& wanted) {
@@ -103,6 +129,12 @@ Trainer::Trainer(const Checkpoint& checkpoint, const Config& config, TrainerIO i
                      " and train.steps is " + std::to_string(config_.train.steps) +
                      "; raise it, e.g. --set train.steps=" + std::to_string(progress_.step * 2));
   setup(checkpoint.vocab);
+  drop_metrics_after(metrics_path(config_.train.checkpoint), progress_.step);
+  restore(checkpoint);
+}
+
+void Trainer::restore(const Checkpoint& checkpoint) {
+  progress_ = checkpoint.progress;
   model_ = restore_model(checkpoint, device_);
   optimizer_ = std::make_unique<torch::optim::Adam>(model_->parameters(),
                                                     torch::optim::AdamOptions(config_.train.learning_rate));
@@ -122,6 +154,27 @@ Trainer::Trainer(const Checkpoint& checkpoint, const Config& config, TrainerIO i
       }
     }
   }
+}
+
+void Trainer::on_divergence(const std::string& what) {
+  const std::string diverged = "training diverged at step " + std::to_string(progress_.step) + ": " + what;
+  if (rollbacks_done_ >= config_.train.divergence_rollbacks)
+    throw Error(diverged + "; the last good checkpoint is untouched; lower train.learning_rate or train.grad_clip" +
+                (config_.train.divergence_rollbacks > 0 ? ""
+                                                        : ", or set train.divergence_rollbacks to retry automatically"));
+  if (!std::filesystem::exists(config_.train.checkpoint))
+    throw Error(diverged + " before the first checkpoint; lower train.learning_rate or train.grad_clip");
+  ++rollbacks_done_;
+  const Checkpoint last_good = load_checkpoint(config_.train.checkpoint);
+  // the lowered rate goes into the config, and so into later checkpoints:
+  // resuming from them continues with it
+  config_.train.learning_rate /= 2;
+  restore(last_good);
+  drop_metrics_after(metrics_path(config_.train.checkpoint), progress_.step);
+  if (io_.log)
+    *io_.log << (io_.redraw ? "\r\033[K" : "") << diverged << "; rolled back to step " << progress_.step
+             << " with train.learning_rate " << config_.train.learning_rate << " (rollback " << rollbacks_done_
+             << " of " << config_.train.divergence_rollbacks << ")\n";
 }
 
 void Trainer::setup(const std::optional<Vocab>& vocab) {
@@ -186,7 +239,7 @@ Checkpoint Trainer::make_checkpoint() const {
   return c;
 }
 
-void Trainer::evaluate_and_save(double train_loss, double chars_per_second) {
+bool Trainer::evaluate_and_save(double train_loss, double chars_per_second) {
   nlohmann::json metrics = {{"step", progress_.step},
                             {"train_loss", train_loss},
                             {"train_bpc", train_loss / std::log(2.0)},
@@ -201,6 +254,10 @@ void Trainer::evaluate_and_save(double train_loss, double chars_per_second) {
     metrics["val_chars"] = val.chars;
     metrics["val_loss"] = val.loss;
     metrics["val_bpc"] = val.bpc;
+    if (!std::isfinite(val.loss)) {
+      on_divergence("the validation loss is " + std::string(std::isnan(val.loss) ? "NaN" : "infinite"));
+      return false;
+    }
     improved = !(val.loss >= progress_.best_val_loss);  // true while best is NaN
     if (improved) {
       progress_.best_val_loss = val.loss;
@@ -217,19 +274,22 @@ void Trainer::evaluate_and_save(double train_loss, double chars_per_second) {
     sample_text = generate(model_, corpus_.vocab, sample_options, device_).front();
   } catch (const UsageError& e) {
     sample_text = std::string("(no sample: ") + e.what() + ")";  // e.g. a prime outside the vocabulary
+  } catch (const Error&) {  // the sampler found non-finite logits
+    on_divergence("the model's outputs are not finite");
+    return false;
   }
   metrics["sample"] = sample_text;
 
+  // The latest checkpoint goes last: it is what --resume continues from, so
+  // a kill anywhere before its rename replays these steps, and the metrics
+  // line and best checkpoint they produced are written again (resume drops
+  // metrics lines past the checkpoint's step).
   const Checkpoint checkpoint = make_checkpoint();
   const std::string bytes = serialize_checkpoint(checkpoint);
   ensure_parent_directory(config_.train.checkpoint);
-  write_file_atomically(config_.train.checkpoint, bytes);
+  append_line(metrics_path(config_.train.checkpoint), metrics.dump());
   if (improved) write_file_atomically(best_checkpoint_path(config_.train.checkpoint), bytes);
-  {
-    std::ofstream out(metrics_path(config_.train.checkpoint), std::ios::app);
-    out << metrics.dump() << '\n';
-    if (!out) throw Error("cannot write metrics to " + metrics_path(config_.train.checkpoint));
-  }
+  write_file_atomically(config_.train.checkpoint, bytes);
   if (io_.log) {
     std::ostream& log = *io_.log;
     if (io_.redraw) log << "\r\033[K";
@@ -240,6 +300,7 @@ void Trainer::evaluate_and_save(double train_loss, double chars_per_second) {
           << metrics["val_bpc"].get<double>() << (improved ? "  (best)" : "");
     log << "\n--- sample ---\n" << sample_text << "\n--------------\n" << std::flush;
   }
+  return true;
 }
 
 TrainSummary Trainer::run() {
@@ -273,10 +334,11 @@ TrainSummary Trainer::run() {
 
     const double loss = train_step();
     progress_.elapsed_seconds = elapsed_before + seconds_since(start);
-    if (!std::isfinite(loss))
-      throw Error("training diverged at step " + std::to_string(progress_.step) + ": the loss is " +
-                  (std::isnan(loss) ? "NaN" : "infinite") +
-                  "; the last good checkpoint is untouched; lower train.learning_rate or train.grad_clip");
+    if (!std::isfinite(loss)) {
+      on_divergence(std::string("the loss is ") + (std::isnan(loss) ? "NaN" : "infinite"));
+      last_saved_step = progress_.step;  // rolled back to a saved step
+      continue;
+    }
     loss_sum += loss;
     ++loss_count;
     last_loss = loss;
@@ -301,7 +363,7 @@ TrainSummary Trainer::run() {
       loss_count = 0;
     }
     if (eval_now) {
-      evaluate_and_save(last_loss, rate_now());
+      evaluate_and_save(last_loss, rate_now());  // after a rollback progress_ is at a saved step too
       last_saved_step = progress_.step;
       report_time = Clock::now();  // the next rate covers training, not validation
       report_step = progress_.step;

@@ -75,7 +75,13 @@ class Trainer {
 
  private:
   void setup(const std::optional<Vocab>& vocab);
-  void evaluate_and_save(double train_loss, double chars_per_second);
+  /// Model, optimizer and random streams from `checkpoint` (resume, rollback).
+  void restore(const Checkpoint& checkpoint);
+  /// False when it found divergence and rolled back instead of saving.
+  bool evaluate_and_save(double train_loss, double chars_per_second);
+  /// A NaN or infinite loss: rolls back (train.divergence_rollbacks) or throws.
+  void on_divergence(const std::string& what);
+  int64_t rollbacks_done_ = 0;
 
   Config config_;
   TrainerIO io_;

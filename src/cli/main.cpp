@@ -2,7 +2,9 @@
 // charrnn_core and decides exit codes; everything testable lives in the
 // library. Exit status: 0 success, 2 usage or config error, 1 anything else.
 #include <atomic>
+#include <cerrno>
 #include <csignal>
+#include <cstring>
 #include <cmath>
 #include <cstdio>
 #include <iomanip>
@@ -235,7 +237,9 @@ int cmd_generate(int argc, char** argv) {
     // one sample streams as it is produced; memory stays flat for any length
     gen.collect = false;
     charrnn::generate(model, checkpoint.vocab, gen, device, [&](int64_t, std::string_view piece) {
-      std::fwrite(piece.data(), 1, piece.size(), stdout);
+      // a full disk must not turn a long run into silently lost text
+      if (std::fwrite(piece.data(), 1, piece.size(), stdout) != piece.size())
+        throw charrnn::Error(std::string("cannot write the generated text: ") + std::strerror(errno));
       if (tty || piece.find('\n') != std::string_view::npos) std::fflush(stdout);
       if (!piece.empty()) last_char_of_sample = std::string(1, piece.back());
     });
@@ -247,7 +251,8 @@ int cmd_generate(int argc, char** argv) {
       if (text.empty() || text.back() != '\n') std::fputc('\n', stdout);
     }
   }
-  std::fflush(stdout);
+  if (std::fflush(stdout) != 0 || std::ferror(stdout))
+    throw charrnn::Error(std::string("cannot write the generated text: ") + std::strerror(errno));
   return 0;
 }
 
@@ -389,6 +394,9 @@ std::string first_line(const std::string& text) { return text.substr(0, text.fin
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Past a file-size limit (ulimit -f) a write should fail with EFBIG, which
+  // the writers report as errors, rather than kill the process.
+  std::signal(SIGXFSZ, SIG_IGN);
   if (argc < 2) {
     std::cerr << kUsage;
     return 2;
