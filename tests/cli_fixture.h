@@ -78,11 +78,13 @@ class Cli : public ::testing::Test {
     if (!HasFailure()) fs::remove_all(dir_);
   }
 
-  Result run(const std::vector<std::string>& args) const {
+  // Runs charrnn with `input` as its stdin (a file, so not a terminal).
+  Result run(const std::vector<std::string>& args, const std::string& input = "") const {
     std::string command = quote(CHARRNN_BIN);
     for (const auto& a : args) command += " " + quote(a);
-    const fs::path out = dir_ / "stdout.txt", err = dir_ / "stderr.txt";
-    command += " >" + quote(out.string()) + " 2>" + quote(err.string()) + " </dev/null";
+    const fs::path out = dir_ / "stdout.txt", err = dir_ / "stderr.txt", in = dir_ / "stdin.txt";
+    write_all(in, input);
+    command += " >" + quote(out.string()) + " 2>" + quote(err.string()) + " <" + quote(in.string());
     const int status = std::system(command.c_str());
     Result r;
     r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);

@@ -257,3 +257,89 @@ TEST_F(Cli, CudaRequestedWithoutCuda) {
 }
 
 }  // namespace
+
+namespace {
+
+using namespace charrnn_cli_test;
+
+TEST_F(Cli, TemperatureSweepPrintsOneLabelledSamplePerTemperature) {
+  train_ok({"--set", "train.steps=20"});
+  const std::vector<std::string> common = {"generate", "--checkpoint", checkpoint(), "--prime", "the", "--length", "40",
+                                           "--seed", "5"};
+  std::vector<std::string> sweep = common;
+  sweep.insert(sweep.end(), {"--temperature", "0.2,0.5,1.0"});
+  const Result r = run(sweep);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::string expected;
+  for (const char* t : {"0.2", "0.5", "1.0"}) {
+    std::vector<std::string> single = common;
+    single.insert(single.end(), {"--temperature", t});
+    expected += std::string("=== temperature ") + (std::string(t) == "1.0" ? "1" : t) + " ===\n" + run(single).out;
+  }
+  EXPECT_EQ(r.out, expected);
+  expect_clean_error(run({"generate", "--checkpoint", checkpoint(), "--temperature", "0.5,,1"}), 2, "--temperature");
+}
+
+TEST_F(Cli, ChatUnderAPipe) {
+  train_ok({"--set", "train.steps=20"});
+  const std::string input = "the sea\n:temp 0\n:len 25\nthe sea\nthe sea\n:bogus 3\n:len -1\nthe €\n:seed 9\nthe\n";
+  const Result r = run({"chat", "--checkpoint", checkpoint(), "--length", "30", "--seed", "4"}, input);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  // one continuation per prompt, each starting with its prompt
+  std::vector<std::string> lines;
+  std::stringstream out(r.out);
+  for (std::string line; std::getline(out, line);) lines.push_back(line);
+  const Result first = run({"generate", "--checkpoint", checkpoint(), "--prime", "the sea", "--length", "30", "--seed", "4"});
+  EXPECT_EQ(r.out.substr(0, first.out.size()), first.out) << "the first prompt continues as generate does";
+  const Result greedy = run({"generate", "--checkpoint", checkpoint(), "--prime", "the sea", "--length", "25",
+                             "--temperature", "0"});
+  EXPECT_NE(r.out.find(greedy.out + greedy.out), std::string::npos) << "greedy twice the same:\n" << r.out;
+  const Result last = run({"generate", "--checkpoint", checkpoint(), "--prime", "the", "--length", "25", "--temperature",
+                           "0", "--seed", "9"});
+  EXPECT_EQ(r.out.substr(r.out.size() - last.out.size()), last.out);
+  // bad commands and prompts are reported and the session goes on
+  EXPECT_NE(r.err.find("error: unknown command \":bogus\""), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("error: :len must be >= 0"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("never saw"), std::string::npos) << r.err;
+  // end of input ends the session cleanly, even with no input at all
+  EXPECT_EQ(run({"chat", "--checkpoint", checkpoint()}).exit_code, 0);
+}
+
+TEST_F(Cli, ChatOnATerminalUnderTmux) {
+  if (std::system("tmux -V >/dev/null 2>&1") != 0) GTEST_SKIP() << "tmux is not installed";
+  train_ok({"--set", "train.steps=20"});
+  const std::string tmux = "tmux -L " + quote("charrnn_test_" + std::to_string(::getpid()));
+  const auto sh = [&](const std::string& command) { return std::system((tmux + " " + command).c_str()); };
+  const auto screen = [&] {
+    const fs::path capture = dir_ / "screen.txt";
+    sh("capture-pane -p -t chat >" + quote(capture.string()));
+    return read_all(capture);
+  };
+  const auto wait_for = [&](const std::string& text) {
+    for (int i = 0; i < 200; ++i) {
+      if (screen().find(text) != std::string::npos) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return false;
+  };
+  const std::string chat = quote(CHARRNN_BIN) + " chat --checkpoint " + quote(checkpoint()) +
+                           " --length 20 --temperature 0; echo chat-exited-$?; sleep 30";
+  ASSERT_EQ(sh("new-session -d -s chat -x 120 -y 40 " + quote(chat)), 0);
+  EXPECT_TRUE(wait_for("Ctrl-D quits")) << screen();
+  EXPECT_TRUE(wait_for("this text\n>")) << screen();  // the prompt; the pane drops its trailing blank
+  const Result greedy = run({"generate", "--checkpoint", checkpoint(), "--prime", "the sea", "--length", "20",
+                             "--temperature", "0"});
+  // the pane drops trailing blanks, so compare the first line without them
+  std::string continuation = greedy.out.substr(0, greedy.out.find('\n'));
+  continuation.erase(continuation.find_last_not_of(' ') + 1);
+  sh("send-keys -t chat 'the sea' Enter");
+  EXPECT_TRUE(wait_for("> the sea\n" + continuation)) << screen();
+  sh("send-keys -t chat ':len 5' Enter");
+  sh("send-keys -t chat 'the' Enter");
+  EXPECT_TRUE(wait_for("> the\nthe")) << screen();
+  sh("send-keys -t chat C-d");
+  EXPECT_TRUE(wait_for("chat-exited-0")) << screen();
+  sh("kill-server");
+}
+
+}  // namespace

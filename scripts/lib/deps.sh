@@ -22,8 +22,9 @@ apt_ensure() {
 # What building and testing need. libopenblas0-pthread matters: without it
 # Debian's libtorch falls back to the reference BLAS, about 25x slower.
 BUILD_PACKAGES=(cmake g++ make libtorch-dev libopenblas0-pthread libcxxopts-dev nlohmann-json3-dev libgtest-dev)
-# Python with the same torch, for the export interop test (tests/interop).
-TEST_PACKAGES=(python3-torch)
+# Python with the same torch, for the export interop test (tests/interop);
+# tmux, for the test that drives `charrnn chat` on a real terminal.
+TEST_PACKAGES=(python3-torch tmux)
 
 # Configures and builds into build/ (Release) with every core.
 build_charrnn() {

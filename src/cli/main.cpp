@@ -7,6 +7,7 @@
 #include <cstring>
 #include <cmath>
 #include <cstdio>
+#include <functional>
 #include <iomanip>
 #include <iostream>
 #include <random>
@@ -41,6 +42,8 @@ constexpr const char* kUsage =
     "  train     --config FILE [--set KEY=VALUE]... [--resume CHECKPOINT]\n"
     "  generate  --checkpoint FILE [--prime TEXT] [--length N] [--temperature T]\n"
     "            [--top-k K] [--top-p P] [--seed S] [--num-samples N] [--stop TEXT]\n"
+    "            (--temperature 0.2,0.5,1.0 prints a labelled sample per temperature)\n"
+    "  chat      --checkpoint FILE [sampling flags]: one prompt per line, :help for settings\n"
     "  eval      --checkpoint FILE --data FILE [--json]\n"
     "  info      --checkpoint FILE [--json]\n"
     "  export    --checkpoint FILE --out FILE.pt\n"
@@ -80,6 +83,8 @@ cxxopts::ParseResult parse(cxxopts::Options& options, int argc, char** argv) {
                      options.program().substr(8) + " --help");
   return result;
 }
+
+std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
 
 std::string require(const cxxopts::ParseResult& args, const std::string& name) {
   if (!args.count(name)) throw UsageError("--" + name + " is required");
@@ -193,67 +198,213 @@ int cmd_train(int argc, char** argv) {
   return summary.interrupted ? 130 : 0;
 }
 
-int cmd_generate(int argc, char** argv) {
-  cxxopts::Options options("charrnn generate", "Generate text from a trained checkpoint.");
+// Sampling flags shared by generate and chat.
+void add_sampling_options(cxxopts::Options& options) {
   options.add_options()
       ("checkpoint", "checkpoint or exported TorchScript file", cxxopts::value<std::string>())
-      ("prime", "priming text (default: the config's sample.prime)", cxxopts::value<std::string>())
       ("length", "characters to generate after the prime", cxxopts::value<std::string>())
       ("temperature", "sampling temperature; <= 0 is greedy", cxxopts::value<std::string>())
       ("top-k", "keep the K most likely characters; 0 keeps all", cxxopts::value<std::string>())
       ("top-p", "keep the smallest set with probability P; 1 keeps all", cxxopts::value<std::string>())
       ("seed", "random seed; same seed, same text; < 0 picks one", cxxopts::value<std::string>())
-      ("num-samples", "samples to generate as one batch", cxxopts::value<std::string>())
-      ("stop", "end a sample once it produces TEXT (\\n, \\t understood)", cxxopts::value<std::string>())
       ("device", "auto, cpu, cuda or cuda:N", cxxopts::value<std::string>()->default_value("auto"));
-  const auto args = parse(options, argc, argv);
+}
+
+double parse_number(const std::string& text, const std::string& what) {
+  size_t used = 0;
+  double value = 0;
+  try {
+    value = std::stod(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || used != text.size() || !std::isfinite(value))
+    throw UsageError(what + " must be a finite number, got \"" + text + "\"");
+  return value;
+}
+
+int64_t resolve_seed(int64_t seed) {
+  if (seed >= 0) return seed;
+  seed = static_cast<int64_t>(std::random_device{}() & 0x7FFFFFFF);
+  std::cerr << "seed " << seed << "\n";
+  return seed;
+}
+
+// The model and the generation settings the flags ask for; the checkpoint's
+// sample section fills in what they leave out.
+struct Generator {
+  charrnn::Checkpoint checkpoint;
+  torch::Device device{torch::kCPU};
+  charrnn::CharRNN model{nullptr};
+  charrnn::GenerateOptions options;
+};
+
+Generator load_generator(const cxxopts::ParseResult& args) {
+  Generator g;
   const std::string path = require(args, "checkpoint");
   charrnn::configure_threads(0);
-  const torch::Device device = charrnn::resolve_device(args["device"].as<std::string>());
-  const charrnn::Checkpoint checkpoint = charrnn::load_model_file(path);
-  charrnn::CharRNN model = charrnn::restore_model(checkpoint, device);
+  g.device = charrnn::resolve_device(args["device"].as<std::string>());
+  g.checkpoint = charrnn::load_model_file(path);
+  g.model = charrnn::restore_model(g.checkpoint, g.device);
+  const charrnn::SampleOptions& defaults = g.checkpoint.config.sample;
+  g.options.prime = defaults.prime;
+  g.options.length = int_flag(args, "length", defaults.length);
+  g.options.sampling.temperature = defaults.temperature;
+  g.options.sampling.top_k = int_flag(args, "top-k", defaults.top_k);
+  g.options.sampling.top_p = number_flag(args, "top-p", defaults.top_p);
+  if (g.options.sampling.top_p <= 0) throw UsageError("--top-p must be > 0");
+  if (g.options.length < 0) throw UsageError("--length must be >= 0, got " + std::to_string(g.options.length));
+  g.options.seed = static_cast<uint64_t>(resolve_seed(int_flag(args, "seed", defaults.seed)));
+  return g;
+}
 
-  const charrnn::SampleOptions& defaults = checkpoint.config.sample;
-  charrnn::GenerateOptions gen;
-  gen.prime = args.count("prime") ? args["prime"].as<std::string>() : defaults.prime;
-  gen.length = int_flag(args, "length", defaults.length);
-  gen.sampling.temperature = number_flag(args, "temperature", defaults.temperature);
-  gen.sampling.top_k = int_flag(args, "top-k", defaults.top_k);
-  gen.sampling.top_p = number_flag(args, "top-p", defaults.top_p);
-  gen.num_samples = int_flag(args, "num-samples", 1);
-  gen.stop = args.count("stop") ? unescape(args["stop"].as<std::string>()) : "";
-  if (gen.sampling.top_p <= 0) throw UsageError("--top-p must be > 0");
-  if (gen.length < 0) throw UsageError("--length must be >= 0, got " + std::to_string(gen.length));
-  int64_t seed = int_flag(args, "seed", defaults.seed);
-  if (seed < 0) {
-    seed = static_cast<int64_t>(std::random_device{}() & 0x7FFFFFFF);
-    std::cerr << "seed " << seed << "\n";
-  }
-  gen.seed = static_cast<uint64_t>(seed);
+// Writes generated text to stdout; a full disk must not turn a long run into
+// silently lost text.
+void write_out(std::string_view text) {
+  if (std::fwrite(text.data(), 1, text.size(), stdout) != text.size())
+    throw charrnn::Error(std::string("cannot write the generated text: ") + std::strerror(errno));
+}
 
+// Streams one sample (options.num_samples == 1) to stdout, ending it with a
+// newline. `keep_going` is asked between characters.
+void stream_sample(Generator& g, const std::function<bool()>& keep_going = {}) {
   const bool tty = ::isatty(STDOUT_FILENO) != 0;
-  std::string last_char_of_sample;
-  if (gen.num_samples == 1) {
-    // one sample streams as it is produced; memory stays flat for any length
-    gen.collect = false;
-    charrnn::generate(model, checkpoint.vocab, gen, device, [&](int64_t, std::string_view piece) {
-      // a full disk must not turn a long run into silently lost text
-      if (std::fwrite(piece.data(), 1, piece.size(), stdout) != piece.size())
-        throw charrnn::Error(std::string("cannot write the generated text: ") + std::strerror(errno));
+  char last = '\n';
+  g.options.collect = false;  // memory stays flat for any length
+  struct Stopped {};
+  try {
+    charrnn::generate(g.model, g.checkpoint.vocab, g.options, g.device, [&](int64_t, std::string_view piece) {
+      if (keep_going && !keep_going()) throw Stopped{};
+      write_out(piece);
       if (tty || piece.find('\n') != std::string_view::npos) std::fflush(stdout);
-      if (!piece.empty()) last_char_of_sample = std::string(1, piece.back());
+      if (!piece.empty()) last = piece.back();
     });
-    if (last_char_of_sample != "\n") std::fputc('\n', stdout);
-  } else {
-    const auto texts = charrnn::generate(model, checkpoint.vocab, gen, device);
-    for (const std::string& text : texts) {
-      std::fwrite(text.data(), 1, text.size(), stdout);
-      if (text.empty() || text.back() != '\n') std::fputc('\n', stdout);
+  } catch (const Stopped&) {
+    last = ' ';
+  }
+  if (last != '\n') write_out("\n");
+  std::fflush(stdout);
+}
+
+int cmd_generate(int argc, char** argv) {
+  cxxopts::Options options("charrnn generate", "Generate text from a trained checkpoint.");
+  add_sampling_options(options);
+  options.add_options()
+      ("prime", "priming text (default: the config's sample.prime)", cxxopts::value<std::string>())
+      ("num-samples", "samples to generate as one batch", cxxopts::value<std::string>())
+      ("stop", "end a sample once it produces TEXT (\\n, \\t understood)", cxxopts::value<std::string>());
+  options.custom_help("[OPTION...]  (--temperature 0.2,0.5,1.0 prints one labelled sample per temperature)");
+  const auto args = parse(options, argc, argv);
+  Generator g = load_generator(args);
+  if (args.count("prime")) g.options.prime = args["prime"].as<std::string>();
+  g.options.num_samples = int_flag(args, "num-samples", 1);
+  g.options.stop = args.count("stop") ? unescape(args["stop"].as<std::string>()) : "";
+
+  // --temperature T or a comma-separated sweep, each from the same prime and seed
+  std::vector<double> temperatures = {g.checkpoint.config.sample.temperature};
+  if (args.count("temperature")) {
+    temperatures.clear();
+    std::stringstream list(args["temperature"].as<std::string>());
+    for (std::string item; std::getline(list, item, ',');) temperatures.push_back(parse_number(item, "--temperature"));
+    if (temperatures.empty()) throw UsageError("--temperature needs a value");
+  }
+  const bool sweep = temperatures.size() > 1;
+  for (const double temperature : temperatures) {
+    g.options.sampling.temperature = temperature;
+    if (sweep) {
+      std::ostringstream label;
+      label << "=== temperature " << temperature << " ===\n";
+      write_out(label.str());
+    }
+    if (g.options.num_samples == 1) {
+      stream_sample(g);
+    } else {
+      g.options.collect = true;
+      for (const std::string& text : charrnn::generate(g.model, g.checkpoint.vocab, g.options, g.device)) {
+        write_out(text);
+        if (text.empty() || text.back() != '\n') write_out("\n");
+      }
     }
   }
   if (std::fflush(stdout) != 0 || std::ferror(stdout))
     throw charrnn::Error(std::string("cannot write the generated text: ") + std::strerror(errno));
   return 0;
+}
+
+constexpr const char* kChatHelp =
+    "type a prompt and press Enter for its continuation; Ctrl-D quits, Ctrl-C stops a continuation\n"
+    "  :temp T   temperature (<= 0 greedy)   :len N   characters per continuation\n"
+    "  :seed S   seed of the next prompt     :topk K  keep the K most likely (0 all)\n"
+    "  :topp P   nucleus mass (1 all)        :show    current settings   :help  this text\n";
+
+// A ":name value" line: changes a setting. Throws UsageError on a bad one.
+void apply_chat_command(const std::string& line, charrnn::GenerateOptions& o) {
+  std::istringstream in(line.substr(1));
+  std::string name, value, extra;
+  in >> name >> value >> extra;
+  if (name == "help" || name == "show") {
+    std::cerr << (name == "help" ? kChatHelp : "") << "temperature " << o.sampling.temperature << ", length "
+              << o.length << ", seed " << o.seed << ", top-k " << o.sampling.top_k << ", top-p " << o.sampling.top_p
+              << "\n";
+    return;
+  }
+  if (value.empty() || !extra.empty()) throw UsageError("\":" + name + "\" takes one value; :help lists the commands");
+  const auto integer = [&](const std::string& what) {
+    const double v = parse_number(value, what);
+    if (v != std::floor(v) || std::fabs(v) > 9e15) throw UsageError(what + " must be an integer, got " + value);
+    return static_cast<int64_t>(v);
+  };
+  if (name == "temp" || name == "temperature") {
+    o.sampling.temperature = parse_number(value, ":temp");
+  } else if (name == "len" || name == "length") {
+    const int64_t n = integer(":len");
+    if (n < 0) throw UsageError(":len must be >= 0");
+    o.length = n;
+  } else if (name == "seed") {
+    const int64_t n = integer(":seed");
+    if (n < 0) throw UsageError(":seed must be >= 0");
+    o.seed = static_cast<uint64_t>(n);
+  } else if (name == "topk" || name == "top-k") {
+    o.sampling.top_k = integer(":topk");
+  } else if (name == "topp" || name == "top-p") {
+    const double p = parse_number(value, ":topp");
+    if (p <= 0) throw UsageError(":topp must be > 0");
+    o.sampling.top_p = p;
+  } else {
+    throw UsageError("unknown command \":" + name + "\"; :help lists the commands");
+  }
+}
+
+// Reads a prompt per line and streams its continuation. Works on a terminal
+// and under a pipe; settings change between prompts with ":name value".
+int cmd_chat(int argc, char** argv) {
+  cxxopts::Options options("charrnn chat", "Continue prompts read one per line; :help inside lists the settings.");
+  add_sampling_options(options);
+  const auto args = parse(options, argc, argv);
+  Generator g = load_generator(args);
+  if (args.count("temperature")) g.options.sampling.temperature = parse_number(args["temperature"].as<std::string>(), "--temperature");
+  const bool interactive = ::isatty(STDIN_FILENO) != 0;
+  if (interactive) std::cerr << "charrnn chat: " << kChatHelp;
+  install_stop_handlers();  // Ctrl-C ends the continuation being written, not the session
+  for (std::string line;;) {
+    if (interactive) std::cerr << "> " << std::flush;
+    g_stop_requested.store(false);
+    if (!std::getline(std::cin, line)) break;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    try {
+      if (!line.empty() && line[0] == ':') {
+        apply_chat_command(line, g.options);
+        continue;
+      }
+      g.options.prime = line;
+      stream_sample(g, [] { return !g_stop_requested.load(); });
+      ++g.options.seed;  // the same prompt again gives another continuation
+    } catch (const UsageError& e) {
+      std::cerr << "error: " << first_line(e.what()) << "\n";
+    }
+  }
+  if (interactive) std::cerr << "\n";
+  return g_stop_requested.load() ? 130 : 0;
 }
 
 int cmd_eval(int argc, char** argv) {
@@ -389,7 +540,6 @@ int cmd_bench(int argc, char** argv) {
 }
 
 // LibTorch's messages can span lines (and carry a C++ backtrace); users get the first line.
-std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
 
 }  // namespace
 
@@ -413,11 +563,12 @@ int main(int argc, char** argv) {
     }
     if (command == "train") return cmd_train(argc - 1, argv + 1);
     if (command == "generate") return cmd_generate(argc - 1, argv + 1);
+    if (command == "chat") return cmd_chat(argc - 1, argv + 1);
     if (command == "eval") return cmd_eval(argc - 1, argv + 1);
     if (command == "info") return cmd_info(argc - 1, argv + 1);
     if (command == "export") return cmd_export(argc - 1, argv + 1);
     if (command == "bench") return cmd_bench(argc - 1, argv + 1);
-    std::cerr << "error: unknown command \"" << command << "\"; commands are train, generate, eval, info, export, bench\n";
+    std::cerr << "error: unknown command \"" << command << "\"; commands are train, generate, chat, eval, info, export, bench\n";
     return 2;
   } catch (const charrnn::UsageError& e) {
     std::cerr << "error: " << first_line(e.what()) << "\n";
