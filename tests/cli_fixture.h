@@ -119,6 +119,26 @@ class Cli : public ::testing::Test {
     ::_exit(127);
   }
 
+  // Starts a long training, sends `signal` once it is under way, and expects
+  // a clean stop: exit status 130 and the "interrupted" line.
+  void interrupt_training_with(int signal) const {
+    const pid_t pid = spawn(train_args({"--set", "train.steps=1000000", "--set", "train.eval_every=1000000"}),
+                            dir_ / "train.log");
+    ASSERT_GT(pid, 0);
+    for (int i = 0; i < 600 && read_all(dir_ / "train.log").find("step ") == std::string::npos; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    ::kill(pid, signal);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    const std::string log = read_all(dir_ / "train.log");
+    ASSERT_TRUE(WIFEXITED(status)) << log;
+    EXPECT_EQ(WEXITSTATUS(status), 130) << log;
+    EXPECT_NE(log.find("interrupted at step"), std::string::npos) << log;
+  }
+
+  // `--set assignment` alone is refused with a clean usage error naming `needle`.
+  void expect_bad_setting(const std::string& assignment, const std::string& needle) const;
+
   std::string checkpoint() const { return (dir_ / "model.pt").string(); }
 
   void train_ok(const std::vector<std::string>& extra = {}) const {
@@ -152,6 +172,11 @@ inline void expect_error_after_progress(const Result& r, int code, const std::st
   EXPECT_EQ(std::count(line.begin(), line.end(), '\n'), 1) << r.err;
   EXPECT_EQ(r.err.find("Exception raised from"), std::string::npos) << r.err;
   EXPECT_EQ(r.err.find("terminate called"), std::string::npos) << r.err;
+}
+
+inline void Cli::expect_bad_setting(const std::string& assignment, const std::string& needle) const {
+  SCOPED_TRACE(assignment);
+  expect_clean_error(run(train_args({"--set", assignment})), 2, needle);
 }
 
 inline std::vector<nlohmann::json> read_metrics(const fs::path& path) {

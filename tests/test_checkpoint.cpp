@@ -270,6 +270,34 @@ TEST_F(CheckpointTest, ValidChecksumButBadContentIsStillAnError) {
   EXPECT_CONTAINS(load_error("huge_section.pt", rebuild(huge_section)), "past the end");
 
   load_error("not_json.pt", rebuild(nlohmann::json::array()));
+
+  // Numbers nlohmann's get<integer>() would convert with undefined behaviour
+  // (a double out of range) or wrap: the root cause of the fuzzer's
+  // "counts": [1e300] (test_fuzz_regressions.cpp), in every integer field.
+  using nlohmann::json;
+  struct Case {
+    const char* pointer;
+    json value;
+    const char* named;  // what the message must name
+  };
+  const Case out_of_range[] = {
+      {"/progress/step", 1e300, "progress.step"},
+      {"/progress/chars_trained", -1e300, "progress.chars_trained"},
+      {"/progress/best_step", -1.5, "progress.best_step"},
+      {"/sections/0/size", -1.5, "\"model\" size"},
+      {"/sections/0/size", -1, "\"model\" size"},
+      {"/sections/0/crc32", 1e300, "\"model\" crc32"},
+      {"/sections/0/crc32", 4294967296u, "\"model\" crc32"},
+      {"/vocab/code_points/0", 0x110000, "\"code_points\""},
+      {"/vocab/code_points/0", 32.5, "\"code_points\""},
+      {"/vocab/counts/0", -1, "\"counts\""},
+  };
+  for (const Case& c : out_of_range) {
+    SCOPED_TRACE(std::string(c.pointer) + " = " + c.value.dump());
+    json bad = header;
+    bad[json::json_pointer(c.pointer)] = c.value;
+    EXPECT_CONTAINS(load_error("out_of_range.pt", rebuild(bad)), c.named);
+  }
 }
 
 TEST(Crc32, KnownValues) {

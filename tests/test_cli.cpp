@@ -16,6 +16,9 @@ TEST_P(CliCell, TrainingLossFallsAndTheModelGenerates) {
   EXPECT_LT(metrics.back()["train_loss"].get<double>(), metrics.front()["train_loss"].get<double>());
   EXPECT_LT(metrics.back()["val_loss"].get<double>(), metrics.front()["val_loss"].get<double>());
   EXPECT_TRUE(fs::exists(dir_ / "model.best.pt"));
+  // the loss plot next to the checkpoint, one point per evaluation
+  const std::string plot = read_all(dir_ / "model.loss.svg");
+  EXPECT_NE(plot.find("<polyline class=\"val\""), std::string::npos) << plot;
 
   const Result g = run({"generate", "--checkpoint", checkpoint(), "--prime", "the sea", "--length", "50"});
   ASSERT_EQ(g.exit_code, 0) << g.err;
@@ -100,20 +103,7 @@ TEST_F(Cli, ResumeContinuesWhereTrainingStopped) {
 }
 
 TEST_F(Cli, InterruptSavesACheckpointAndExitsCleanly) {
-  const std::vector<std::string> args =
-      train_args({"--set", "train.steps=1000000", "--set", "train.eval_every=1000000"});
-  const pid_t pid = spawn(args, dir_ / "train.log");
-  ASSERT_GT(pid, 0);
-  // wait until training has really started
-  for (int i = 0; i < 600 && read_all(dir_ / "train.log").find("step ") == std::string::npos; ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  ::kill(pid, SIGINT);
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  const std::string log = read_all(dir_ / "train.log");
-  ASSERT_TRUE(WIFEXITED(status)) << log;
-  EXPECT_EQ(WEXITSTATUS(status), 130) << log;
-  EXPECT_NE(log.find("interrupted at step"), std::string::npos) << log;
+  interrupt_training_with(SIGINT);
   const Result info = run({"info", "--checkpoint", checkpoint(), "--json"});
   ASSERT_EQ(info.exit_code, 0) << info.err;
   EXPECT_GT(nlohmann::json::parse(info.out)["step"].get<int64_t>(), 0);
@@ -169,12 +159,12 @@ TEST_F(Cli, WrongTypeIsNamed) {
 }
 
 TEST_F(Cli, UnknownSetKeyAndBadValues) {
-  expect_clean_error(run(train_args({"--set", "train.stepz=3"})), 2, "train.stepz");
-  expect_clean_error(run(train_args({"--set", "model.cell=lstn"})), 2, "model.cell must be one of rnn, gru, lstm");
-  expect_clean_error(run(train_args({"--set", "model.hidden_size=0"})), 2, "model.hidden_size must be >= 1");
-  expect_clean_error(run(train_args({"--set", "train.learning_rate=-1"})), 2, "train.learning_rate");
-  expect_clean_error(run(train_args({"--set", "data.val_fraction=1"})), 2, "data.val_fraction");
-  expect_clean_error(run(train_args({"--set", "train.batch_size=-3"})), 2, "train.batch_size");
+  expect_bad_setting("train.stepz=3", "train.stepz");
+  expect_bad_setting("model.cell=lstn", "model.cell must be one of rnn, gru, lstm");
+  expect_bad_setting("model.hidden_size=0", "model.hidden_size must be >= 1");
+  expect_bad_setting("train.learning_rate=-1", "train.learning_rate");
+  expect_bad_setting("data.val_fraction=1", "data.val_fraction");
+  expect_bad_setting("train.batch_size=-3", "train.batch_size");
 }
 
 TEST_F(Cli, HugeModelIsRefusedWithAnEstimate) {
@@ -340,6 +330,27 @@ TEST_F(Cli, ChatOnATerminalUnderTmux) {
   sh("send-keys -t chat C-d");
   EXPECT_TRUE(wait_for("chat-exited-0")) << screen();
   sh("kill-server");
+}
+
+}  // namespace
+
+namespace {
+
+using namespace charrnn_cli_test;
+
+TEST_F(Cli, PlotComparesRuns) {
+  train_ok({"--set", "train.steps=20", "--set", "train.eval_every=10"});
+  train_ok({"--set", "train.steps=20", "--set", "train.eval_every=10", "--set",
+            "train.checkpoint=" + (dir_ / "other.pt").string(), "--set", "train.learning_rate=0.001"});
+  const std::string out = (dir_ / "compare.svg").string();
+  const Result r = run({"plot", (dir_ / "model.metrics.jsonl").string(), (dir_ / "other.metrics.jsonl").string(), "--out", out});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string svg = read_all(out);
+  EXPECT_NE(svg.find(">model: train<"), std::string::npos) << svg;
+  EXPECT_NE(svg.find(">other: validation<"), std::string::npos) << svg;
+  expect_clean_error(run({"plot", (dir_ / "missing.jsonl").string(), "--out", out}), 1, "missing.jsonl");
+  expect_clean_error(run({"plot", "--out", out}), 2, "metrics file");
+  expect_clean_error(run({"plot", (dir_ / "model.metrics.jsonl").string()}), 2, "--out");
 }
 
 }  // namespace

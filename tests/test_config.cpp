@@ -195,6 +195,8 @@ TEST(Config, WrongTypesNameTheKey) {
       {R"({"model": {"hidden_size": [32]}})", "model.hidden_size"},
       {R"({"sample": {"prime": 123}})", "sample.prime"},
       {R"({"sample": {"top_k": 1.5}})", "sample.top_k"},
+      {R"({"train": {"seed": 18446744073709551615}})", "train.seed"},  // would wrap to -1
+      {R"({"sample": {"seed": 9223372036854775808}})", "sample.seed"},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.json_text);

@@ -3,7 +3,9 @@
 #include <array>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <sstream>
+#include <type_traits>
 
 #include <nlohmann/json.hpp>
 
@@ -43,6 +45,24 @@ double number_or_nan(const json& v) {
 
 [[noreturn]] void corrupt(const std::string& path, const std::string& what) {
   throw Error(path + ": corrupt or truncated checkpoint (" + what + ")");
+}
+
+// nlohmann's get<integer>() converts a float with a plain static_cast, which
+// is undefined behaviour when the value does not fit (1e300), and wraps an
+// integer out of range. Header numbers are untrusted, so they are checked
+// first (the same fix as Vocab::from_json's, found by fuzz/fuzz_checkpoint.cpp).
+template <typename T>
+T header_integer(const json& v, const std::string& path, const std::string& key) {
+  bool ok = false;
+  if (v.is_number_unsigned()) {
+    ok = v.get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<T>::max());
+  } else if (v.is_number_integer()) {
+    const int64_t x = v.get<int64_t>();
+    ok = x >= 0 ? static_cast<uint64_t>(x) <= static_cast<uint64_t>(std::numeric_limits<T>::max())
+                : std::is_signed_v<T>;
+  }
+  if (!ok) corrupt(path, key + " must be an integer in range; got " + v.dump());
+  return v.get<T>();
 }
 
 }  // namespace
@@ -91,6 +111,8 @@ void restore_optimizer(torch::optim::Optimizer& optimizer, const std::string& by
     optimizer.load(archive);
   } catch (const c10::Error& e) {
     throw Error(std::string("checkpoint: optimizer state cannot be restored: ") + e.what_without_backtrace());
+  } catch (const std::exception& e) {  // a TorchScript ErrorReport: see restore_model
+    throw Error(std::string("checkpoint: optimizer state cannot be restored: ") + e.what());
   }
 }
 
@@ -110,6 +132,8 @@ torch::Tensor read_archived_tensor(const std::string& bytes, const std::string& 
     return tensor;
   } catch (const c10::Error& e) {
     throw Error(std::string("checkpoint: cannot read \"") + key + "\": " + e.what_without_backtrace());
+  } catch (const std::exception& e) {  // a TorchScript ErrorReport: see restore_model
+    throw Error(std::string("checkpoint: cannot read \"") + key + "\": " + e.what());
   }
 }
 
@@ -151,71 +175,73 @@ void save_checkpoint(const std::string& path, const Checkpoint& checkpoint) {
   write_file_atomically(path, serialize_checkpoint(checkpoint));
 }
 
-Checkpoint load_checkpoint(const std::string& path) {
-  const std::string bytes = read_file(path);
-  if (bytes.empty()) throw Error(path + ": checkpoint file is empty");
+Checkpoint load_checkpoint(const std::string& path) { return parse_checkpoint(read_file(path), path); }
+
+Checkpoint parse_checkpoint(const std::string& bytes, const std::string& source) {
+  if (bytes.empty()) throw Error(source + ": checkpoint file is empty");
   if (bytes.size() < sizeof kMagic || std::memcmp(bytes.data(), kMagic, sizeof kMagic) != 0)
-    throw Error(path + ": not a charrnn checkpoint (missing the CHARRNN signature)");
+    throw Error(source + ": not a charrnn checkpoint (missing the CHARRNN signature)");
   size_t offset = sizeof kMagic;
-  if (bytes.size() < offset + 12) corrupt(path, "file ends inside the header");
+  if (bytes.size() < offset + 12) corrupt(source, "file ends inside the header");
   const auto version = get<uint32_t>(bytes, offset);
   offset += 4;
   if (version > kCheckpointFormatVersion)
-    throw Error(path + ": checkpoint format version " + std::to_string(version) +
+    throw Error(source + ": checkpoint format version " + std::to_string(version) +
                 " was written by a newer charrnn; this build (" CHARRNN_VERSION ") reads up to version " +
                 std::to_string(kCheckpointFormatVersion) + "; upgrade charrnn");
-  if (version == 0) corrupt(path, "format version 0");
+  if (version == 0) corrupt(source, "format version 0");
   const auto header_size = get<uint64_t>(bytes, offset);
   offset += 8;
   if (header_size > kMaxHeaderBytes || header_size + 4 > bytes.size() - offset)
-    corrupt(path, "header length " + std::to_string(header_size) + " exceeds the file");
+    corrupt(source, "header length " + std::to_string(header_size) + " exceeds the file");
   const std::string header_text = bytes.substr(offset, header_size);
   offset += header_size;
   if (get<uint32_t>(bytes, offset) != crc32(header_text.data(), header_text.size()))
-    corrupt(path, "header checksum mismatch");
+    corrupt(source, "header checksum mismatch");
   offset += 4;
 
   Checkpoint c;
   try {
     const json header = json::parse(header_text);
     c.charrnn_version = header.at("charrnn_version").get<std::string>();
-    c.config = config_from_json(header.at("config"), path);
+    c.config = config_from_json(header.at("config"), source);
     try {
       c.vocab = Vocab::from_json(header.at("vocab"));
     } catch (const Error& e) {
-      corrupt(path, e.what());  // Vocab's own message does not name the file
+      corrupt(source, e.what());  // Vocab's own message does not name the file
     }
     const json& p = header.at("progress");
-    c.progress.step = p.at("step").get<int64_t>();
-    c.progress.chars_trained = p.at("chars_trained").get<int64_t>();
+    c.progress.step = header_integer<int64_t>(p.at("step"), source, "progress.step");
+    c.progress.chars_trained = header_integer<int64_t>(p.at("chars_trained"), source, "progress.chars_trained");
     c.progress.elapsed_seconds = p.at("elapsed_seconds").get<double>();
     c.progress.best_val_loss = number_or_nan(p.at("best_val_loss"));
-    c.progress.best_step = p.at("best_step").get<int64_t>();
+    c.progress.best_step = header_integer<int64_t>(p.at("best_step"), source, "progress.best_step");
     c.progress.last_train_loss = number_or_nan(p.at("last_train_loss"));
     for (const json& section : header.at("sections")) {
       const auto name = section.at("name").get<std::string>();
-      const auto size = section.at("size").get<uint64_t>();
-      if (size > bytes.size() - offset) corrupt(path, "section \"" + name + "\" runs past the end of the file");
+      const auto size = header_integer<uint64_t>(section.at("size"), source, "section \"" + name + "\" size");
+      if (size > bytes.size() - offset) corrupt(source, "section \"" + name + "\" runs past the end of the file");
       std::string data = bytes.substr(offset, size);
       offset += size;
-      if (crc32(data.data(), data.size()) != section.at("crc32").get<uint32_t>())
-        corrupt(path, "section \"" + name + "\" checksum mismatch");
+      if (crc32(data.data(), data.size()) !=
+          header_integer<uint32_t>(section.at("crc32"), source, "section \"" + name + "\" crc32"))
+        corrupt(source, "section \"" + name + "\" checksum mismatch");
       if (name == "model") c.model_bytes = std::move(data);
       else if (name == "optimizer") c.optimizer_bytes = std::move(data);
       else if (name == "rng") c.rng_bytes = std::move(data);
     }
   } catch (const json::exception& e) {
-    corrupt(path, std::string("malformed header: ") + e.what());
+    corrupt(source, std::string("malformed header: ") + e.what());
   } catch (const UsageError& e) {
-    corrupt(path, std::string("stored config is invalid: ") + e.what());
+    corrupt(source, std::string("stored config is invalid: ") + e.what());
   }
-  if (offset != bytes.size()) corrupt(path, std::to_string(bytes.size() - offset) + " unexpected trailing bytes");
-  if (c.model_bytes.empty()) corrupt(path, "no model weights");
-  if (c.vocab.size() == 0) corrupt(path, "empty vocabulary");
+  if (offset != bytes.size()) corrupt(source, std::to_string(bytes.size() - offset) + " unexpected trailing bytes");
+  if (c.model_bytes.empty()) corrupt(source, "no model weights");
+  if (c.vocab.size() == 0) corrupt(source, "empty vocabulary");
   try {
-    validate(c.config, path);
+    validate(c.config, source);
   } catch (const UsageError& e) {
-    corrupt(path, std::string("stored config is invalid: ") + e.what());
+    corrupt(source, std::string("stored config is invalid: ") + e.what());
   }
   return c;
 }
@@ -231,6 +257,11 @@ CharRNN restore_model(const Checkpoint& c, const torch::Device& device) {
     model->load(archive);
   } catch (const c10::Error& e) {
     throw Error(std::string("checkpoint: model weights cannot be loaded: ") + e.what_without_backtrace());
+  } catch (const std::exception& e) {
+    // A LibTorch archive holds TorchScript source, which load_from compiles;
+    // damaged source fails in the TorchScript frontend, whose ErrorReport is
+    // a std::exception but not a c10::Error (found by fuzz/fuzz_checkpoint.cpp).
+    throw Error(std::string("checkpoint: model weights cannot be loaded: ") + e.what());
   }
   // LibTorch's archive loader replaces tensors without checking shapes.
   size_t i = 0;

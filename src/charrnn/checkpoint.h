@@ -54,6 +54,10 @@ void save_checkpoint(const std::string& path, const Checkpoint& checkpoint);
 
 /// Reads and verifies a checkpoint; throws Error saying what is wrong.
 Checkpoint load_checkpoint(const std::string& path);
+/// Verifies and parses a checkpoint's bytes; `source` names them in messages.
+/// load_checkpoint is read_file plus this; it exists on its own so that the
+/// fuzzer (fuzz/fuzz_checkpoint.cpp) can feed it from memory.
+Checkpoint parse_checkpoint(const std::string& bytes, const std::string& source);
 
 /// Builds the model a checkpoint describes and loads its weights onto `device`.
 CharRNN restore_model(const Checkpoint& checkpoint, const torch::Device& device);

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "charrnn/error.h"
+#include "charrnn/utf8.h"
 
 namespace charrnn {
 
@@ -56,7 +57,11 @@ class SectionReader {
   }
   void read(const char* key, int64_t& out) {
     if (const json* v = find(key)) {
-      if (v->is_number_integer()) {
+      if (v->is_number_unsigned() && v->get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)) {
+        // get<int64_t>() would wrap it: 2^64-1 read as -1, which for a seed
+        // means "pick a random one" (a property fuzz/fuzz_config.cpp checks)
+        fail(key, "an integer below 2^63", *v);
+      } else if (v->is_number_integer()) {
         out = v->get<int64_t>();
       } else if (v->is_number_float() && std::isfinite(v->get<double>()) &&
                  v->get<double>() == std::floor(v->get<double>()) && std::fabs(v->get<double>()) < 9e15) {
@@ -258,6 +263,19 @@ void validate(const Config& c, const std::string& source) {
   const auto finite = [&](const char* key, double v) {
     if (!std::isfinite(v)) bad_value(source, key, "must be a finite number", number(v));
   };
+  // Every checkpoint stores the config in its JSON header, and JSON holds only
+  // UTF-8. A --set value with other bytes used to pass here and fail at the
+  // first checkpoint save, after the training it was meant to keep (found by
+  // fuzz/fuzz_config.cpp). Config files cannot hold such bytes: JSON parsing
+  // rejects them.
+  const auto utf8 = [&](const char* key, const std::string& v) {
+    if (!is_valid_utf8(v))
+      bad_value(source, key, "must be UTF-8 text (checkpoints store it as JSON)", "bytes that are not");
+  };
+  utf8("data.path", c.data.path);
+  utf8("train.device", c.train.device);
+  utf8("train.checkpoint", c.train.checkpoint);
+  utf8("sample.prime", c.sample.prime);
   if (c.data.path.empty()) bad_value(source, "data.path", "must name a UTF-8 text file", "\"\"");
   finite("data.val_fraction", c.data.val_fraction);
   if (c.data.val_fraction < 0 || c.data.val_fraction >= 1)

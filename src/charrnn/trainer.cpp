@@ -17,6 +17,7 @@
 #include "charrnn/atomic_file.h"
 #include "charrnn/error.h"
 #include "charrnn/generate.h"
+#include "charrnn/plot.h"
 #include "charrnn/runtime.h"
 
 namespace charrnn {
@@ -288,6 +289,7 @@ bool Trainer::evaluate_and_save(double train_loss, double chars_per_second) {
   const std::string bytes = serialize_checkpoint(checkpoint);
   ensure_parent_directory(config_.train.checkpoint);
   append_line(metrics_path(config_.train.checkpoint), metrics.dump());
+  write_loss_plot({metrics_path(config_.train.checkpoint)}, loss_plot_path(config_.train.checkpoint));
   if (improved) write_file_atomically(best_checkpoint_path(config_.train.checkpoint), bytes);
   write_file_atomically(config_.train.checkpoint, bytes);
   if (io_.log) {

@@ -23,6 +23,15 @@ std::u32string decode_utf8(std::string_view bytes, std::string_view source) {
   return out;
 }
 
+bool is_valid_utf8(std::string_view bytes) {
+  try {
+    visit_utf8(bytes, "", 0, /*allow_cut_tail=*/false, [](char32_t) {});
+    return true;
+  } catch (const Error&) {
+    return false;
+  }
+}
+
 void append_utf8(std::string& out, char32_t cp) {
   if (cp < 0x80) {
     out.push_back(static_cast<char>(cp));

@@ -15,6 +15,9 @@ namespace charrnn {
 /// first invalid sequence.
 std::u32string decode_utf8(std::string_view bytes, std::string_view source = "input");
 
+/// Whether `bytes` is strict UTF-8, i.e. whether decode_utf8 accepts it.
+bool is_valid_utf8(std::string_view bytes);
+
 /// Calls `visit(code_point)` for each character of `bytes`, strictly, as
 /// decode_utf8 does; `base_offset` is added to the offsets in messages, for
 /// text read in chunks. Returns how many trailing bytes were left undecoded

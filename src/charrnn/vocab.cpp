@@ -1,6 +1,7 @@
 #include "charrnn/vocab.h"
 
 #include <algorithm>
+#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "charrnn/error.h"
@@ -11,6 +12,8 @@ namespace charrnn {
 namespace {
 constexpr char32_t kMaxCodePoint = 0x10FFFF;
 constexpr size_t kMaxNamedUnknown = 10;  // keep error lines readable
+
+bool is_code_point(char32_t c) { return c <= kMaxCodePoint && !(c >= 0xD800 && c <= 0xDFFF); }
 }  // namespace
 
 Vocab::Vocab(std::vector<char32_t> chars, std::vector<int64_t> counts)
@@ -19,7 +22,7 @@ Vocab::Vocab(std::vector<char32_t> chars, std::vector<int64_t> counts)
     throw Error("vocabulary: " + std::to_string(counts_.size()) + " counts for " +
                 std::to_string(chars_.size()) + " characters");
   for (size_t i = 0; i < chars_.size(); ++i) {
-    if (chars_[i] > kMaxCodePoint || (chars_[i] >= 0xD800 && chars_[i] <= 0xDFFF))
+    if (!is_code_point(chars_[i]))
       throw Error("vocabulary: invalid code point " + std::to_string(chars_[i]));
     if (i > 0 && chars_[i] <= chars_[i - 1])
       throw Error("vocabulary: characters must be sorted and distinct");
@@ -32,7 +35,11 @@ Vocab::Vocab(std::vector<char32_t> chars, std::vector<int64_t> counts)
 Vocab Vocab::from_text(std::u32string_view text) {
   std::vector<int64_t> histogram;
   for (char32_t c : text) {
-    if (c >= histogram.size()) histogram.resize(std::max<size_t>(c + 1, 128), 0);
+    // Checked before the histogram, which is indexed by code point, grows:
+    // a stray 0x808090F4 asked for 16 GiB, and 0xFFFFFFFF wrapped c + 1 to 0
+    // and wrote out of bounds (found by fuzz/fuzz_utf8_vocab.cpp).
+    if (!is_code_point(c)) throw Error("vocabulary: invalid code point " + std::to_string(c));
+    if (c >= histogram.size()) histogram.resize(std::max<size_t>(size_t{c} + 1, 128), 0);
     ++histogram[c];
   }
   return from_histogram(histogram);
@@ -106,11 +113,35 @@ nlohmann::json Vocab::to_json() const {
   return {{"code_points", code_points}, {"counts", counts_}};
 }
 
+namespace {
+// nlohmann's get<integer>() converts a float with a plain static_cast: 1e300
+// is undefined behaviour and 65.5 silently becomes 65, and an integer out of
+// range wraps. A stored vocabulary is untrusted, so its numbers are checked
+// here first (found by fuzz/fuzz_checkpoint.cpp: "counts": [1e300]).
+template <typename T>
+std::vector<T> integers_in_range(const nlohmann::json& j, const char* key, uint64_t max) {
+  const nlohmann::json& array = j.at(key);
+  if (!array.is_array()) throw Error(std::string("vocabulary is malformed: \"") + key + "\" is not an array");
+  std::vector<T> out;
+  out.reserve(array.size());
+  for (const nlohmann::json& v : array) {
+    const bool ok = v.is_number_unsigned() ? v.get<uint64_t>() <= max
+                                           : v.is_number_integer() && v.get<int64_t>() >= 0 &&
+                                                 static_cast<uint64_t>(v.get<int64_t>()) <= max;
+    if (!ok)
+      throw Error(std::string("vocabulary is malformed: \"") + key + "\" holds " + v.dump() +
+                  ", not an integer in [0, " + std::to_string(max) + "]");
+    out.push_back(static_cast<T>(v.get<uint64_t>()));
+  }
+  return out;
+}
+}  // namespace
+
 Vocab Vocab::from_json(const nlohmann::json& j) {
   try {
-    auto code_points = j.at("code_points").get<std::vector<uint32_t>>();
-    auto counts = j.at("counts").get<std::vector<int64_t>>();
-    return Vocab(std::vector<char32_t>(code_points.begin(), code_points.end()), std::move(counts));
+    auto code_points = integers_in_range<char32_t>(j, "code_points", kMaxCodePoint);
+    auto counts = integers_in_range<int64_t>(j, "counts", std::numeric_limits<int64_t>::max());
+    return Vocab(std::move(code_points), std::move(counts));
   } catch (const nlohmann::json::exception& e) {
     throw Error(std::string("vocabulary is malformed: ") + e.what());
   }

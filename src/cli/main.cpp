@@ -27,6 +27,7 @@
 #include "charrnn/evaluate.h"
 #include "charrnn/export.h"
 #include "charrnn/generate.h"
+#include "charrnn/plot.h"
 #include "charrnn/runtime.h"
 #include "charrnn/trainer.h"
 #include "charrnn/utf8.h"
@@ -47,6 +48,7 @@ constexpr const char* kUsage =
     "  eval      --checkpoint FILE --data FILE [--json]\n"
     "  info      --checkpoint FILE [--json]\n"
     "  export    --checkpoint FILE --out FILE.pt\n"
+    "  plot      METRICS_FILE... --out FILE.svg   (training also keeps NAME.loss.svg)\n"
     "  bench     --config FILE [--set KEY=VALUE]... [--steps N]\n"
     "\n"
     "Run 'charrnn <command> --help' for a command's options.\n";
@@ -407,6 +409,21 @@ int cmd_chat(int argc, char** argv) {
   return g_stop_requested.load() ? 130 : 0;
 }
 
+int cmd_plot(int argc, char** argv) {
+  cxxopts::Options options("charrnn plot", "Draw the loss curves of one or more runs (their *.metrics.jsonl) as SVG.");
+  options.add_options()
+      ("out", "SVG file to write", cxxopts::value<std::string>())
+      ("metrics", "metrics files", cxxopts::value<std::vector<std::string>>());
+  options.parse_positional({"metrics"});
+  options.positional_help("METRICS_FILE...");
+  const auto args = parse(options, argc, argv);
+  const std::string out = require(args, "out");
+  if (!args.count("metrics")) throw UsageError("name at least one metrics file, e.g. models/default.metrics.jsonl");
+  charrnn::write_loss_plot(args["metrics"].as<std::vector<std::string>>(), out);
+  std::cerr << "wrote " << out << "\n";
+  return 0;
+}
+
 int cmd_eval(int argc, char** argv) {
   cxxopts::Options options("charrnn eval", "Measure a checkpoint's loss on a text file.");
   options.add_options()
@@ -564,11 +581,12 @@ int main(int argc, char** argv) {
     if (command == "train") return cmd_train(argc - 1, argv + 1);
     if (command == "generate") return cmd_generate(argc - 1, argv + 1);
     if (command == "chat") return cmd_chat(argc - 1, argv + 1);
+    if (command == "plot") return cmd_plot(argc - 1, argv + 1);
     if (command == "eval") return cmd_eval(argc - 1, argv + 1);
     if (command == "info") return cmd_info(argc - 1, argv + 1);
     if (command == "export") return cmd_export(argc - 1, argv + 1);
     if (command == "bench") return cmd_bench(argc - 1, argv + 1);
-    std::cerr << "error: unknown command \"" << command << "\"; commands are train, generate, chat, eval, info, export, bench\n";
+    std::cerr << "error: unknown command \"" << command << "\"; commands are train, generate, chat, eval, info, export, plot, bench\n";
     return 2;
   } catch (const charrnn::UsageError& e) {
     std::cerr << "error: " << first_line(e.what()) << "\n";
