@@ -7,17 +7,19 @@
 // LibTorch archives behind it. Each input is therefore tried as is (the
 // framing: magic, version, lengths, checksums) and with its header checksum
 // recomputed (the header: progress, sections table, the stored config and
-// vocabulary, and restore_model's checks of archives against them).
+// vocabulary, and restore_model's checks of the archives against them).
 //
-// With CHARRNN_FUZZ_ARCHIVES=1 the section checksums are recomputed too, so
-// mutated LibTorch archives inside a valid container reach LibTorch's loader.
-// That loader compiles the TorchScript and unpickles the pickles it finds in
-// the archive and is not hardened against crafted input (PyTorch treats such
-// archives as code), so this mode finds LibTorch's bugs as well as charrnn's;
-// scripts/fuzz.sh runs it in fork mode and sorts the crashes by where they
-// happen. charrnn::Error is the expected answer to bad input; anything else
-// escaping, a crash, a sanitizer report, a leak or an allocation beyond
-// libFuzzer's limit is a finding.
+// With CHARRNN_FUZZ_ARCHIVES=1 the input is instead a bare model archive,
+// restored into a valid checkpoint of the seeds' tiny LSTM: a malformed model
+// archive inside a valid container, the dangerous case. LibTorch's loader
+// compiles the TorchScript and unpickles the pickles it finds there and is
+// not hardened against crafted input (PyTorch treats such archives as code),
+// so this mode finds LibTorch's bugs as well as charrnn's; scripts/fuzz.sh
+// runs it in fork mode and sorts the crashes by where they happen.
+//
+// charrnn::Error is the expected answer to bad input; anything else escaping,
+// a crash, a sanitizer report, a leak or an allocation beyond libFuzzer's
+// limit is a finding.
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -25,15 +27,13 @@
 #include <exception>
 #include <string>
 
-#include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
 #include "charrnn/checkpoint.h"
 #include "charrnn/error.h"
+#include "tiny_checkpoint.h"
 
 namespace {
-
-using nlohmann::json;
 
 constexpr size_t kHeaderOffset = 8 + 4 + 8;  // magic, version, header length
 
@@ -52,67 +52,44 @@ void append_le(std::string& out, uint64_t v, int bytes) {
   for (int i = 0; i < bytes; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
 }
 
-bool repair_sections = false;  // CHARRNN_FUZZ_ARCHIVES=1
-
-// The input with the header checksum (and with repair_sections every section
-// checksum) recomputed; empty when it is too broken to say where they are.
-std::string with_checksums_repaired(const std::string& in) {
+// The input with its header checksum recomputed; empty when it is too broken
+// to say where the header is.
+std::string with_header_checksum_repaired(const std::string& in) {
   if (in.size() < kHeaderOffset) return {};
   const uint64_t header_size = read_u64(in, 12);
   if (header_size > in.size() - kHeaderOffset) return {};
-  std::string header_text = in.substr(kHeaderOffset, header_size);
+  const std::string header_text = in.substr(kHeaderOffset, header_size);
   const size_t sections_at = kHeaderOffset + header_size + 4;
-  const std::string sections = sections_at < in.size() ? in.substr(sections_at) : std::string();
-  if (repair_sections) {
-    try {
-      json header = json::parse(header_text);
-      if (header.is_object() && header.contains("sections") && header["sections"].is_array()) {
-        size_t offset = 0;
-        for (json& section : header["sections"]) {
-          if (!section.is_object() || !section.contains("size") || !section["size"].is_number_unsigned()) break;
-          const uint64_t size = section["size"].get<uint64_t>();
-          if (size > sections.size() - offset) break;
-          section["crc32"] = charrnn::crc32(sections.data() + offset, size);
-          offset += size;
-        }
-        header_text = header.dump();
-      }
-    } catch (const json::exception&) {
-      // not JSON: keep the header as it is, with a correct checksum
-    }
-  }
   std::string out = in.substr(0, 12);
   append_le(out, header_text.size(), 8);
   out += header_text;
   append_le(out, charrnn::crc32(header_text.data(), header_text.size()), 4);
-  return out + sections;
+  return sections_at < in.size() ? out + in.substr(sections_at) : out;
 }
 
 // Replaying an artifact with CHARRNN_FUZZ_VERBOSE=1 prints the expected
-// errors too, and with CHARRNN_FUZZ_DUMP=FILE writes the bytes that reached
-// parse_checkpoint (checksums repaired), ready for a regression test.
+// errors too, and with CHARRNN_FUZZ_DUMP=FILE writes the checkpoint that
+// reached restore_model (checksums right), ready for a regression test.
 void expected(const charrnn::Error& e) {
   if (std::getenv("CHARRNN_FUZZ_VERBOSE")) std::fprintf(stderr, "expected error: %s\n", e.what());
 }
 
-void try_checkpoint(const std::string& bytes) {
-  charrnn::Checkpoint checkpoint;
-  try {
-    checkpoint = charrnn::parse_checkpoint(bytes, "fuzz");
-  } catch (const charrnn::Error& e) {
-    expected(e);
-    return;
-  } catch (const std::exception& e) {
-    finding(std::string("parse_checkpoint threw something other than charrnn::Error: ") + e.what());
+void dump(const charrnn::Checkpoint& checkpoint) {
+  const char* path = std::getenv("CHARRNN_FUZZ_DUMP");
+  if (!path) return;
+  const std::string bytes = charrnn::serialize_checkpoint(checkpoint);
+  if (std::FILE* out = std::fopen(path, "wb")) {
+    std::fwrite(bytes.data(), 1, bytes.size(), out);
+    std::fclose(out);
   }
+}
+
+// What the CLI does with a checkpoint that parsed: restore the model, and to
+// resume, the optimizer and RNG state (as trainer.cpp does); then a first step.
+void try_restore(const charrnn::Checkpoint& checkpoint) {
+  dump(checkpoint);
   charrnn::CharRNN model{nullptr};
   try {
-    if (const char* dump = std::getenv("CHARRNN_FUZZ_DUMP")) {
-      if (std::FILE* out = std::fopen(dump, "wb")) {
-        std::fwrite(bytes.data(), 1, bytes.size(), out);
-        std::fclose(out);
-      }
-    }
     model = charrnn::restore_model(checkpoint, torch::kCPU);
   } catch (const charrnn::Error& e) {
     expected(e);
@@ -120,7 +97,6 @@ void try_checkpoint(const std::string& bytes) {
   } catch (const std::exception& e) {
     finding(std::string("restore_model threw something other than charrnn::Error: ") + e.what());
   }
-  // Resuming reads the other two archives the same way (trainer.cpp).
   try {
     if (!checkpoint.optimizer_bytes.empty()) {
       torch::optim::Adam adam(model->parameters(), torch::optim::AdamOptions(0.01));
@@ -135,7 +111,6 @@ void try_checkpoint(const std::string& bytes) {
   } catch (const std::exception& e) {
     finding(std::string("restoring the training state threw something other than charrnn::Error: ") + e.what());
   }
-  // A model that restored must also run: one step from the first character.
   try {
     torch::NoGradGuard no_grad;
     model->eval();
@@ -146,19 +121,43 @@ void try_checkpoint(const std::string& bytes) {
   }
 }
 
+void try_checkpoint(const std::string& bytes) {
+  charrnn::Checkpoint checkpoint;
+  try {
+    checkpoint = charrnn::parse_checkpoint(bytes, "fuzz");
+  } catch (const charrnn::Error& e) {
+    expected(e);
+    return;
+  } catch (const std::exception& e) {
+    finding(std::string("parse_checkpoint threw something other than charrnn::Error: ") + e.what());
+  }
+  try_restore(checkpoint);
+}
+
+bool archives_mode = false;        // CHARRNN_FUZZ_ARCHIVES=1
+charrnn::Checkpoint archive_host;  // its config and vocabulary hold the fuzzed model archives
+
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
   torch::set_num_threads(1);  // one exec at a time; a thread pool only adds noise
   const char* archives = std::getenv("CHARRNN_FUZZ_ARCHIVES");
-  repair_sections = archives && std::string(archives) == "1";
+  archives_mode = archives && std::string(archives) == "1";
+  if (archives_mode) archive_host = charrnn_fuzz::tiny_checkpoint(charrnn::CellType::LSTM, 1, false);
   return 0;
 }
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string bytes(reinterpret_cast<const char*>(data), size);
+  if (archives_mode) {
+    if (bytes.empty()) return 0;  // parse_checkpoint refuses a checkpoint without weights
+    charrnn::Checkpoint checkpoint = archive_host;
+    checkpoint.model_bytes = bytes;
+    try_restore(checkpoint);
+    return 0;
+  }
   try_checkpoint(bytes);
-  const std::string repaired = with_checksums_repaired(bytes);
+  const std::string repaired = with_header_checksum_repaired(bytes);
   if (!repaired.empty() && repaired != bytes) try_checkpoint(repaired);
   return 0;
 }

@@ -1,61 +1,38 @@
-// Writes small, valid checkpoints into a folder, as seeds for fuzz_checkpoint:
-// one per cell, built and saved by the library's own code (the way
-// tests/test_checkpoint.cpp makes its fixture), and kept tiny (a handful of
-// weights) so that the fuzzer spends its time on structure, not on bulk.
-// Usage: fuzz_seed_checkpoints DIR
+// Writes the seeds for fuzz_checkpoint: small, valid checkpoints (one per
+// cell, and one with the optimizer and RNG state that resuming reads) into
+// CHECKPOINT_DIR, and their bare model archives, the input of the fuzzer's
+// CHARRNN_FUZZ_ARCHIVES=1 mode, into ARCHIVE_DIR.
+// Usage: fuzz_seed_checkpoints CHECKPOINT_DIR ARCHIVE_DIR
 #include <cstdio>
+#include <fstream>
 #include <string>
-
-#include <torch/torch.h>
 
 #include "charrnn/checkpoint.h"
 #include "charrnn/error.h"
-#include "charrnn/sampler.h"
-#include "charrnn/utf8.h"
-
-namespace {
-
-charrnn::Checkpoint tiny_checkpoint(charrnn::CellType cell, int64_t layers, bool with_training_state) {
-  torch::manual_seed(0);
-  charrnn::Checkpoint c;
-  c.config.model.cell = cell;
-  c.config.model.embedding_dim = 3;
-  c.config.model.hidden_size = 4;
-  c.config.model.num_layers = layers;
-  c.config.train.checkpoint = "seed.pt";
-  c.config.sample.prime = "h\xC3\xB6";
-  c.vocab = charrnn::Vocab::from_text(charrnn::decode_utf8("hello w\xC3\xB6rld \xF0\x9F\x98\x80!"));
-  c.progress.step = 7;
-  c.progress.chars_trained = 224;
-  c.progress.elapsed_seconds = 0.5;
-  c.progress.last_train_loss = 2.5;
-  c.charrnn_version = CHARRNN_VERSION;
-  charrnn::CharRNN model(c.vocab.size(), c.config.model);
-  if (with_training_state) {
-    torch::optim::Adam adam(model->parameters(), torch::optim::AdamOptions(0.01));
-    auto [logits, state] = model->forward(torch::zeros({1, 3}, torch::kLong));
-    logits.sum().backward();
-    adam.step();
-    c.optimizer_bytes = charrnn::archive_optimizer(adam);
-    c.rng_bytes = charrnn::archive_tensors({{"batcher", charrnn::make_generator(7).get_state()}});
-  }
-  c.model_bytes = charrnn::archive_module(*model);
-  return c;
-}
-
-}  // namespace
+#include "tiny_checkpoint.h"
 
 int main(int argc, char** argv) {
-  if (argc != 2) {
-    std::fprintf(stderr, "usage: %s DIR\n", argv[0]);
+  if (argc != 3) {
+    std::fprintf(stderr, "usage: %s CHECKPOINT_DIR ARCHIVE_DIR\n", argv[0]);
     return 2;
   }
-  const std::string dir = argv[1];
+  const std::string checkpoints = argv[1], archives = argv[2];
+  using charrnn::CellType;
+  const struct {
+    const char* name;
+    CellType cell;
+    int64_t layers;
+    bool with_training_state;
+  } seeds[] = {{"rnn", CellType::RNN, 1, false},
+               {"gru", CellType::GRU, 2, false},
+               {"lstm", CellType::LSTM, 1, false},
+               {"lstm-resume", CellType::LSTM, 1, true}};
   try {
-    charrnn::save_checkpoint(dir + "/rnn.ckpt", tiny_checkpoint(charrnn::CellType::RNN, 1, false));
-    charrnn::save_checkpoint(dir + "/gru.ckpt", tiny_checkpoint(charrnn::CellType::GRU, 2, false));
-    charrnn::save_checkpoint(dir + "/lstm.ckpt", tiny_checkpoint(charrnn::CellType::LSTM, 1, false));
-    charrnn::save_checkpoint(dir + "/lstm-resume.ckpt", tiny_checkpoint(charrnn::CellType::LSTM, 1, true));
+    for (const auto& s : seeds) {
+      const charrnn::Checkpoint c = charrnn_fuzz::tiny_checkpoint(s.cell, s.layers, s.with_training_state);
+      charrnn::save_checkpoint(checkpoints + "/" + s.name + ".ckpt", c);
+      std::ofstream(archives + "/" + s.name + ".model", std::ios::binary) << c.model_bytes;
+    }
   } catch (const charrnn::Error& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;

@@ -33,8 +33,8 @@ cmake --build "$BUILD" -j "$JOBS" --target fuzz_config fuzz_utf8_vocab fuzz_chec
 # is not. Nothing here comes from an outside text corpus.
 SEEDS=$BUILD/seeds
 rm -rf "$SEEDS"
-mkdir -p "$SEEDS"/{config,utf8_vocab,checkpoint} "$BUILD"/artifacts "$BUILD"/logs
-for t in config utf8_vocab checkpoint; do mkdir -p "$BUILD/corpus/$t"; done
+mkdir -p "$SEEDS"/{config,utf8_vocab,checkpoint,checkpoint_archives} "$BUILD"/artifacts "$BUILD"/logs
+for t in config utf8_vocab checkpoint checkpoint_archives; do mkdir -p "$BUILD/corpus/$t"; done
 
 # config: the shipped configs, some with --set lines after a NUL byte.
 for f in configs/*.json; do
@@ -61,8 +61,9 @@ printf 'cut \xe6\x97' >"$u/truncated"
 printf '\x80\xbf\xfe\xff' >"$u/stray"
 printf 'h\x00\x00\x00\xe9\x00\x00\x00\x00\xd8\x00\x00' >"$u/code-points"
 
-# checkpoint: real, tiny checkpoints written by the library itself.
-"$BUILD"/fuzz/fuzz_seed_checkpoints "$SEEDS/checkpoint"
+# checkpoint: real, tiny checkpoints written by the library itself;
+# checkpoint_archives: the model archives inside them.
+"$BUILD"/fuzz/fuzz_seed_checkpoints "$SEEDS/checkpoint" "$SEEDS/checkpoint_archives"
 
 # LibTorch leaks on malformed archives; fuzz/lsan.supp says why and what is
 # still reported. Stack traces for UBSan reports, which are fatal here
@@ -74,14 +75,18 @@ export UBSAN_OPTIONS="print_stacktrace=1"
 # "LibTorch: ..." or "charrnn: ..." with the kind of crash and the first
 # stack frame outside the sanitizers, libFuzzer, libc and the allocator.
 where_it_crashed() {
-  local out kind frame
+  local out kind frames frame
   out=$(CHARRNN_FUZZ_ARCHIVES=1 timeout 60 "$BUILD/fuzz/fuzz_checkpoint" "$1" 2>&1 || true)
-  kind=$(grep -m1 -oE 'ERROR: [A-Za-z]+: [a-z -]+|runtime error: .{0,60}|^fuzz_checkpoint: .{0,80}' <<<"$out" ||
+  kind=$(grep -m1 -oE 'ERROR: [A-Za-z]+: [A-Za-z -]+|runtime error: .{0,60}|^fuzz_checkpoint: .{0,80}' <<<"$out" ||
     echo "no crash on replay")
-  frame=$( (grep -E '^ +#[0-9]+ ' <<<"$out" || true) |
+  # the first frame that names a function, else the first frame
+  frames=$( (grep -E '^ +#[0-9]+ ' <<<"$out" || true) |
     grep -vE 'operator new|malloc|realloc|__interceptor|__sanitizer|libc\.so|fuzzer::|abort|raise|pthread_kill|finding' |
-    head -1 | sed -E 's/^ +#[0-9]+ 0x[0-9a-f]+ +//; s/ \(BuildId.*//' | cut -c1-140)
-  if grep -qE 'libtorch|libc10' <<<"$frame"; then echo "LibTorch: $kind at $frame"; else echo "charrnn: $kind at ${frame:-?}"; fi
+    sed -E 's/^ +#[0-9]+ 0x[0-9a-f]+ +//; s/ \(BuildId.*//')
+  frame=$( (grep -m1 '^in ' <<<"$frames" || head -1 <<<"$frames") | cut -c1-160)
+  kind=$(sed -E 's/ +$//' <<<"$kind")
+  [[ $frame == in\ * ]] || frame="at ${frame:-?}"
+  if grep -qE 'libtorch|libc10' <<<"$frame"; then echo "LibTorch: $kind $frame"; else echo "charrnn: $kind $frame"; fi
 }
 
 found=0
@@ -92,21 +97,20 @@ for t in "${TARGETS[@]}"; do
   mode=()
   case $t in
     checkpoint_archives)
-      # The same target with the archives' checksums repaired too, so mutated
-      # LibTorch archives reach LibTorch's loader, which is known to crash on
+      # The same target fed bare model archives inside a valid checkpoint,
+      # so every input reaches LibTorch's loader, which is known to crash on
       # crafted archives (docs/robustness.md). Fork mode goes on after a
       # crash, and each crash is then sorted by where it happened.
       bin=$BUILD/fuzz/fuzz_checkpoint
       env=(CHARRNN_FUZZ_ARCHIVES=1)
       mode=(-fork=1 -ignore_crashes=1 -ignore_ooms=1 -ignore_timeouts=1)
-      mkdir -p "$BUILD/corpus/$t"
       ;;
   esac
-  seeds=$SEEDS/${t%_archives}
+  seeds=$SEEDS/$t
   log=$BUILD/logs/$t.log
   [ -x "$bin" ] || { echo "error: no fuzz target $t" >&2; exit 2; }
   opts=()
-  case $t in config | checkpoint*) opts=(-dict=fuzz/json.dict) ;; esac
+  case $t in config | checkpoint) opts=(-dict=fuzz/json.dict) ;; esac
   # A real checkpoint is 6-30 KB, and its archives are only reached whole:
   # let mutants be that long from the start, instead of libFuzzer's default
   # of growing the length limit slowly from a few bytes (which, in fork mode,

@@ -19,6 +19,9 @@ TEST_P(CliCell, TrainingLossFallsAndTheModelGenerates) {
   // the loss plot next to the checkpoint, one point per evaluation
   const std::string plot = read_all(dir_ / "model.loss.svg");
   EXPECT_NE(plot.find("<polyline class=\"val\""), std::string::npos) << plot;
+  // training again from scratch on the same checkpoint starts a new curve
+  train_ok({"--set", "model.cell=" + GetParam(), "--set", "train.steps=20", "--set", "train.eval_every=20"});
+  EXPECT_EQ(read_metrics(dir_ / "model.metrics.jsonl").size(), 1u);
 
   const Result g = run({"generate", "--checkpoint", checkpoint(), "--prime", "the sea", "--length", "50"});
   ASSERT_EQ(g.exit_code, 0) << g.err;

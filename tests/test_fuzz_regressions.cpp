@@ -134,8 +134,9 @@ TEST(FuzzRegressions, SetValueThatIsNotUtf8IsAUsageError) {
   charrnn::validate(charrnn::apply_overrides(charrnn::Config{}, {"sample.prime=caf\xC3\xA9"}));
 }
 
-// fuzz_checkpoint (checksums repaired): a real checkpoint whose model
-// archive has one byte of its TorchScript source changed. LibTorch compiles
+// fuzz_checkpoint, with the section checksums repaired (the mode that is now
+// CHARRNN_FUZZ_ARCHIVES=1): a real checkpoint whose model archive has one
+// byte of its TorchScript source changed. LibTorch compiles
 // that source while loading and threw torch::jit::ErrorReport, which is not a
 // c10::Error, so it escaped restore_model's catch (and charrnn's error type).
 TEST(FuzzRegressions, ModelArchiveWithBrokenTorchScriptIsACheckpointError) {
@@ -325,6 +326,28 @@ TEST(FuzzRegressions, StoredVocabularyWithAnOutOfRangeCountIsAnError) {
   const std::string message = thrown_message<charrnn::Error>([&] { charrnn::parse_checkpoint(input, "fuzz.ckpt"); });
   EXPECT_CONTAINS(message, "vocabulary is malformed");
   EXPECT_CONTAINS(message, "1e+300");
+}
+
+// Not a fuzzer input: written by hand, and caught by fuzz_checkpoint's
+// allocation limit (malloc(6400000000)): the seed LSTM's checkpoint with
+// hidden_size 20000 in its header. restore_model built a model of that size
+// (6.4 GB of weights, initialised) before looking at the 5 KB archive.
+TEST(FuzzRegressions, HeaderClaimingAHugeModelIsAnErrorBeforeAllocating) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  torch::manual_seed(0);
+  charrnn::Checkpoint checkpoint;
+  checkpoint.config.model.cell = charrnn::CellType::LSTM;
+  checkpoint.config.model.embedding_dim = 3;
+  checkpoint.config.model.hidden_size = 4;
+  checkpoint.config.model.num_layers = 1;
+  checkpoint.vocab = charrnn::Vocab::from_text(U"hello world");
+  checkpoint.model_bytes =
+      charrnn::archive_module(*charrnn::CharRNN(checkpoint.vocab.size(), checkpoint.config.model));
+  EXPECT_NO_THROW(charrnn::restore_model(checkpoint, torch::kCPU));  // the true sizes
+
+  charrnn::Checkpoint huge = checkpoint;
+  huge.config.model.hidden_size = 20000;
+  expect_error_within_1gib([&] { charrnn::restore_model(huge, torch::kCPU); });
 }
 
 }  // namespace

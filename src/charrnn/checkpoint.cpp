@@ -3,6 +3,7 @@
 #include <array>
 #include <cmath>
 #include <cstring>
+#include <iomanip>
 #include <limits>
 #include <sstream>
 #include <type_traits>
@@ -45,6 +46,13 @@ double number_or_nan(const json& v) {
 
 [[noreturn]] void corrupt(const std::string& path, const std::string& what) {
   throw Error(path + ": corrupt or truncated checkpoint (" + what + ")");
+}
+
+// "1234" or "1.2e+20": weight counts computed in double can exceed int64.
+std::string describe_count(double n) {
+  std::ostringstream out;
+  out << std::setprecision(n < 1e15 ? 15 : 2) << n;
+  return out.str();
 }
 
 // nlohmann's get<integer>() converts a float with a plain static_cast, which
@@ -247,6 +255,16 @@ Checkpoint parse_checkpoint(const std::string& bytes, const std::string& source)
 }
 
 CharRNN restore_model(const Checkpoint& c, const torch::Device& device) {
+  // The sizes come from the checkpoint's header. Building the model first
+  // would allocate (and initialise) whatever it claims: hidden_size 20000 in
+  // a 7 KB file asked for 6.4 GB before the archive was looked at. LibTorch
+  // archives store each float32 weight uncompressed, so an archive smaller
+  // than 4 bytes per weight cannot hold them.
+  const double weights = parameter_count(c.config.model, c.vocab.size());
+  if (weights * sizeof(float) > static_cast<double>(c.model_bytes.size()))
+    throw Error("checkpoint: the stored config describes " + describe_count(weights) +
+                " weights, more than its " + std::to_string(c.model_bytes.size()) +
+                "-byte model archive can hold; the file is corrupt");
   CharRNN model(c.vocab.size(), c.config.model);
   std::vector<std::vector<int64_t>> expected_shapes;
   for (const auto& p : model->named_parameters()) expected_shapes.push_back(p.value().sizes().vec());

@@ -118,6 +118,8 @@ std::string metrics_path(const std::string& checkpoint) { return strip_extension
 Trainer::Trainer(const Config& config, TrainerIO io) : config_(config), io_(io), device_(torch::kCPU) {
   validate(config_);
   setup(std::nullopt);
+  // a fresh run replaces the checkpoint, so it starts a fresh loss curve too
+  drop_metrics_after(metrics_path(config_.train.checkpoint), 0);
 }
 
 Trainer::Trainer(const Checkpoint& checkpoint, const Config& config, TrainerIO io)
