@@ -331,7 +331,7 @@ TEST(FuzzRegressions, StoredVocabularyWithAnOutOfRangeCountIsAnError) {
 // Not a fuzzer input: written by hand, and caught by fuzz_checkpoint's
 // allocation limit (malloc(6400000000)): the seed LSTM's checkpoint with
 // hidden_size 20000 in its header. restore_model built a model of that size
-// (6.4 GB of weights, initialised) before looking at the 5 KB archive.
+// (6.4 GB of weights, initialised) before looking at the 6 KB archive.
 TEST(FuzzRegressions, HeaderClaimingAHugeModelIsAnErrorBeforeAllocating) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   torch::manual_seed(0);
