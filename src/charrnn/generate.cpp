@@ -98,20 +98,9 @@ std::vector<std::string> generate(CharRNN& model, const Vocab& vocab, const Gene
   };
 
   StepDecoder decoder(*model, B);
-  RowSampler row_sampler;
-  // Fills ids from (B, V) logits: probabilities on the device, then one copy
-  // to the host, where the sort and the inverse-CDF search run per row.
+  RowSampler scratch;
   const auto sample_ids = [&](const torch::Tensor& logits, const SamplingParams& params) {
-    if (is_greedy(params)) {
-      const torch::Tensor best = logits.argmax(-1).to(torch::kCPU);
-      for (int64_t b = 0; b < B; ++b) ids[b] = best.data_ptr<int64_t>()[b];
-      return;
-    }
-    torch::Tensor probs = tempered_probabilities(logits, params.temperature);
-    if (!probs.is_cpu()) probs = probs.to(torch::kCPU);
-    const float* rows = probs.data_ptr<float>();
-    const int64_t V = probs.size(1);
-    for (int64_t b = 0; b < B; ++b) ids[b] = row_sampler.pick(rows + b * V, V, params, rng.next_uniform());
+    sample_into(logits, params, rng, scratch, ids.data());
   };
 
   torch::Tensor logits;  // (B, V) for the next character

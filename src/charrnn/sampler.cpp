@@ -93,6 +93,15 @@ torch::Tensor host_probabilities(const torch::Tensor& logits, const SamplingPara
   return tempered_probabilities(logits, p.temperature).to(torch::kCPU).contiguous();
 }
 
+// ids[b] = the id row b of `probs` (host, (B, V)) gives for uniform(b).
+template <typename UniformOfRow>
+void pick_rows(const torch::Tensor& probs, const SamplingParams& params, RowSampler& scratch, int64_t* ids,
+               UniformOfRow uniform) {
+  const int64_t B = probs.size(0), V = probs.size(1);
+  const float* rows = probs.data_ptr<float>();
+  for (int64_t b = 0; b < B; ++b) ids[b] = scratch.pick(rows + b * V, V, params, uniform(b));
+}
+
 }  // namespace
 
 torch::Tensor filtered_probabilities(const torch::Tensor& logits, const SamplingParams& params) {
@@ -113,20 +122,30 @@ torch::Tensor sample_with_uniforms(const torch::Tensor& logits, const SamplingPa
   if (is_greedy(params)) return logits.argmax(-1);
   const torch::Tensor probs = host_probabilities(logits, params);
   const torch::Tensor u_host = u.to(torch::kCPU, torch::kFloat).contiguous();
-  const int64_t B = probs.size(0), V = probs.size(1);
-  TORCH_CHECK(u_host.numel() == B, "one uniform per row");
-  torch::Tensor ids = torch::empty({B}, torch::kLong);
-  RowSampler sampler;
-  for (int64_t b = 0; b < B; ++b)
-    ids.data_ptr<int64_t>()[b] =
-        sampler.pick(probs.data_ptr<float>() + b * V, V, params, u_host.data_ptr<float>()[b]);
+  TORCH_CHECK(u_host.numel() == probs.size(0), "one uniform per row");
+  torch::Tensor ids = torch::empty({probs.size(0)}, torch::kLong);
+  RowSampler scratch;
+  const float* us = u_host.data_ptr<float>();
+  pick_rows(probs, params, scratch, ids.data_ptr<int64_t>(), [us](int64_t b) { return us[b]; });
   return ids.to(logits.device());
 }
 
 torch::Tensor sample(const torch::Tensor& logits, const SamplingParams& params, SampleRng& rng) {
   if (is_greedy(params)) return logits.argmax(-1);
-  const torch::Tensor u = rng.uniforms(logits.size(0));
-  return sample_with_uniforms(logits, params, u);
+  torch::Tensor ids = torch::empty({logits.size(0)}, torch::kLong);
+  RowSampler scratch;
+  sample_into(logits, params, rng, scratch, ids.data_ptr<int64_t>());
+  return ids.to(logits.device());
+}
+
+void sample_into(const torch::Tensor& logits, const SamplingParams& params, SampleRng& rng, RowSampler& scratch,
+                 int64_t* ids) {
+  if (is_greedy(params)) {
+    const torch::Tensor best = logits.argmax(-1).to(torch::kCPU).contiguous();
+    std::copy_n(best.data_ptr<int64_t>(), best.numel(), ids);
+    return;
+  }
+  pick_rows(host_probabilities(logits, params), params, scratch, ids, [&rng](int64_t) { return rng.next_uniform(); });
 }
 
 }  // namespace charrnn

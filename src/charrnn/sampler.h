@@ -85,4 +85,10 @@ torch::Tensor sample_with_uniforms(const torch::Tensor& logits, const SamplingPa
 /// Draws u from `rng` (one per row) and samples. Greedy draws nothing.
 torch::Tensor sample(const torch::Tensor& logits, const SamplingParams& params, SampleRng& rng);
 
+/// sample() for a generation loop: writes the (B) ids to `ids` on the host
+/// and reuses `scratch`, so nothing is allocated but the host copy of the
+/// probabilities. The same ids and the same draws from `rng` as sample().
+void sample_into(const torch::Tensor& logits, const SamplingParams& params, SampleRng& rng, RowSampler& scratch,
+                 int64_t* ids);
+
 }  // namespace charrnn

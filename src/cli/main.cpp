@@ -94,12 +94,10 @@ std::string require(const cxxopts::ParseResult& args, const std::string& name) {
 }
 
 // Numbers are read here rather than by cxxopts, whose parse errors do not
-// name the flag. `convert` is std::stoll or std::stod.
+// name the flag. `convert` is std::stoll or std::stod; `what` names the
+// value in the error.
 template <typename T, typename Convert>
-T numeric_flag(const cxxopts::ParseResult& args, const std::string& name, T fallback, Convert convert,
-               const char* expected) {
-  if (!args.count(name)) return fallback;
-  const std::string text = args[name].as<std::string>();
+T parse_numeric(const std::string& text, const std::string& what, Convert convert, const char* expected) {
   size_t used = 0;
   T value{};
   try {
@@ -108,18 +106,23 @@ T numeric_flag(const cxxopts::ParseResult& args, const std::string& name, T fall
     used = 0;
   }
   if (used == 0 || used != text.size() || !std::isfinite(static_cast<double>(value)))
-    throw UsageError("--" + name + " must be " + expected + ", got \"" + text + "\"");
+    throw UsageError(what + " must be " + expected + ", got \"" + text + "\"");
   return value;
 }
 
 int64_t int_flag(const cxxopts::ParseResult& args, const std::string& name, int64_t fallback) {
-  return numeric_flag<int64_t>(args, name, fallback, [](const std::string& t, size_t* n) { return std::stoll(t, n); },
-                               "an integer");
+  if (!args.count(name)) return fallback;
+  return parse_numeric<int64_t>(args[name].as<std::string>(), "--" + name,
+                                [](const std::string& t, size_t* n) { return std::stoll(t, n); }, "an integer");
+}
+
+double parse_number(const std::string& text, const std::string& what) {
+  return parse_numeric<double>(text, what, [](const std::string& t, size_t* n) { return std::stod(t, n); },
+                               "a finite number");
 }
 
 double number_flag(const cxxopts::ParseResult& args, const std::string& name, double fallback) {
-  return numeric_flag<double>(args, name, fallback, [](const std::string& t, size_t* n) { return std::stod(t, n); },
-                              "a finite number");
+  return args.count(name) ? parse_number(args[name].as<std::string>(), "--" + name) : fallback;
 }
 
 // --stop accepts \n, \t, \r and \\ so that "stop at the end of the line" can
@@ -210,19 +213,6 @@ void add_sampling_options(cxxopts::Options& options) {
       ("top-p", "keep the smallest set with probability P; 1 keeps all", cxxopts::value<std::string>())
       ("seed", "random seed; same seed, same text; < 0 picks one", cxxopts::value<std::string>())
       ("device", "auto, cpu, cuda or cuda:N", cxxopts::value<std::string>()->default_value("auto"));
-}
-
-double parse_number(const std::string& text, const std::string& what) {
-  size_t used = 0;
-  double value = 0;
-  try {
-    value = std::stod(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used == 0 || used != text.size() || !std::isfinite(value))
-    throw UsageError(what + " must be a finite number, got \"" + text + "\"");
-  return value;
 }
 
 int64_t resolve_seed(int64_t seed) {
