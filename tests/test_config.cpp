@@ -47,6 +47,8 @@ void expect_same_config(const Config& a, const Config& b) {
   EXPECT_EQ(a.sample.top_k, b.sample.top_k);
   EXPECT_EQ(a.sample.top_p, b.sample.top_p);
   EXPECT_EQ(a.sample.seed, b.sample.seed);
+  EXPECT_EQ(a.distributed.timeout_s, b.distributed.timeout_s);
+  EXPECT_EQ(a.distributed.bucket_mb, b.distributed.bucket_mb);
 }
 
 // A config with every field moved off its default.
@@ -76,6 +78,8 @@ Config everything_changed() {
   c.sample.top_k = 4;
   c.sample.top_p = 0.9;
   c.sample.seed = -1;
+  c.distributed.timeout_s = 42.5;
+  c.distributed.bucket_mb = 0.25;
   return c;
 }
 
@@ -274,6 +278,9 @@ TEST(Config, ValidateRejectsBadValuesNamingTheKey) {
   };
   const Case cases[] = {
       {"model.embedding_dim", [](Config& c) { c.model.embedding_dim = 0; }},
+      {"distributed.timeout_s", [](Config& c) { c.distributed.timeout_s = 0.5; }},
+      {"distributed.timeout_s", [](Config& c) { c.distributed.timeout_s = std::nan(""); }},
+      {"distributed.bucket_mb", [](Config& c) { c.distributed.bucket_mb = 0; }},
       {"model.hidden_size", [](Config& c) { c.model.hidden_size = 0; }},
       {"model.hidden_size", [](Config& c) { c.model.hidden_size = -5; }},
       {"model.num_layers", [](Config& c) { c.model.num_layers = 0; }},
@@ -339,8 +346,8 @@ TEST(Config, JsonRoundTrip) {
   }
   // every key to_json writes is one config_from_json reads, and vice versa
   const json j = charrnn::to_json(Config{});
-  EXPECT_EQ(j.size(), 4u);
-  for (const char* section : {"data", "model", "train", "sample"}) EXPECT_TRUE(j.contains(section)) << section;
+  EXPECT_EQ(j.size(), 5u);
+  for (const char* section : {"data", "model", "train", "sample", "distributed"}) EXPECT_TRUE(j.contains(section)) << section;
 }
 
 TEST(Config, LoadConfigFileErrors) {

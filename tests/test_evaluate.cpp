@@ -132,3 +132,27 @@ TEST_F(EvaluateTest, RestoresTrainingModeAndIgnoresDropout) {
 }
 
 }  // namespace
+
+namespace {
+
+// Distributed ranks split validation into shares of the same streams; the
+// shares' loss-weighted sums must be the full evaluation, whatever the split.
+TEST_F(EvaluateTest, SharesOfTheStreamsSumToTheWholeEvaluation) {
+  for (const int64_t streams : {1, 3, 7, 8}) {
+    const EvalResult whole = eval(streams, 16);
+    for (const int64_t parts : {1, 2, 3, 5, 9}) {
+      SCOPED_TRACE("streams " + std::to_string(streams) + ", parts " + std::to_string(parts));
+      double loss_sum = 0;
+      int64_t chars = 0;
+      for (int64_t part = 0; part < parts; ++part) {
+        const EvalResult share = charrnn::evaluate(model_, ids_, streams, 16, torch::kCPU, part, parts);
+        loss_sum += share.loss * static_cast<double>(share.chars);
+        chars += share.chars;
+      }
+      EXPECT_EQ(chars, whole.chars);
+      EXPECT_NEAR(loss_sum / static_cast<double>(chars), whole.loss, 1e-6);
+    }
+  }
+}
+
+}  // namespace

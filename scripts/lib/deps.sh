@@ -21,10 +21,13 @@ apt_ensure() {
 
 # What building and testing need. libopenblas0-pthread matters: without it
 # Debian's libtorch falls back to the reference BLAS, about 25x slower.
-BUILD_PACKAGES=(cmake g++ make libtorch-dev libopenblas0-pthread libcxxopts-dev nlohmann-json3-dev libgtest-dev)
+# libgloo-dev holds the Gloo headers that c10d's process group includes
+# (distributed training).
+BUILD_PACKAGES=(cmake g++ make libtorch-dev libopenblas0-pthread libcxxopts-dev nlohmann-json3-dev libgtest-dev libgloo-dev)
 # Python with the same torch, for the export interop test (tests/interop);
-# tmux, for the test that drives `charrnn chat` on a real terminal.
-TEST_PACKAGES=(python3-torch tmux)
+# tmux, for the test that drives `charrnn chat` on a real terminal;
+# iproute2, for the test that trains across network namespaces.
+TEST_PACKAGES=(python3-torch tmux iproute2)
 
 # Configures and builds into build/ (Release) with every core.
 build_charrnn() {

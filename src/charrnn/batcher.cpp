@@ -16,10 +16,17 @@ Batcher::Batcher(torch::Tensor ids, int64_t batch_size, int64_t seq_length, uint
 
 Batch Batcher::next() {
   const int64_t starts_end = ids_.size(0) - seq_length_;  // exclusive upper bound of a start
-  const torch::Tensor starts = torch::randint(0, starts_end, {batch_size_, 1}, generator_, torch::kLong);
+  torch::Tensor starts = torch::randint(0, starts_end, {batch_size_ * parts_, 1}, generator_, torch::kLong);
+  if (parts_ > 1) starts = starts.narrow(0, part_ * batch_size_, batch_size_);
   const torch::Tensor chunks =
       ids_.index_select(0, (starts + offsets_).view(-1)).view({batch_size_, seq_length_ + 1}).to(torch::kLong);  // (B, T+1)
   return {chunks.narrow(1, 0, seq_length_), chunks.narrow(1, 1, seq_length_)};
+}
+
+void Batcher::keep_part(int64_t part, int64_t parts) {
+  TORCH_CHECK(parts >= 1 && part >= 0 && part < parts, "Batcher::keep_part needs 0 <= part < parts");
+  part_ = part;
+  parts_ = parts;
 }
 
 torch::Tensor Batcher::rng_state() const { return generator_.get_state(); }

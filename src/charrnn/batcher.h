@@ -23,6 +23,12 @@ class Batcher {
 
   Batch next();
 
+  /// From now on draws parts x batch_size chunks and returns only the
+  /// part-th batch_size of them: `parts` batchers with the same seed then
+  /// split one large batch between them. A test hook uses it to give
+  /// distributed ranks exactly the chunks of a one-process run.
+  void keep_part(int64_t part, int64_t parts);
+
   torch::Tensor rng_state() const;
   void set_rng_state(const torch::Tensor& state);
 
@@ -30,6 +36,7 @@ class Batcher {
   torch::Tensor ids_;
   int64_t batch_size_;
   int64_t seq_length_;
+  int64_t part_ = 0, parts_ = 1;
   at::Generator generator_;
   torch::Tensor offsets_;  // (1, T+1): 0..T
 };

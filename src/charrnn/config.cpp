@@ -158,6 +158,7 @@ json to_json(const Config& c) {
         {"top_k", c.sample.top_k},
         {"top_p", c.sample.top_p},
         {"seed", c.sample.seed}}},
+      {"distributed", {{"timeout_s", c.distributed.timeout_s}, {"bucket_mb", c.distributed.bucket_mb}}},
   };
 }
 
@@ -165,8 +166,8 @@ Config config_from_json(const json& j, const std::string& source, const Config& 
   if (!j.is_object()) throw UsageError(source + ": the config must be a JSON object");
   for (const auto& item : j.items()) {
     const std::string& k = item.key();
-    if (k != "data" && k != "model" && k != "train" && k != "sample")
-      throw UsageError(source + ": unknown key \"" + k + "\" (sections are data, model, train, sample)");
+    if (k != "data" && k != "model" && k != "train" && k != "sample" && k != "distributed")
+      throw UsageError(source + ": unknown key \"" + k + "\" (sections are data, model, train, sample, distributed)");
   }
   Config c = base;
   SectionReader data(j, "data", source);
@@ -207,6 +208,11 @@ Config config_from_json(const json& j, const std::string& source, const Config& 
   sample.read("top_p", c.sample.top_p);
   sample.read("seed", c.sample.seed);
   sample.finish();
+
+  SectionReader distributed(j, "distributed", source);
+  distributed.read("timeout_s", c.distributed.timeout_s);
+  distributed.read("bucket_mb", c.distributed.bucket_mb);
+  distributed.finish();
   return c;
 }
 
@@ -312,6 +318,13 @@ void validate(const Config& c, const std::string& source) {
   finite("sample.temperature", c.sample.temperature);
   finite("sample.top_p", c.sample.top_p);
   if (c.sample.top_p <= 0) bad_value(source, "sample.top_p", "must be > 0", number(c.sample.top_p));
+
+  finite("distributed.timeout_s", c.distributed.timeout_s);
+  if (c.distributed.timeout_s < 1 || c.distributed.timeout_s > 86400)
+    bad_value(source, "distributed.timeout_s", "must be in [1, 86400] seconds", number(c.distributed.timeout_s));
+  finite("distributed.bucket_mb", c.distributed.bucket_mb);
+  if (c.distributed.bucket_mb <= 0 || c.distributed.bucket_mb > 4096)
+    bad_value(source, "distributed.bucket_mb", "must be in (0, 4096]", number(c.distributed.bucket_mb));
 }
 
 double parameter_count(const ModelOptions& m, int64_t vocab_size) {

@@ -58,11 +58,23 @@ struct SampleOptions {
   int64_t seed = 0;          ///< same seed, same text; < 0 picks a random seed. Default: 0
 };
 
+/// Training on several processes (WORLD_SIZE > 1; see README, "Training on
+/// several machines"). Ignored by a single process.
+struct DistributedOptions {
+  /// seconds to wait for the other ranks at rendezvous and at every
+  /// exchange; a rank that died or hangs longer stops the run with an error. Default: 300
+  double timeout_s = 300;
+  /// gradients are averaged in buckets of about this many MiB, each sent as
+  /// soon as backward has produced it. Default: 1
+  double bucket_mb = 1;
+};
+
 struct Config {
   DataOptions data;
   ModelOptions model;
   TrainOptions train;
   SampleOptions sample;
+  DistributedOptions distributed;
 };
 
 nlohmann::json to_json(const Config& config);

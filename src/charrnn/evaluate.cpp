@@ -30,9 +30,10 @@ double summed_loss(CharRNN& model, const torch::Tensor& inputs, const torch::Ten
 }  // namespace
 
 EvalResult evaluate(CharRNN& model, const torch::Tensor& ids, int64_t streams, int64_t window,
-                    const torch::Device& device) {
+                    const torch::Device& device, int64_t part, int64_t parts) {
   const int64_t n = ids.size(0);
   if (n < 2) throw UsageError("evaluation needs at least 2 known characters, got " + std::to_string(n));
+  TORCH_CHECK(parts >= 1 && part >= 0 && part < parts, "evaluate needs 0 <= part < parts");
   torch::NoGradGuard no_grad;
   const bool was_training = model->is_training();
   model->eval();
@@ -44,22 +45,33 @@ EvalResult evaluate(CharRNN& model, const torch::Tensor& ids, int64_t streams, i
   const int64_t s = std::max<int64_t>(1, std::min(streams, predictions / window));
   const int64_t per_stream = predictions / s;
   const int64_t main_part = s * per_stream;
+  // this share's streams
+  const int64_t first = s * part / parts, end = s * (part + 1) / parts;
+  const bool has_tail = part == parts - 1 && main_part < predictions;
 
+  double total = 0;
+  int64_t chars = 0;
   State state;
-  double total = summed_loss(model, x.narrow(0, 0, main_part).view({s, per_stream}),
-                             x.narrow(0, 1, main_part).view({s, per_stream}), window, state);
-  if (main_part < predictions) {
+  if (end > first) {
+    const torch::Tensor inputs = x.narrow(0, 0, main_part).view({s, per_stream}).narrow(0, first, end - first);
+    const torch::Tensor targets = x.narrow(0, 1, main_part).view({s, per_stream}).narrow(0, first, end - first);
+    total += summed_loss(model, inputs, targets, window, state);
+    chars += (end - first) * per_stream;
+  }
+  if (has_tail) {
     // the remainder continues the last stream, whose state ends right before it
-    State last = state.select_batch(torch::tensor({s - 1}, torch::TensorOptions(torch::kLong).device(device)));
     const int64_t rest = predictions - main_part;
+    State last = state.select_batch(
+        torch::tensor({end - first - 1}, torch::TensorOptions(torch::kLong).device(device)));
     total += summed_loss(model, x.narrow(0, main_part, rest).view({1, rest}),
                          x.narrow(0, main_part + 1, rest).view({1, rest}), window, last);
+    chars += rest;
   }
   if (was_training) model->train();
 
   EvalResult result;
-  result.chars = predictions;
-  result.loss = total / static_cast<double>(predictions);
+  result.chars = chars;
+  result.loss = chars > 0 ? total / static_cast<double>(chars) : 0.0;
   result.bpc = result.loss / std::log(2.0);
   result.perplexity = std::exp(result.loss);
   return result;

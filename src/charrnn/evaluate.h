@@ -25,7 +25,12 @@ struct EvalResult {
 /// Evaluates `model` on `ids` (1-D, any integer type, at least 2 ids). The text is cut
 /// into at most `streams` contiguous pieces read in parallel, `window`
 /// characters at a time. Restores the model's training mode afterwards.
+///
+/// With parts > 1 it reads only share `part` of those pieces (the last share
+/// also takes the tail that does not fill a piece): the loss-weighted sums
+/// of all shares then equal one full evaluation, which is how distributed
+/// ranks split validation. A share may be empty (chars == 0).
 EvalResult evaluate(CharRNN& model, const torch::Tensor& ids, int64_t streams, int64_t window,
-                    const torch::Device& device);
+                    const torch::Device& device, int64_t part = 0, int64_t parts = 1);
 
 }  // namespace charrnn

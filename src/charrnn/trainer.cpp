@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <cstdlib>
 #include <nlohmann/json.hpp>
 
 #include "charrnn/atomic_file.h"
@@ -19,6 +20,7 @@
 #include "charrnn/generate.h"
 #include "charrnn/plot.h"
 #include "charrnn/runtime.h"
+#include "charrnn/sampler.h"
 
 namespace charrnn {
 
@@ -105,6 +107,35 @@ void require_same_model(const ModelOptions& stored, const ModelOptions& wanted) 
     differs("num_layers", std::to_string(stored.num_layers), std::to_string(wanted.num_layers));
 }
 
+// splitmix64: well-spread seeds for rank r from one base seed
+uint64_t mix_seed(uint64_t base, uint64_t salt) {
+  uint64_t z = base + 0x9E3779B97F4A7C15ull * (salt + 1);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+// Test hook: every rank draws the chunks of one large batch and keeps its
+// share, so N ranks with batch B see exactly what one process with batch N*B
+// sees (the distributed equivalence test).
+bool ranks_share_one_batch_order() {
+  const char* value = std::getenv("CHARRNN_TEST_SHARED_BATCH_ORDER");
+  return value && std::string(value) == "1";
+}
+
+std::string tensor_bytes(const torch::Tensor& t) {
+  const torch::Tensor c = t.contiguous().cpu();
+  return std::string(static_cast<const char*>(c.data_ptr()), static_cast<size_t>(c.nbytes()));
+}
+
+torch::Tensor byte_tensor(const std::string& bytes) {
+  torch::Tensor t = torch::empty({static_cast<int64_t>(bytes.size())}, torch::kUInt8);
+  if (!bytes.empty()) std::memcpy(t.data_ptr(), bytes.data(), bytes.size());
+  return t;
+}
+
+std::string rank_suffix(int64_t rank) { return rank == 0 ? "" : "_rank" + std::to_string(rank); }
+
 }  // namespace
 
 std::string corpus_cache_path(const Config& config) {
@@ -115,15 +146,17 @@ std::string corpus_cache_path(const Config& config) {
 std::string best_checkpoint_path(const std::string& checkpoint) { return strip_extension(checkpoint) + ".best.pt"; }
 std::string metrics_path(const std::string& checkpoint) { return strip_extension(checkpoint) + ".metrics.jsonl"; }
 
-Trainer::Trainer(const Config& config, TrainerIO io) : config_(config), io_(io), device_(torch::kCPU) {
+Trainer::Trainer(const Config& config, TrainerIO io, std::shared_ptr<ProcessGroup> group)
+    : config_(config), io_(io), device_(torch::kCPU), group_(std::move(group)) {
   validate(config_);
   setup(std::nullopt);
   // a fresh run replaces the checkpoint, so it starts a fresh loss curve too
-  drop_metrics_after(metrics_path(config_.train.checkpoint), 0);
+  if (writes_files()) drop_metrics_after(metrics_path(config_.train.checkpoint), 0);
 }
 
-Trainer::Trainer(const Checkpoint& checkpoint, const Config& config, TrainerIO io)
-    : config_(config), io_(io), device_(torch::kCPU) {
+Trainer::Trainer(const Checkpoint& checkpoint, const Config& config, TrainerIO io,
+                 std::shared_ptr<ProcessGroup> group)
+    : config_(config), io_(io), device_(torch::kCPU), group_(std::move(group)) {
   validate(config_);
   require_same_model(checkpoint.config.model, config_.model);
   progress_ = checkpoint.progress;
@@ -132,30 +165,36 @@ Trainer::Trainer(const Checkpoint& checkpoint, const Config& config, TrainerIO i
                      " and train.steps is " + std::to_string(config_.train.steps) +
                      "; raise it, e.g. --set train.steps=" + std::to_string(progress_.step * 2));
   setup(checkpoint.vocab);
-  drop_metrics_after(metrics_path(config_.train.checkpoint), progress_.step);
+  if (writes_files()) drop_metrics_after(metrics_path(config_.train.checkpoint), progress_.step);
   restore(checkpoint);
 }
 
 void Trainer::restore(const Checkpoint& checkpoint) {
   progress_ = checkpoint.progress;
   model_ = restore_model(checkpoint, device_);
-  optimizer_ = std::make_unique<torch::optim::Adam>(model_->parameters(),
-                                                    torch::optim::AdamOptions(config_.train.learning_rate));
-  if (!checkpoint.optimizer_bytes.empty()) restore_optimizer(*optimizer_, checkpoint.optimizer_bytes, device_);
-  for (auto& group : optimizer_->param_groups())  // --set train.learning_rate wins over the stored one
-    static_cast<torch::optim::AdamOptions&>(group.options()).lr(config_.train.learning_rate);
-  if (!checkpoint.rng_bytes.empty()) {
-    const torch::Tensor batcher_state = read_archived_tensor(checkpoint.rng_bytes, "batcher");
-    if (batcher_state.defined()) batcher_->set_rng_state(batcher_state);
-    const torch::Tensor global_state = read_archived_tensor(checkpoint.rng_bytes, "torch_cpu");
-    if (global_state.defined()) {
-      try {
-        at::Generator global = at::detail::getDefaultCPUGenerator();  // a handle to the shared generator
-        global.set_state(global_state);
-      } catch (const c10::Error& e) {
-        throw Error(std::string("checkpoint holds an invalid random state: ") + e.what_without_backtrace());
-      }
+  attach_optimizer(checkpoint.optimizer_bytes);
+  // Each rank continues its own streams. A rank the checkpoint has none for
+  // (the run grew) starts fresh ones, salted with the step so that they do
+  // not replay the first steps' chunks.
+  const int64_t rank = group_ ? group_->rank() : 0;
+  const std::string suffix = rank_suffix(rank);
+  const torch::Tensor batcher_state =
+      checkpoint.rng_bytes.empty() ? torch::Tensor() : read_archived_tensor(checkpoint.rng_bytes, "batcher" + suffix);
+  const torch::Tensor global_state =
+      checkpoint.rng_bytes.empty() ? torch::Tensor() : read_archived_tensor(checkpoint.rng_bytes, "torch_cpu" + suffix);
+  if (batcher_state.defined()) batcher_->set_rng_state(batcher_state);
+  else if (rank > 0)
+    batcher_->set_rng_state(make_generator(mix_seed(batch_seed(), static_cast<uint64_t>(progress_.step))).get_state());
+  if (global_state.defined()) {
+    try {
+      at::Generator global = at::detail::getDefaultCPUGenerator();  // a handle to the shared generator
+      global.set_state(global_state);
+    } catch (const c10::Error& e) {
+      throw Error(std::string("checkpoint holds an invalid random state: ") + e.what_without_backtrace());
     }
+  } else if (rank > 0) {
+    torch::manual_seed(mix_seed(static_cast<uint64_t>(config_.train.seed) + static_cast<uint64_t>(rank),
+                                static_cast<uint64_t>(progress_.step)));
   }
 }
 
@@ -165,15 +204,19 @@ void Trainer::on_divergence(const std::string& what) {
     throw Error(diverged + "; the last good checkpoint is untouched; lower train.learning_rate or train.grad_clip" +
                 (config_.train.divergence_rollbacks > 0 ? ""
                                                         : ", or set train.divergence_rollbacks to retry automatically"));
-  if (!std::filesystem::exists(config_.train.checkpoint))
+  // rank 0 reads the checkpoint and hands it to the others, which need not see its folder
+  std::string bytes;
+  if (writes_files() && std::filesystem::exists(config_.train.checkpoint)) bytes = read_file(config_.train.checkpoint);
+  if (group_) bytes = group_->broadcast_bytes(bytes, "sharing the checkpoint to roll back to");
+  if (bytes.empty())
     throw Error(diverged + " before the first checkpoint; lower train.learning_rate or train.grad_clip");
   ++rollbacks_done_;
-  const Checkpoint last_good = load_checkpoint(config_.train.checkpoint);
+  const Checkpoint last_good = parse_checkpoint(bytes, config_.train.checkpoint);
   // the lowered rate goes into the config, and so into later checkpoints:
   // resuming from them continues with it
   config_.train.learning_rate /= 2;
   restore(last_good);
-  drop_metrics_after(metrics_path(config_.train.checkpoint), progress_.step);
+  if (writes_files()) drop_metrics_after(metrics_path(config_.train.checkpoint), progress_.step);
   if (io_.log)
     *io_.log << (io_.redraw ? "\r\033[K" : "") << diverged << "; rolled back to step " << progress_.step
              << " with train.learning_rate " << config_.train.learning_rate << " (rollback " << rollbacks_done_
@@ -183,20 +226,79 @@ void Trainer::on_divergence(const std::string& what) {
 void Trainer::setup(const std::optional<Vocab>& vocab) {
   configure_threads(config_.train.threads);
   device_ = resolve_device(config_.train.device);
-  corpus_ = load_corpus(config_.data, config_.train.seq_length, vocab,
-                        config_.data.cache ? corpus_cache_path(config_) : std::string());
+  load_corpus_once_per_machine(vocab);
   check_memory(config_, corpus_.vocab.size(), device_);
   // one seed fixes the weights, dropout and the batch order; the batch
   // sampler gets its own stream so model changes don't shift the data order.
   torch::manual_seed(static_cast<uint64_t>(config_.train.seed));
-  batcher_ = std::make_unique<Batcher>(corpus_.train, config_.train.batch_size, config_.train.seq_length,
-                                       static_cast<uint64_t>(config_.train.seed) ^ 0x9E3779B97F4A7C15ull);
+  batcher_ = std::make_unique<Batcher>(corpus_.train, config_.train.batch_size, config_.train.seq_length, batch_seed());
+  if (group_ && ranks_share_one_batch_order()) batcher_->keep_part(group_->rank(), group_->size());
   if (!vocab) {  // a fresh run; a resumed one restores all of this from the checkpoint
     model_ = CharRNN(corpus_.vocab.size(), config_.model);
     model_->to(device_);
-    optimizer_ = std::make_unique<torch::optim::Adam>(model_->parameters(),
-                                                      torch::optim::AdamOptions(config_.train.learning_rate));
+    attach_optimizer("");
   }
+  // every rank built the same weights from the same seed; dropout masks differ per rank
+  if (group_ && group_->rank() > 0)
+    torch::manual_seed(mix_seed(static_cast<uint64_t>(config_.train.seed), static_cast<uint64_t>(group_->rank())));
+}
+
+uint64_t Trainer::batch_seed() const {
+  const uint64_t single = static_cast<uint64_t>(config_.train.seed) ^ 0x9E3779B97F4A7C15ull;
+  if (!group_ || group_->rank() == 0 || ranks_share_one_batch_order()) return single;
+  return mix_seed(single, static_cast<uint64_t>(group_->rank()));
+}
+
+void Trainer::load_corpus_once_per_machine(const std::optional<Vocab>& vocab) {
+  const std::string cache = config_.data.cache ? corpus_cache_path(config_) : std::string();
+  const auto load = [&] { corpus_ = load_corpus(config_.data, config_.train.seq_length, vocab, cache); };
+  if (!group_ || cache.empty()) return load();
+  // Every rank maps the same encoded file, so the corpus sits in memory once
+  // per machine. Local rank 0 writes it; the others wait, then map it.
+  const std::string wait_for_cache = "waiting for local rank 0 to encode the corpus";
+  if (group_->local_rank() == 0) {
+    load();
+    group_->barrier(wait_for_cache);
+  } else {
+    group_->barrier(wait_for_cache);
+    load();
+  }
+}
+
+void Trainer::attach_optimizer(const std::string& optimizer_bytes) {
+  optimizer_ = std::make_unique<torch::optim::Adam>(model_->parameters(),
+                                                    torch::optim::AdamOptions(config_.train.learning_rate));
+  if (!optimizer_bytes.empty()) restore_optimizer(*optimizer_, optimizer_bytes, device_);
+  for (auto& group : optimizer_->param_groups())  // --set train.learning_rate wins over the stored one
+    static_cast<torch::optim::AdamOptions&>(group.options()).lr(config_.train.learning_rate);
+  if (!group_) return;
+  averager_.reset();  // its hooks belong to the previous model's parameters
+  {
+    // the same seed built the same weights everywhere; rank 0's copy makes
+    // that a guarantee, even across machines whose libraries differ
+    torch::NoGradGuard no_grad;
+    for (const torch::Tensor& p : model_->parameters()) group_->broadcast(p.detach(), 0, "sharing the weights");
+  }
+  averager_ = std::make_unique<GradientAverager>(
+      model_->parameters(), group_, static_cast<int64_t>(config_.distributed.bucket_mb * 1024 * 1024));
+}
+
+EvalResult Trainer::evaluate_held_out(const torch::Tensor& held_out) {
+  if (!group_) return evaluate(model_, held_out, config_.train.batch_size, config_.train.seq_length, device_);
+  // Each rank reads its share of the streams one process with the
+  // effective batch would read; the sums of their losses and counts make
+  // that process's mean.
+  const EvalResult part = evaluate(model_, held_out, config_.train.batch_size * group_->size(),
+                                   config_.train.seq_length, device_, group_->rank(), group_->size());
+  const double loss_sum = part.loss * static_cast<double>(part.chars), chars = static_cast<double>(part.chars);
+  torch::Tensor sums = torch::tensor({loss_sum, chars}, torch::kDouble);
+  group_->sum(sums, "validating");
+  EvalResult result;
+  result.chars = static_cast<int64_t>(sums[1].item<double>());
+  result.loss = sums[0].item<double>() / sums[1].item<double>();
+  result.bpc = result.loss / std::log(2.0);
+  result.perplexity = std::exp(result.loss);
+  return result;
 }
 
 double Trainer::train_step(StepTimes* times) {
@@ -218,15 +320,28 @@ double Trainer::train_step(StepTimes* times) {
       torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}), targets.reshape(-1));
   lap(&StepTimes::forward);
   optimizer_->zero_grad();
-  loss.backward();
+  double loss_value = 0;
+  if (averager_) {
+    // the loss and stop requests travel with the gradients: all ranks see
+    // the mean loss and stop at the same step
+    averager_->begin({loss.item<double>(), local_stop_ ? 1.0 : 0.0, local_time_up_ ? 1.0 : 0.0});
+    loss.backward();
+    const std::vector<double> agreed = averager_->finish();
+    loss_value = agreed[0] / static_cast<double>(world_size());
+    agreed_stop_ = agreed[1] > 0;
+    agreed_time_up_ = agreed[2] > 0;
+  } else {
+    loss.backward();
+    loss_value = loss.item<double>();
+  }
   lap(&StepTimes::backward);
   if (config_.train.grad_clip > 0) torch::nn::utils::clip_grad_norm_(model_->parameters(), config_.train.grad_clip);
   lap(&StepTimes::clip);
   optimizer_->step();
   lap(&StepTimes::optimizer);
   ++progress_.step;
-  progress_.chars_trained += inputs.numel();
-  return loss.item<double>();
+  progress_.chars_trained += inputs.numel() * world_size();
+  return loss_value;
 }
 
 Checkpoint Trainer::make_checkpoint() const {
@@ -237,8 +352,19 @@ Checkpoint Trainer::make_checkpoint() const {
   c.charrnn_version = CHARRNN_VERSION;
   c.model_bytes = archive_module(*model_);
   c.optimizer_bytes = archive_optimizer(*optimizer_);
-  c.rng_bytes = archive_tensors({{"batcher", batcher_->rng_state()},
-                                 {"torch_cpu", at::detail::getDefaultCPUGenerator().get_state()}});
+  const torch::Tensor batcher_state = batcher_->rng_state();
+  const torch::Tensor global_state = at::detail::getDefaultCPUGenerator().get_state();
+  std::vector<std::pair<std::string, torch::Tensor>> streams = {{"batcher", batcher_state}, {"torch_cpu", global_state}};
+  if (group_) {  // every rank's streams, so that the same world size resumes exactly
+    const std::string what = "collecting the ranks' random streams";
+    const std::vector<std::string> batchers = group_->gather_bytes(tensor_bytes(batcher_state), what);
+    const std::vector<std::string> globals = group_->gather_bytes(tensor_bytes(global_state), what);
+    for (int64_t r = 1; r < group_->size(); ++r) {
+      streams.emplace_back("batcher" + rank_suffix(r), byte_tensor(batchers[static_cast<size_t>(r)]));
+      streams.emplace_back("torch_cpu" + rank_suffix(r), byte_tensor(globals[static_cast<size_t>(r)]));
+    }
+  }
+  c.rng_bytes = archive_tensors(streams);
   return c;
 }
 
@@ -253,7 +379,7 @@ bool Trainer::evaluate_and_save(double train_loss, double chars_per_second) {
   if (corpus_.val.numel() >= 2) {
     const int64_t cap = config_.train.eval_max_chars;
     const torch::Tensor held_out = cap > 0 && corpus_.val.size(0) > cap + 1 ? corpus_.val.narrow(0, 0, cap + 1) : corpus_.val;
-    const EvalResult val = evaluate(model_, held_out, config_.train.batch_size, config_.train.seq_length, device_);
+    const EvalResult val = evaluate_held_out(held_out);
     metrics["val_chars"] = val.chars;
     metrics["val_loss"] = val.loss;
     metrics["val_bpc"] = val.bpc;
@@ -273,11 +399,22 @@ bool Trainer::evaluate_and_save(double train_loss, double chars_per_second) {
   sample_options.sampling = {config_.sample.temperature, config_.sample.top_k, config_.sample.top_p};
   sample_options.seed = static_cast<uint64_t>(std::max<int64_t>(config_.sample.seed, 0));
   std::string sample_text;
-  try {
-    sample_text = generate(model_, corpus_.vocab, sample_options, device_).front();
-  } catch (const UsageError& e) {
-    sample_text = std::string("(no sample: ") + e.what() + ")";  // e.g. a prime outside the vocabulary
-  } catch (const Error&) {  // the sampler found non-finite logits
+  bool outputs_not_finite = false;
+  if (writes_files()) {
+    try {
+      sample_text = generate(model_, corpus_.vocab, sample_options, device_).front();
+    } catch (const UsageError& e) {
+      sample_text = std::string("(no sample: ") + e.what() + ")";  // e.g. a prime outside the vocabulary
+    } catch (const Error&) {  // the sampler found non-finite logits
+      outputs_not_finite = true;
+    }
+  }
+  if (group_) {  // rank 0 alone samples; all ranks must take its verdict
+    torch::Tensor verdict = torch::tensor({outputs_not_finite ? 1.0 : 0.0}, torch::kDouble);
+    group_->sum(verdict, "sharing the sample's verdict");
+    outputs_not_finite = verdict.item<double>() > 0;
+  }
+  if (outputs_not_finite) {
     on_divergence("the model's outputs are not finite");
     return false;
   }
@@ -288,6 +425,7 @@ bool Trainer::evaluate_and_save(double train_loss, double chars_per_second) {
   // line and best checkpoint they produced are written again (resume drops
   // metrics lines past the checkpoint's step).
   const Checkpoint checkpoint = make_checkpoint();
+  if (!writes_files()) return true;
   const std::string bytes = serialize_checkpoint(checkpoint);
   ensure_parent_directory(config_.train.checkpoint);
   append_line(metrics_path(config_.train.checkpoint), metrics.dump());
@@ -314,7 +452,7 @@ TrainSummary Trainer::run() {
   const int64_t first_step = progress_.step;
   const int64_t total = config_.train.steps;
   const double max_seconds = config_.train.max_seconds;
-  const int64_t chars_per_step = config_.train.batch_size * config_.train.seq_length;
+  const int64_t chars_per_step = config_.train.batch_size * config_.train.seq_length * world_size();
 
   auto report_time = start;
   int64_t report_step = progress_.step;
@@ -329,12 +467,27 @@ TrainSummary Trainer::run() {
     return s > 0 ? static_cast<double>((progress_.step - first_step) * chars_per_step) / s : 0.0;
   };
 
+  agreed_stop_ = agreed_time_up_ = false;
   while (progress_.step < total) {
-    if (io_.stop_requested && io_.stop_requested->load()) {
-      summary.interrupted = true;
-      break;
+    const bool stop_requested = io_.stop_requested && io_.stop_requested->load();
+    const bool time_up = max_seconds > 0 && seconds_since(start) >= max_seconds;
+    if (group_) {
+      // a Ctrl-C or the clock reaches ranks at different steps; they act on
+      // the requests agreed with the last step's gradients, all at once
+      local_stop_ = stop_requested;
+      local_time_up_ = time_up;
+      if (agreed_stop_) {
+        summary.interrupted = true;
+        break;
+      }
+      if (agreed_time_up_) break;
+    } else {
+      if (stop_requested) {
+        summary.interrupted = true;
+        break;
+      }
+      if (time_up) break;
     }
-    if (max_seconds > 0 && seconds_since(start) >= max_seconds) break;
 
     const double loss = train_step();
     progress_.elapsed_seconds = elapsed_before + seconds_since(start);
@@ -382,7 +535,8 @@ TrainSummary Trainer::run() {
   progress_.elapsed_seconds = elapsed_before + summary.seconds;
 
   if (summary.interrupted) {
-    save_checkpoint(config_.train.checkpoint, make_checkpoint());  // no eval: stop quickly
+    const Checkpoint checkpoint = make_checkpoint();  // no eval: stop quickly
+    if (writes_files()) save_checkpoint(config_.train.checkpoint, checkpoint);
     if (io_.log) {
       *io_.log << (io_.redraw ? "\r\033[K" : "") << "interrupted at step " << progress_.step
                << "; checkpoint saved to " << config_.train.checkpoint << "; continue with: charrnn train --resume "

@@ -4,6 +4,11 @@
 // lines next to the checkpoint), saves the latest checkpoint and keeps the
 // best one. A stop request (Ctrl-C) saves a checkpoint and returns.
 //
+// Given a ProcessGroup, it is one rank of a data-parallel run: each rank
+// draws its own chunks, gradients are averaged across ranks, validation is
+// split between them, and only rank 0 writes files. Every decision (stop,
+// divergence, best) is taken on values all ranks share, so they never part.
+//
 // Shape legend: B batch, T seq_length, V vocabulary.
 #pragma once
 
@@ -19,6 +24,7 @@
 #include "charrnn/checkpoint.h"
 #include "charrnn/config.h"
 #include "charrnn/corpus.h"
+#include "charrnn/distributed.h"
 #include "charrnn/evaluate.h"
 #include "charrnn/model.h"
 
@@ -46,10 +52,11 @@ std::string metrics_path(const std::string& checkpoint);
 class Trainer {
  public:
   /// A fresh run. Loads the corpus and builds the model; throws on bad input.
-  Trainer(const Config& config, TrainerIO io = {});
+  Trainer(const Config& config, TrainerIO io = {}, std::shared_ptr<ProcessGroup> group = nullptr);
   /// Continues `checkpoint` with `config` (the checkpoint's own config with
   /// any overrides applied). The model section must be unchanged.
-  Trainer(const Checkpoint& checkpoint, const Config& config, TrainerIO io = {});
+  Trainer(const Checkpoint& checkpoint, const Config& config, TrainerIO io = {},
+          std::shared_ptr<ProcessGroup> group = nullptr);
 
   TrainSummary run();
 
@@ -70,8 +77,14 @@ class Trainer {
   const torch::Tensor& validation_ids() const { return corpus_.val; }
   const torch::Device& device() const { return device_; }
 
-  /// Everything needed to resume, as of now.
+  /// Everything needed to resume, as of now. With a ProcessGroup every rank
+  /// must call it: it collects all ranks' random streams.
   Checkpoint make_checkpoint() const;
+
+  /// Processes training together (1 without a ProcessGroup).
+  int64_t world_size() const { return group_ ? group_->size() : 1; }
+  /// True on the process that writes checkpoints, metrics and samples.
+  bool writes_files() const { return !group_ || group_->rank() == 0; }
 
  private:
   void setup(const std::optional<Vocab>& vocab);
@@ -82,6 +95,17 @@ class Trainer {
   /// A NaN or infinite loss: rolls back (train.divergence_rollbacks) or throws.
   void on_divergence(const std::string& what);
   int64_t rollbacks_done_ = 0;
+  /// Loads the corpus; with several processes on a machine, local rank 0
+  /// encodes the cache first and the others map what it wrote.
+  void load_corpus_once_per_machine(const std::optional<Vocab>& vocab);
+  /// The model, optimizer and (distributed) gradient averaging, after the
+  /// model has been built or restored.
+  void attach_optimizer(const std::string& optimizer_bytes);
+  /// Held-out loss, split between ranks and summed.
+  EvalResult evaluate_held_out(const torch::Tensor& held_out);
+  /// Seeds this rank's streams: rank 0 uses the single-process seeds.
+  uint64_t batch_seed() const;
+
 
   Config config_;
   TrainerIO io_;
@@ -91,6 +115,12 @@ class Trainer {
   std::unique_ptr<torch::optim::Adam> optimizer_;
   std::unique_ptr<Batcher> batcher_;
   TrainingProgress progress_;
+  std::shared_ptr<ProcessGroup> group_;
+  std::unique_ptr<GradientAverager> averager_;
+  // requests raised on this rank, sent with the next step's gradients ...
+  bool local_stop_ = false, local_time_up_ = false;
+  // ... and what the ranks agreed on, from the last step
+  bool agreed_stop_ = false, agreed_time_up_ = false;
 };
 
 }  // namespace charrnn

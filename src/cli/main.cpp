@@ -10,6 +10,7 @@
 #include <functional>
 #include <iomanip>
 #include <iostream>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <string>
@@ -26,7 +27,9 @@
 #include "charrnn/error.h"
 #include "charrnn/evaluate.h"
 #include "charrnn/export.h"
+#include "charrnn/distributed.h"
 #include "charrnn/generate.h"
+#include "charrnn/launch.h"
 #include "charrnn/plot.h"
 #include "charrnn/runtime.h"
 #include "charrnn/trainer.h"
@@ -50,6 +53,8 @@ constexpr const char* kUsage =
     "  export    --checkpoint FILE --out FILE.pt\n"
     "  plot      METRICS_FILE... --out FILE.svg   (training also keeps NAME.loss.svg)\n"
     "  bench     --config FILE [--set KEY=VALUE]... [--steps N]\n"
+    "  launch    --nproc N [--nnodes M --node-rank I --master-addr A --master-port P] -- train ...\n"
+    "            (starts N workers of a distributed run; see README, Training on several machines)\n"
     "\n"
     "Run 'charrnn <command> --help' for a command's options.\n";
 
@@ -168,26 +173,45 @@ int cmd_train(int argc, char** argv) {
   io.redraw = ::isatty(STDERR_FILENO) != 0;
   io.stop_requested = &g_stop_requested;
 
-  std::unique_ptr<charrnn::Trainer> trainer;
+  std::optional<charrnn::Checkpoint> checkpoint;
+  charrnn::Config config;
   if (args.count("resume")) {
-    const std::string path = args["resume"].as<std::string>();
-    const charrnn::Checkpoint checkpoint = charrnn::load_checkpoint(path);
+    checkpoint = charrnn::load_checkpoint(args["resume"].as<std::string>());
     // defaults < checkpoint's config < config file < --set
-    charrnn::Config config = checkpoint.config;
+    config = checkpoint->config;
     if (args.count("config")) config = charrnn::load_config_file(args["config"].as<std::string>(), config);
     config = charrnn::apply_overrides(config, set_flags(args));
-    trainer = std::make_unique<charrnn::Trainer>(checkpoint, config, io);
-    std::cerr << "resuming " << path << " at step " << checkpoint.progress.step << "\n";
+    charrnn::validate(config);
   } else {
-    trainer = std::make_unique<charrnn::Trainer>(config_from_flags(args), io);
+    config = config_from_flags(args);
   }
-  const charrnn::Config& config = trainer->config();
-  std::cerr << "training " << charrnn::to_string(config.model.cell) << " " << config.model.num_layers << "x"
-            << config.model.hidden_size << " (" << trainer->model()->parameter_count() << " parameters) on "
-            << config.data.path << ", vocabulary " << trainer->vocab().size() << ", device "
-            << trainer->device().str() << ", " << charrnn::current_threads() << " thread(s)\n";
+  // torchrun's variables make this process one rank of a distributed run;
+  // rank 0 alone reports progress and writes files
+  std::shared_ptr<charrnn::ProcessGroup> group;
+  if (std::optional<charrnn::ProcessGroupOptions> rank = charrnn::process_group_from_environment()) {
+    rank->timeout = std::chrono::milliseconds(static_cast<int64_t>(config.distributed.timeout_s * 1000));
+    group = charrnn::ProcessGroup::join(*rank);
+  }
+  const bool reports = !group || group->rank() == 0;
+  if (!reports) io.log = nullptr;
+  std::unique_ptr<charrnn::Trainer> trainer =
+      checkpoint ? std::make_unique<charrnn::Trainer>(*checkpoint, config, io, group)
+                 : std::make_unique<charrnn::Trainer>(config, io, group);
+  if (checkpoint && reports)
+    std::cerr << "resuming " << args["resume"].as<std::string>() << " at step " << checkpoint->progress.step << "\n";
+  if (reports) {
+    std::cerr << "training " << charrnn::to_string(config.model.cell) << " " << config.model.num_layers << "x"
+              << config.model.hidden_size << " (" << trainer->model()->parameter_count() << " parameters) on "
+              << config.data.path << ", vocabulary " << trainer->vocab().size() << ", device "
+              << trainer->device().str() << ", " << charrnn::current_threads() << " thread(s)";
+    if (group)
+      std::cerr << " per process, " << group->size() << " processes (effective batch " << config.train.batch_size
+                << " x " << group->size() << " = " << config.train.batch_size * group->size() << ")";
+    std::cerr << "\n";
+  }
   install_stop_handlers();
   const charrnn::TrainSummary summary = trainer->run();
+  if (!reports) return summary.interrupted ? 130 : 0;
   const auto& progress = trainer->progress();
   std::cerr << std::fixed << std::setprecision(1) << "done: " << summary.steps_done << " steps in " << summary.seconds
             << " s, " << summary.chars_per_second << " chars/s";
@@ -546,6 +570,40 @@ int cmd_bench(int argc, char** argv) {
   return 0;
 }
 
+int cmd_launch(int argc, char** argv) {
+  // everything after "--" is the worker's command line
+  int split = 1;
+  while (split < argc && std::string(argv[split]) != "--") ++split;
+  if (split >= argc - 1)
+    throw UsageError("launch needs the worker's command after --, e.g. charrnn launch --nproc 2 -- train --config FILE");
+  cxxopts::Options options("charrnn launch",
+                           "Start the workers of a distributed run on this machine, as torchrun does.\n"
+                           "  charrnn launch --nproc N -- train --config FILE [--set ...] [--resume CKPT]");
+  options.add_options()
+      ("nproc", "worker processes on this machine", cxxopts::value<std::string>())
+      ("nnodes", "machines taking part (default 1)", cxxopts::value<std::string>())
+      ("node-rank", "this machine's index, 0..nnodes-1; node 0 hosts rank 0 (default 0)", cxxopts::value<std::string>())
+      ("master-addr", "address of node 0 that every node can reach (default 127.0.0.1)", cxxopts::value<std::string>())
+      ("master-port", "rendezvous port on node 0 (default: a free one; required with --nnodes > 1)", cxxopts::value<std::string>())
+      ("grace", "seconds the other workers get to stop after one fails (default 30)", cxxopts::value<std::string>());
+  const auto args = parse(options, split, argv);
+  charrnn::LaunchOptions launch;
+  launch.nproc = int_flag(args, "nproc", 0);
+  if (!args.count("nproc")) throw UsageError("--nproc N is required");
+  launch.nnodes = int_flag(args, "nnodes", launch.nnodes);
+  launch.node_rank = int_flag(args, "node-rank", launch.node_rank);
+  if (args.count("master-addr")) launch.master_addr = args["master-addr"].as<std::string>();
+  launch.master_port = int_flag(args, "master-port", launch.master_port);
+  launch.grace_seconds = number_flag(args, "grace", launch.grace_seconds);
+  const std::vector<std::string> worker(argv + split + 1, argv + argc);
+  if (worker.front() != "train")
+    throw UsageError("launch runs distributed training: the command after -- must be train, got \"" + worker.front() + "\"");
+  char self[4096];
+  const ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n <= 0) throw charrnn::Error("launch: cannot find the charrnn executable (/proc/self/exe)");
+  return charrnn::launch_workers(launch, std::string(self, static_cast<size_t>(n)), worker, std::cerr);
+}
+
 // LibTorch's messages can span lines (and carry a C++ backtrace); users get the first line.
 
 }  // namespace
@@ -576,7 +634,8 @@ int main(int argc, char** argv) {
     if (command == "info") return cmd_info(argc - 1, argv + 1);
     if (command == "export") return cmd_export(argc - 1, argv + 1);
     if (command == "bench") return cmd_bench(argc - 1, argv + 1);
-    std::cerr << "error: unknown command \"" << command << "\"; commands are train, generate, chat, eval, info, export, plot, bench\n";
+    if (command == "launch") return cmd_launch(argc - 1, argv + 1);
+    std::cerr << "error: unknown command \"" << command << "\"; commands are train, generate, chat, eval, info, export, plot, bench, launch\n";
     return 2;
   } catch (const charrnn::UsageError& e) {
     std::cerr << "error: " << first_line(e.what()) << "\n";
