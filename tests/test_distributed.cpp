@@ -281,7 +281,9 @@ TEST_F(Distributed, TwoHostsInNetworkNamespacesTrainLikeLoopback) {
   NetworkNamespaces hosts(tag);
   if (!hosts.ok()) GTEST_SKIP() << "cannot create network namespaces and a veth pair here (no CAP_NET_ADMIN?)";
 
-  const std::vector<std::string> common = {"--set", "train.steps=30", "--set", "train.eval_every=10"};
+  // a bounded timeout: a namespace setup that lets no traffic through fails, never hangs
+  const std::vector<std::string> common = {"--set", "train.steps=30", "--set", "train.eval_every=10",
+                                           "--set", "distributed.timeout_s=60"};
   std::vector<std::string> local = train_args(common);
   local.insert(local.end(), {"--set", "train.checkpoint=" + (dir_ / "loopback.pt").string()});
   ASSERT_EQ(run(launch_args(2, local)).exit_code, 0);
