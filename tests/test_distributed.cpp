@@ -2,9 +2,6 @@
 // where this test may create them, in network namespaces joined by a veth
 // pair, as two hosts). Checkpoints are read back with charrnn_core to compare
 // weights.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 
 #include "cli_fixture.h"
 
@@ -12,23 +9,12 @@
 
 #include "charrnn/checkpoint.h"
 #include "charrnn/distributed.h"
+#include "charrnn/launch.h"
 
 namespace charrnn_cli_test {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t n = sizeof a;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &n);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
 
 // Waits for `pid`; returns its exit code (128 + signal), or -1 after `limit`.
 int wait_for(pid_t pid, std::chrono::seconds limit) {
@@ -158,7 +144,7 @@ TEST_F(Distributed, ResumeWithTheSameWorldSizeIsExactAndOnlyRankZeroWrites) {
 TEST_F(Distributed, ALostRankStopsTheOthersWithAClearErrorAndTheRunResumesOnAnotherWorldSize) {
   for (const int lost_signal : {SIGKILL, SIGSTOP}) {
     SCOPED_TRACE(lost_signal == SIGKILL ? "killed rank" : "hung rank");
-    const int port = free_port();
+    const int port = static_cast<int>(charrnn::free_local_port());
     const std::vector<std::string> args = train_args({"--set", "train.steps=1000000", "--set", "train.eval_every=5",
                                                       "--set", "distributed.timeout_s=5"});
     const fs::path log0 = dir_ / "rank0.log", log1 = dir_ / "rank1.log";
@@ -215,7 +201,8 @@ TEST_F(Distributed, AnInterruptStopsEveryRankAtTheSameStep) {
 TEST_F(Distributed, MissingPeersAndBadVariablesAreClearErrors) {
   {  // rank 1 never comes
     const auto start = Clock::now();
-    const pid_t alone = spawn(train_args({"--set", "distributed.timeout_s=2"}), dir_ / "alone.log", rank_env(0, 2, free_port()));
+    const int port = static_cast<int>(charrnn::free_local_port());
+    const pid_t alone = spawn(train_args({"--set", "distributed.timeout_s=2"}), dir_ / "alone.log", rank_env(0, 2, port));
     const int code = wait_for(alone, std::chrono::seconds(60));
     const std::string log = read_all(dir_ / "alone.log");
     EXPECT_EQ(code, 1) << log;
@@ -254,7 +241,7 @@ class NetworkNamespaces {
           sh("ip -n " + a_ + " addr add 10.231.0.1/24 dev veth_" + tag + "a") &&
           sh("ip -n " + b_ + " addr add 10.231.0.2/24 dev veth_" + tag + "b") &&
           sh("ip -n " + a_ + " link set veth_" + tag + "a up") && sh("ip -n " + b_ + " link set veth_" + tag + "b up") &&
-          sh("ip -n " + a_ + " link set lo up") && sh("ip -n " + b_ + " link set lo up");
+          sh("ip -n " + a_ + " link set lo up") && sh("ip -n " + b_ + " link set lo up") && can_connect();
     interface_a_ = "veth_" + tag + "a";
     interface_b_ = "veth_" + tag + "b";
   }
@@ -270,6 +257,14 @@ class NetworkNamespaces {
 
  private:
   static bool sh(const std::string& command) { return std::system((command + " >/dev/null 2>&1").c_str()) == 0; }
+  // A TCP connection from b to a: the namespaces exist and carry traffic
+  // (a container may allow creating them but not entering them).
+  bool can_connect() const {
+    const std::string listen = R"(import socket; s = socket.socket(); s.bind(("10.231.0.1", 29612)); s.listen(1); s.settimeout(8); s.accept())";
+    const std::string connect = R"(import socket; socket.create_connection(("10.231.0.1", 29612), 3))";
+    return sh("ip netns exec " + a_ + " /usr/bin/python3 -c '" + listen + "' & sleep 1; ip netns exec " + b_ +
+              " /usr/bin/python3 -c '" + connect + "'; r=$?; wait; exit $r");
+  }
   std::string a_, b_, interface_a_, interface_b_;
   bool ok_ = false;
 };
@@ -279,7 +274,7 @@ TEST_F(Distributed, TwoHostsInNetworkNamespacesTrainLikeLoopback) {
   if (std::system("command -v ip >/dev/null 2>&1") != 0) GTEST_SKIP() << "iproute2 (ip) is not installed";
   const std::string tag = std::to_string(::getpid() % 100000);
   NetworkNamespaces hosts(tag);
-  if (!hosts.ok()) GTEST_SKIP() << "cannot create network namespaces and a veth pair here (no CAP_NET_ADMIN?)";
+  if (!hosts.ok()) GTEST_SKIP() << "cannot create, enter and connect two network namespaces here";
 
   // a bounded timeout: a namespace setup that lets no traffic through fails, never hangs
   const std::vector<std::string> common = {"--set", "train.steps=30", "--set", "train.eval_every=10",

@@ -4,18 +4,17 @@
 // each bucket's sum starts.
 #include <gtest/gtest.h>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cstdlib>
+#include <mutex>
 #include <thread>
 
 #include <torch/torch.h>
 
 #include "charrnn/distributed.h"
 #include "charrnn/error.h"
+#include "charrnn/launch.h"
 
 namespace {
 
@@ -96,23 +95,12 @@ TEST(GradientAverager, SumsOfBucketsStartDuringBackwardInAFixedOrder) {
   for (size_t i = 0; i < params.size(); ++i) EXPECT_TRUE(torch::allclose(params[i].grad(), local[i])) << i;
 }
 
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t n = sizeof a;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &n);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
 
 // Two ranks over real Gloo, each with its own batch: afterwards both hold
 // the mean of the two batches' gradients, bit for bit the same on both.
 TEST(GradientAverager, TwoGlooRanksEndWithTheMeanGradient) {
   if (!charrnn::distributed_available()) GTEST_SKIP() << "this LibTorch lacks c10d's Gloo headers";
-  const int port = free_port();
+  const int port = static_cast<int>(charrnn::free_local_port());
   torch::manual_seed(1);
   const auto reference = make_model();
   const torch::Tensor inputs[2] = {torch::randn({4, 6}), torch::randn({7, 6})};

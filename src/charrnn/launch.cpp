@@ -26,24 +26,6 @@ volatile std::sig_atomic_t g_signal_to_forward = 0;
 
 extern "C" void remember_signal(int signal) { g_signal_to_forward = signal; }
 
-// Asks the kernel for a free port. Another program could take it before
-// rank 0 binds it, which makes the rendezvous fail loudly, never silently.
-int64_t free_local_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) throw Error(std::string("launch: cannot open a socket: ") + std::strerror(errno));
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  address.sin_port = 0;
-  socklen_t length = sizeof address;
-  const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0 &&
-                  ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) == 0;
-  const int error = errno;
-  ::close(fd);
-  if (!ok) throw Error(std::string("launch: cannot find a free port: ") + std::strerror(error));
-  return ntohs(address.sin_port);
-}
-
 std::string describe(int status) {
   if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
   if (WIFSIGNALED(status)) {
@@ -66,6 +48,22 @@ struct Worker {
 };
 
 }  // namespace
+
+int64_t free_local_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw Error(std::string("launch: cannot open a socket: ") + std::strerror(errno));
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  address.sin_port = 0;
+  socklen_t length = sizeof address;
+  const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0 &&
+                  ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) == 0;
+  const int error = errno;
+  ::close(fd);
+  if (!ok) throw Error(std::string("launch: cannot find a free port: ") + std::strerror(error));
+  return ntohs(address.sin_port);
+}
 
 void validate(const LaunchOptions& o) {
   if (o.nproc < 1 || o.nproc > 4096) throw UsageError("--nproc must be in [1, 4096], got " + std::to_string(o.nproc));

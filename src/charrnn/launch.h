@@ -22,6 +22,11 @@ struct LaunchOptions {
   double grace_seconds = 30;  ///< after a worker fails, how long the others may take to stop. Default: 30
 };
 
+/// A TCP port on 127.0.0.1 that is free now (the kernel's pick). Another
+/// program could take it before it is bound again, which makes a rendezvous
+/// fail loudly, never silently.
+int64_t free_local_port();
+
 /// Checks ranges; throws UsageError naming the flag.
 void validate(const LaunchOptions& options);
 
