@@ -2,6 +2,7 @@
 // budget, write its checkpoint, best checkpoint and metrics, and a run
 // resumed from a checkpoint must end bit-identical to an uninterrupted one.
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -116,6 +117,39 @@ TEST_P(ConvergenceTest, OverfitsARepeatedString) {
   greedy.sampling.temperature = 0;
   const auto texts = charrnn::generate(trainer.model(), trainer.vocab(), greedy, torch::kCPU);
   EXPECT_EQ(texts.at(0), "hello world, abc hello world, ");
+}
+
+// With two threads a CPU step runs each half of the batch on its own thread
+// (Trainer::forward_backward_in_parts). It must take the step one pass
+// takes, up to rounding, and take it the same way every time: the parts'
+// gradients are summed in a fixed order, so resumes stay exact.
+TEST_P(ConvergenceTest, BatchSplitAcrossThreadsMatchesOnePassAndIsDeterministic) {
+  charrnn_test::TempDir dir;
+  const auto weights_after_steps = [&](const std::string& name, const char* batch_threads) {
+    if (batch_threads) ::setenv("CHARRNN_BATCH_THREADS", batch_threads, 1);
+    else ::unsetenv("CHARRNN_BATCH_THREADS");
+    Config config = small_config(dir, name, GetParam(), 2, 0.0, 5, 1000);
+    config.train.threads = 2;
+    Trainer trainer(config);
+    std::vector<double> losses;
+    for (int i = 0; i < 5; ++i) losses.push_back(trainer.train_step());
+    ::unsetenv("CHARRNN_BATCH_THREADS");
+    std::vector<torch::Tensor> weights;
+    for (const auto& p : trainer.model()->parameters()) weights.push_back(p.detach().clone());
+    return std::make_pair(losses, weights);
+  };
+  const auto one_pass = weights_after_steps("one", "1");
+  const auto split = weights_after_steps("split", nullptr);
+  const auto again = weights_after_steps("again", nullptr);
+  ASSERT_EQ(split.second.size(), one_pass.second.size());
+  for (size_t i = 0; i < 5; ++i) {
+    EXPECT_NEAR(split.first[i], one_pass.first[i], 1e-5) << "step " << i;
+    EXPECT_EQ(split.first[i], again.first[i]) << "step " << i;
+  }
+  for (size_t i = 0; i < split.second.size(); ++i) {
+    EXPECT_TRUE(torch::allclose(split.second[i], one_pass.second[i], 1e-4, 1e-5)) << "parameter " << i;
+    EXPECT_TRUE(torch::equal(split.second[i], again.second[i])) << "parameter " << i;
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(AllCells, ConvergenceTest,

@@ -75,8 +75,8 @@ std::vector<std::string> ProcessGroup::gather_bytes(const std::string& bytes, co
   sum(sizes, what);
   const int64_t longest = sizes.max().item<int64_t>();
   torch::Tensor rows = torch::zeros({size(), longest}, torch::kInt);  // int: Gloo sums every integer type, bytes included, but int is certain
-  torch::Tensor mine = rows[rank()];
-  for (size_t i = 0; i < bytes.size(); ++i) mine[static_cast<int64_t>(i)] = static_cast<int>(static_cast<unsigned char>(bytes[i]));
+  int* mine = rows.data_ptr<int>() + rank() * longest;
+  for (size_t i = 0; i < bytes.size(); ++i) mine[i] = static_cast<unsigned char>(bytes[i]);
   sum(rows, what);
   std::vector<std::string> out(static_cast<size_t>(size()));
   const auto all = rows.accessor<int, 2>();

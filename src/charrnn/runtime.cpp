@@ -55,12 +55,21 @@ void configure_threads(int64_t threads) {
   // workers spin-wait on the cores OpenBLAS needs. The time goes into matrix
   // products, so the threads go to OpenBLAS.
   torch::set_num_threads(static_cast<int>(env_int("CHARRNN_TORCH_THREADS", 1)));
+  set_blas_threads(threads);
+  g_threads = threads;
+}
+
+void set_blas_threads(int64_t threads) {
   // OpenBLAS is looked up at run time so that charrnn also links against a
   // LibTorch that bundles MKL or another BLAS.
   using SetThreads = void (*)(int);
-  if (auto set_blas_threads = reinterpret_cast<SetThreads>(::dlsym(RTLD_DEFAULT, "openblas_set_num_threads")))
-    set_blas_threads(static_cast<int>(threads));
-  g_threads = threads;
+  static const auto set = reinterpret_cast<SetThreads>(::dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+  if (set) set(static_cast<int>(threads));
+}
+
+int64_t batch_threads() {
+  // CHARRNN_BATCH_THREADS=1 turns the split off, for measurements
+  return std::min(current_threads(), env_int("CHARRNN_BATCH_THREADS", current_threads()));
 }
 
 int64_t current_threads() { return g_threads; }

@@ -20,6 +20,14 @@ void configure_threads(int64_t threads);
 /// Threads given to matrix products by the last configure_threads().
 int64_t current_threads();
 
+/// Sets OpenBLAS's thread count alone (no-op with another BLAS).
+void set_blas_threads(int64_t threads);
+
+/// Threads a CPU training step may split its batch over, each running its
+/// share single-threaded: current_threads(), or fewer with
+/// $CHARRNN_BATCH_THREADS (1 turns the split off).
+int64_t batch_threads();
+
 /// This machine's physical memory in bytes (0 if unknown).
 double physical_memory_bytes();
 

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <iomanip>
 #include <sstream>
+#include <thread>
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
@@ -226,6 +227,11 @@ void Trainer::on_divergence(const std::string& what) {
 void Trainer::setup(const std::optional<Vocab>& vocab) {
   configure_threads(config_.train.threads);
   device_ = resolve_device(config_.train.device);
+  // torchrun's convention: on a machine with several GPUs, local rank i
+  // uses GPU i (an explicit cuda:N in the config wins)
+  if (group_ && device_.is_cuda() && config_.train.device.find(':') == std::string::npos)
+    device_ = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(group_->local_rank() %
+                                                                         std::max<int64_t>(1, torch::cuda::device_count())));
   load_corpus_once_per_machine(vocab);
   check_memory(config_, corpus_.vocab.size(), device_);
   // one seed fixes the weights, dropout and the batch order; the batch
@@ -315,26 +321,31 @@ double Trainer::train_step(StepTimes* times) {
   const torch::Tensor inputs = batch.inputs.to(device_);    // (B, T)
   const torch::Tensor targets = batch.targets.to(device_);  // (B, T)
   lap(&StepTimes::batch);
-  auto [logits, state] = model_->forward(inputs);           // logits: (B, T, V)
-  const torch::Tensor loss =
-      torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}), targets.reshape(-1));
-  lap(&StepTimes::forward);
-  optimizer_->zero_grad();
   double loss_value = 0;
-  if (averager_) {
-    // the loss and stop requests travel with the gradients: all ranks see
-    // the mean loss and stop at the same step
-    averager_->begin({loss.item<double>(), local_stop_ ? 1.0 : 0.0, local_time_up_ ? 1.0 : 0.0});
-    loss.backward();
-    const std::vector<double> agreed = averager_->finish();
-    loss_value = agreed[0] / static_cast<double>(world_size());
-    agreed_stop_ = agreed[1] > 0;
-    agreed_time_up_ = agreed[2] > 0;
+  if (const int64_t parts = batch_parts(inputs.size(0)); parts > 1) {
+    loss_value = forward_backward_in_parts(inputs, targets, parts);
+    lap(&StepTimes::backward);  // the parts' forward and backward overlap; both count here
   } else {
-    loss.backward();
-    loss_value = loss.item<double>();
+    auto [logits, state] = model_->forward(inputs);           // logits: (B, T, V)
+    const torch::Tensor loss =
+        torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}), targets.reshape(-1));
+    lap(&StepTimes::forward);
+    optimizer_->zero_grad();
+    if (averager_) {
+      // the loss and stop requests travel with the gradients: all ranks see
+      // the mean loss and stop at the same step
+      averager_->begin({loss.item<double>(), local_stop_ ? 1.0 : 0.0, local_time_up_ ? 1.0 : 0.0});
+      loss.backward();
+      const std::vector<double> agreed = averager_->finish();
+      loss_value = agreed[0] / static_cast<double>(world_size());
+      agreed_stop_ = agreed[1] > 0;
+      agreed_time_up_ = agreed[2] > 0;
+    } else {
+      loss.backward();
+      loss_value = loss.item<double>();
+    }
+    lap(&StepTimes::backward);
   }
-  lap(&StepTimes::backward);
   if (config_.train.grad_clip > 0) torch::nn::utils::clip_grad_norm_(model_->parameters(), config_.train.grad_clip);
   lap(&StepTimes::clip);
   optimizer_->step();
@@ -342,6 +353,74 @@ double Trainer::train_step(StepTimes* times) {
   ++progress_.step;
   progress_.chars_trained += inputs.numel() * world_size();
   return loss_value;
+}
+
+int64_t Trainer::batch_parts(int64_t batch_size) const {
+  // Distributed ranks already run one thread each; dropout draws from the
+  // one global generator, which parts would race for (and lose exact
+  // resume); CUDA has its own parallelism.
+  if (group_ || !device_.is_cpu() || !model_->is_training()) return 1;
+  if (config_.model.dropout > 0 && config_.model.num_layers > 1) return 1;
+  return std::max<int64_t>(1, std::min(batch_threads(), batch_size));
+}
+
+// Measured on 2 cores: two threads that each run half the batch with
+// single-threaded matrix products beat one pass with two-threaded ones,
+// because small products hand work between OpenBLAS threads at every time
+// step and the idle one spins through the element-wise work (docs/benchmarks.md).
+// Each part's gradients come from autograd::grad, not .grad, and are summed
+// in part order, so a step is deterministic and resumes exactly.
+double Trainer::forward_backward_in_parts(const torch::Tensor& inputs, const torch::Tensor& targets, int64_t parts) {
+  const std::vector<torch::Tensor> params = model_->parameters();
+  const int64_t batch = inputs.size(0);
+  std::vector<std::vector<torch::Tensor>> grads(static_cast<size_t>(parts));
+  std::vector<double> losses(static_cast<size_t>(parts), 0.0);
+  std::vector<std::exception_ptr> errors(static_cast<size_t>(parts));
+  const auto run_part = [&](int64_t part) {
+    try {
+      const int64_t first = batch * part / parts, rows = batch * (part + 1) / parts - first;
+      auto [logits, state] = model_->forward(inputs.narrow(0, first, rows));  // (rows, T, V)
+      // this part's mean, weighted by its share of the batch: the parts add up to the batch mean
+      const torch::Tensor loss = torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}),
+                                                                      targets.narrow(0, first, rows).reshape(-1)) *
+                                 (static_cast<double>(rows) / static_cast<double>(batch));
+      grads[static_cast<size_t>(part)] = torch::autograd::grad({loss}, params, /*grad_outputs=*/{},
+                                                               /*retain_graph=*/c10::nullopt,
+                                                               /*create_graph=*/false, /*allow_unused=*/true);
+      losses[static_cast<size_t>(part)] = loss.item<double>();
+    } catch (...) {
+      errors[static_cast<size_t>(part)] = std::current_exception();
+    }
+  };
+  set_blas_threads(1);
+  std::vector<std::thread> helpers;
+  for (int64_t part = 1; part < parts; ++part) helpers.emplace_back(run_part, part);
+  run_part(0);
+  for (std::thread& t : helpers) t.join();
+  set_blas_threads(current_threads());
+  for (const std::exception_ptr& e : errors)
+    if (e) std::rethrow_exception(e);
+
+  // .grad is overwritten, never accumulated into, so no zero_grad(); it is
+  // its own tensor, never one of autograd's results, which may be views
+  torch::NoGradGuard no_grad;
+  double loss = 0;
+  for (int64_t part = 0; part < parts; ++part) loss += losses[static_cast<size_t>(part)];
+  for (size_t i = 0; i < params.size(); ++i) {
+    torch::Tensor p = params[i];
+    if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
+    torch::Tensor grad = p.grad();
+    bool first = true;
+    for (int64_t part = 0; part < parts; ++part) {
+      const torch::Tensor& g = grads[static_cast<size_t>(part)][i];
+      if (!g.defined()) continue;
+      if (first) grad.copy_(g);
+      else grad.add_(g);
+      first = false;
+    }
+    if (first) grad.zero_();
+  }
+  return loss;
 }
 
 Checkpoint Trainer::make_checkpoint() const {

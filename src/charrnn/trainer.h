@@ -103,6 +103,11 @@ class Trainer {
   void attach_optimizer(const std::string& optimizer_bytes);
   /// Held-out loss, split between ranks and summed.
   EvalResult evaluate_held_out(const torch::Tensor& held_out);
+  /// How many threads a CPU step splits its batch over (1: no split).
+  int64_t batch_parts(int64_t batch_size) const;
+  /// Forward and backward of `parts` slices of the batch on as many
+  /// threads; leaves the batch-mean gradients in .grad, returns the loss.
+  double forward_backward_in_parts(const torch::Tensor& inputs, const torch::Tensor& targets, int64_t parts);
   /// Seeds this rank's streams: rank 0 uses the single-process seeds.
   uint64_t batch_seed() const;
 
