@@ -376,8 +376,12 @@ double Trainer::forward_backward_in_parts(const torch::Tensor& inputs, const tor
   std::vector<std::vector<torch::Tensor>> grads(static_cast<size_t>(parts));
   std::vector<double> losses(static_cast<size_t>(parts), 0.0);
   std::vector<std::exception_ptr> errors(static_cast<size_t>(parts));
+  // LibTorch's OpenMP thread count is per thread; a new thread would start
+  // from OpenMP's default (every core) and spin up teams of its own
+  const int intra_op_threads = at::get_num_threads();
   const auto run_part = [&](int64_t part) {
     try {
+      if (part > 0) at::set_num_threads(intra_op_threads);
       const int64_t first = batch * part / parts, rows = batch * (part + 1) / parts - first;
       auto [logits, state] = model_->forward(inputs.narrow(0, first, rows));  // (rows, T, V)
       // this part's mean, weighted by its share of the batch: the parts add up to the batch mean
