@@ -7,6 +7,7 @@
 #include <mutex>
 
 #include "charrnn/error.h"
+#include "charrnn/runtime.h"
 
 #ifdef CHARRNN_WITH_C10D
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
@@ -21,18 +22,6 @@ std::optional<std::string> env(const char* name) {
   const char* value = std::getenv(name);
   if (!value || !*value) return std::nullopt;
   return std::string(value);
-}
-
-int64_t env_integer(const char* name, int64_t fallback, int64_t min, int64_t max) {
-  const auto text = env(name);
-  if (!text) return fallback;
-  char* end = nullptr;
-  errno = 0;
-  const long long value = std::strtoll(text->c_str(), &end, 10);
-  if (errno != 0 || *end != '\0' || value < min || value > max)
-    throw UsageError(std::string(name) + " must be an integer in [" + std::to_string(min) + ", " +
-                     std::to_string(max) + "], got \"" + *text + "\"");
-  return value;
 }
 
 [[maybe_unused]] std::string where(const ProcessGroupOptions& o) {

@@ -1,5 +1,7 @@
 #include "charrnn/runtime.h"
 
+#include <cerrno>
+#include <cstdint>
 #include <cstdlib>
 #include <dlfcn.h>
 #include <iomanip>
@@ -35,26 +37,17 @@ torch::Device resolve_device(const std::string& name) {
 
 namespace {
 int64_t g_threads = 1;
-
-int64_t env_int(const char* name, int64_t fallback) {
-  const char* text = std::getenv(name);
-  if (!text || !*text) return fallback;
-  char* end = nullptr;
-  const long long value = std::strtoll(text, &end, 10);
-  if (*end != '\0' || value < 1) throw UsageError(std::string(name) + " must be a positive integer, got \"" + text + "\"");
-  return value;
-}
 }  // namespace
 
 void configure_threads(int64_t threads) {
   const int64_t cores = std::max<int64_t>(1, std::thread::hardware_concurrency());
-  if (threads <= 0) threads = env_int("CHARRNN_THREADS", cores);
+  if (threads <= 0) threads = env_integer("CHARRNN_THREADS", cores, 1, INT64_MAX);
   // Measured on 2 cores (LSTM 2x256, batch 32x128, docs/benchmarks.md):
   // OpenBLAS with every thread and LibTorch's OpenMP pool at one thread was
   // fastest; both pools at two threads ran 5-8x slower, because OpenMP
   // workers spin-wait on the cores OpenBLAS needs. The time goes into matrix
   // products, so the threads go to OpenBLAS.
-  torch::set_num_threads(static_cast<int>(env_int("CHARRNN_TORCH_THREADS", 1)));
+  torch::set_num_threads(static_cast<int>(env_integer("CHARRNN_TORCH_THREADS", 1, 1, INT64_MAX)));
   set_blas_threads(threads);
   g_threads = threads;
 }
@@ -69,10 +62,24 @@ void set_blas_threads(int64_t threads) {
 
 int64_t batch_threads() {
   // CHARRNN_BATCH_THREADS=1 turns the split off, for measurements
-  return std::min(current_threads(), env_int("CHARRNN_BATCH_THREADS", current_threads()));
+  return std::min(current_threads(), env_integer("CHARRNN_BATCH_THREADS", current_threads(), 1, INT64_MAX));
 }
 
 int64_t current_threads() { return g_threads; }
+
+int64_t env_integer(const char* name, int64_t fallback, int64_t min, int64_t max) {
+  const char* text = std::getenv(name);
+  if (!text || !*text) return fallback;
+  char* end = nullptr;
+  errno = 0;
+  const long long value = std::strtoll(text, &end, 10);
+  if (errno != 0 || *end != '\0' || value < min || value > max)
+    throw UsageError(std::string(name) + " must be an integer " +
+                     (max == INT64_MAX ? ">= " + std::to_string(min)
+                                       : "in [" + std::to_string(min) + ", " + std::to_string(max) + "]") +
+                     ", got \"" + text + "\"");
+  return value;
+}
 
 double physical_memory_bytes() {
   const long pages = ::sysconf(_SC_PHYS_PAGES), page_size = ::sysconf(_SC_PAGE_SIZE);

@@ -20,6 +20,10 @@ void configure_threads(int64_t threads);
 /// Threads given to matrix products by the last configure_threads().
 int64_t current_threads();
 
+/// $name as an integer in [min, max], or `fallback` when it is unset or
+/// empty. Throws UsageError naming the variable when it is anything else.
+int64_t env_integer(const char* name, int64_t fallback, int64_t min, int64_t max);
+
 /// Sets OpenBLAS's thread count alone (no-op with another BLAS).
 void set_blas_threads(int64_t threads);
 
