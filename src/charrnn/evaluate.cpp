@@ -69,9 +69,13 @@ EvalResult evaluate(CharRNN& model, const torch::Tensor& ids, int64_t streams, i
   }
   if (was_training) model->train();
 
+  return eval_result_from_sum(total, chars);
+}
+
+EvalResult eval_result_from_sum(double loss_sum, int64_t chars) {
   EvalResult result;
   result.chars = chars;
-  result.loss = chars > 0 ? total / static_cast<double>(chars) : 0.0;
+  result.loss = chars > 0 ? loss_sum / static_cast<double>(chars) : 0.0;
   result.bpc = result.loss / std::log(2.0);
   result.perplexity = std::exp(result.loss);
   return result;

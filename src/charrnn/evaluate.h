@@ -22,6 +22,10 @@ struct EvalResult {
   int64_t unknown_chars = 0;  ///< characters skipped because the vocabulary lacks them
 };
 
+/// The metrics of `chars` predictions whose cross-entropies sum to
+/// `loss_sum` (a share of none has loss 0).
+EvalResult eval_result_from_sum(double loss_sum, int64_t chars);
+
 /// Evaluates `model` on `ids` (1-D, any integer type, at least 2 ids). The text is cut
 /// into at most `streams` contiguous pieces read in parallel, `window`
 /// characters at a time. Restores the model's training mode afterwards.

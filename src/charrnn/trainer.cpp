@@ -108,6 +108,12 @@ void require_same_model(const ModelOptions& stored, const ModelOptions& wanted) 
     differs("num_layers", std::to_string(stored.num_layers), std::to_string(wanted.num_layers));
 }
 
+// Mean cross-entropy of the model's predictions of `targets` (B, T) from `inputs` (B, T).
+torch::Tensor mean_loss(CharRNN& model, const torch::Tensor& inputs, const torch::Tensor& targets) {
+  auto [logits, state] = model->forward(inputs);  // logits: (B, T, V)
+  return torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}), targets.reshape(-1));
+}
+
 // splitmix64: well-spread seeds for rank r from one base seed
 uint64_t mix_seed(uint64_t base, uint64_t salt) {
   uint64_t z = base + 0x9E3779B97F4A7C15ull * (salt + 1);
@@ -299,12 +305,7 @@ EvalResult Trainer::evaluate_held_out(const torch::Tensor& held_out) {
   const double loss_sum = part.loss * static_cast<double>(part.chars), chars = static_cast<double>(part.chars);
   torch::Tensor sums = torch::tensor({loss_sum, chars}, torch::kDouble);
   group_->sum(sums, "validating");
-  EvalResult result;
-  result.chars = static_cast<int64_t>(sums[1].item<double>());
-  result.loss = sums[0].item<double>() / sums[1].item<double>();
-  result.bpc = result.loss / std::log(2.0);
-  result.perplexity = std::exp(result.loss);
-  return result;
+  return eval_result_from_sum(sums[0].item<double>(), static_cast<int64_t>(sums[1].item<double>()));
 }
 
 double Trainer::train_step(StepTimes* times) {
@@ -326,9 +327,7 @@ double Trainer::train_step(StepTimes* times) {
     loss_value = forward_backward_in_parts(inputs, targets, parts);
     lap(&StepTimes::backward);  // the parts' forward and backward overlap; both count here
   } else {
-    auto [logits, state] = model_->forward(inputs);           // logits: (B, T, V)
-    const torch::Tensor loss =
-        torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}), targets.reshape(-1));
+    const torch::Tensor loss = mean_loss(model_, inputs, targets);
     lap(&StepTimes::forward);
     optimizer_->zero_grad();
     if (averager_) {
@@ -383,10 +382,8 @@ double Trainer::forward_backward_in_parts(const torch::Tensor& inputs, const tor
     try {
       if (part > 0) at::set_num_threads(intra_op_threads);
       const int64_t first = batch * part / parts, rows = batch * (part + 1) / parts - first;
-      auto [logits, state] = model_->forward(inputs.narrow(0, first, rows));  // (rows, T, V)
       // this part's mean, weighted by its share of the batch: the parts add up to the batch mean
-      const torch::Tensor loss = torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}),
-                                                                      targets.narrow(0, first, rows).reshape(-1)) *
+      const torch::Tensor loss = mean_loss(model_, inputs.narrow(0, first, rows), targets.narrow(0, first, rows)) *
                                  (static_cast<double>(rows) / static_cast<double>(batch));
       grads[static_cast<size_t>(part)] = torch::autograd::grad({loss}, params, /*grad_outputs=*/{},
                                                                /*retain_graph=*/c10::nullopt,

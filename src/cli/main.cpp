@@ -91,6 +91,7 @@ cxxopts::ParseResult parse(cxxopts::Options& options, int argc, char** argv) {
   return result;
 }
 
+// LibTorch's messages can span lines (and carry a C++ backtrace); users get the first line.
 std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
 
 std::string require(const cxxopts::ParseResult& args, const std::string& name) {
@@ -603,8 +604,6 @@ int cmd_launch(int argc, char** argv) {
   if (n <= 0) throw charrnn::Error("launch: cannot find the charrnn executable (/proc/self/exe)");
   return charrnn::launch_workers(launch, std::string(self, static_cast<size_t>(n)), worker, std::cerr);
 }
-
-// LibTorch's messages can span lines (and carry a C++ backtrace); users get the first line.
 
 }  // namespace
 
