@@ -4,6 +4,10 @@
 #include <cstdint>
 #include <cstdlib>
 #include <dlfcn.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+#include <cstring>
 #include <iomanip>
 #include <sstream>
 #include <thread>
@@ -50,6 +54,17 @@ void configure_threads(int64_t threads) {
   torch::set_num_threads(static_cast<int>(env_integer("CHARRNN_TORCH_THREADS", 1, 1, INT64_MAX)));
   set_blas_threads(threads);
   g_threads = threads;
+  keep_freed_memory_for_reuse();
+}
+
+void keep_freed_memory_for_reuse() {
+#if defined(__GLIBC__)
+  const char* tunables = std::getenv("GLIBC_TUNABLES");
+  if (tunables && std::strstr(tunables, "glibc.malloc.")) return;
+  // 32 MiB is the largest threshold glibc accepts (half its 64 MiB heap).
+  ::mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  ::mallopt(M_TRIM_THRESHOLD, 256 << 20);
+#endif
 }
 
 void set_blas_threads(int64_t threads) {
@@ -58,6 +73,12 @@ void set_blas_threads(int64_t threads) {
   using SetThreads = void (*)(int);
   static const auto set = reinterpret_cast<SetThreads>(::dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
   if (set) set(static_cast<int>(threads));
+}
+
+int64_t blas_threads() {
+  using GetThreads = int (*)();
+  static const auto get = reinterpret_cast<GetThreads>(::dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+  return get ? get() : at::get_num_threads();
 }
 
 int64_t batch_threads() {

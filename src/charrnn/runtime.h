@@ -14,8 +14,20 @@ torch::Device resolve_device(const std::string& name);
 /// Gives `threads` CPU threads (0: $CHARRNN_THREADS, else all cores) to
 /// matrix products (OpenBLAS) and keeps LibTorch's OpenMP pool at one thread
 /// ($CHARRNN_TORCH_THREADS overrides it, for measurements). Throws
-/// UsageError on a malformed environment variable.
+/// UsageError on a malformed environment variable. Also calls
+/// keep_freed_memory_for_reuse().
 void configure_threads(int64_t threads);
+
+/// Makes glibc's allocator keep the memory a training or generation step
+/// frees for the next step: blocks up to 32 MiB come from the heap instead
+/// of fresh mmap()s, and up to 256 MiB of freed heap stays mapped. By
+/// default glibc maps every block over 128 KiB anew and hands freed heap
+/// back at once, so each step of a (T, B, 4H) gate buffer paid page faults
+/// and page clearing again: LSTM 2x256 training ran 20% faster with this
+/// (docs/benchmarks.md). A GLIBC_TUNABLES setting of glibc.malloc.* is the
+/// user's explicit choice and is left alone; other C libraries are too.
+/// Called by configure_threads(), so every entry point gets it.
+void keep_freed_memory_for_reuse();
 
 /// Threads given to matrix products by the last configure_threads().
 int64_t current_threads();
@@ -26,6 +38,10 @@ int64_t env_integer(const char* name, int64_t fallback, int64_t min, int64_t max
 
 /// Sets OpenBLAS's thread count alone (no-op with another BLAS).
 void set_blas_threads(int64_t threads);
+
+/// Threads one matrix product may use now: OpenBLAS's setting, or
+/// LibTorch's intra-op threads with another BLAS (MKL follows them).
+int64_t blas_threads();
 
 /// Threads a CPU training step may split its batch over, each running its
 /// share single-threaded: current_threads(), or fewer with
