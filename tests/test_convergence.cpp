@@ -146,8 +146,15 @@ TEST_P(ConvergenceTest, BatchSplitAcrossThreadsMatchesOnePassAndIsDeterministic)
     EXPECT_NEAR(split.first[i], one_pass.first[i], 1e-5) << "step " << i;
     EXPECT_EQ(split.first[i], again.first[i]) << "step " << i;
   }
+  // The one pass runs its recurrent products on two BLAS threads (LibTorch),
+  // the parts on one (PackedWeight's kernel): the sums are rounded in another
+  // order. Adam divides each gradient by its own running size, so for a
+  // gradient near zero that rounding moves the weight by a visible share of
+  // the learning rate; 1e-4 is 1% of one step at this config's rate 0.01.
   for (size_t i = 0; i < split.second.size(); ++i) {
-    EXPECT_TRUE(torch::allclose(split.second[i], one_pass.second[i], 1e-4, 1e-5)) << "parameter " << i;
+    EXPECT_TRUE(torch::allclose(split.second[i], one_pass.second[i], 1e-4, 1e-4))
+        << "parameter " << i << ": max difference "
+        << (split.second[i] - one_pass.second[i]).abs().max().item<double>();
     EXPECT_TRUE(torch::equal(split.second[i], again.second[i])) << "parameter " << i;
   }
 }

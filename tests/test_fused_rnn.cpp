@@ -1,20 +1,26 @@
 // The fused training layers against LibTorch's nn::LSTM/GRU/RNN: same
 // outputs, same final states and the same gradients for every parameter,
-// the input and the initial state.
+// the input and the initial state. Each case runs with one BLAS thread (the
+// recurrent products go through PackedWeight's SIMD kernel where the CPU has
+// one) and with two (they go to LibTorch).
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include "charrnn/fused_rnn.h"
 #include "charrnn/model.h"
+#include "charrnn/runtime.h"
 #include "test_helpers.h"
 
 namespace {
 
 using charrnn::CellType;
 
-class FusedRnn : public ::testing::TestWithParam<std::tuple<CellType, int64_t>> {
+class FusedRnn : public ::testing::TestWithParam<std::tuple<CellType, int64_t, int64_t>> {
  protected:
-  void SetUp() override { torch::manual_seed(11); }
+  void SetUp() override {
+    torch::manual_seed(11);
+    charrnn::set_blas_threads(std::get<2>(GetParam()));
+  }
 };
 
 // A model on the fused path and an identical one on LibTorch's nn:: modules.
@@ -42,7 +48,7 @@ void expect_close(const torch::Tensor& a, const torch::Tensor& b, const std::str
 }
 
 TEST_P(FusedRnn, ModelOutputsAndGradientsMatchNnModules) {
-  const auto [cell, layers] = GetParam();
+  const auto [cell, layers, blas_threads] = GetParam();
   auto [fused, reference] = twin_models(cell, layers, /*vocab=*/17, /*embedding=*/12, /*hidden=*/20);
   fused->train();
   reference->train();
@@ -78,7 +84,7 @@ TEST_P(FusedRnn, ModelOutputsAndGradientsMatchNnModules) {
 }
 
 TEST_P(FusedRnn, WithoutInitialStateOrFinalStateGradient) {
-  const auto [cell, layers] = GetParam();
+  const auto [cell, layers, blas_threads] = GetParam();
   auto [fused, reference] = twin_models(cell, layers, /*vocab=*/11, /*embedding=*/6, /*hidden=*/8);
   const torch::Tensor ids = torch::randint(0, 11, {3, 1}, torch::kLong);  // a single time step
   const torch::Tensor targets = torch::randint(0, 11, {3}, torch::kLong);
@@ -109,6 +115,6 @@ TEST(FusedRnnGuards, InferenceUsesLibTorchKernels) {
 
 INSTANTIATE_TEST_SUITE_P(AllCells, FusedRnn,
                          ::testing::Combine(::testing::Values(CellType::RNN, CellType::GRU, CellType::LSTM),
-                                            ::testing::Values(1, 2)));
+                                            ::testing::Values(1, 2), ::testing::Values(1, 2)));
 
 }  // namespace

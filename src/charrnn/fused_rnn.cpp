@@ -1,5 +1,7 @@
 #include "charrnn/fused_rnn.h"
 
+#include "charrnn/packed_weight.h"
+
 namespace charrnn {
 
 namespace {
@@ -24,11 +26,11 @@ struct LstmFunction : public torch::autograd::Function<LstmFunction> {
     Tensor c = torch::empty({T + 1, B, H}, x.options());  // c[0] = c0, c[t+1] after step t
     Tensor tanh_c = torch::empty({T, B, H}, x.options());
     c[0].copy_(c0);
-    const Tensor w_hh_t = w_hh.t();
+    const PackedWeight w_hh_t(w_hh.t());  // (H, 4H), packed once for all T products
     Tensor h_prev = h0.contiguous();
     for (int64_t t = 0; t < T; ++t) {
-      Tensor g = gates[t];               // (B, 4H)
-      g.addmm_(h_prev, w_hh_t);          // the one product left in the loop
+      Tensor g = gates[t];                         // (B, 4H)
+      w_hh_t.multiply(h_prev, g, /*accumulate=*/true);  // the one product left in the loop
       g.narrow(1, 0, 2 * H).sigmoid_();  // i, f
       g.narrow(1, 2 * H, H).tanh_();     // g
       g.narrow(1, 3 * H, H).sigmoid_();  // o
@@ -62,6 +64,7 @@ struct LstmFunction : public torch::autograd::Function<LstmFunction> {
     Tensor dh = grads[1].defined() ? grads[1].clone().contiguous() : torch::zeros({B, H}, x.options());
     Tensor dc = grads[2].defined() ? grads[2].clone().contiguous() : torch::zeros({B, H}, x.options());
     Tensor d_gates = torch::empty({T, B, 4 * H}, x.options());
+    const PackedWeight w_hh_packed(w_hh);  // (4H, H)
     for (int64_t t = T - 1; t >= 0; --t) {
       const float* gp = gates[t].data_ptr<float>();
       const float* tcp = tanh_c[t].data_ptr<float>();
@@ -85,7 +88,7 @@ struct LstmFunction : public torch::autograd::Function<LstmFunction> {
           dcp[k] = dct * f;
         }
       }
-      torch::mm_out(dh, d_gates[t], w_hh);  // (B, 4H) x (4H, H)
+      w_hh_packed.multiply(d_gates[t], dh, /*accumulate=*/false);  // (B, 4H) x (4H, H)
     }
     const Tensor dg2 = d_gates.view({T * B, 4 * H});
     const Tensor dx = dg2.mm(w_ih).view(x.sizes());
@@ -109,11 +112,12 @@ struct GruFunction : public torch::autograd::Function<GruFunction> {
     Tensor hg = torch::empty({T, B, 3 * H}, x.options());  // h_{t-1} W_hh^T + b_hh
     Tensor act = torch::empty({T, B, 3 * H}, x.options());  // r, z, n after activation
     Tensor out = torch::empty({T, B, H}, x.options());
-    const Tensor w_hh_t = w_hh.t();
+    const PackedWeight w_hh_t(w_hh.t());  // (H, 3H)
     Tensor h_prev = h0.contiguous();
     for (int64_t t = 0; t < T; ++t) {
       Tensor hgt = hg[t];
-      torch::addmm_out(hgt, b_hh, h_prev, w_hh_t);
+      hgt.copy_(b_hh.expand_as(hgt));
+      w_hh_t.multiply(h_prev, hgt, /*accumulate=*/true);
       Tensor a = act[t];
       Tensor rz = a.narrow(1, 0, 2 * H);
       torch::add_out(rz, xg[t].narrow(1, 0, 2 * H), hgt.narrow(1, 0, 2 * H));
@@ -154,6 +158,7 @@ struct GruFunction : public torch::autograd::Function<GruFunction> {
     Tensor d_xg = torch::empty({T, B, 3 * H}, x.options());
     Tensor d_hg = torch::empty({T, B, 3 * H}, x.options());
     Tensor dh_direct = torch::empty({B, H}, x.options());
+    const PackedWeight w_hh_packed(w_hh);  // (3H, H)
     for (int64_t t = T - 1; t >= 0; --t) {
       const float* ap = act[t].data_ptr<float>();
       const float* hgp = hg[t].data_ptr<float>();
@@ -179,7 +184,8 @@ struct GruFunction : public torch::autograd::Function<GruFunction> {
           dhgp[n_i] = dn * r;
           ddp[k] = dht * z;
         }
-      torch::addmm_out(dh, dh_direct, d_hg[t], w_hh);  // dh_{t-1} = dh_direct + d_hg W_hh
+      dh.copy_(dh_direct);
+      w_hh_packed.multiply(d_hg[t], dh, /*accumulate=*/true);  // dh_{t-1} = dh_direct + d_hg W_hh
     }
     const Tensor dxg2 = d_xg.view({T * B, 3 * H}), dhg2 = d_hg.view({T * B, 3 * H});
     const Tensor dx = dxg2.mm(w_ih).view(x.sizes());
@@ -196,11 +202,12 @@ struct RnnFunction : public torch::autograd::Function<RnnFunction> {
                                Tensor b_hh) {
     const int64_t T = x.size(0), B = x.size(1), H = w_hh.size(1);
     Tensor out = torch::addmm(b_ih + b_hh, x.reshape({T * B, -1}), w_ih.t()).view({T, B, H});
-    const Tensor w_hh_t = w_hh.t();
+    const PackedWeight w_hh_t(w_hh.t());  // (H, H)
     Tensor h_prev = h0.contiguous();
     for (int64_t t = 0; t < T; ++t) {
       Tensor o = out[t];
-      o.addmm_(h_prev, w_hh_t).tanh_();
+      w_hh_t.multiply(h_prev, o, /*accumulate=*/true);
+      o.tanh_();
       h_prev = o;
     }
     ctx->save_for_backward({x, h0, w_ih, w_hh, out});
@@ -214,13 +221,14 @@ struct RnnFunction : public torch::autograd::Function<RnnFunction> {
     const Tensor d_out = grads[0].defined() ? grads[0].contiguous() : Tensor();
     Tensor dh = grads[1].defined() ? grads[1].clone().contiguous() : torch::zeros({B, H}, x.options());
     Tensor d_pre = torch::empty({T, B, H}, x.options());
+    const PackedWeight w_hh_packed(w_hh);  // (H, H)
     for (int64_t t = T - 1; t >= 0; --t) {
       const float* hp = out[t].data_ptr<float>();
       const float* dop = d_out.defined() ? d_out[t].data_ptr<float>() : nullptr;
       const float* dhp = dh.data_ptr<float>();
       float* __restrict dp = d_pre[t].data_ptr<float>();
       for (int64_t k = 0; k < B * H; ++k) dp[k] = (dhp[k] + (dop ? dop[k] : 0.0f)) * (1.0f - hp[k] * hp[k]);
-      torch::mm_out(dh, d_pre[t], w_hh);
+      w_hh_packed.multiply(d_pre[t], dh, /*accumulate=*/false);
     }
     const Tensor dp2 = d_pre.view({T * B, H});
     const Tensor dx = dp2.mm(w_ih).view(x.sizes());

@@ -1,0 +1,197 @@
+#include "charrnn/packed_weight.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "charrnn/runtime.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define CHARRNN_X86_KERNELS 1
+#include <immintrin.h>
+#endif
+
+namespace charrnn {
+
+namespace {
+
+constexpr int64_t kPanel = 32;  // columns per packed panel: two AVX-512 or four AVX2 registers
+
+// A tile computes rows x 32 of c from `rows` rows of a and one panel
+// (K, 32) of b. Its accumulators stay in registers for the whole K loop, so c
+// is read and written once per tile; each k costs one broadcast of a per row
+// and two (AVX-512) or four (AVX2) aligned loads of the panel.
+using RowsKernel = void (*)(int64_t rows, int64_t K, const float* a, int64_t lda, const float* panel, float* c,
+                            int64_t ldc, bool accumulate);
+
+#ifdef CHARRNN_X86_KERNELS
+
+template <int MR>
+__attribute__((target("avx512f"))) void tile_avx512(int64_t K, const float* a, int64_t lda, const float* panel,
+                                                    float* c, int64_t ldc, bool accumulate) {
+  __m512 acc[MR][2];
+  for (int r = 0; r < MR; ++r)
+    for (int z = 0; z < 2; ++z)
+      acc[r][z] = accumulate ? _mm512_loadu_ps(c + r * ldc + 16 * z) : _mm512_setzero_ps();
+  for (int64_t k = 0; k < K; ++k) {
+    const __m512 b0 = _mm512_load_ps(panel + k * kPanel), b1 = _mm512_load_ps(panel + k * kPanel + 16);
+    for (int r = 0; r < MR; ++r) {
+      const __m512 av = _mm512_set1_ps(a[r * lda + k]);
+      acc[r][0] = _mm512_fmadd_ps(av, b0, acc[r][0]);
+      acc[r][1] = _mm512_fmadd_ps(av, b1, acc[r][1]);
+    }
+  }
+  for (int r = 0; r < MR; ++r)
+    for (int z = 0; z < 2; ++z) _mm512_storeu_ps(c + r * ldc + 16 * z, acc[r][z]);
+}
+
+__attribute__((target("avx512f"))) void rows_avx512(int64_t rows, int64_t K, const float* a, int64_t lda,
+                                                    const float* panel, float* c, int64_t ldc, bool accumulate) {
+  switch (rows) {
+    case 1: return tile_avx512<1>(K, a, lda, panel, c, ldc, accumulate);
+    case 2: return tile_avx512<2>(K, a, lda, panel, c, ldc, accumulate);
+    case 3: return tile_avx512<3>(K, a, lda, panel, c, ldc, accumulate);
+    case 4: return tile_avx512<4>(K, a, lda, panel, c, ldc, accumulate);
+    case 5: return tile_avx512<5>(K, a, lda, panel, c, ldc, accumulate);
+    case 6: return tile_avx512<6>(K, a, lda, panel, c, ldc, accumulate);
+    case 7: return tile_avx512<7>(K, a, lda, panel, c, ldc, accumulate);
+    default: return tile_avx512<8>(K, a, lda, panel, c, ldc, accumulate);
+  }
+}
+
+// AVX2 has 16 registers: 6 rows x 2 registers of accumulators, two of the
+// panel and one broadcast. A 32-column panel is done as two 16-column halves.
+template <int MR>
+__attribute__((target("avx2,fma"))) void half_tile_avx2(int64_t K, const float* a, int64_t lda, const float* panel,
+                                                        float* c, int64_t ldc, bool accumulate) {
+  __m256 acc[MR][2];
+  for (int r = 0; r < MR; ++r)
+    for (int z = 0; z < 2; ++z)
+      acc[r][z] = accumulate ? _mm256_loadu_ps(c + r * ldc + 8 * z) : _mm256_setzero_ps();
+  for (int64_t k = 0; k < K; ++k) {
+    const __m256 b0 = _mm256_load_ps(panel + k * kPanel), b1 = _mm256_load_ps(panel + k * kPanel + 8);
+    for (int r = 0; r < MR; ++r) {
+      const __m256 av = _mm256_broadcast_ss(a + r * lda + k);
+      acc[r][0] = _mm256_fmadd_ps(av, b0, acc[r][0]);
+      acc[r][1] = _mm256_fmadd_ps(av, b1, acc[r][1]);
+    }
+  }
+  for (int r = 0; r < MR; ++r)
+    for (int z = 0; z < 2; ++z) _mm256_storeu_ps(c + r * ldc + 8 * z, acc[r][z]);
+}
+
+template <int MR>
+__attribute__((target("avx2,fma"))) void tile_avx2(int64_t K, const float* a, int64_t lda, const float* panel,
+                                                   float* c, int64_t ldc, bool accumulate) {
+  half_tile_avx2<MR>(K, a, lda, panel, c, ldc, accumulate);
+  half_tile_avx2<MR>(K, a, lda, panel + 16, c + 16, ldc, accumulate);
+}
+
+__attribute__((target("avx2,fma"))) void rows_avx2(int64_t rows, int64_t K, const float* a, int64_t lda,
+                                                   const float* panel, float* c, int64_t ldc, bool accumulate) {
+  switch (rows) {
+    case 1: return tile_avx2<1>(K, a, lda, panel, c, ldc, accumulate);
+    case 2: return tile_avx2<2>(K, a, lda, panel, c, ldc, accumulate);
+    case 3: return tile_avx2<3>(K, a, lda, panel, c, ldc, accumulate);
+    case 4: return tile_avx2<4>(K, a, lda, panel, c, ldc, accumulate);
+    case 5: return tile_avx2<5>(K, a, lda, panel, c, ldc, accumulate);
+    default: return tile_avx2<6>(K, a, lda, panel, c, ldc, accumulate);
+  }
+}
+
+#endif  // CHARRNN_X86_KERNELS
+
+// Panels outer, row blocks inner: a panel (K x 32 floats, 32 KiB for K=256)
+// stays in the first-level cache while every row block passes over it.
+void multiply_panels(RowsKernel rows_kernel, int64_t max_rows, int64_t M, int64_t N, int64_t K, const float* a,
+                     int64_t lda, const float* panels, float* c, int64_t ldc, bool accumulate) {
+  float edge[8 * kPanel];  // a partial last panel's tile, padded to 32 columns
+  for (int64_t p = 0; p * kPanel < N; ++p) {
+    const float* panel = panels + p * K * kPanel;
+    const int64_t cols = std::min(kPanel, N - p * kPanel);
+    for (int64_t m = 0; m < M; m += max_rows) {
+      const int64_t rows = std::min(max_rows, M - m);
+      float* tile_c = c + m * ldc + p * kPanel;
+      if (cols == kPanel) {
+        rows_kernel(rows, K, a + m * lda, lda, panel, tile_c, ldc, accumulate);
+        continue;
+      }
+      std::fill(edge, edge + rows * kPanel, 0.0f);
+      if (accumulate)
+        for (int64_t r = 0; r < rows; ++r) std::memcpy(edge + r * kPanel, tile_c + r * ldc, sizeof(float) * cols);
+      rows_kernel(rows, K, a + m * lda, lda, panel, edge, kPanel, accumulate);
+      for (int64_t r = 0; r < rows; ++r) std::memcpy(tile_c + r * ldc, edge + r * kPanel, sizeof(float) * cols);
+    }
+  }
+}
+
+}  // namespace
+
+bool PackedWeight::supported(Kernel kernel) {
+  switch (kernel) {
+    case Kernel::Best:
+    case Kernel::LibTorch: return true;
+#ifdef CHARRNN_X86_KERNELS
+    // these also check that the operating system saves the wider registers
+    case Kernel::Avx512: return __builtin_cpu_supports("avx512f");
+    case Kernel::Avx2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    case Kernel::Avx512:
+    case Kernel::Avx2: return false;
+#endif
+  }
+  return false;
+}
+
+PackedWeight::PackedWeight(const torch::Tensor& b, Kernel kernel) : b_(b), k_(b.size(0)), n_(b.size(1)) {
+  TORCH_CHECK(b.dim() == 2 && b.scalar_type() == torch::kFloat && b.device().is_cpu(),
+              "PackedWeight needs a 2-d float32 CPU matrix");
+  TORCH_CHECK(supported(kernel), "this CPU cannot run the requested matrix kernel");
+  if (kernel == Kernel::Best) {
+    // one product on several BLAS threads beats one thread running this kernel
+    kernel = blas_threads() > 1      ? Kernel::LibTorch
+             : supported(Kernel::Avx512) ? Kernel::Avx512
+             : supported(Kernel::Avx2)   ? Kernel::Avx2
+                                         : Kernel::LibTorch;
+  }
+  kernel_ = kernel;
+  if (kernel_ == Kernel::LibTorch || k_ == 0 || n_ == 0) return;
+  const int64_t panels = (n_ + kPanel - 1) / kPanel;
+  // LibTorch's CPU allocator aligns to 64 bytes, as the aligned loads need
+  panels_ = torch::zeros({panels, k_, kPanel}, b.options());
+  const auto src = b.accessor<float, 2>();
+  float* dst = panels_.data_ptr<float>();
+  const bool rows_contiguous = b.stride(1) == 1;
+  for (int64_t p = 0; p < panels; ++p) {
+    const int64_t first = p * kPanel, cols = std::min(kPanel, n_ - first);
+    float* panel = dst + p * k_ * kPanel;
+    if (rows_contiguous) {
+      for (int64_t k = 0; k < k_; ++k) std::memcpy(panel + k * kPanel, &src[k][first], sizeof(float) * cols);
+    } else {  // a transposed view: read along its columns, which are contiguous
+      for (int64_t j = 0; j < cols; ++j)
+        for (int64_t k = 0; k < k_; ++k) panel[k * kPanel + j] = src[k][first + j];
+    }
+  }
+}
+
+void PackedWeight::multiply(const torch::Tensor& a, torch::Tensor& c, bool accumulate) const {
+  TORCH_CHECK(a.dim() == 2 && a.size(1) == k_ && c.dim() == 2 && c.size(0) == a.size(0) && c.size(1) == n_,
+              "PackedWeight::multiply: shapes do not match");
+  TORCH_CHECK(a.scalar_type() == torch::kFloat && c.scalar_type() == torch::kFloat && a.device().is_cpu() &&
+                  c.device().is_cpu(),
+              "PackedWeight::multiply needs float32 CPU tensors");
+  const int64_t M = a.size(0);
+  if (kernel_ == Kernel::LibTorch || M > kMaxRows || k_ == 0 || n_ == 0 || a.stride(1) != 1 || c.stride(1) != 1) {
+    if (accumulate)
+      c.addmm_(a, b_);
+    else
+      torch::mm_out(c, a, b_);
+    return;
+  }
+#ifdef CHARRNN_X86_KERNELS
+  const bool avx512 = kernel_ == Kernel::Avx512;
+  multiply_panels(avx512 ? rows_avx512 : rows_avx2, avx512 ? 8 : 6, M, n_, k_, a.data_ptr<float>(), a.stride(0),
+                  panels_.data_ptr<float>(), c.data_ptr<float>(), c.stride(0), accumulate);
+#endif
+}
+
+}  // namespace charrnn

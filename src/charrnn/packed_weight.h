@@ -1,0 +1,56 @@
+// Matrix products with few rows against one weight matrix, many times over:
+// the recurrent product h_{t-1} W_hh^T of every time step (B rows, B the
+// batch or a thread's share of it), forward and backward.
+//
+// OpenBLAS repacks the whole weight matrix on every call. For a (16, 256) x
+// (256, 1024) product that copy costs nearly as much as the arithmetic, and
+// such products ran at 50-65% of a core's matrix rate here. PackedWeight
+// packs W once per layer call into 32-column panels and runs a register-
+// tiled AVX-512 or AVX2 kernel over them, single-threaded: about 110 GFLOP/s
+// on one core of the project's machine, against OpenBLAS's 50-75
+// (docs/benchmarks.md). Without those instruction sets, with more rows than
+// the kernel is meant for, or while BLAS may use several threads (one
+// product then runs on every core, which a single-threaded kernel cannot
+// beat), it falls back to LibTorch's own product.
+//
+// Shape legend: M rows of the left operand, K inner size, N columns.
+#pragma once
+
+#include <torch/torch.h>
+
+namespace charrnn {
+
+class PackedWeight {
+ public:
+  enum class Kernel {
+    Best,      ///< the fastest this CPU supports, when BLAS runs single-threaded
+    Avx512,    ///< AVX-512F, 8 rows x 32 columns per tile
+    Avx2,      ///< AVX2 with FMA, 6 rows x 16 columns per tile
+    LibTorch,  ///< torch::addmm, no packing
+  };
+
+  /// Whether this CPU (and build) can run `kernel`. Best and LibTorch always can.
+  static bool supported(Kernel kernel);
+
+  /// b: (K, N) float32 on the CPU, any strides (W_hh^T is a transposed view).
+  /// The packed copy is taken now: later changes to b are not seen.
+  explicit PackedWeight(const torch::Tensor& b, Kernel kernel = Kernel::Best);
+
+  /// c = a b when `accumulate` is false, c += a b when it is true.
+  /// a: (M, K), c: (M, N), float32 CPU; c may be a view with any row stride.
+  void multiply(const torch::Tensor& a, torch::Tensor& c, bool accumulate) const;
+
+  /// The kernel chosen at construction (never Best).
+  Kernel kernel() const { return kernel_; }
+
+  /// Rows above this go to LibTorch: its packing then pays for itself.
+  static constexpr int64_t kMaxRows = 128;
+
+ private:
+  torch::Tensor b_;       // (K, N), kept for the LibTorch path
+  torch::Tensor panels_;  // ceil(N / 32) panels of (K, 32), zero-padded
+  int64_t k_ = 0, n_ = 0;
+  Kernel kernel_ = Kernel::LibTorch;
+};
+
+}  // namespace charrnn

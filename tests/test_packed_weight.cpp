@@ -1,0 +1,106 @@
+// PackedWeight's kernels against LibTorch's matrix product: every kernel this
+// CPU can run, row counts around the tile heights (6 and 8), column counts
+// around the 32-column panel, transposed and strided operands, and both
+// c = a b and c += a b.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "charrnn/packed_weight.h"
+#include "charrnn/runtime.h"
+
+namespace {
+
+using charrnn::PackedWeight;
+using Kernel = PackedWeight::Kernel;
+
+class PackedWeightKernels : public ::testing::TestWithParam<Kernel> {
+ protected:
+  void SetUp() override {
+    torch::manual_seed(5);
+    if (!PackedWeight::supported(GetParam())) GTEST_SKIP() << "this CPU lacks the instructions for this kernel";
+  }
+};
+
+// max |x - y| relative to the size of the reference's entries
+double relative_error(const torch::Tensor& x, const torch::Tensor& y) {
+  return (x.to(torch::kDouble) - y).abs().max().item<double>() / std::max(1.0, y.abs().max().item<double>());
+}
+
+TEST_P(PackedWeightKernels, MatchesTheMatrixProductForAnyShape) {
+  for (const int64_t M : std::initializer_list<int64_t>{1, 5, 6, 7, 8, 9, 16, 17, 33, PackedWeight::kMaxRows + 3}) {
+    for (const int64_t K : std::initializer_list<int64_t>{1, 7, 64, 256}) {
+      for (const int64_t N : std::initializer_list<int64_t>{1, 31, 32, 33, 100, 128}) {
+        const torch::Tensor a = torch::randn({M, K}), b = torch::randn({K, N}), c0 = torch::randn({M, N});
+        const torch::Tensor product = a.to(torch::kDouble).mm(b.to(torch::kDouble));
+        const PackedWeight packed(b, GetParam());
+        torch::Tensor c = c0.clone();
+        packed.multiply(a, c, /*accumulate=*/false);
+        const std::string shape = std::to_string(M) + "x" + std::to_string(K) + "x" + std::to_string(N);
+        EXPECT_LT(relative_error(c, product), 1e-5) << shape << " overwrite";
+        c = c0.clone();
+        packed.multiply(a, c, /*accumulate=*/true);
+        EXPECT_LT(relative_error(c, product + c0.to(torch::kDouble)), 1e-5) << shape << " accumulate";
+      }
+    }
+  }
+}
+
+TEST_P(PackedWeightKernels, TakesTransposedWeightsAndStridedRows) {
+  // the layers' operands: W_hh^T is a transposed view, and c may be one
+  // time step of a (T, B, 4H) buffer or columns cut out of a wider matrix
+  const torch::Tensor w = torch::randn({96, 40});  // (N, K), used as its transpose
+  const torch::Tensor wide_a = torch::randn({11, 50});
+  const torch::Tensor a = wide_a.narrow(1, 3, 40);  // row stride 50
+  torch::Tensor wide_c = torch::zeros({11, 120});
+  torch::Tensor c = wide_c.narrow(1, 10, 96);  // row stride 120
+  const PackedWeight packed(w.t(), GetParam());
+  packed.multiply(a, c, /*accumulate=*/false);
+  const torch::Tensor product = a.to(torch::kDouble).mm(w.t().to(torch::kDouble));
+  EXPECT_LT(relative_error(c, product), 1e-5);
+  // nothing outside the view was written
+  EXPECT_EQ(wide_c.narrow(1, 0, 10).abs().sum().item<float>(), 0.0f);
+  EXPECT_EQ(wide_c.narrow(1, 106, 14).abs().sum().item<float>(), 0.0f);
+}
+
+TEST_P(PackedWeightKernels, IsDeterministic) {
+  const torch::Tensor a = torch::randn({16, 256}), b = torch::randn({256, 1024});
+  const PackedWeight packed(b, GetParam());
+  torch::Tensor c1 = torch::empty({16, 1024}), c2 = torch::empty({16, 1024});
+  packed.multiply(a, c1, false);
+  packed.multiply(a, c2, false);
+  EXPECT_TRUE(torch::equal(c1, c2));
+}
+
+TEST(PackedWeight, BestLeavesProductsOnSeveralBlasThreadsToLibTorch) {
+  const torch::Tensor b = torch::randn({8, 8});
+  charrnn::set_blas_threads(2);
+  if (charrnn::blas_threads() > 1) EXPECT_EQ(PackedWeight(b).kernel(), Kernel::LibTorch);
+  charrnn::set_blas_threads(1);
+  ASSERT_EQ(charrnn::blas_threads(), 1);
+  const Kernel chosen = PackedWeight(b).kernel();
+  EXPECT_NE(chosen, Kernel::Best);
+  if (PackedWeight::supported(Kernel::Avx512)) EXPECT_EQ(chosen, Kernel::Avx512);
+  else if (PackedWeight::supported(Kernel::Avx2)) EXPECT_EQ(chosen, Kernel::Avx2);
+  else EXPECT_EQ(chosen, Kernel::LibTorch);
+}
+
+TEST(PackedWeight, RejectsMismatchedShapes) {
+  const PackedWeight packed(torch::randn({4, 6}), Kernel::LibTorch);
+  torch::Tensor c = torch::empty({2, 6});
+  EXPECT_THROW(packed.multiply(torch::randn({2, 5}), c, false), c10::Error);
+  torch::Tensor wrong = torch::empty({2, 5});
+  EXPECT_THROW(packed.multiply(torch::randn({2, 4}), wrong, false), c10::Error);
+}
+
+INSTANTIATE_TEST_SUITE_P(AllKernels, PackedWeightKernels,
+                         ::testing::Values(Kernel::Avx512, Kernel::Avx2, Kernel::LibTorch),
+                         [](const ::testing::TestParamInfo<Kernel>& info) {
+                           switch (info.param) {
+                             case Kernel::Avx512: return std::string("Avx512");
+                             case Kernel::Avx2: return std::string("Avx2");
+                             case Kernel::LibTorch: return std::string("LibTorch");
+                             default: return std::string("Best");
+                           }
+                         });
+
+}  // namespace
