@@ -13,6 +13,98 @@ using torch::autograd::variable_list;
 // Element-wise loops run over one time step's (B, H) block. They are plain
 // loops over contiguous float arrays so the compiler vectorises them; the
 // transcendental functions go through ATen's vectorised kernels instead.
+//
+// The binary targets plain x86-64 (SSE2) so that it runs anywhere; the loops
+// that run at every time step are also compiled for AVX2 and AVX-512, and the
+// loader picks the widest this CPU has (GCC/Clang function multiversioning).
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define CHARRNN_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define CHARRNN_VECTOR_CLONES
+#endif
+
+// One backward time step of the LSTM: gate gradients from the saved
+// activations (i, f, g, o after their nonlinearities), and dc carried to
+// step t-1. dh holds dL/dh_t from step t+1; d_out, if any, adds the output's.
+// The two loop bodies keep the branch on d_out out of the loop, which the
+// vectoriser would not take.
+template <bool kHasOut>
+__attribute__((always_inline)) inline void lstm_gate_gradients_rows(int64_t B, int64_t H, const float* gp,
+                                                                    const float* tcp, const float* cprev,
+                                                                    const float* dop, const float* dhp,
+                                                                    float* __restrict dcp, float* __restrict dg) {
+  for (int64_t b = 0; b < B; ++b) {
+    const float* row = gp + b * 4 * H;
+    float* __restrict drow = dg + b * 4 * H;
+    const float* tc_row = tcp + b * H;
+    const float* c_row = cprev + b * H;
+    const float* dh_row = dhp + b * H;
+    const float* do_row = kHasOut ? dop + b * H : nullptr;
+    float* __restrict dc_row = dcp + b * H;
+    for (int64_t j = 0; j < H; ++j) {
+      const float i = row[j], f = row[H + j], g = row[2 * H + j], o = row[3 * H + j], tc = tc_row[j];
+      const float dht = kHasOut ? dh_row[j] + do_row[j] : dh_row[j];
+      const float dct = dc_row[j] + dht * o * (1.0f - tc * tc);
+      drow[j] = dct * g * i * (1.0f - i);
+      drow[H + j] = dct * c_row[j] * f * (1.0f - f);
+      drow[2 * H + j] = dct * i * (1.0f - g * g);
+      drow[3 * H + j] = dht * tc * o * (1.0f - o);
+      dc_row[j] = dct * f;
+    }
+  }
+}
+
+CHARRNN_VECTOR_CLONES
+void lstm_gate_gradients(int64_t B, int64_t H, const float* gp, const float* tcp, const float* cprev,
+                         const float* dop, const float* dhp, float* __restrict dcp, float* __restrict dg) {
+  if (dop)
+    lstm_gate_gradients_rows<true>(B, H, gp, tcp, cprev, dop, dhp, dcp, dg);
+  else
+    lstm_gate_gradients_rows<false>(B, H, gp, tcp, cprev, dop, dhp, dcp, dg);
+}
+
+// One backward time step of the GRU: the gradients of the input part (d_xg)
+// and the recurrent part (d_hg) of the gates. dh holds dL/dh_t from step t+1
+// on entry and the direct part of dL/dh_{t-1}, dh_t z, on return; the
+// recurrent product adds the rest.
+template <bool kHasOut>
+__attribute__((always_inline)) inline void gru_gate_gradients_rows(int64_t B, int64_t H, const float* ap,
+                                                                   const float* hgp, const float* hprev,
+                                                                   const float* dop, float* dhp,
+                                                                   float* __restrict dxp, float* __restrict dhgp) {
+  for (int64_t b = 0; b < B; ++b) {
+    const float* a_row = ap + b * 3 * H;
+    const float* hg_row = hgp + b * 3 * H;
+    const float* hprev_row = hprev + b * H;
+    const float* do_row = kHasOut ? dop + b * H : nullptr;
+    float* dh_row = dhp + b * H;
+    float* __restrict dx_row = dxp + b * 3 * H;
+    float* __restrict dhg_row = dhgp + b * 3 * H;
+    for (int64_t j = 0; j < H; ++j) {
+      const float r = a_row[j], z = a_row[H + j], n = a_row[2 * H + j];
+      const float dht = kHasOut ? dh_row[j] + do_row[j] : dh_row[j];
+      const float dn = dht * (1.0f - z) * (1.0f - n * n);
+      const float dz = dht * (hprev_row[j] - n) * z * (1.0f - z);
+      const float dr = dn * hg_row[2 * H + j] * r * (1.0f - r);
+      dx_row[j] = dr;
+      dx_row[H + j] = dz;
+      dx_row[2 * H + j] = dn;
+      dhg_row[j] = dr;
+      dhg_row[H + j] = dz;
+      dhg_row[2 * H + j] = dn * r;
+      dh_row[j] = dht * z;
+    }
+  }
+}
+
+CHARRNN_VECTOR_CLONES
+void gru_gate_gradients(int64_t B, int64_t H, const float* ap, const float* hgp, const float* hprev,
+                        const float* dop, float* dhp, float* __restrict dxp, float* __restrict dhgp) {
+  if (dop)
+    gru_gate_gradients_rows<true>(B, H, ap, hgp, hprev, dop, dhp, dxp, dhgp);
+  else
+    gru_gate_gradients_rows<false>(B, H, ap, hgp, hprev, dop, dhp, dxp, dhgp);
+}
 
 // ---------------------------------------------------------------- LSTM
 // gates per row: [i | f | g | o], each H wide (PyTorch's order).
@@ -66,28 +158,9 @@ struct LstmFunction : public torch::autograd::Function<LstmFunction> {
     Tensor d_gates = torch::empty({T, B, 4 * H}, x.options());
     const PackedWeight w_hh_packed(w_hh);  // (4H, H)
     for (int64_t t = T - 1; t >= 0; --t) {
-      const float* gp = gates[t].data_ptr<float>();
-      const float* tcp = tanh_c[t].data_ptr<float>();
-      const float* cprev = c[t].data_ptr<float>();
-      const float* dop = d_out.defined() ? d_out[t].data_ptr<float>() : nullptr;
-      const float* dhp = dh.data_ptr<float>();
-      float* __restrict dcp = dc.data_ptr<float>();
-      float* __restrict dg = d_gates[t].data_ptr<float>();
-      for (int64_t b = 0; b < B; ++b) {
-        const float* row = gp + b * 4 * H;
-        float* drow = dg + b * 4 * H;
-        for (int64_t j = 0; j < H; ++j) {
-          const int64_t k = b * H + j;
-          const float i = row[j], f = row[H + j], g = row[2 * H + j], o = row[3 * H + j], tc = tcp[k];
-          const float dht = dhp[k] + (dop ? dop[k] : 0.0f);
-          const float dct = dcp[k] + dht * o * (1.0f - tc * tc);
-          drow[j] = dct * g * i * (1.0f - i);
-          drow[H + j] = dct * cprev[k] * f * (1.0f - f);
-          drow[2 * H + j] = dct * i * (1.0f - g * g);
-          drow[3 * H + j] = dht * tc * o * (1.0f - o);
-          dcp[k] = dct * f;
-        }
-      }
+      lstm_gate_gradients(B, H, gates[t].data_ptr<float>(), tanh_c[t].data_ptr<float>(), c[t].data_ptr<float>(),
+                          d_out.defined() ? d_out[t].data_ptr<float>() : nullptr, dh.data_ptr<float>(),
+                          dc.data_ptr<float>(), d_gates[t].data_ptr<float>());
       w_hh_packed.multiply(d_gates[t], dh, /*accumulate=*/false);  // (B, 4H) x (4H, H)
     }
     const Tensor dg2 = d_gates.view({T * B, 4 * H});
@@ -157,35 +230,13 @@ struct GruFunction : public torch::autograd::Function<GruFunction> {
     Tensor dh = grads[1].defined() ? grads[1].clone().contiguous() : torch::zeros({B, H}, x.options());
     Tensor d_xg = torch::empty({T, B, 3 * H}, x.options());
     Tensor d_hg = torch::empty({T, B, 3 * H}, x.options());
-    Tensor dh_direct = torch::empty({B, H}, x.options());
     const PackedWeight w_hh_packed(w_hh);  // (3H, H)
     for (int64_t t = T - 1; t >= 0; --t) {
-      const float* ap = act[t].data_ptr<float>();
-      const float* hgp = hg[t].data_ptr<float>();
-      const float* hprev = (t > 0 ? out[t - 1] : h0).data_ptr<float>();
-      const float* dop = d_out.defined() ? d_out[t].data_ptr<float>() : nullptr;
-      const float* dhp = dh.data_ptr<float>();
-      float* __restrict dxp = d_xg[t].data_ptr<float>();
-      float* __restrict dhgp = d_hg[t].data_ptr<float>();
-      float* __restrict ddp = dh_direct.data_ptr<float>();
-      for (int64_t b = 0; b < B; ++b)
-        for (int64_t j = 0; j < H; ++j) {
-          const int64_t k = b * H + j, r_i = b * 3 * H + j, z_i = r_i + H, n_i = r_i + 2 * H;
-          const float r = ap[r_i], z = ap[z_i], n = ap[n_i];
-          const float dht = dhp[k] + (dop ? dop[k] : 0.0f);
-          const float dn = dht * (1.0f - z) * (1.0f - n * n);
-          const float dz = dht * (hprev[k] - n) * z * (1.0f - z);
-          const float dr = dn * hgp[n_i] * r * (1.0f - r);
-          dxp[r_i] = dr;
-          dxp[z_i] = dz;
-          dxp[n_i] = dn;
-          dhgp[r_i] = dr;
-          dhgp[z_i] = dz;
-          dhgp[n_i] = dn * r;
-          ddp[k] = dht * z;
-        }
-      dh.copy_(dh_direct);
-      w_hh_packed.multiply(d_hg[t], dh, /*accumulate=*/true);  // dh_{t-1} = dh_direct + d_hg W_hh
+      gru_gate_gradients(B, H, act[t].data_ptr<float>(), hg[t].data_ptr<float>(),
+                         (t > 0 ? out[t - 1] : h0).data_ptr<float>(),
+                         d_out.defined() ? d_out[t].data_ptr<float>() : nullptr, dh.data_ptr<float>(),
+                         d_xg[t].data_ptr<float>(), d_hg[t].data_ptr<float>());
+      w_hh_packed.multiply(d_hg[t], dh, /*accumulate=*/true);  // dh_{t-1} = dh_t z + d_hg W_hh
     }
     const Tensor dxg2 = d_xg.view({T * B, 3 * H}), dhg2 = d_hg.view({T * B, 3 * H});
     const Tensor dx = dxg2.mm(w_ih).view(x.sizes());
