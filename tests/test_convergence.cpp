@@ -122,13 +122,18 @@ TEST_P(ConvergenceTest, OverfitsARepeatedString) {
 // With two threads a CPU step runs each half of the batch on its own thread
 // (Trainer::forward_backward_in_parts). It must take the step one pass
 // takes, up to rounding, and take it the same way every time: the parts'
-// gradients are summed in a fixed order, so resumes stay exact.
-TEST_P(ConvergenceTest, BatchSplitAcrossThreadsMatchesOnePassAndIsDeterministic) {
+// gradients are summed in a fixed order, so resumes stay exact. With dropout
+// the parts use the masks one pass would draw.
+class BatchSplitTest : public ::testing::TestWithParam<std::tuple<CellType, double>> {};
+
+TEST_P(BatchSplitTest, AcrossThreadsMatchesOnePassAndIsDeterministic) {
+  const auto [cell, dropout] = GetParam();
   charrnn_test::TempDir dir;
-  const auto weights_after_steps = [&](const std::string& name, const char* batch_threads) {
+  const auto weights_after_steps = [&, cell = cell, dropout = dropout](const std::string& name,
+                                                                       const char* batch_threads) {
     if (batch_threads) ::setenv("CHARRNN_BATCH_THREADS", batch_threads, 1);
     else ::unsetenv("CHARRNN_BATCH_THREADS");
-    Config config = small_config(dir, name, GetParam(), 2, 0.0, 5, 1000);
+    Config config = small_config(dir, name, cell, 2, dropout, 5, 1000);
     config.train.threads = 2;
     Trainer trainer(config);
     std::vector<double> losses;
@@ -159,21 +164,35 @@ TEST_P(ConvergenceTest, BatchSplitAcrossThreadsMatchesOnePassAndIsDeterministic)
   }
 }
 
+INSTANTIATE_TEST_SUITE_P(CellsAndDropout, BatchSplitTest,
+                         ::testing::Combine(::testing::Values(CellType::RNN, CellType::GRU, CellType::LSTM),
+                                            ::testing::Values(0.0, 0.3)),
+                         [](const ::testing::TestParamInfo<std::tuple<CellType, double>>& info) {
+                           return charrnn::to_string(std::get<0>(info.param)) +
+                                  (std::get<1>(info.param) > 0 ? "_dropout" : "");
+                         });
+
 INSTANTIATE_TEST_SUITE_P(AllCells, ConvergenceTest,
                          ::testing::Values(CellType::RNN, CellType::GRU, CellType::LSTM),
                          [](const ::testing::TestParamInfo<CellType>& info) { return charrnn::to_string(info.param); });
 
-using ResumeParam = std::tuple<CellType, int64_t, double>;  // cell, layers, dropout
+using ResumeParam = std::tuple<CellType, int64_t, double, int64_t>;  // cell, layers, dropout, threads
 class ResumeTest : public ::testing::TestWithParam<ResumeParam> {};
 
 TEST_P(ResumeTest, ResumedRunIsBitIdenticalToAStraightRun) {
-  const auto [cell, layers, dropout] = GetParam();
+  const auto [cell, layers, dropout, threads] = GetParam();
   charrnn_test::TempDir dir;
+  // two threads split each batch between them, dropout masks included
+  const auto config = [&](const std::string& name, int64_t steps) {
+    Config c = small_config(dir, name, cell, layers, dropout, steps, 20);
+    c.train.threads = threads;
+    return c;
+  };
 
-  Trainer straight(small_config(dir, "straight", cell, layers, dropout, 40, 20));
+  Trainer straight(config("straight", 40));
   straight.run();
 
-  Trainer first_half(small_config(dir, "half", cell, layers, dropout, 20, 20));
+  Trainer first_half(config("half", 20));
   first_half.run();
   const std::string saved = dir.file("half/resume.pt");
   charrnn::save_checkpoint(saved, first_half.make_checkpoint());
@@ -219,14 +238,17 @@ TEST(Resume, ChangedModelShapeOrFinishedRunIsAUsageError) {
 }
 
 std::string resume_name(const ::testing::TestParamInfo<ResumeParam>& info) {
-  const auto [cell, layers, dropout] = info.param;
-  return charrnn::to_string(cell) + "_" + std::to_string(layers) + "layers" + (dropout > 0 ? "_dropout" : "");
+  const auto [cell, layers, dropout, threads] = info.param;
+  return charrnn::to_string(cell) + "_" + std::to_string(layers) + "layers" + (dropout > 0 ? "_dropout" : "") +
+         (threads > 1 ? "_split" : "");
 }
 
 INSTANTIATE_TEST_SUITE_P(Cells, ResumeTest,
-                         ::testing::Values(ResumeParam{CellType::RNN, 1, 0.0}, ResumeParam{CellType::GRU, 1, 0.0},
-                                           ResumeParam{CellType::LSTM, 1, 0.0},
-                                           ResumeParam{CellType::LSTM, 2, 0.2}),
+                         ::testing::Values(ResumeParam{CellType::RNN, 1, 0.0, 1}, ResumeParam{CellType::GRU, 1, 0.0, 1},
+                                           ResumeParam{CellType::LSTM, 1, 0.0, 1},
+                                           ResumeParam{CellType::LSTM, 2, 0.2, 1},
+                                           ResumeParam{CellType::GRU, 2, 0.2, 2},
+                                           ResumeParam{CellType::LSTM, 2, 0.2, 2}),
                          resume_name);
 
 }  // namespace

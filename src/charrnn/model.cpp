@@ -54,7 +54,30 @@ std::vector<torch::Tensor> CharRNNImpl::recurrent_weights() const {
 // Training on the CPU goes through the fused layers (fused_rnn.h), which
 // share the nn:: module's parameters. Inference keeps LibTorch's kernels, so
 // logits are bit-identical to the TorchScript export's (export.cpp).
-std::pair<torch::Tensor, State> CharRNNImpl::forward_fused(const torch::Tensor& embedded, const State& state) {
+// What torch::dropout does on the CPU, as a mask of its own: the same
+// Bernoulli draws from the global generator, so masks drawn ahead of time
+// for a whole batch equal those one pass draws layer by layer.
+torch::Tensor CharRNNImpl::dropout_mask(int64_t time, int64_t batch, const torch::TensorOptions& options) const {
+  const double keep = 1.0 - options_.dropout;
+  return torch::empty({time, batch, options_.hidden_size}, options).bernoulli_(keep).div_(keep);
+}
+
+std::vector<torch::Tensor> CharRNNImpl::draw_dropout_masks(int64_t batch, int64_t time,
+                                                           const torch::Device& device) const {
+  std::vector<torch::Tensor> masks;
+  if (options_.dropout <= 0) return masks;
+  const torch::TensorOptions options = embedding_->weight.options().device(device);
+  for (int64_t l = 0; l + 1 < options_.num_layers; ++l) masks.push_back(dropout_mask(time, batch, options));
+  return masks;
+}
+
+bool CharRNNImpl::uses_fused_layers(const torch::Device& device) const {
+  return use_fused_ && is_training() && torch::GradMode::is_enabled() && device.is_cpu() &&
+         embedding_->weight.scalar_type() == torch::kFloat;
+}
+
+std::pair<torch::Tensor, State> CharRNNImpl::forward_fused(const torch::Tensor& embedded, const State& state,
+                                                           const std::vector<torch::Tensor>* dropout_masks) {
   const int64_t L = options_.num_layers, B = embedded.size(0), H = options_.hidden_size;
   const std::vector<torch::Tensor> weights = recurrent_weights();  // per layer: w_ih, w_hh, b_ih, b_hh
   torch::Tensor x = embedded.transpose(0, 1);                      // (T, B, E), time-major
@@ -66,7 +89,8 @@ std::pair<torch::Tensor, State> CharRNNImpl::forward_fused(const torch::Tensor& 
     FusedLayerOutput layer = fused_rnn_layer(options_.cell, x, h0, c0, weights[4 * l], weights[4 * l + 1],
                                              weights[4 * l + 2], weights[4 * l + 3]);
     x = layer.out;  // (T, B, H)
-    if (options_.dropout > 0 && l + 1 < L) x = torch::dropout(x, options_.dropout, /*train=*/true);
+    if (options_.dropout > 0 && l + 1 < L)
+      x = x * (dropout_masks ? (*dropout_masks)[static_cast<size_t>(l)] : dropout_mask(x.size(0), B, x.options()));
     hs.push_back(layer.h);
     if (layer.c.defined()) cs.push_back(layer.c);
   }
@@ -77,7 +101,7 @@ std::pair<torch::Tensor, State> CharRNNImpl::forward_fused(const torch::Tensor& 
 std::pair<torch::Tensor, State> CharRNNImpl::forward(const torch::Tensor& input_ids, const State& state) {
   const torch::Tensor embedded = embedding_(input_ids);  // (B, T, E)
   if (use_fused_ && is_training() && torch::GradMode::is_enabled() && fused_rnn_supported(embedded))
-    return forward_fused(embedded, state);
+    return forward_fused(embedded, state, nullptr);
   torch::Tensor hidden;                                   // (B, T, H)
   State next;
   if (lstm_) {
@@ -96,6 +120,14 @@ std::pair<torch::Tensor, State> CharRNNImpl::forward(const torch::Tensor& input_
     next = {h, {}};
   }
   return {head_(hidden), next};  // logits: (B, T, V)
+}
+
+std::pair<torch::Tensor, State> CharRNNImpl::forward(const torch::Tensor& input_ids, const State& state,
+                                                     const std::vector<torch::Tensor>& dropout_masks) {
+  TORCH_CHECK(uses_fused_layers(input_ids.device()), "dropout masks are for training through the fused CPU layers");
+  const size_t expected = options_.dropout > 0 ? static_cast<size_t>(options_.num_layers - 1) : 0;
+  TORCH_CHECK(dropout_masks.size() == expected, "expected ", expected, " dropout masks, got ", dropout_masks.size());
+  return forward_fused(embedding_(input_ids), state, &dropout_masks);
 }
 
 int64_t CharRNNImpl::parameter_count() const {

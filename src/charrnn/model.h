@@ -39,6 +39,22 @@ class CharRNNImpl : public torch::nn::Module {
   /// input_ids: (B, T) int64. Returns logits (B, T, V) and the new state.
   std::pair<torch::Tensor, State> forward(const torch::Tensor& input_ids, const State& state = {});
 
+  /// Training through the fused layers with dropout masks drawn beforehand
+  /// by draw_dropout_masks() (or a batch slice of them, narrowed on dim 1):
+  /// threads that each run part of one batch then use the masks one pass
+  /// over the whole batch would have drawn, and never race for the global
+  /// generator. Needs uses_fused_layers().
+  std::pair<torch::Tensor, State> forward(const torch::Tensor& input_ids, const State& state,
+                                          const std::vector<torch::Tensor>& dropout_masks);
+
+  /// The dropout between layers for one (B, T) training batch, drawn from
+  /// the global generator exactly as forward() draws them: L-1 masks
+  /// (T, B, H), time-major, scaled by 1/(1-p). Empty without such dropout.
+  std::vector<torch::Tensor> draw_dropout_masks(int64_t batch, int64_t time, const torch::Device& device) const;
+
+  /// Whether training on `device`, now, runs through the fused layers.
+  bool uses_fused_layers(const torch::Device& device) const;
+
   int64_t vocab_size() const { return vocab_size_; }
   const ModelOptions& options() const { return options_; }
   int64_t parameter_count() const;
@@ -49,7 +65,9 @@ class CharRNNImpl : public torch::nn::Module {
 
  private:
   std::vector<torch::Tensor> recurrent_weights() const;
-  std::pair<torch::Tensor, State> forward_fused(const torch::Tensor& embedded, const State& state);
+  std::pair<torch::Tensor, State> forward_fused(const torch::Tensor& embedded, const State& state,
+                                                const std::vector<torch::Tensor>* dropout_masks);
+  torch::Tensor dropout_mask(int64_t time, int64_t batch, const torch::TensorOptions& options) const;
 
   bool use_fused_ = true;
   int64_t vocab_size_;

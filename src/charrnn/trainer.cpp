@@ -109,8 +109,12 @@ void require_same_model(const ModelOptions& stored, const ModelOptions& wanted) 
 }
 
 // Mean cross-entropy of the model's predictions of `targets` (B, T) from `inputs` (B, T).
-torch::Tensor mean_loss(CharRNN& model, const torch::Tensor& inputs, const torch::Tensor& targets) {
-  auto [logits, state] = model->forward(inputs);  // logits: (B, T, V)
+// With `dropout_masks` (this part of the batch's slices of masks drawn for
+// the whole batch), the fused layers use them instead of drawing their own.
+torch::Tensor mean_loss(CharRNN& model, const torch::Tensor& inputs, const torch::Tensor& targets,
+                        const std::vector<torch::Tensor>* dropout_masks = nullptr) {
+  auto [logits, state] = dropout_masks ? model->forward(inputs, {}, *dropout_masks)
+                                       : model->forward(inputs);  // logits: (B, T, V)
   return torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}), targets.reshape(-1));
 }
 
@@ -355,11 +359,14 @@ double Trainer::train_step(StepTimes* times) {
 }
 
 int64_t Trainer::batch_parts(int64_t batch_size) const {
-  // Distributed ranks already run one thread each; dropout draws from the
-  // one global generator, which parts would race for (and lose exact
-  // resume); CUDA has its own parallelism.
+  // Distributed ranks already run one thread each; CUDA has its own
+  // parallelism. Dropout masks are drawn for the whole batch before the
+  // parts start (the parts would race for the global generator), which
+  // only the fused layers take.
   if (group_ || !device_.is_cpu() || !model_->is_training()) return 1;
-  if (config_.model.dropout > 0 && config_.model.num_layers > 1) return 1;
+  if (config_.model.dropout > 0 && config_.model.num_layers > 1 &&
+      !model_->uses_fused_layers(device_))
+    return 1;
   return std::max<int64_t>(1, std::min(batch_threads(), batch_size));
 }
 
@@ -378,12 +385,17 @@ double Trainer::forward_backward_in_parts(const torch::Tensor& inputs, const tor
   // LibTorch's OpenMP thread count is per thread; a new thread would start
   // from OpenMP's default (every core) and spin up teams of its own
   const int intra_op_threads = at::get_num_threads();
+  // the masks one pass over the whole batch would draw, in the same order
+  const std::vector<torch::Tensor> masks = model_->draw_dropout_masks(batch, inputs.size(1), device_);
   const auto run_part = [&](int64_t part) {
     try {
       if (part > 0) at::set_num_threads(intra_op_threads);
       const int64_t first = batch * part / parts, rows = batch * (part + 1) / parts - first;
       // this part's mean, weighted by its share of the batch: the parts add up to the batch mean
-      const torch::Tensor loss = mean_loss(model_, inputs.narrow(0, first, rows), targets.narrow(0, first, rows)) *
+      std::vector<torch::Tensor> part_masks;
+      for (const torch::Tensor& mask : masks) part_masks.push_back(mask.narrow(1, first, rows));  // (T, rows, H)
+      const torch::Tensor loss = mean_loss(model_, inputs.narrow(0, first, rows), targets.narrow(0, first, rows),
+                                           &part_masks) *
                                  (static_cast<double>(rows) / static_cast<double>(batch));
       grads[static_cast<size_t>(part)] = torch::autograd::grad({loss}, params, /*grad_outputs=*/{},
                                                                /*retain_graph=*/c10::nullopt,
