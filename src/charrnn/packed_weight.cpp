@@ -20,8 +20,8 @@ constexpr int64_t kPanel = 32;  // columns per packed panel: two AVX-512 or four
 // (K, 32) of b. Its accumulators stay in registers for the whole K loop, so c
 // is read and written once per tile; each k costs one broadcast of a per row
 // and two (AVX-512) or four (AVX2) aligned loads of the panel.
-using RowsKernel = void (*)(int64_t rows, int64_t K, const float* a, int64_t lda, const float* panel, float* c,
-                            int64_t ldc, bool accumulate);
+using TileKernel = void (*)(int64_t K, const float* a, int64_t lda, const float* panel, float* c, int64_t ldc,
+                            bool accumulate);
 
 #ifdef CHARRNN_X86_KERNELS
 
@@ -44,19 +44,9 @@ __attribute__((target("avx512f"))) void tile_avx512(int64_t K, const float* a, i
     for (int z = 0; z < 2; ++z) _mm512_storeu_ps(c + r * ldc + 16 * z, acc[r][z]);
 }
 
-__attribute__((target("avx512f"))) void rows_avx512(int64_t rows, int64_t K, const float* a, int64_t lda,
-                                                    const float* panel, float* c, int64_t ldc, bool accumulate) {
-  switch (rows) {
-    case 1: return tile_avx512<1>(K, a, lda, panel, c, ldc, accumulate);
-    case 2: return tile_avx512<2>(K, a, lda, panel, c, ldc, accumulate);
-    case 3: return tile_avx512<3>(K, a, lda, panel, c, ldc, accumulate);
-    case 4: return tile_avx512<4>(K, a, lda, panel, c, ldc, accumulate);
-    case 5: return tile_avx512<5>(K, a, lda, panel, c, ldc, accumulate);
-    case 6: return tile_avx512<6>(K, a, lda, panel, c, ldc, accumulate);
-    case 7: return tile_avx512<7>(K, a, lda, panel, c, ldc, accumulate);
-    default: return tile_avx512<8>(K, a, lda, panel, c, ldc, accumulate);
-  }
-}
+// tiles[r] computes r rows; the row count is known only at run time
+constexpr TileKernel kAvx512Tiles[] = {nullptr,           tile_avx512<1>, tile_avx512<2>, tile_avx512<3>, tile_avx512<4>,
+                                       tile_avx512<5>,    tile_avx512<6>, tile_avx512<7>, tile_avx512<8>};
 
 // AVX2 has 16 registers: 6 rows x 2 registers of accumulators, two of the
 // panel and one broadcast. A 32-column panel is done as two 16-column halves.
@@ -86,23 +76,14 @@ __attribute__((target("avx2,fma"))) void tile_avx2(int64_t K, const float* a, in
   half_tile_avx2<MR>(K, a, lda, panel + 16, c + 16, ldc, accumulate);
 }
 
-__attribute__((target("avx2,fma"))) void rows_avx2(int64_t rows, int64_t K, const float* a, int64_t lda,
-                                                   const float* panel, float* c, int64_t ldc, bool accumulate) {
-  switch (rows) {
-    case 1: return tile_avx2<1>(K, a, lda, panel, c, ldc, accumulate);
-    case 2: return tile_avx2<2>(K, a, lda, panel, c, ldc, accumulate);
-    case 3: return tile_avx2<3>(K, a, lda, panel, c, ldc, accumulate);
-    case 4: return tile_avx2<4>(K, a, lda, panel, c, ldc, accumulate);
-    case 5: return tile_avx2<5>(K, a, lda, panel, c, ldc, accumulate);
-    default: return tile_avx2<6>(K, a, lda, panel, c, ldc, accumulate);
-  }
-}
+constexpr TileKernel kAvx2Tiles[] = {nullptr, tile_avx2<1>, tile_avx2<2>, tile_avx2<3>, tile_avx2<4>, tile_avx2<5>,
+                                     tile_avx2<6>};
 
 #endif  // CHARRNN_X86_KERNELS
 
 // Panels outer, row blocks inner: a panel (K x 32 floats, 32 KiB for K=256)
 // stays in the first-level cache while every row block passes over it.
-void multiply_panels(RowsKernel rows_kernel, int64_t max_rows, int64_t M, int64_t N, int64_t K, const float* a,
+void multiply_panels(const TileKernel* tiles, int64_t max_rows, int64_t M, int64_t N, int64_t K, const float* a,
                      int64_t lda, const float* panels, float* c, int64_t ldc, bool accumulate) {
   float edge[8 * kPanel];  // a partial last panel's tile, padded to 32 columns
   for (int64_t p = 0; p * kPanel < N; ++p) {
@@ -112,13 +93,13 @@ void multiply_panels(RowsKernel rows_kernel, int64_t max_rows, int64_t M, int64_
       const int64_t rows = std::min(max_rows, M - m);
       float* tile_c = c + m * ldc + p * kPanel;
       if (cols == kPanel) {
-        rows_kernel(rows, K, a + m * lda, lda, panel, tile_c, ldc, accumulate);
+        tiles[rows](K, a + m * lda, lda, panel, tile_c, ldc, accumulate);
         continue;
       }
       std::fill(edge, edge + rows * kPanel, 0.0f);
       if (accumulate)
         for (int64_t r = 0; r < rows; ++r) std::memcpy(edge + r * kPanel, tile_c + r * ldc, sizeof(float) * cols);
-      rows_kernel(rows, K, a + m * lda, lda, panel, edge, kPanel, accumulate);
+      tiles[rows](K, a + m * lda, lda, panel, edge, kPanel, accumulate);
       for (int64_t r = 0; r < rows; ++r) std::memcpy(tile_c + r * ldc, edge + r * kPanel, sizeof(float) * cols);
     }
   }
@@ -189,7 +170,7 @@ void PackedWeight::multiply(const torch::Tensor& a, torch::Tensor& c, bool accum
   }
 #ifdef CHARRNN_X86_KERNELS
   const bool avx512 = kernel_ == Kernel::Avx512;
-  multiply_panels(avx512 ? rows_avx512 : rows_avx2, avx512 ? 8 : 6, M, n_, k_, a.data_ptr<float>(), a.stride(0),
+  multiply_panels(avx512 ? kAvx512Tiles : kAvx2Tiles, avx512 ? 8 : 6, M, n_, k_, a.data_ptr<float>(), a.stride(0),
                   panels_.data_ptr<float>(), c.data_ptr<float>(), c.stride(0), accumulate);
 #endif
 }
