@@ -182,14 +182,13 @@ struct GruFunction : public torch::autograd::Function<GruFunction> {
                                Tensor b_hh) {
     const int64_t T = x.size(0), B = x.size(1), H = w_hh.size(1);
     const Tensor xg = torch::addmm(b_ih, x.reshape({T * B, -1}), w_ih.t()).view({T, B, 3 * H});  // (T, B, 3H)
-    Tensor hg = torch::empty({T, B, 3 * H}, x.options());  // h_{t-1} W_hh^T + b_hh
+    Tensor hg = b_hh.expand({T, B, 3 * H}).contiguous();  // b_hh now, h_{t-1} W_hh^T + b_hh after step t
     Tensor act = torch::empty({T, B, 3 * H}, x.options());  // r, z, n after activation
     Tensor out = torch::empty({T, B, H}, x.options());
     const PackedWeight w_hh_t(w_hh.t());  // (H, 3H)
     Tensor h_prev = h0.contiguous();
     for (int64_t t = 0; t < T; ++t) {
       Tensor hgt = hg[t];
-      hgt.copy_(b_hh.expand_as(hgt));
       w_hh_t.multiply(h_prev, hgt, /*accumulate=*/true);
       Tensor a = act[t];
       Tensor rz = a.narrow(1, 0, 2 * H);

@@ -100,7 +100,7 @@ std::pair<torch::Tensor, State> CharRNNImpl::forward_fused(const torch::Tensor& 
 
 std::pair<torch::Tensor, State> CharRNNImpl::forward(const torch::Tensor& input_ids, const State& state) {
   const torch::Tensor embedded = embedding_(input_ids);  // (B, T, E)
-  if (use_fused_ && is_training() && torch::GradMode::is_enabled() && fused_rnn_supported(embedded))
+  if (uses_fused_layers(input_ids.device()) && fused_rnn_supported(embedded))
     return forward_fused(embedded, state, nullptr);
   torch::Tensor hidden;                                   // (B, T, H)
   State next;

@@ -33,7 +33,8 @@ class PackedWeight {
   static bool supported(Kernel kernel);
 
   /// b: (K, N) float32 on the CPU, any strides (W_hh^T is a transposed view).
-  /// The packed copy is taken now: later changes to b are not seen.
+  /// The kernels use a copy packed now, the LibTorch path reads b itself:
+  /// b must not change while this object is in use.
   explicit PackedWeight(const torch::Tensor& b, Kernel kernel = Kernel::Best);
 
   /// c = a b when `accumulate` is false, c += a b when it is true.

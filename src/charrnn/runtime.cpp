@@ -3,11 +3,11 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <dlfcn.h>
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
-#include <cstring>
 #include <iomanip>
 #include <sstream>
 #include <thread>
