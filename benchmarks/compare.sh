@@ -18,14 +18,18 @@ sets=("$@")
 set_args=()
 for s in "${sets[@]}"; do set_args+=(--set "$s"); done
 steps=${STEPS:-20}
-py=/usr/bin/python3
-[ -x build/charrnn ] || { echo "error: build first (scripts/test.sh or cmake --build build)" >&2; exit 1; }
+# CHARRNN and PYTHON pick another build and Python, e.g. the LibTorch 2.x
+# CUDA build of scripts/cuda-check.sh and the PyTorch it was built against.
+charrnn=${CHARRNN:-./build/charrnn}
+py=${PYTHON:-/usr/bin/python3}
+[ -x "$charrnn" ] || { echo "error: build first (scripts/test.sh or cmake --build build)" >&2; exit 1; }
 $py -c "import torch" 2>/dev/null || { echo "error: $py lacks torch; apt-get install python3-torch" >&2; exit 1; }
 
 out=$(mktemp -d)
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')" >&2
+command -v nvidia-smi >/dev/null && nvidia-smi -L >&2
 for round in $(seq "${REPEATS:-3}"); do
-  ./build/charrnn bench --config "$config" "${set_args[@]}" --steps "$steps" --gen-chars 2000 >> "$out/charrnn.jsonl"
+  "$charrnn" bench --config "$config" "${set_args[@]}" --steps "$steps" --gen-chars 2000 >> "$out/charrnn.jsonl"
   $py benchmarks/reference.py --config "$config" "${set_args[@]}" --set "train.steps=$steps" --gen-chars 2000 >> "$out/ref_default.jsonl"
   $py benchmarks/reference.py --config "$config" "${set_args[@]}" --set "train.steps=$steps" --gen-chars 2000 --threads "$(nproc)" >> "$out/ref_all.jsonl"
 done
@@ -40,7 +44,8 @@ def median(runs, key):
 c_runs, refs = load("charrnn.jsonl"), [load("ref_default.jsonl"), load("ref_all.jsonl")]
 def best_ref(key):
     return max(median(runs, key) for runs in refs)
-print(f"medians of {len(c_runs)} interleaved rounds")
+print(f"medians of {len(c_runs)} interleaved rounds; charrnn on {c_runs[0]['device']} ({c_runs[0].get('precision', 'fp32')}), "
+      f"the reference on {refs[0][0].get('device', 'cpu')} ({refs[0][0].get('precision', 'fp32')}), torch {refs[0][0]['torch']}")
 print(f"{'':28}{'charrnn':>12}{'pytorch':>12}{'ratio':>8}")
 for name, key in [("train chars/s", "train_chars_per_s"), ("generate chars/s (1 stream)", "gen_chars_per_s"),
                   ("eval chars/s", "eval_chars_per_s")]:

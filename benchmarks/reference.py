@@ -7,7 +7,8 @@ It reads a charrnn JSON config so both tools train exactly the same thing,
 and prints one JSON line with its measurements:
 
   /usr/bin/python3 benchmarks/reference.py --config configs/default.json \
-      [--set train.steps=100] [--max-seconds 300] [--threads N] [--gen-chars 2000]
+      [--set train.steps=100] [--max-seconds 300] [--threads N] [--gen-chars 2000] \
+      [--device cuda] [--precision bf16] [--eval-every 250]
 
 Validation is measured as charrnn measures it (evaluate.cpp): every held-out
 character after the first predicted once, state carried across windows.
@@ -46,12 +47,19 @@ def load_config(path, overrides):
         key, value = item.split("=", 1)
         section, name = key.split(".", 1)
         old = config.setdefault(section, {}).get(name)
-        config[section][name] = value if isinstance(old, str) else json.loads(value)
+        if isinstance(old, str):
+            config[section][name] = value
+        else:
+            try:
+                config[section][name] = json.loads(value)
+            except json.JSONDecodeError:  # a key the file leaves out, given a string (train.precision=bf16)
+                config[section][name] = value
     return config
 
 
-def evaluate(model, ids, streams, window):
+def evaluate(model, ids, streams, window, device):
     model.eval()
+    ids = ids.to(device)
     n = ids.numel() - 1
     s = max(1, min(streams, n // window))
     per = n // s
@@ -86,12 +94,24 @@ def main():
     parser.add_argument("--warmup-steps", type=int, default=3)
     parser.add_argument("--gen-chars", type=int, default=0, help="also time single-stream generation")
     parser.add_argument("--no-eval", action="store_true")
+    parser.add_argument("--device", help="cpu or cuda; default: the config's train.device (auto: cuda if present)")
+    parser.add_argument("--precision", choices=["fp32", "bf16"],
+                        help="bf16: the forward pass and loss under torch.autocast, as charrnn's train.precision "
+                             "(the default: the config's)")
+    parser.add_argument("--eval-every", type=int, default=0,
+                        help="> 0: validate every this many steps, the clock running, and list the results "
+                             "(time to a validation loss)")
     args = parser.parse_args()
 
     config = load_config(args.config, args.set)
     data, m, t = config["data"], config["model"], config["train"]
     if args.threads > 0:
         torch.set_num_threads(args.threads)
+    device_name = args.device or t.get("device", "auto")
+    if device_name == "auto":
+        device_name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device_name)
+    precision = args.precision or t.get("precision", "fp32")
     torch.manual_seed(t.get("seed", 42))
 
     with open(data["path"], encoding="utf-8") as f:
@@ -101,18 +121,23 @@ def main():
     ids = torch.tensor([index[c] for c in text], dtype=torch.long)
     n_val = int(len(ids) * data.get("val_fraction", 0.1))
     train_ids, val_ids = ids[: len(ids) - n_val], ids[len(ids) - n_val:]
+    eval_max = t.get("eval_max_chars", 500000)
+    if eval_max > 0:
+        val_ids = val_ids[:eval_max]  # charrnn validates the first eval_max_chars held-out characters
+    train_ids = train_ids.to(device)
 
-    model = CharRNN(len(chars), m["cell"], m["embedding_dim"], m["hidden_size"], m["num_layers"], m.get("dropout", 0.0))
+    model = CharRNN(len(chars), m["cell"], m["embedding_dim"], m["hidden_size"], m["num_layers"], m.get("dropout", 0.0)).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=t["learning_rate"])
     B, T = t["batch_size"], t["seq_length"]
-    offsets = torch.arange(T + 1)
+    offsets = torch.arange(T + 1, device=device)
     max_seconds = args.max_seconds if args.max_seconds is not None else t.get("max_seconds", 0)
 
     def step():
-        starts = torch.randint(0, train_ids.numel() - T, (B, 1))
+        starts = torch.randint(0, train_ids.numel() - T, (B, 1), device=device)
         chunk = train_ids[starts + offsets]
-        logits, _ = model(chunk[:, :-1])
-        loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), chunk[:, 1:].reshape(-1))
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            logits, _ = model(chunk[:, :-1])
+            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), chunk[:, 1:].reshape(-1))
         optimizer.zero_grad()
         loss.backward()
         if t.get("grad_clip", 5.0) > 0:
@@ -122,18 +147,23 @@ def main():
 
     for _ in range(args.warmup_steps):
         step()
-    steps, loss = 0, float("nan")
+    steps, loss, evals = 0, float("nan"), []
     start = time.perf_counter()
     while steps < t["steps"]:
         if max_seconds and time.perf_counter() - start >= max_seconds:
             break
         loss = step()
         steps += 1
+        if args.eval_every > 0 and steps % args.eval_every == 0 and val_ids.numel() >= 2:
+            val = evaluate(model, val_ids, B, T, device)
+            evals.append({"step": steps, "elapsed_s": time.perf_counter() - start, "val_bpc": val / math.log(2)})
     seconds = time.perf_counter() - start
 
     result = {
         "impl": "pytorch-python",
         "torch": torch.__version__,
+        "device": str(device),
+        "precision": precision,
         "threads": torch.get_num_threads(),
         "steps": steps,
         "train_seconds": seconds,
@@ -142,21 +172,25 @@ def main():
     }
     if not args.no_eval and val_ids.numel() >= 2:
         start = time.perf_counter()
-        val = evaluate(model, val_ids, B, T)
+        val = evaluate(model, val_ids, B, T, device)
         result["eval_chars_per_s"] = (val_ids.numel() - 1) / (time.perf_counter() - start)
         result["val_loss"] = val
         result["val_bpc"] = val / math.log(2)
+    if evals:
+        result["evals"] = evals
     if args.gen_chars > 0:
         # the usual Python sampling loop: one character per call, state carried
         model.eval()
         with torch.no_grad():
-            x = torch.zeros(1, 1, dtype=torch.long)
+            x = torch.zeros(1, 1, dtype=torch.long, device=device)
             state = None
             start = time.perf_counter()
             for _ in range(args.gen_chars):
                 logits, state = model(x, state)
                 probs = F.softmax(logits[0, -1] / 0.8, dim=-1)
                 x = torch.multinomial(probs, 1).view(1, 1)
+            if device.type == "cuda":
+                torch.cuda.synchronize()  # the loop only queued the last steps' kernels
             result["gen_chars_per_s"] = args.gen_chars / (time.perf_counter() - start)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(result))

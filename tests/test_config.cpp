@@ -39,6 +39,7 @@ void expect_same_config(const Config& a, const Config& b) {
   EXPECT_EQ(a.train.eval_every, b.train.eval_every);
   EXPECT_EQ(a.train.seed, b.train.seed);
   EXPECT_EQ(a.train.device, b.train.device);
+  EXPECT_EQ(a.train.precision, b.train.precision);
   EXPECT_EQ(a.train.checkpoint, b.train.checkpoint);
   EXPECT_EQ(a.train.threads, b.train.threads);
   EXPECT_EQ(a.sample.prime, b.sample.prime);
@@ -70,6 +71,7 @@ Config everything_changed() {
   c.train.eval_every = 11;
   c.train.seed = 99;
   c.train.device = "cpu";
+  c.train.precision = "bf16";
   c.train.checkpoint = "out/x.pt";
   c.train.threads = 3;
   c.sample.prime = "The \"quoted\"\n";
@@ -101,6 +103,7 @@ TEST(Config, Defaults) {
   EXPECT_EQ(c.train.eval_every, 200);
   EXPECT_EQ(c.train.seed, 42);
   EXPECT_EQ(c.train.device, "auto");
+  EXPECT_EQ(c.train.precision, "fp32");
   EXPECT_EQ(c.train.checkpoint, "models/charrnn.pt");
   EXPECT_EQ(c.train.threads, 0);
   EXPECT_EQ(c.sample.prime, "");
@@ -193,6 +196,7 @@ TEST(Config, WrongTypesNameTheKey) {
       {R"({"train": {"batch_size": true}})", "train.batch_size"},
       {R"({"train": {"learning_rate": "fast"}})", "train.learning_rate"},
       {R"({"train": {"device": 0}})", "train.device"},
+      {R"({"train": {"precision": 16}})", "train.precision"},
       {R"({"data": {"path": 5}})", "data.path"},
       {R"({"data": {"val_fraction": null}})", "data.val_fraction"},
       {R"({"model": {"cell": 1}})", "model.cell"},
@@ -301,6 +305,7 @@ TEST(Config, ValidateRejectsBadValuesNamingTheKey) {
       {"train.grad_clip", [](Config& c) { c.train.grad_clip = std::numeric_limits<double>::quiet_NaN(); }},
       {"train.device", [](Config& c) { c.train.device = "gpu"; }},
       {"train.device", [](Config& c) { c.train.device = ""; }},
+      {"train.precision", [](Config& c) { c.train.precision = "fp16"; }},
       {"train.checkpoint", [](Config& c) { c.train.checkpoint = ""; }},
       {"data.path", [](Config& c) { c.data.path = ""; }},
       {"data.val_fraction", [](Config& c) { c.data.val_fraction = 1.0; }},

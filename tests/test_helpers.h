@@ -2,12 +2,16 @@
 // file writing, checks on exception messages, and Adam state comparison.
 #pragma once
 
+#include <ftw.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <type_traits>
 
+#include <ATen/Context.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -15,6 +19,18 @@
 #include "charrnn/model.h"
 
 namespace charrnn_test {
+
+/// Deletes `path` and everything under it, quietly (a missing path is fine).
+/// Not std::filesystem::remove_all: PyTorch's pip LibTorch exports its own
+/// copy of that function, which crashes when a program built with another
+/// GCC binds to it (seen with torch 2.11 and GCC 13).
+inline void remove_tree(const std::string& path) {
+  const auto remove_entry = [](const char* entry, const struct stat*, int, struct FTW*) {
+    std::remove(entry);  // children come first (FTW_DEPTH); a failure leaves the rest to try
+    return 0;
+  };
+  ::nftw(path.c_str(), remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
 
 /// A fresh, empty folder under the system temp dir, removed on destruction.
 /// The name holds the pid and the test's name, so tests run in parallel
@@ -28,13 +44,10 @@ class TempDir {
     for (char& ch : name)
       if (ch == '/') ch = '_';
     path_ = std::filesystem::temp_directory_path() / name;
-    std::filesystem::remove_all(path_);
+    remove_tree(path_.string());
     std::filesystem::create_directories(path_);
   }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
+  ~TempDir() { remove_tree(path_.string()); }
   TempDir(const TempDir&) = delete;
   TempDir& operator=(const TempDir&) = delete;
 
@@ -72,6 +85,29 @@ std::string thrown_message(F&& f) {
   return "";
 }
 
+/// cuDNN may round float products to TF32 (LibTorch's default, as
+/// PyTorch's); comparing cuDNN with another implementation needs full float.
+class FullFloatCudnn {
+ public:
+  FullFloatCudnn() : previous_(at::globalContext().allowTF32CuDNN()) { at::globalContext().setAllowTF32CuDNN(false); }
+  ~FullFloatCudnn() { at::globalContext().setAllowTF32CuDNN(previous_); }
+  FullFloatCudnn(const FullFloatCudnn&) = delete;
+  FullFloatCudnn& operator=(const FullFloatCudnn&) = delete;
+
+ private:
+  bool previous_;
+};
+
+// An optimizer's per-parameter state is keyed by the parameter's TensorImpl:
+// as its printed address in LibTorch 1.x, as the pointer itself in 2.x.
+template <typename StateMap>
+auto find_optimizer_state(const StateMap& states, const torch::Tensor& parameter) {
+  if constexpr (std::is_same_v<typename StateMap::key_type, std::string>)
+    return states.find(c10::str(parameter.unsafeGetTensorImpl()));
+  else
+    return states.find(parameter.unsafeGetTensorImpl());
+}
+
 /// Compares two archived Adam states by value. Their bytes are not
 /// comparable: LibTorch writes the per-parameter states in hash-map order,
 /// which depends on tensor addresses.
@@ -86,8 +122,8 @@ inline void expect_same_adam_state(const std::string& a_bytes, const std::string
   const auto pb = model_b->parameters();
   ASSERT_EQ(pa.size(), pb.size());
   for (size_t i = 0; i < pa.size(); ++i) {
-    const auto sa = a.state().find(c10::guts::to_string(pa[i].unsafeGetTensorImpl()));
-    const auto sb = b.state().find(c10::guts::to_string(pb[i].unsafeGetTensorImpl()));
+    const auto sa = find_optimizer_state(a.state(), pa[i]);
+    const auto sb = find_optimizer_state(b.state(), pb[i]);
     ASSERT_TRUE(sa != a.state().end()) << "no Adam state for parameter " << i;
     ASSERT_TRUE(sb != b.state().end()) << "no Adam state for parameter " << i;
     const auto& x = static_cast<const torch::optim::AdamParamState&>(*sa->second);

@@ -42,11 +42,11 @@ void check_shapes(CellType cell, int64_t layers, const torch::Device& device) {
   const torch::Tensor ids = torch::randint(0, V, {B, T}, torch::kLong).to(device);
   auto [logits, state] = model->forward(ids);
   EXPECT_EQ(logits.sizes(), (std::vector<int64_t>{B, T, V}));
-  EXPECT_EQ(logits.device(), device);
+  EXPECT_EQ(logits.device().type(), device.type());
   EXPECT_EQ(logits.scalar_type(), torch::kFloat);
   ASSERT_TRUE(state.defined());
   EXPECT_EQ(state.h.sizes(), (std::vector<int64_t>{layers, B, H}));
-  EXPECT_EQ(state.h.device(), device);
+  EXPECT_EQ(state.h.device().type(), device.type());
   if (cell == CellType::LSTM) {
     ASSERT_TRUE(state.c.defined());
     EXPECT_EQ(state.c.sizes(), (std::vector<int64_t>{layers, B, H}));

@@ -316,8 +316,11 @@ TEST_F(Robustness, LengthZeroPrintsOnlyThePrime) {
 TEST_F(Robustness, LongGenerationStreamsWithFlatMemory) {
   train_ok({"--set", "train.steps=5"});
   // peak memory of one generate run, from the kernel's accounting of that child
+  // on the CPU: the host memory of the loop is what is checked, and a GPU
+  // would spend minutes on a million launch-bound single-character steps
   const auto peak_rss_kb = [&](int64_t length) {
-    const pid_t pid = spawn({"generate", "--checkpoint", checkpoint(), "--length", std::to_string(length)},
+    const pid_t pid = spawn({"generate", "--checkpoint", checkpoint(), "--device", "cpu", "--length",
+                             std::to_string(length)},
                             "/dev/null");
     int status = 0;
     struct rusage usage {};

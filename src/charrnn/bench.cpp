@@ -105,6 +105,7 @@ nlohmann::json run_bench(const Config& config, const BenchOptions& options) {
       {"impl", "charrnn"},
       {"version", CHARRNN_VERSION},
       {"device", device.str()},
+      {"precision", config.train.precision},
       {"threads", current_threads()},
       {"cell", to_string(config.model.cell)},
       {"embedding_dim", config.model.embedding_dim},

@@ -148,6 +148,7 @@ json to_json(const Config& c) {
         {"eval_max_chars", c.train.eval_max_chars},
         {"seed", c.train.seed},
         {"device", c.train.device},
+        {"precision", c.train.precision},
         {"checkpoint", c.train.checkpoint},
         {"threads", c.train.threads},
         {"divergence_rollbacks", c.train.divergence_rollbacks}}},
@@ -195,6 +196,7 @@ Config config_from_json(const json& j, const std::string& source, const Config& 
   train.read("eval_max_chars", c.train.eval_max_chars);
   train.read("seed", c.train.seed);
   train.read("device", c.train.device);
+  train.read("precision", c.train.precision);
   train.read("checkpoint", c.train.checkpoint);
   train.read("threads", c.train.threads);
   train.read("divergence_rollbacks", c.train.divergence_rollbacks);
@@ -280,6 +282,7 @@ void validate(const Config& c, const std::string& source) {
   };
   utf8("data.path", c.data.path);
   utf8("train.device", c.train.device);
+  utf8("train.precision", c.train.precision);
   utf8("train.checkpoint", c.train.checkpoint);
   utf8("sample.prime", c.sample.prime);
   if (c.data.path.empty()) bad_value(source, "data.path", "must name a UTF-8 text file", "\"\"");
@@ -313,6 +316,8 @@ void validate(const Config& c, const std::string& source) {
   const std::string& d = c.train.device;
   if (!(d == "auto" || d == "cpu" || d == "cuda" || d.rfind("cuda:", 0) == 0))
     bad_value(source, "train.device", "must be auto, cpu, cuda or cuda:N", "\"" + d + "\"");
+  if (c.train.precision != "fp32" && c.train.precision != "bf16")
+    bad_value(source, "train.precision", "must be fp32 or bf16", "\"" + c.train.precision + "\"");
 
   at_least("sample.length", c.sample.length, 0);
   finite("sample.temperature", c.sample.temperature);

@@ -42,6 +42,10 @@ struct TrainOptions {
   int64_t eval_max_chars = 500000;  ///< held-out characters validated (the first ones); 0 = all. Default: 500000
   int64_t seed = 42;             ///< seeds weights, dropout and batch sampling. Default: 42
   std::string device = "auto";   ///< auto (CUDA when available), cpu, cuda or cuda:N. Default: auto
+  /// fp32, or bf16: CUDA autocast runs the matrix products and cuDNN's RNNs
+  /// in bfloat16 while weights, gradients and Adam's state stay float
+  /// (validation and generation stay float). Default: fp32
+  std::string precision = "fp32";
   std::string checkpoint = "models/charrnn.pt";  ///< latest checkpoint; best goes to *.best.pt. Default: models/charrnn.pt
   int64_t threads = 0;           ///< CPU threads; 0 = all cores. Default: 0
   /// on a NaN or infinite loss, go back to the last checkpoint with half the

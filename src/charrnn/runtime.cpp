@@ -13,6 +13,9 @@
 #include <thread>
 #include <unistd.h>
 
+#include <ATen/autocast_mode.h>
+#include <torch/version.h>
+
 #include "charrnn/error.h"
 
 namespace charrnn {
@@ -114,6 +117,42 @@ void require_memory(double bytes, const std::string& what, const std::string& ad
   msg << std::fixed << std::setprecision(1) << what << " needs about " << bytes / 1e9
       << " GB, more than this machine's " << physical / 1e9 << " GB of memory can give; " << advice;
   throw UsageError(msg.str());
+}
+
+// LibTorch 2.4 gave autocast one switch per device type and deprecated the
+// CUDA-only names that 1.x has.
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+#define CHARRNN_AUTOCAST_PER_DEVICE 1
+#endif
+
+CudaBf16Autocast::CudaBf16Autocast(bool enabled) : enabled_(enabled) {
+  if (!enabled_) return;
+#ifdef CHARRNN_AUTOCAST_PER_DEVICE
+  was_enabled_ = at::autocast::is_autocast_enabled(at::kCUDA);
+  previous_dtype_ = at::autocast::get_autocast_dtype(at::kCUDA);
+  at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
+  at::autocast::set_autocast_enabled(at::kCUDA, true);
+#else
+  was_enabled_ = at::autocast::is_enabled();
+  previous_dtype_ = at::autocast::get_autocast_gpu_dtype();
+  at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
+  at::autocast::set_enabled(true);
+#endif
+  at::autocast::increment_nesting();
+}
+
+CudaBf16Autocast::~CudaBf16Autocast() {
+  if (!enabled_) return;
+  // autocast caches the bf16 copies of the weights for its outermost scope;
+  // they are stale once the optimizer steps
+  if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+#ifdef CHARRNN_AUTOCAST_PER_DEVICE
+  at::autocast::set_autocast_enabled(at::kCUDA, was_enabled_);
+  at::autocast::set_autocast_dtype(at::kCUDA, previous_dtype_);
+#else
+  at::autocast::set_enabled(was_enabled_);
+  at::autocast::set_autocast_gpu_dtype(previous_dtype_);
+#endif
 }
 
 }  // namespace charrnn

@@ -56,4 +56,22 @@ double physical_memory_bytes();
 /// `advice` says which settings to lower.
 void require_memory(double bytes, const std::string& what, const std::string& advice);
 
+/// While alive, CUDA ops of this thread run under bf16 autocast: matrix
+/// products and cuDNN's RNNs in bfloat16, softmax and losses in float;
+/// parameters, gradients and Adam's state stay float. Restores the previous
+/// autocast state when it ends. Inactive when `enabled` is false. LibTorch
+/// 1.x and 2.x name autocast's switches differently; this hides which.
+class CudaBf16Autocast {
+ public:
+  explicit CudaBf16Autocast(bool enabled);
+  ~CudaBf16Autocast();
+  CudaBf16Autocast(const CudaBf16Autocast&) = delete;
+  CudaBf16Autocast& operator=(const CudaBf16Autocast&) = delete;
+
+ private:
+  bool enabled_ = false;
+  bool was_enabled_ = false;
+  at::ScalarType previous_dtype_ = at::kHalf;
+};
+
 }  // namespace charrnn

@@ -242,6 +242,9 @@ void Trainer::setup(const std::optional<Vocab>& vocab) {
   if (group_ && device_.is_cuda() && config_.train.device.find(':') == std::string::npos)
     device_ = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(group_->local_rank() %
                                                                          std::max<int64_t>(1, torch::cuda::device_count())));
+  if (config_.train.precision == "bf16" && !device_.is_cuda())
+    throw UsageError("train.precision=bf16 trains under CUDA autocast, but this run is on " + device_.str() +
+                     "; set train.precision=fp32, or train.device=cuda on a machine with a GPU");
   load_corpus_once_per_machine(vocab);
   check_memory(config_, corpus_.vocab.size(), device_);
   // one seed fixes the weights, dropout and the batch order; the batch
@@ -331,7 +334,10 @@ double Trainer::train_step(StepTimes* times) {
     loss_value = forward_backward_in_parts(inputs, targets, parts);
     lap(&StepTimes::backward);  // the parts' forward and backward overlap; both count here
   } else {
-    const torch::Tensor loss = mean_loss(model_, inputs, targets);
+    const torch::Tensor loss = [&] {
+      const CudaBf16Autocast autocast(config_.train.precision == "bf16");
+      return mean_loss(model_, inputs, targets);  // float even under autocast: cross_entropy runs in float
+    }();
     lap(&StepTimes::forward);
     optimizer_->zero_grad();
     if (averager_) {

@@ -7,6 +7,8 @@ set -euo pipefail
 build=$1 src=$2 work=$3 torch_dir=$4
 rm -rf "$work"
 mkdir -p "$work"
+# the steps below write their output to logs; a failing step shows them all
+trap 'for log in "$work"/*.log; do echo "== $log"; tail -n 40 "$log"; done' ERR
 cmake --install "$build" --prefix "$work/prefix" >"$work/install.log"
 test -f "$work/prefix/lib/cmake/charrnn/charrnnConfig.cmake"
 test -f "$work/prefix/include/charrnn/charrnn.h"
