@@ -96,12 +96,15 @@ TEST_P(FusedRnn, WithoutInitialStateOrFinalStateGradient) {
     expect_close(fused->named_parameters()[p.key()].grad(), p.value().grad(), "gradient of " + p.key());
 }
 
-// The LSTM's fused time step computes its own exp (fused_rnn.cpp): large
-// input weights drive the gates into saturation and past exp's clamps, and 40
-// hidden units take both the 16-wide vector loop and the scalar tail.
-TEST(FusedLstmStep, SaturatedGatesMatchNnModules) {
+// The LSTM's and GRU's fused time steps compute their own exp
+// (fused_rnn.cpp): large input weights drive the gates into saturation and
+// past exp's clamps, and 40 hidden units take both the 16-wide vector loop
+// and the scalar tail.
+class FusedCellStep : public ::testing::TestWithParam<CellType> {};
+
+TEST_P(FusedCellStep, SaturatedGatesMatchNnModules) {
   torch::manual_seed(5);
-  auto [fused, reference] = twin_models(CellType::LSTM, 2, /*vocab=*/13, /*embedding=*/10, /*hidden=*/40);
+  auto [fused, reference] = twin_models(GetParam(), 2, /*vocab=*/13, /*embedding=*/10, /*hidden=*/40);
   {
     torch::NoGradGuard no_grad;
     // large input weights and biases push the pre-activations to +-100 and
@@ -125,6 +128,8 @@ TEST(FusedLstmStep, SaturatedGatesMatchNnModules) {
   for (const auto& p : reference->named_parameters())
     expect_close(fused->named_parameters()[p.key()].grad(), p.value().grad(), "gradient of " + p.key());
 }
+
+INSTANTIATE_TEST_SUITE_P(GatedCells, FusedCellStep, ::testing::Values(CellType::GRU, CellType::LSTM));
 
 TEST(FusedRnnGuards, OnlyFloatCpuInputIsSupported) {
   EXPECT_TRUE(charrnn::fused_rnn_supported(torch::zeros({2, 3, 4})));

@@ -118,10 +118,10 @@ void gru_gate_gradients(int64_t B, int64_t H, const float* ap, const float* hgp,
 // target clones make these 16-float vectors one AVX-512 register, two AVX2
 // ones or four SSE ones.
 #if defined(__GNUC__) && !defined(__clang__)
-#define CHARRNN_FUSED_LSTM_STEP 1
+#define CHARRNN_FUSED_CELL_STEP 1
 // The vector helpers are always inlined, so the ABI of passing 64-byte
-// vectors between functions (which GCC warns about) never comes into play.
-#pragma GCC diagnostic push
+// vectors between functions (which GCC warns about, at the end of the file
+// for the clones, hence no pop) never comes into play.
 #pragma GCC diagnostic ignored "-Wpsabi"
 typedef float Floats16 __attribute__((vector_size(64)));
 typedef int32_t Ints16 __attribute__((vector_size(64)));
@@ -200,7 +200,39 @@ void lstm_cell_step(int64_t B, int64_t H, float* __restrict g, const float* __re
     }
   }
 }
-#pragma GCC diagnostic pop
+
+// One forward time step of the GRU after the recurrent product, the same
+// way: x holds the step's input part of the gates (b_ih included), hg the
+// recurrent part (b_hh included); writes r, z, n after activation and h.
+CHARRNN_VECTOR_CLONES
+void gru_cell_step(int64_t B, int64_t H, const float* __restrict x, const float* __restrict hg,
+                   const float* __restrict h_prev, float* __restrict act, float* __restrict h) {
+  const int64_t vector_end = H - H % 16;
+  for (int64_t b = 0; b < B; ++b) {
+    const float* xr = x + b * 3 * H;
+    const float* hr = hg + b * 3 * H;
+    const float* hp = h_prev + b * H;
+    float* ar = act + b * 3 * H;
+    float* out = h + b * H;
+    for (int64_t j = 0; j < vector_end; j += 16) {
+      const Floats16 r = sigmoid16(load16(xr + j) + load16(hr + j)),
+                     z = sigmoid16(load16(xr + H + j) + load16(hr + H + j)),
+                     n = tanh16(load16(xr + 2 * H + j) + r * load16(hr + 2 * H + j));
+      store16(ar + j, r);
+      store16(ar + H + j, z);
+      store16(ar + 2 * H + j, n);
+      store16(out + j, n + z * (load16(hp + j) - n));
+    }
+    for (int64_t j = vector_end; j < H; ++j) {
+      const float r = sigmoid1(xr[j] + hr[j]), z = sigmoid1(xr[H + j] + hr[H + j]),
+                  n = std::tanh(xr[2 * H + j] + r * hr[2 * H + j]);
+      ar[j] = r;
+      ar[H + j] = z;
+      ar[2 * H + j] = n;
+      out[j] = n + z * (hp[j] - n);
+    }
+  }
+}
 #endif
 
 // ---------------------------------------------------------------- LSTM
@@ -220,7 +252,7 @@ struct LstmFunction : public torch::autograd::Function<LstmFunction> {
     for (int64_t t = 0; t < T; ++t) {
       Tensor g = gates[t];                         // (B, 4H)
       w_hh_t.multiply(h_prev, g, /*accumulate=*/true);  // the one product left in the loop
-#ifdef CHARRNN_FUSED_LSTM_STEP
+#ifdef CHARRNN_FUSED_CELL_STEP
       lstm_cell_step(B, H, g.data_ptr<float>(), c[t].data_ptr<float>(), c[t + 1].data_ptr<float>(),
                      tanh_c[t].data_ptr<float>(), out[t].data_ptr<float>());
 #else
@@ -292,6 +324,10 @@ struct GruFunction : public torch::autograd::Function<GruFunction> {
     for (int64_t t = 0; t < T; ++t) {
       Tensor hgt = hg[t];
       w_hh_t.multiply(h_prev, hgt, /*accumulate=*/true);
+#ifdef CHARRNN_FUSED_CELL_STEP
+      gru_cell_step(B, H, xg[t].data_ptr<float>(), hgt.data_ptr<float>(), h_prev.data_ptr<float>(),
+                    act[t].data_ptr<float>(), out[t].data_ptr<float>());
+#else
       Tensor a = act[t];
       Tensor rz = a.narrow(1, 0, 2 * H);
       torch::add_out(rz, xg[t].narrow(1, 0, 2 * H), hgt.narrow(1, 0, 2 * H));
@@ -316,6 +352,7 @@ struct GruFunction : public torch::autograd::Function<GruFunction> {
           const float z = ap[b * 3 * H + H + j], n = ap[b * 3 * H + 2 * H + j];
           op[b * H + j] = n + z * (hprev[b * H + j] - n);
         }
+#endif
       h_prev = out[t];
     }
     ctx->save_for_backward({x, h0, w_ih, w_hh, hg, act, out});
