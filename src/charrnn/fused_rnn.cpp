@@ -13,9 +13,11 @@ using torch::Tensor;
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-// Element-wise loops run over one time step's (B, H) block. They are plain
-// loops over contiguous float arrays so the compiler vectorises them; the
-// transcendental functions go through ATen's vectorised kernels instead.
+// Element-wise loops run over one time step's (B, H) block. The backward
+// ones are plain loops over contiguous float arrays, which the compiler
+// vectorises; the LSTM's and GRU's forward steps need exp, which it would
+// not, so they are written on vector types (below). The RNN's tanh goes
+// through ATen's vectorised kernel.
 //
 // The binary targets plain x86-64 (SSE2) so that it runs anywhere; the loops
 // that run at every time step are also compiled for AVX2 and AVX-512, and the
@@ -117,8 +119,6 @@ void gru_gate_gradients(int64_t B, int64_t H, const float* ap, const float* hgp,
 // without the vectoriser (it refuses the clamps as control flow); the
 // target clones make these 16-float vectors one AVX-512 register, two AVX2
 // ones or four SSE ones.
-#if defined(__GNUC__) && !defined(__clang__)
-#define CHARRNN_FUSED_CELL_STEP 1
 // The vector helpers are always inlined, so the ABI of passing 64-byte
 // vectors between functions (which GCC warns about, at the end of the file
 // for the clones, hence no pop) never comes into play.
@@ -233,7 +233,6 @@ void gru_cell_step(int64_t B, int64_t H, const float* __restrict x, const float*
     }
   }
 }
-#endif
 
 // ---------------------------------------------------------------- LSTM
 // gates per row: [i | f | g | o], each H wide (PyTorch's order).
@@ -252,29 +251,8 @@ struct LstmFunction : public torch::autograd::Function<LstmFunction> {
     for (int64_t t = 0; t < T; ++t) {
       Tensor g = gates[t];                         // (B, 4H)
       w_hh_t.multiply(h_prev, g, /*accumulate=*/true);  // the one product left in the loop
-#ifdef CHARRNN_FUSED_CELL_STEP
       lstm_cell_step(B, H, g.data_ptr<float>(), c[t].data_ptr<float>(), c[t + 1].data_ptr<float>(),
                      tanh_c[t].data_ptr<float>(), out[t].data_ptr<float>());
-#else
-      g.narrow(1, 0, 2 * H).sigmoid_();  // i, f
-      g.narrow(1, 2 * H, H).tanh_();     // g
-      g.narrow(1, 3 * H, H).sigmoid_();  // o
-      const float* gp = g.data_ptr<float>();
-      const float* cp = c[t].data_ptr<float>();
-      float* __restrict cn = c[t + 1].data_ptr<float>();
-      for (int64_t b = 0; b < B; ++b) {
-        const float* row = gp + b * 4 * H;
-        for (int64_t j = 0; j < H; ++j) cn[b * H + j] = row[H + j] * cp[b * H + j] + row[j] * row[2 * H + j];
-      }
-      Tensor tc = tanh_c[t];
-      torch::tanh_out(tc, c[t + 1]);
-      const float* tcp = tc.data_ptr<float>();
-      float* __restrict hp = out[t].data_ptr<float>();
-      for (int64_t b = 0; b < B; ++b) {
-        const float* row = gp + b * 4 * H;
-        for (int64_t j = 0; j < H; ++j) hp[b * H + j] = row[3 * H + j] * tcp[b * H + j];
-      }
-#endif
       h_prev = out[t];
     }
     ctx->save_for_backward({x, h0, w_ih, w_hh, gates, out, c, tanh_c});
@@ -324,35 +302,8 @@ struct GruFunction : public torch::autograd::Function<GruFunction> {
     for (int64_t t = 0; t < T; ++t) {
       Tensor hgt = hg[t];
       w_hh_t.multiply(h_prev, hgt, /*accumulate=*/true);
-#ifdef CHARRNN_FUSED_CELL_STEP
       gru_cell_step(B, H, xg[t].data_ptr<float>(), hgt.data_ptr<float>(), h_prev.data_ptr<float>(),
                     act[t].data_ptr<float>(), out[t].data_ptr<float>());
-#else
-      Tensor a = act[t];
-      Tensor rz = a.narrow(1, 0, 2 * H);
-      torch::add_out(rz, xg[t].narrow(1, 0, 2 * H), hgt.narrow(1, 0, 2 * H));
-      rz.sigmoid_();
-      {
-        const float* ap = a.data_ptr<float>();
-        const float* hp = hgt.data_ptr<float>();
-        const float* xp = xg[t].data_ptr<float>();
-        float* __restrict np = a.data_ptr<float>();
-        for (int64_t b = 0; b < B; ++b)
-          for (int64_t j = 0; j < H; ++j) {
-            const int64_t r = b * 3 * H + j, n = r + 2 * H;
-            np[n] = xp[n] + ap[r] * hp[n];
-          }
-      }
-      a.narrow(1, 2 * H, H).tanh_();
-      const float* ap = a.data_ptr<float>();
-      const float* hprev = h_prev.data_ptr<float>();
-      float* __restrict op = out[t].data_ptr<float>();
-      for (int64_t b = 0; b < B; ++b)
-        for (int64_t j = 0; j < H; ++j) {
-          const float z = ap[b * 3 * H + H + j], n = ap[b * 3 * H + 2 * H + j];
-          op[b * H + j] = n + z * (hprev[b * H + j] - n);
-        }
-#endif
       h_prev = out[t];
     }
     ctx->save_for_backward({x, h0, w_ih, w_hh, hg, act, out});
