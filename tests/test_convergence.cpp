@@ -27,37 +27,8 @@ using charrnn::CellType;
 using charrnn::Config;
 using charrnn::Trainer;
 
-const std::string kPattern = "hello world, abc ";
-
-std::string repeated_corpus() {
-  std::string text;
-  while (text.size() < 3000) text += kPattern;
-  return text;
-}
-
-Config small_config(const charrnn_test::TempDir& dir, const std::string& name, CellType cell, int64_t layers,
-                    double dropout, int64_t steps, int64_t eval_every) {
-  const std::string corpus = dir.file("corpus.txt");
-  if (!std::filesystem::exists(corpus)) charrnn_test::write_file(corpus, repeated_corpus());
-  Config c;
-  c.data.path = corpus;
-  c.data.val_fraction = 0.1;
-  c.model.cell = cell;
-  c.model.embedding_dim = 16;
-  c.model.hidden_size = 64;
-  c.model.num_layers = layers;
-  c.model.dropout = dropout;
-  c.train.batch_size = 16;
-  c.train.seq_length = 32;
-  c.train.learning_rate = 0.01;
-  c.train.steps = steps;
-  c.train.eval_every = eval_every;
-  c.train.seed = 42;
-  c.train.device = "cpu";  // bit-identical resumes are a CPU promise
-  c.train.checkpoint = dir.file(name + "/model.pt");
-  c.sample.length = 20;
-  return c;
-}
+using charrnn_test::kPattern;
+using charrnn_test::small_config;
 
 std::vector<nlohmann::json> read_metrics(const std::string& path) {
   std::ifstream in(path);

@@ -83,27 +83,12 @@ INSTANTIATE_TEST_SUITE_P(AllCells, CudaVsCpuTest,
                          ::testing::Combine(::testing::Values(CellType::RNN, CellType::GRU, CellType::LSTM),
                                             ::testing::Values(1, 2)));
 
-const std::string kPattern = "the cat sat on the mat. ";
-
+// the CPU tests' small config (it learns "hello world, abc " by heart), on CUDA
 Config cuda_config(const charrnn_test::TempDir& dir, CellType cell, const std::string& precision) {
-  std::string text;
-  while (text.size() < 4000) text += kPattern;
-  charrnn_test::write_file(dir.file("corpus.txt"), text);
-  Config c;
-  c.data.path = dir.file("corpus.txt");
-  c.model.cell = cell;
-  c.model.embedding_dim = 16;
-  c.model.hidden_size = 64;
-  c.model.num_layers = 2;
-  c.train.batch_size = 16;
-  c.train.seq_length = 32;
-  c.train.learning_rate = 0.01;
-  c.train.steps = 200;
-  c.train.eval_every = 100;
+  Config c = charrnn_test::small_config(dir, "run", cell, /*layers=*/2, /*dropout=*/0.0, /*steps=*/200,
+                                        /*eval_every=*/100);
   c.train.device = "cuda";
   c.train.precision = precision;
-  c.train.checkpoint = dir.file("model.pt");
-  c.sample.length = 20;
   return c;
 }
 
@@ -125,13 +110,14 @@ TEST_P(CudaTrainingTest, LearnsAPatternAndItsCheckpointGeneratesTheSameTextOnThe
   }
 
   charrnn::GenerateOptions greedy;
-  greedy.prime = "the cat ";
-  greedy.length = 2 * static_cast<int64_t>(kPattern.size());
+  greedy.prime = "hello world, ";
+  greedy.length = 2 * static_cast<int64_t>(charrnn_test::kPattern.size());
   greedy.sampling.temperature = 0;
-  const std::string on_gpu = charrnn::TextGenerator(dir.file("model.pt"), "cuda").generate(greedy);
-  const std::string on_cpu = charrnn::TextGenerator(dir.file("model.pt"), "cpu").generate(greedy);
+  const std::string checkpoint = dir.file("run/model.pt");
+  const std::string on_gpu = charrnn::TextGenerator(checkpoint, "cuda").generate(greedy);
+  const std::string on_cpu = charrnn::TextGenerator(checkpoint, "cpu").generate(greedy);
   EXPECT_EQ(on_gpu, on_cpu);
-  EXPECT_EQ(on_cpu.substr(0, 8 + kPattern.size()), "the cat sat on the mat. the cat ");
+  EXPECT_EQ(on_cpu.substr(0, 13 + charrnn_test::kPattern.size()), "hello world, abc hello world, ");
 }
 
 INSTANTIATE_TEST_SUITE_P(CellsAndPrecisions, CudaTrainingTest,

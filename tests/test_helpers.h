@@ -16,6 +16,7 @@
 #include <torch/torch.h>
 
 #include "charrnn/checkpoint.h"
+#include "charrnn/config.h"
 #include "charrnn/model.h"
 
 namespace charrnn_test {
@@ -67,6 +68,40 @@ inline void write_file(const std::string& path, const std::string& bytes) {
 inline std::string read_file_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+/// The short string the training tests repeat, and a config that learns it
+/// within a few hundred steps: corpus.txt in `dir` (written once), the
+/// checkpoint in `dir`/`name`/. On the CPU: bit-identical resumes are a
+/// CPU promise; GPU tests set train.device themselves.
+inline const std::string kPattern = "hello world, abc ";
+
+inline charrnn::Config small_config(const TempDir& dir, const std::string& name, charrnn::CellType cell,
+                                    int64_t layers, double dropout, int64_t steps, int64_t eval_every) {
+  const std::string corpus = dir.file("corpus.txt");
+  if (!std::filesystem::exists(corpus)) {
+    std::string text;
+    while (text.size() < 3000) text += kPattern;
+    write_file(corpus, text);
+  }
+  charrnn::Config c;
+  c.data.path = corpus;
+  c.data.val_fraction = 0.1;
+  c.model.cell = cell;
+  c.model.embedding_dim = 16;
+  c.model.hidden_size = 64;
+  c.model.num_layers = layers;
+  c.model.dropout = dropout;
+  c.train.batch_size = 16;
+  c.train.seq_length = 32;
+  c.train.learning_rate = 0.01;
+  c.train.steps = steps;
+  c.train.eval_every = eval_every;
+  c.train.seed = 42;
+  c.train.device = "cpu";
+  c.train.checkpoint = dir.file(name + "/model.pt");
+  c.sample.length = 20;
+  return c;
 }
 
 /// Runs `f`, expecting it to throw E (or a subclass); returns the message.
