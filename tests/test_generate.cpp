@@ -137,6 +137,25 @@ TEST_F(GenerateTest, SeveralSamples) {
   EXPECT_EQ(greedy[0], run(options("ox", 30, 0.0, 4))[0]);
 }
 
+TEST_F(GenerateTest, SamplesAreTheSameTextForAnyThreadCount) {
+  // 16 samples run as one part, or split over two or three threads that each
+  // step and sample their own streams; the same seed must give the same texts
+  for (const charrnn::SamplingParams& sampling :
+       {charrnn::SamplingParams{1.0, 0, 1.0}, charrnn::SamplingParams{0.7, 5, 0.9}, charrnn::SamplingParams{0.0, 0, 1.0}}) {
+    GenerateOptions o = options("the ", 120, sampling.temperature, 11);
+    o.sampling = sampling;
+    o.num_samples = 16;
+    o.threads = 1;
+    const auto one = run(o);
+    ASSERT_EQ(one.size(), 16u);
+    if (sampling.temperature > 0) EXPECT_GT(std::set<std::string>(one.begin(), one.end()).size(), 8u);
+    for (const int64_t threads : {2, 3}) {
+      o.threads = threads;
+      EXPECT_EQ(run(o), one) << threads << " threads, temperature " << sampling.temperature;
+    }
+  }
+}
+
 TEST_F(GenerateTest, StopTextEndsEachSampleAfterItsFirstOccurrence) {
   // three characters (one two-byte) so the two-character stop text turns up soon
   vocab_ = Vocab::from_text(charrnn::decode_utf8("ab" + kE_acute));

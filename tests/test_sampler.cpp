@@ -3,6 +3,7 @@
 // and for the inverse-CDF mapping from a uniform u to an id.
 #include <algorithm>
 #include <cmath>
+#include <random>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -222,6 +223,50 @@ TEST(Sampler, EmpiricalFrequenciesMatchTheDistribution) {
   EXPECT_EQ(k_counts[1].item<double>(), 0.0);
   EXPECT_NEAR(k_counts[2].item<double>(), 3.0 / 7.0, 0.02);
   EXPECT_NEAR(k_counts[3].item<double>(), 4.0 / 7.0, 0.02);
+}
+
+// The recipe in sampler.h, written the plain way: a stable descending sort of
+// the ids by probability, running sums in double, the first sum above u.
+int64_t recipe_pick(const std::vector<float>& probs, const SamplingParams& p, double u) {
+  const int64_t V = static_cast<int64_t>(probs.size());
+  std::vector<int64_t> order(probs.size());
+  for (int64_t i = 0; i < V; ++i) order[static_cast<size_t>(i)] = i;
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+    return probs[static_cast<size_t>(a)] > probs[static_cast<size_t>(b)];
+  });
+  const int64_t k = p.top_k > 0 && p.top_k < V ? p.top_k : V;
+  std::vector<double> cdf;
+  double sum = 0;
+  for (int64_t i = 0; i < k; ++i) cdf.push_back(sum += probs[static_cast<size_t>(order[static_cast<size_t>(i)])]);
+  int64_t kept = k;
+  if (p.top_p < 1.0) {
+    kept = 1;
+    while (kept < k && cdf[static_cast<size_t>(kept - 1)] < p.top_p * cdf.back()) ++kept;
+  }
+  const double target = u * cdf[static_cast<size_t>(kept - 1)];
+  int64_t position = 0;
+  while (position < kept && cdf[static_cast<size_t>(position)] <= target) ++position;
+  return order[static_cast<size_t>(std::min(position, kept - 1))];
+}
+
+TEST(Sampler, RowSamplerOrdersAsAStableDescendingSort) {
+  // Rows full of ties, zeros of both signs, subnormals and (as a caller of
+  // RowSampler might pass) negative values: the sort by integer keys must
+  // give the ids in exactly the stable sort's order, so every u picks the same id.
+  const std::vector<float> values = {0.0f, -0.0f, 1e-45f, 1e-40f, 0.25f, 0.5f, 0.125f, 1.0f, -0.25f, 3e-8f};
+  std::mt19937 gen(7);
+  charrnn::RowSampler sampler;
+  for (int trial = 0; trial < 300; ++trial) {
+    const size_t V = 1 + gen() % 80;
+    std::vector<float> probs(V);
+    for (float& p : probs) p = values[gen() % values.size()];
+    if (std::all_of(probs.begin(), probs.end(), [](float p) { return p <= 0; })) probs[gen() % V] = 0.5f;
+    const SamplingParams p = params(1.0, static_cast<int64_t>(gen() % 4) * 3, trial % 3 == 0 ? 0.7 : 1.0);
+    for (double u : {0.0, 0.01, 0.3, 0.5, 0.77, 0.999999}) {
+      SCOPED_TRACE("trial " + std::to_string(trial) + ", u " + std::to_string(u));
+      ASSERT_EQ(sampler.pick(probs.data(), static_cast<int64_t>(V), p, u), recipe_pick(probs, p, u));
+    }
+  }
 }
 
 }  // namespace

@@ -105,6 +105,74 @@ TEST_P(StepDecoderTest, TakesTheWeightsAsTheyAreWhenBuilt) {
   EXPECT_TRUE(torch::equal(decoder.step(ids.data()), before));
 }
 
+// Several CPU streams are split into parts, one per thread, with products
+// through PackedWeight. A stream's logits must not depend on how many parts
+// there are: bit for bit, for every cell, with a hidden size that takes both
+// the kernel's full 32-column panels and a partial one, and with more rows per
+// part than PackedWeight takes at once (kMaxRows).
+TEST(StepDecoderParts, EveryThreadCountGivesTheSameLogitsBitForBit) {
+  for (const CellType cell : {CellType::LSTM, CellType::GRU, CellType::RNN}) {
+    for (const int64_t streams : {int64_t{13}, int64_t{300}}) {
+      SCOPED_TRACE(charrnn::to_string(cell) + ", " + std::to_string(streams) + " streams");
+      torch::manual_seed(5);
+      charrnn::ModelOptions o;
+      o.cell = cell;
+      o.embedding_dim = 6;
+      o.hidden_size = 40;
+      o.num_layers = 2;
+      charrnn::CharRNN model(17, o);
+      model->eval();
+      const torch::Tensor ids = torch::randint(17, {streams, 6}, torch::kLong);
+      std::vector<torch::Tensor> first_logits;
+      for (const int64_t threads : {1, 2, 3}) {
+        charrnn::StepDecoder decoder(*model, streams, threads);
+        EXPECT_EQ(decoder.parts(), threads) << "each part has at least kMinStreamsPerPart streams";
+        torch::Tensor all = torch::empty({6, streams, 17});
+        for (int64_t t = 0; t < 6; ++t) {
+          const torch::Tensor column = ids.select(1, t).contiguous();
+          all[t].copy_(decoder.step(column.data_ptr<int64_t>()));
+        }
+        if (threads == 1) {
+          // and the split-up decoder still computes forward(), to float rounding
+          torch::NoGradGuard no_grad;
+          auto [expected, state] = model->forward(ids, charrnn::State{});
+          EXPECT_TRUE(torch::allclose(all.transpose(0, 1), expected, 1e-5, 1e-5));
+          first_logits.push_back(all);
+        } else {
+          EXPECT_TRUE(torch::equal(all, first_logits[0])) << threads << " threads";
+        }
+      }
+    }
+  }
+}
+
+TEST(StepDecoderParts, FewStreamsStayInOnePart) {
+  torch::manual_seed(5);
+  charrnn::CharRNN model(5, charrnn::ModelOptions{});
+  for (const int64_t streams : {1, 2, 7}) {
+    charrnn::StepDecoder decoder(*model, streams, 2);
+    EXPECT_EQ(decoder.parts(), streams < 2 * charrnn::StepDecoder::kMinStreamsPerPart ? 1 : 2) << streams;
+  }
+  EXPECT_EQ(charrnn::StepDecoder(*model, 8, 2).parts(), 2);
+  EXPECT_EQ(charrnn::StepDecoder(*model, 64, 1).parts(), 1);
+}
+
+TEST(StepDecoderParts, ABadIdInAnyPartChangesNoState) {
+  torch::manual_seed(5);
+  charrnn::ModelOptions o;
+  o.hidden_size = 16;
+  charrnn::CharRNN model(9, o);
+  charrnn::StepDecoder decoder(*model, 8, 2);
+  ASSERT_EQ(decoder.parts(), 2);
+  std::vector<int64_t> ids(8, 1);
+  decoder.step(ids.data());
+  const charrnn::State before = decoder.state();
+  ids[7] = 9;  // in the second part
+  EXPECT_CONTAINS(thrown_message<charrnn::Error>([&] { decoder.step(ids.data()); }), "outside the vocabulary");
+  EXPECT_TRUE(torch::equal(decoder.state().h, before.h));
+  EXPECT_TRUE(torch::equal(decoder.state().c, before.c));
+}
+
 std::string case_name(const ::testing::TestParamInfo<Case>& info) {
   return charrnn::to_string(info.param.cell) + "_" + std::to_string(info.param.layers) + "layers_" +
          std::to_string(info.param.streams) + "streams";

@@ -97,10 +97,24 @@ std::vector<std::string> generate(CharRNN& model, const Vocab& vocab, const Gene
     return running > 0;
   };
 
-  StepDecoder decoder(*model, B);
-  RowSampler scratch;
+  StepDecoder decoder(*model, B, options.threads);
+  std::vector<RowSampler> scratch(static_cast<size_t>(decoder.parts()));
   const auto sample_ids = [&](const torch::Tensor& logits, const SamplingParams& params) {
-    sample_into(logits, params, rng, scratch, ids.data());
+    sample_into(logits, params, rng, scratch[0], ids.data());
+  };
+  // The next character of every stream: each part of the decoder steps its
+  // streams and samples them on its own thread. The uniforms are drawn
+  // first, one per stream in stream order as sample_into draws them, so the
+  // text is the same whatever the number of parts.
+  std::vector<float> uniforms(static_cast<size_t>(B));
+  const auto step_and_sample = [&]() {
+    if (!is_greedy(options.sampling))
+      for (float& u : uniforms) u = rng.next_uniform();
+    decoder.for_each_part([&](int64_t part, int64_t first, int64_t rows) {
+      decoder.step_part(part, ids.data());
+      sample_rows_into(decoder.logits().narrow(0, first, rows), options.sampling, uniforms.data() + first,
+                       scratch[static_cast<size_t>(part)], ids.data() + first);
+    });
   };
 
   torch::Tensor logits;  // (B, V) for the next character
@@ -127,10 +141,13 @@ std::vector<std::string> generate(CharRNN& model, const Vocab& vocab, const Gene
     }
     decoder.set_state(state);
   }
-  for (int64_t i = 0; i < options.length; ++i) {
+  if (options.length > 0) {
     sample_ids(logits, options.sampling);
-    if (!emit_ids()) break;
-    if (i + 1 < options.length) logits = decoder.step(ids.data());
+    bool running_any = emit_ids();
+    for (int64_t i = 1; i < options.length && running_any; ++i) {
+      step_and_sample();
+      running_any = emit_ids();
+    }
   }
   if (was_training) model->train();
   return texts;

@@ -25,6 +25,8 @@ struct GenerateOptions {
   int64_t num_samples = 1;   ///< samples generated together as one batch. Default: 1
   std::string stop;          ///< a sample ends once it has produced this text; "" never. Default: ""
   bool collect = true;       ///< also return the texts; false keeps memory flat for huge lengths. Default: true
+  int64_t threads = 0;       ///< threads the samples are split over (CPU); 0: current_threads(). The text
+                             ///< is the same for any count. Default: 0
 };
 
 /// Called with (sample index, UTF-8 text) as text is produced; the prime

@@ -65,6 +65,7 @@ class RowSampler {
   int64_t prepare(const float* probs, int64_t V, const SamplingParams& params);
   std::vector<int64_t> order_;
   std::vector<double> cdf_;
+  std::vector<uint64_t> keys_;
 };
 
 /// True when params pick the argmax and draw no uniform.
@@ -90,5 +91,12 @@ torch::Tensor sample(const torch::Tensor& logits, const SamplingParams& params, 
 /// probabilities. The same ids and the same draws from `rng` as sample().
 void sample_into(const torch::Tensor& logits, const SamplingParams& params, SampleRng& rng, RowSampler& scratch,
                  int64_t* ids);
+
+/// sample_into() with the uniforms drawn beforehand, u[b] for row b (as
+/// sample_into draws them: one per row, in row order; greedy reads none).
+/// Rows are sampled independently, so several threads can each take a
+/// block of rows, with scratch of their own.
+void sample_rows_into(const torch::Tensor& logits, const SamplingParams& params, const float* u,
+                      RowSampler& scratch, int64_t* ids);
 
 }  // namespace charrnn

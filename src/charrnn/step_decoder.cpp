@@ -1,8 +1,10 @@
 #include "charrnn/step_decoder.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "charrnn/error.h"
+#include "charrnn/runtime.h"
 
 namespace charrnn {
 
@@ -18,8 +20,22 @@ torch::Tensor rows(const torch::Tensor& t, int64_t first, int64_t count) { retur
 
 }  // namespace
 
+namespace {
+
+// Several streams on the CPU multiply by packed weights (see the header); the
+// kernel is named rather than left to PackedWeight's Best, which would pick
+// LibTorch's product while BLAS has several threads, and the parts run with
+// BLAS on one thread.
+PackedWeight::Kernel row_kernel() {
+  return PackedWeight::supported(PackedWeight::Kernel::Avx512) ? PackedWeight::Kernel::Avx512
+         : PackedWeight::supported(PackedWeight::Kernel::Avx2) ? PackedWeight::Kernel::Avx2
+                                                               : PackedWeight::Kernel::LibTorch;
+}
+
+}  // namespace
+
 // Everything here is repeated op for op by _decoder_weights() in export.cpp.
-StepDecoder::StepDecoder(const CharRNNImpl& model, int64_t streams)
+StepDecoder::StepDecoder(const CharRNNImpl& model, int64_t streams, int64_t threads)
     : cell_(model.options().cell),
       streams_(streams),
       layers_(model.options().num_layers),
@@ -29,6 +45,15 @@ StepDecoder::StepDecoder(const CharRNNImpl& model, int64_t streams)
   torch::NoGradGuard no_grad;
   const int64_t H = hidden_size_, B = streams_;
   embedding_ = param(model, "embedding.weight").clone().contiguous();
+  const bool cpu_rows = B > 1 && embedding_.is_cpu() && embedding_.scalar_type() == torch::kFloat;
+  const auto make_affine = [&](const torch::Tensor& w, const torch::Tensor& b) {
+    Affine a;
+    a.weight = w.contiguous();
+    a.weight_t = a.weight.t();
+    a.bias = b.contiguous();
+    if (cpu_rows) a.packed = std::make_unique<PackedWeight>(a.weight_t, row_kernel());
+    return a;
+  };
   for (int64_t l = 0; l < layers_; ++l) {
     const std::string s = "_l" + std::to_string(l);
     const torch::Tensor w_ih = param(model, "rnn.weight_ih" + s), w_hh = param(model, "rnn.weight_hh" + s);
@@ -58,57 +83,69 @@ StepDecoder::StepDecoder(const CharRNNImpl& model, int64_t streams)
         b = b_ih + b_hh;
         break;
     }
-    Layer layer;
-    layer.weight = w.contiguous();
-    layer.weight_t = layer.weight.t();
-    layer.bias = b.contiguous();
-    layer_.push_back(layer);
+    layer_.push_back(make_affine(w, b));
   }
-  head_weight_ = param(model, "head.weight").clone().contiguous();
-  head_weight_t_ = head_weight_.t();
-  head_bias_ = param(model, "head.bias").clone();
+  head_ = make_affine(param(model, "head.weight").clone(), param(model, "head.bias").clone());
 
   const torch::TensorOptions options = embedding_.options();
-  const int64_t E = embedding_dim_;
+  const int64_t E = embedding_dim_, gate_width = layer_[0].bias.size(0);
   x_ = torch::zeros({B, E + layers_ * H}, options);
-  embedded_ = x_.narrow(1, 0, E);
   if (cell_ == CellType::LSTM) c_ = torch::zeros({layers_, B, H}, options);
-  for (int64_t l = 0; l < layers_; ++l) {
-    // layer 0 reads [embedding; h_0], layer l reads [h_{l-1}; h_l]
-    Layer& layer = layer_[static_cast<size_t>(l)];
-    const int64_t first = l == 0 ? 0 : E + (l - 1) * H;
-    layer.input = x_.narrow(1, first, layer.weight.size(1));
-    layer.input_row = layer.input.select(0, 0);
-    layer.hidden = x_.narrow(1, E + l * H, H);
-    layer.hidden_row = layer.hidden.select(0, 0);
-    if (c_.defined()) layer.c = c_[l];
-  }
-  const int64_t gate_width = layer_[0].bias.size(0);
-  gates_.all = torch::empty({B, gate_width}, options);
-  gates_.row = gates_.all.select(0, 0);
-  if (gate_width == 4 * H) {
-    gates_.g0 = gates_.all.narrow(1, 0, H);
-    gates_.g1 = gates_.all.narrow(1, H, H);
-    gates_.g2 = gates_.all.narrow(1, 2 * H, H);
-    gates_.g3 = gates_.all.narrow(1, 3 * H, H);
-  }
-  if (cell_ == CellType::LSTM) {
-    gates_.sigmoid_part = gates_.all.narrow(1, 0, 3 * H);
-    gates_.tanh_part = gates_.g3;
-  } else if (cell_ == CellType::GRU) {
-    gates_.sigmoid_part = gates_.all.narrow(1, 0, 2 * H);
-  }
+  for (int64_t l = 0; l < layers_; ++l) hidden_.push_back(x_.narrow(1, E + l * H, H));
+  gates_ = torch::empty({B, gate_width}, options);
   cell_tanh_ = torch::empty({B, H}, options);
-  logits_ = torch::empty({B, head_bias_.size(0)}, options);
-  logits_row_ = logits_.select(0, 0);
+  logits_ = torch::empty({B, head_.bias.size(0)}, options);
   ids_ = torch::empty({B}, torch::kLong);
   looked_up_ = torch::empty({B, E}, options);
+
+  const int64_t wanted = threads > 0 ? threads : current_threads();
+  const int64_t part_count = cpu_rows ? std::max<int64_t>(1, std::min(wanted, B / kMinStreamsPerPart)) : 1;
+  for (int64_t index = 0; index < part_count; ++index) {
+    Part p;
+    p.first = B * index / part_count;
+    p.rows = B * (index + 1) / part_count - p.first;
+    const auto mine = [&p](const torch::Tensor& t) { return t.narrow(0, p.first, p.rows); };
+    for (int64_t l = 0; l < layers_; ++l) {
+      // layer 0 reads [embedding; h_0], layer l reads [h_{l-1}; h_l]
+      LayerViews v;
+      const int64_t first = l == 0 ? 0 : E + (l - 1) * H;
+      v.input = mine(x_.narrow(1, first, layer_[static_cast<size_t>(l)].weight.size(1)));
+      v.input_row = v.input.select(0, 0);
+      v.hidden = mine(hidden_[static_cast<size_t>(l)]);
+      v.hidden_row = v.hidden.select(0, 0);
+      if (c_.defined()) v.c = mine(c_[l]);
+      p.layers.push_back(v);
+    }
+    GateViews& g = p.gates;
+    g.all = mine(gates_);
+    g.row = g.all.select(0, 0);
+    if (gate_width == 4 * H) {
+      g.g0 = g.all.narrow(1, 0, H);
+      g.g1 = g.all.narrow(1, H, H);
+      g.g2 = g.all.narrow(1, 2 * H, H);
+      g.g3 = g.all.narrow(1, 3 * H, H);
+    }
+    if (cell_ == CellType::LSTM) {
+      g.sigmoid_part = g.all.narrow(1, 0, 3 * H);
+      g.tanh_part = g.g3;
+    } else if (cell_ == CellType::GRU) {
+      g.sigmoid_part = g.all.narrow(1, 0, 2 * H);
+    }
+    p.cell_tanh = mine(cell_tanh_);
+    p.embedded = mine(x_.narrow(1, 0, E));
+    p.logits = mine(logits_);
+    p.logits_row = p.logits.select(0, 0);
+    parts_.push_back(p);
+  }
+  if (part_count > 1) threads_ = std::make_unique<PartThreads>(part_count);
 }
+
+StepDecoder::~StepDecoder() = default;
 
 void StepDecoder::set_state(const State& state) {
   torch::NoGradGuard no_grad;
   for (int64_t l = 0; l < layers_; ++l) {
-    torch::Tensor& h = layer_[static_cast<size_t>(l)].hidden;
+    torch::Tensor& h = hidden_[static_cast<size_t>(l)];
     if (state.defined())
       h.copy_(state.h[l]);
     else
@@ -123,71 +160,114 @@ void StepDecoder::set_state(const State& state) {
 }
 
 State StepDecoder::state() const {
-  std::vector<torch::Tensor> hs;
-  for (const Layer& layer : layer_) hs.push_back(layer.hidden);
-  return {torch::stack(hs), c_.defined() ? c_.clone() : torch::Tensor()};
+  return {torch::stack(hidden_), c_.defined() ? c_.clone() : torch::Tensor()};
 }
 
-namespace {
-
-// out = bias + input · Wᵀ: gemv for one stream (what the export runs), gemm
-// for several. out_row and input_row are row 0 of out and input.
-void affine(torch::Tensor& out, torch::Tensor& out_row, const torch::Tensor& bias, const torch::Tensor& w,
-            const torch::Tensor& w_t, const torch::Tensor& input, const torch::Tensor& input_row) {
-  if (out.size(0) == 1)
-    at::addmv_out(out_row, bias, w, input_row);
-  else
-    at::addmm_out(out, bias, input, w_t);
-}
-
-}  // namespace
-
-void StepDecoder::lstm_layer(Layer& l) {
-  affine(gates_.all, gates_.row, l.bias, l.weight, l.weight_t, l.input, l.input_row);
-  gates_.sigmoid_part.sigmoid_();        // i, f, o
-  gates_.tanh_part.tanh_();              // g
-  l.c.mul_(gates_.g1);                   // f * c
-  l.c.addcmul_(gates_.g0, gates_.g3);    // + i * g
-  at::tanh_out(cell_tanh_, l.c);
-  at::mul_out(l.hidden, gates_.g2, cell_tanh_);  // o * tanh(c)
-}
-
-void StepDecoder::gru_layer(Layer& l) {
-  affine(gates_.all, gates_.row, l.bias, l.weight, l.weight_t, l.input, l.input_row);
-  gates_.sigmoid_part.sigmoid_();                 // r, z
-  gates_.g2.addcmul_(gates_.g0, gates_.g3).tanh_();  // n = tanh(W_in x + r * W_hn h)
-  l.hidden.sub_(gates_.g2).mul_(gates_.g1).add_(gates_.g2);  // n + z * (h - n)
-}
-
-void StepDecoder::rnn_layer(Layer& l) {
-  affine(gates_.all, gates_.row, l.bias, l.weight, l.weight_t, l.input, l.input_row);
-  at::tanh_out(l.hidden, gates_.all);
-}
-
-const torch::Tensor& StepDecoder::step(const int64_t* ids) {
-  torch::NoGradGuard no_grad;
-  const int64_t V = embedding_.size(0);
-  for (int64_t b = 0; b < streams_; ++b)
-    if (ids[b] < 0 || ids[b] >= V) throw Error("StepDecoder: id " + std::to_string(ids[b]) + " is outside the vocabulary");
-  if (streams_ == 1 && embedding_.is_cpu() && embedding_.scalar_type() == torch::kFloat) {
-    std::memcpy(x_.data_ptr<float>(), embedding_.data_ptr<float>() + ids[0] * embedding_dim_,
-                static_cast<size_t>(embedding_dim_) * sizeof(float));
+// out = bias + input · Wᵀ: gemv for one stream (what the export runs), the
+// packed kernel for a part of several CPU streams, gemm otherwise (CUDA).
+// out_row and input_row are row 0 of out and input.
+void StepDecoder::affine(const Affine& w, torch::Tensor& out, torch::Tensor& out_row, const torch::Tensor& input,
+                         const torch::Tensor& input_row) const {
+  if (streams_ == 1) {
+    at::addmv_out(out_row, w.bias, w.weight, input_row);
+  } else if (w.packed) {
+    out.copy_(w.bias);  // broadcast over the rows
+    // PackedWeight hands more rows than this to LibTorch, whose sums run in
+    // another order: chunks keep every row on the packed kernel
+    for (int64_t first = 0; first < out.size(0); first += PackedWeight::kMaxRows) {
+      const int64_t rows = std::min(PackedWeight::kMaxRows, out.size(0) - first);
+      torch::Tensor out_rows = out.narrow(0, first, rows);
+      w.packed->multiply(input.narrow(0, first, rows), out_rows, /*accumulate=*/true);
+    }
   } else {
+    at::addmm_out(out, w.bias, input, w.weight_t);
+  }
+}
+
+void StepDecoder::lstm_layer(const Affine& w, LayerViews& l, Part& p) {
+  GateViews& g = p.gates;
+  affine(w, g.all, g.row, l.input, l.input_row);
+  g.sigmoid_part.sigmoid_();        // i, f, o
+  g.tanh_part.tanh_();              // g
+  l.c.mul_(g.g1);                   // f * c
+  l.c.addcmul_(g.g0, g.g3);         // + i * g
+  at::tanh_out(p.cell_tanh, l.c);
+  at::mul_out(l.hidden, g.g2, p.cell_tanh);  // o * tanh(c)
+}
+
+void StepDecoder::gru_layer(const Affine& w, LayerViews& l, Part& p) {
+  GateViews& g = p.gates;
+  affine(w, g.all, g.row, l.input, l.input_row);
+  g.sigmoid_part.sigmoid_();                   // r, z
+  g.g2.addcmul_(g.g0, g.g3).tanh_();           // n = tanh(W_in x + r * W_hn h)
+  l.hidden.sub_(g.g2).mul_(g.g1).add_(g.g2);   // n + z * (h - n)
+}
+
+void StepDecoder::rnn_layer(const Affine& w, LayerViews& l, Part& p) {
+  affine(w, p.gates.all, p.gates.row, l.input, l.input_row);
+  at::tanh_out(l.hidden, p.gates.all);
+}
+
+void StepDecoder::check_ids(const Part& p, const int64_t* ids) const {
+  const int64_t V = embedding_.size(0);
+  for (int64_t b = p.first; b < p.first + p.rows; ++b)
+    if (ids[b] < 0 || ids[b] >= V) throw Error("StepDecoder: id " + std::to_string(ids[b]) + " is outside the vocabulary");
+}
+
+void StepDecoder::step_part(int64_t part, const int64_t* ids) {
+  torch::NoGradGuard no_grad;
+  TORCH_CHECK(part >= 0 && part < parts(), "StepDecoder: no part ", part);
+  Part& p = parts_[static_cast<size_t>(part)];
+  check_ids(p, ids);
+  if (embedding_.is_cpu() && embedding_.scalar_type() == torch::kFloat) {
+    const float* table = embedding_.data_ptr<float>();
+    float* x = x_.data_ptr<float>();
+    const int64_t E = embedding_dim_, row_stride = x_.stride(0);
+    for (int64_t b = p.first; b < p.first + p.rows; ++b)
+      std::memcpy(x + b * row_stride, table + ids[b] * E, static_cast<size_t>(E) * sizeof(float));
+  } else {  // one part: every stream
     std::memcpy(ids_.data_ptr<int64_t>(), ids, static_cast<size_t>(streams_) * sizeof(int64_t));
     const torch::Tensor device_ids = ids_.to(embedding_.device());
     at::index_select_out(looked_up_, embedding_, 0, device_ids);
-    embedded_.copy_(looked_up_);
+    p.embedded.copy_(looked_up_);
   }
-  for (Layer& layer : layer_) {
+  for (int64_t l = 0; l < layers_; ++l) {
+    const Affine& w = layer_[static_cast<size_t>(l)];
+    LayerViews& v = p.layers[static_cast<size_t>(l)];
     switch (cell_) {
-      case CellType::LSTM: lstm_layer(layer); break;
-      case CellType::GRU: gru_layer(layer); break;
-      case CellType::RNN: rnn_layer(layer); break;
+      case CellType::LSTM: lstm_layer(w, v, p); break;
+      case CellType::GRU: gru_layer(w, v, p); break;
+      case CellType::RNN: rnn_layer(w, v, p); break;
     }
   }
-  const Layer& top = layer_.back();
-  affine(logits_, logits_row_, head_bias_, head_weight_, head_weight_t_, top.hidden, top.hidden_row);
+  affine(head_, p.logits, p.logits_row, p.layers.back().hidden, p.layers.back().hidden_row);
+}
+
+const torch::Tensor& StepDecoder::step(const int64_t* ids) {
+  // every id is checked before any part starts, so a bad one changes no state
+  for (const Part& p : parts_) check_ids(p, ids);
+  for_each_part([&](int64_t part, int64_t, int64_t) { step_part(part, ids); });
   return logits_;
+}
+
+void StepDecoder::for_each_part(const std::function<void(int64_t, int64_t, int64_t)>& task) {
+  const auto run = [&](int64_t index) {
+    const Part& p = parts_[static_cast<size_t>(index)];
+    task(index, p.first, p.rows);
+  };
+  if (!threads_) {
+    run(0);
+    return;
+  }
+  // one BLAS thread per part; only the LibTorch fallback of PackedWeight uses BLAS
+  set_blas_threads(1);
+  try {
+    threads_->run(run);
+  } catch (...) {
+    set_blas_threads(current_threads());
+    throw;
+  }
+  set_blas_threads(current_threads());
 }
 
 }  // namespace charrnn

@@ -14,26 +14,41 @@
 //   [W_in 0]; [0 W_hn]].
 //
 // With one stream the products are matrix-vector (BLAS gemv, which OpenBLAS
-// threads); with several, matrix-matrix. The logits equal forward()'s up to
+// threads). With several on the CPU, the streams are split into parts, one
+// per thread (PartThreads), and each part runs its own matrix products with
+// PackedWeight's single-threaded kernel on weights packed once here: small
+// products on two BLAS threads spent a fifth of the time handing work
+// between them (docs/benchmarks.md). That kernel sums each row in the same
+// order whatever rows it is given with, so a stream's logits do not depend
+// on the number of threads or streams. The logits equal forward()'s up to
 // float rounding (tests: 1e-5), not bit for bit: the sums run in a different
-// order. The exported TorchScript generate() (export.cpp) runs these same
-// ATen ops in the same order on the same rearranged weights, which is what
-// keeps its text identical to `charrnn generate`.
+// order. The exported TorchScript generate() (export.cpp), which is for one
+// stream, runs that path's ATen ops in the same order on the same rearranged
+// weights, which is what keeps its text identical to `charrnn generate`.
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <vector>
 
 #include <torch/torch.h>
 
 #include "charrnn/model.h"
+#include "charrnn/packed_weight.h"
+#include "charrnn/part_threads.h"
 
 namespace charrnn {
 
 class StepDecoder {
  public:
   /// Takes copies of the model's weights as they are now, on their device.
-  StepDecoder(const CharRNNImpl& model, int64_t streams);
+  /// `threads` <= 0 means current_threads() (runtime.h); several streams on
+  /// the CPU are split over up to that many threads.
+  StepDecoder(const CharRNNImpl& model, int64_t streams, int64_t threads = 0);
+  ~StepDecoder();
+  StepDecoder(const StepDecoder&) = delete;
+  StepDecoder& operator=(const StepDecoder&) = delete;
 
   /// Continues from `state` ((L, B, H) tensors, as forward() returns);
   /// an undefined state starts from zeros.
@@ -45,36 +60,71 @@ class StepDecoder {
   /// buffer that the next step overwrites.
   const torch::Tensor& step(const int64_t* ids);
 
+  /// How many parts (threads) the streams are split into.
+  int64_t parts() const { return static_cast<int64_t>(parts_.size()); }
+
+  /// Runs task(part, first, rows) for every part at once, each on its own
+  /// thread (part 0 on the caller's), with BLAS on one thread; returns when
+  /// all are done and rethrows the first part's exception. step() is
+  /// for_each_part(step_part); a caller can do more per part in the same
+  /// round, such as sampling the part's streams.
+  void for_each_part(const std::function<void(int64_t part, int64_t first, int64_t rows)>& task);
+  /// step() for the streams of one part: reads ids[first, first + rows) and
+  /// writes those rows of logits().
+  void step_part(int64_t part, const int64_t* ids);
+  /// (B, V): the logits of the last step.
+  const torch::Tensor& logits() const { return logits_; }
+
+  /// Fewest streams per part: below it, a thread costs more than it saves.
+  static constexpr int64_t kMinStreamsPerPart = 4;
+
  private:
+  /// One matrix product's weights: out = bias + input · weightᵀ.
+  struct Affine {
+    torch::Tensor weight, weight_t, bias;    // (N, K), its transpose, (N)
+    std::unique_ptr<PackedWeight> packed;    // weight_t packed, for several streams on the CPU
+  };
   /// Views into the buffers, made once: creating a view costs as much as a
-  /// small element-wise op.
-  struct Layer {
-    torch::Tensor weight, weight_t, bias;  // (G*H, in + H), its transpose, (G*H)
-    torch::Tensor input, input_row;        // (B, in + H) view of x_; row 0 of it
-    torch::Tensor hidden, hidden_row;      // (B, H) view of x_; row 0 of it
-    torch::Tensor c;                       // (B, H) view of c_, LSTM only
+  /// small element-wise op. Each part has its own, over its rows.
+  struct LayerViews {
+    torch::Tensor input, input_row;    // (rows, in + H) view of x_; row 0 of it
+    torch::Tensor hidden, hidden_row;  // (rows, H) view of x_; row 0 of it
+    torch::Tensor c;                   // (rows, H) view of c_, LSTM only
   };
   struct GateViews {
-    torch::Tensor all, row;                    // (B, G*H); row 0 of it
+    torch::Tensor all, row;                    // (rows, G*H); row 0 of it
     torch::Tensor sigmoid_part, tanh_part;     // LSTM: i,f,o | g; GRU: r,z | -; RNN: - | all
     torch::Tensor g0, g1, g2, g3;              // the four H-wide blocks (LSTM, GRU)
   };
-  void lstm_layer(Layer& layer);
-  void gru_layer(Layer& layer);
-  void rnn_layer(Layer& layer);
+  /// A contiguous range of streams, stepped by one thread.
+  struct Part {
+    int64_t first = 0, rows = 0;
+    std::vector<LayerViews> layers;
+    GateViews gates;
+    torch::Tensor cell_tanh;             // (rows, H)
+    torch::Tensor embedded;              // (rows, E) view of x_
+    torch::Tensor logits, logits_row;    // (rows, V) view of logits_; row 0 of it
+  };
+  void check_ids(const Part& part, const int64_t* ids) const;
+  void affine(const Affine& w, torch::Tensor& out, torch::Tensor& out_row, const torch::Tensor& input,
+              const torch::Tensor& input_row) const;
+  void lstm_layer(const Affine& w, LayerViews& l, Part& p);
+  void gru_layer(const Affine& w, LayerViews& l, Part& p);
+  void rnn_layer(const Affine& w, LayerViews& l, Part& p);
 
   CellType cell_;
   int64_t streams_, layers_, hidden_size_, embedding_dim_;
   torch::Tensor embedding_;                // (V, E)
-  std::vector<Layer> layer_;
-  torch::Tensor head_weight_, head_weight_t_, head_bias_;
+  std::vector<Affine> layer_;
+  Affine head_;
   torch::Tensor x_;                        // (B, E + L*H)
   torch::Tensor c_;                        // (L, B, H), LSTM only
-  GateViews gates_;
-  torch::Tensor cell_tanh_;                // (B, H)
+  std::vector<torch::Tensor> hidden_;      // (B, H) views of x_, one per layer
+  torch::Tensor gates_, cell_tanh_;        // (B, G*H), (B, H)
   torch::Tensor ids_, looked_up_;          // (B) host ids and (B, E) embeddings, for the general path
-  torch::Tensor embedded_;                 // (B, E) view of x_
-  torch::Tensor logits_, logits_row_;      // (B, V); row 0 of it
+  torch::Tensor logits_;                   // (B, V)
+  std::vector<Part> parts_;
+  std::unique_ptr<PartThreads> threads_;   // when there are several parts
 };
 
 }  // namespace charrnn
