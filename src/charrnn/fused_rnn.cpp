@@ -234,6 +234,56 @@ void gru_cell_step(int64_t B, int64_t H, const float* __restrict x, const float*
   }
 }
 
+}  // namespace
+
+// The generation decoder's element-wise steps (declared in fused_rnn.h), on
+// the same vector maths. Rows are strided: h lives inside the decoder's
+// [embedding; h_0; h_1; ...] buffer.
+CHARRNN_VECTOR_CLONES
+void lstm_decoder_step(int64_t B, int64_t H, const float* gates, int64_t gate_stride, float* c, int64_t c_stride,
+                       float* h, int64_t h_stride) {
+  const int64_t vector_end = H - H % 16;
+  for (int64_t b = 0; b < B; ++b) {
+    const float* row = gates + b * gate_stride;
+    float* cr = c + b * c_stride;
+    float* hr = h + b * h_stride;
+    for (int64_t j = 0; j < vector_end; j += 16) {
+      const Floats16 i = sigmoid16(load16(row + j)), f = sigmoid16(load16(row + H + j)),
+                     o = sigmoid16(load16(row + 2 * H + j)), g = tanh16(load16(row + 3 * H + j));
+      const Floats16 cn = f * load16(cr + j) + i * g;
+      store16(cr + j, cn);
+      store16(hr + j, o * tanh16(cn));
+    }
+    for (int64_t j = vector_end; j < H; ++j) {
+      const float i = sigmoid1(row[j]), f = sigmoid1(row[H + j]), o = sigmoid1(row[2 * H + j]),
+                  g = std::tanh(row[3 * H + j]);
+      const float cn = f * cr[j] + i * g;
+      cr[j] = cn;
+      hr[j] = o * std::tanh(cn);
+    }
+  }
+}
+
+CHARRNN_VECTOR_CLONES
+void gru_decoder_step(int64_t B, int64_t H, const float* gates, int64_t gate_stride, float* h, int64_t h_stride) {
+  const int64_t vector_end = H - H % 16;
+  for (int64_t b = 0; b < B; ++b) {
+    const float* row = gates + b * gate_stride;
+    float* hr = h + b * h_stride;
+    for (int64_t j = 0; j < vector_end; j += 16) {
+      const Floats16 r = sigmoid16(load16(row + j)), z = sigmoid16(load16(row + H + j)),
+                     n = tanh16(load16(row + 2 * H + j) + r * load16(row + 3 * H + j));
+      store16(hr + j, n + z * (load16(hr + j) - n));
+    }
+    for (int64_t j = vector_end; j < H; ++j) {
+      const float r = sigmoid1(row[j]), z = sigmoid1(row[H + j]), n = std::tanh(row[2 * H + j] + r * row[3 * H + j]);
+      hr[j] = n + z * (hr[j] - n);
+    }
+  }
+}
+
+namespace {
+
 // ---------------------------------------------------------------- LSTM
 // gates per row: [i | f | g | o], each H wide (PyTorch's order).
 struct LstmFunction : public torch::autograd::Function<LstmFunction> {

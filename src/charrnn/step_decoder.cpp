@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "charrnn/error.h"
+#include "charrnn/fused_rnn.h"
 #include "charrnn/runtime.h"
 
 namespace charrnn {
@@ -187,6 +188,11 @@ void StepDecoder::affine(const Affine& w, torch::Tensor& out, torch::Tensor& out
 void StepDecoder::lstm_layer(const Affine& w, LayerViews& l, Part& p) {
   GateViews& g = p.gates;
   affine(w, g.all, g.row, l.input, l.input_row);
+  if (w.packed) {  // several CPU streams: one pass instead of six ATen calls
+    lstm_decoder_step(p.rows, hidden_size_, g.all.data_ptr<float>(), g.all.stride(0), l.c.data_ptr<float>(),
+                      l.c.stride(0), l.hidden.data_ptr<float>(), l.hidden.stride(0));
+    return;
+  }
   g.sigmoid_part.sigmoid_();        // i, f, o
   g.tanh_part.tanh_();              // g
   l.c.mul_(g.g1);                   // f * c
@@ -198,6 +204,11 @@ void StepDecoder::lstm_layer(const Affine& w, LayerViews& l, Part& p) {
 void StepDecoder::gru_layer(const Affine& w, LayerViews& l, Part& p) {
   GateViews& g = p.gates;
   affine(w, g.all, g.row, l.input, l.input_row);
+  if (w.packed) {
+    gru_decoder_step(p.rows, hidden_size_, g.all.data_ptr<float>(), g.all.stride(0), l.hidden.data_ptr<float>(),
+                     l.hidden.stride(0));
+    return;
+  }
   g.sigmoid_part.sigmoid_();                   // r, z
   g.g2.addcmul_(g.g0, g.g3).tanh_();           // n = tanh(W_in x + r * W_hn h)
   l.hidden.sub_(g.g2).mul_(g.g1).add_(g.g2);   // n + z * (h - n)

@@ -16,9 +16,10 @@
 // With one stream the products are matrix-vector (BLAS gemv, which OpenBLAS
 // threads). With several on the CPU, the streams are split into parts, one
 // per thread (PartThreads), and each part runs its own matrix products with
-// PackedWeight's single-threaded kernel on weights packed once here: small
+// PackedWeight's single-threaded kernel on weights packed once here (small
 // products on two BLAS threads spent a fifth of the time handing work
-// between them (docs/benchmarks.md). That kernel sums each row in the same
+// between them, docs/benchmarks.md), and its LSTM or GRU element-wise work
+// in one vectorised pass (fused_rnn.h). That kernel sums each row in the same
 // order whatever rows it is given with, so a stream's logits do not depend
 // on the number of threads or streams. The logits equal forward()'s up to
 // float rounding (tests: 1e-5), not bit for bit: the sums run in a different
