@@ -151,7 +151,12 @@ using ResumeParam = std::tuple<CellType, int64_t, double, int64_t>;  // cell, la
 class ResumeTest : public ::testing::TestWithParam<ResumeParam> {};
 
 TEST_P(ResumeTest, ResumedRunIsBitIdenticalToAStraightRun) {
-  const auto [cell, layers, dropout, threads] = GetParam();
+  // named variables, not a structured binding: C++17 lets no lambda capture
+  // those, which GCC accepts and Clang refuses
+  const CellType cell = std::get<0>(GetParam());
+  const int64_t layers = std::get<1>(GetParam());
+  const double dropout = std::get<2>(GetParam());
+  const int64_t threads = std::get<3>(GetParam());
   charrnn_test::TempDir dir;
   // two threads split each batch between them, dropout masks included
   const auto config = [&](const std::string& name, int64_t steps) {
