@@ -39,6 +39,18 @@ int64_t env_integer(const char* name, int64_t fallback, int64_t min, int64_t max
 /// Sets OpenBLAS's thread count alone (no-op with another BLAS).
 void set_blas_threads(int64_t threads);
 
+/// While alive, BLAS runs every product on one thread; then it gets
+/// current_threads() back. For work split into parts on several threads,
+/// each part with single-threaded products (training's batch split,
+/// batched generation).
+class SingleThreadedBlas {
+ public:
+  SingleThreadedBlas() { set_blas_threads(1); }
+  ~SingleThreadedBlas() { set_blas_threads(current_threads()); }
+  SingleThreadedBlas(const SingleThreadedBlas&) = delete;
+  SingleThreadedBlas& operator=(const SingleThreadedBlas&) = delete;
+};
+
 /// Threads one matrix product may use now: OpenBLAS's setting, or
 /// LibTorch's intra-op threads with another BLAS (MKL follows them).
 int64_t blas_threads();

@@ -270,15 +270,9 @@ void StepDecoder::for_each_part(const std::function<void(int64_t, int64_t, int64
     run(0);
     return;
   }
-  // one BLAS thread per part; only the LibTorch fallback of PackedWeight uses BLAS
-  set_blas_threads(1);
-  try {
-    threads_->run(run);
-  } catch (...) {
-    set_blas_threads(current_threads());
-    throw;
-  }
-  set_blas_threads(current_threads());
+  // only PackedWeight's LibTorch fallback (no AVX2) multiplies through BLAS
+  const SingleThreadedBlas one_blas_thread_per_part;
+  threads_->run(run);
 }
 
 }  // namespace charrnn

@@ -6,7 +6,6 @@
 #include <fstream>
 #include <iomanip>
 #include <sstream>
-#include <thread>
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
@@ -387,38 +386,26 @@ double Trainer::forward_backward_in_parts(const torch::Tensor& inputs, const tor
   const int64_t batch = inputs.size(0);
   std::vector<std::vector<torch::Tensor>> grads(static_cast<size_t>(parts));
   std::vector<double> losses(static_cast<size_t>(parts), 0.0);
-  std::vector<std::exception_ptr> errors(static_cast<size_t>(parts));
-  // LibTorch's OpenMP thread count is per thread; a new thread would start
-  // from OpenMP's default (every core) and spin up teams of its own
-  const int intra_op_threads = at::get_num_threads();
   // the masks one pass over the whole batch would draw, in the same order
   const std::vector<torch::Tensor> masks = model_->draw_dropout_masks(batch, inputs.size(1), device_);
   const auto run_part = [&](int64_t part) {
-    try {
-      if (part > 0) at::set_num_threads(intra_op_threads);
-      const int64_t first = batch * part / parts, rows = batch * (part + 1) / parts - first;
-      // this part's mean, weighted by its share of the batch: the parts add up to the batch mean
-      std::vector<torch::Tensor> part_masks;
-      for (const torch::Tensor& mask : masks) part_masks.push_back(mask.narrow(1, first, rows));  // (T, rows, H)
-      const torch::Tensor loss = mean_loss(model_, inputs.narrow(0, first, rows), targets.narrow(0, first, rows),
-                                           &part_masks) *
-                                 (static_cast<double>(rows) / static_cast<double>(batch));
-      grads[static_cast<size_t>(part)] = torch::autograd::grad({loss}, params, /*grad_outputs=*/{},
-                                                               /*retain_graph=*/c10::nullopt,
-                                                               /*create_graph=*/false, /*allow_unused=*/true);
-      losses[static_cast<size_t>(part)] = loss.item<double>();
-    } catch (...) {
-      errors[static_cast<size_t>(part)] = std::current_exception();
-    }
+    const int64_t first = batch * part / parts, rows = batch * (part + 1) / parts - first;
+    // this part's mean, weighted by its share of the batch: the parts add up to the batch mean
+    std::vector<torch::Tensor> part_masks;
+    for (const torch::Tensor& mask : masks) part_masks.push_back(mask.narrow(1, first, rows));  // (T, rows, H)
+    const torch::Tensor loss = mean_loss(model_, inputs.narrow(0, first, rows), targets.narrow(0, first, rows),
+                                         &part_masks) *
+                               (static_cast<double>(rows) / static_cast<double>(batch));
+    grads[static_cast<size_t>(part)] = torch::autograd::grad({loss}, params, /*grad_outputs=*/{},
+                                                             /*retain_graph=*/c10::nullopt,
+                                                             /*create_graph=*/false, /*allow_unused=*/true);
+    losses[static_cast<size_t>(part)] = loss.item<double>();
   };
-  set_blas_threads(1);
-  std::vector<std::thread> helpers;
-  for (int64_t part = 1; part < parts; ++part) helpers.emplace_back(run_part, part);
-  run_part(0);
-  for (std::thread& t : helpers) t.join();
-  set_blas_threads(current_threads());
-  for (const std::exception_ptr& e : errors)
-    if (e) std::rethrow_exception(e);
+  if (!part_threads_ || part_threads_->parts() != parts) part_threads_ = std::make_unique<PartThreads>(parts);
+  {
+    const SingleThreadedBlas one_blas_thread_per_part;
+    part_threads_->run(run_part);  // rethrows the first failed part's exception
+  }
 
   // .grad is overwritten, never accumulated into, so no zero_grad(); it is
   // its own tensor, never one of autograd's results, which may be views

@@ -27,6 +27,7 @@
 #include "charrnn/distributed.h"
 #include "charrnn/evaluate.h"
 #include "charrnn/model.h"
+#include "charrnn/part_threads.h"
 
 namespace charrnn {
 
@@ -122,6 +123,7 @@ class Trainer {
   TrainingProgress progress_;
   std::shared_ptr<ProcessGroup> group_;
   std::unique_ptr<GradientAverager> averager_;
+  std::unique_ptr<PartThreads> part_threads_;  // the batch split's threads, started at its first step
   // requests raised on this rank, sent with the next step's gradients ...
   bool local_stop_ = false, local_time_up_ = false;
   // ... and what the ranks agreed on, from the last step
