@@ -85,6 +85,7 @@ TEST(PackedWeight, BestLeavesProductsOnSeveralBlasThreadsToLibTorch) {
   if (PackedWeight::supported(Kernel::Avx512)) EXPECT_EQ(chosen, Kernel::Avx512);
   else if (PackedWeight::supported(Kernel::Avx2)) EXPECT_EQ(chosen, Kernel::Avx2);
   else EXPECT_EQ(chosen, Kernel::LibTorch);
+  EXPECT_EQ(PackedWeight::widest_kernel(), chosen);
 }
 
 TEST(PackedWeight, RejectsMismatchedShapes) {

@@ -123,16 +123,17 @@ bool PackedWeight::supported(Kernel kernel) {
   return false;
 }
 
+PackedWeight::Kernel PackedWeight::widest_kernel() {
+  return supported(Kernel::Avx512) ? Kernel::Avx512 : supported(Kernel::Avx2) ? Kernel::Avx2 : Kernel::LibTorch;
+}
+
 PackedWeight::PackedWeight(const torch::Tensor& b, Kernel kernel) : b_(b), k_(b.size(0)), n_(b.size(1)) {
   TORCH_CHECK(b.dim() == 2 && b.scalar_type() == torch::kFloat && b.device().is_cpu(),
               "PackedWeight needs a 2-d float32 CPU matrix");
   TORCH_CHECK(supported(kernel), "this CPU cannot run the requested matrix kernel");
   if (kernel == Kernel::Best) {
     // one product on several BLAS threads beats one thread running this kernel
-    kernel = blas_threads() > 1      ? Kernel::LibTorch
-             : supported(Kernel::Avx512) ? Kernel::Avx512
-             : supported(Kernel::Avx2)   ? Kernel::Avx2
-                                         : Kernel::LibTorch;
+    kernel = blas_threads() > 1 ? Kernel::LibTorch : widest_kernel();
   }
   kernel_ = kernel;
   if (kernel_ == Kernel::LibTorch || k_ == 0 || n_ == 0) return;

@@ -31,6 +31,9 @@ class PackedWeight {
 
   /// Whether this CPU (and build) can run `kernel`. Best and LibTorch always can.
   static bool supported(Kernel kernel);
+  /// The widest packed kernel this CPU runs (Avx512, Avx2, else LibTorch),
+  /// whatever BLAS's thread count: what Best picks with one BLAS thread.
+  static Kernel widest_kernel();
 
   /// b: (K, N) float32 on the CPU, any strides (W_hh^T is a transposed view).
   /// The kernels use a copy packed now, the LibTorch path reads b itself:

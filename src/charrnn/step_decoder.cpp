@@ -21,20 +21,6 @@ torch::Tensor rows(const torch::Tensor& t, int64_t first, int64_t count) { retur
 
 }  // namespace
 
-namespace {
-
-// Several streams on the CPU multiply by packed weights (see the header); the
-// kernel is named rather than left to PackedWeight's Best, which would pick
-// LibTorch's product while BLAS has several threads, and the parts run with
-// BLAS on one thread.
-PackedWeight::Kernel row_kernel() {
-  return PackedWeight::supported(PackedWeight::Kernel::Avx512) ? PackedWeight::Kernel::Avx512
-         : PackedWeight::supported(PackedWeight::Kernel::Avx2) ? PackedWeight::Kernel::Avx2
-                                                               : PackedWeight::Kernel::LibTorch;
-}
-
-}  // namespace
-
 // Everything here is repeated op for op by _decoder_weights() in export.cpp.
 StepDecoder::StepDecoder(const CharRNNImpl& model, int64_t streams, int64_t threads)
     : cell_(model.options().cell),
@@ -52,7 +38,9 @@ StepDecoder::StepDecoder(const CharRNNImpl& model, int64_t streams, int64_t thre
     a.weight = w.contiguous();
     a.weight_t = a.weight.t();
     a.bias = b.contiguous();
-    if (cpu_rows) a.packed = std::make_unique<PackedWeight>(a.weight_t, row_kernel());
+    // the widest kernel rather than Best, which picks LibTorch's product while
+    // BLAS has several threads: the parts run with BLAS on one thread
+    if (cpu_rows) a.packed = std::make_unique<PackedWeight>(a.weight_t, PackedWeight::widest_kernel());
     return a;
   };
   for (int64_t l = 0; l < layers_; ++l) {
@@ -173,6 +161,10 @@ void StepDecoder::affine(const Affine& w, torch::Tensor& out, torch::Tensor& out
     at::addmv_out(out_row, w.bias, w.weight, input_row);
   } else if (w.packed) {
     out.copy_(w.bias);  // broadcast over the rows
+    if (out.size(0) <= PackedWeight::kMaxRows) {
+      w.packed->multiply(input, out, /*accumulate=*/true);
+      return;
+    }
     // PackedWeight hands more rows than this to LibTorch, whose sums run in
     // another order: chunks keep every row on the packed kernel
     for (int64_t first = 0; first < out.size(0); first += PackedWeight::kMaxRows) {
@@ -226,10 +218,14 @@ void StepDecoder::check_ids(const Part& p, const int64_t* ids) const {
 }
 
 void StepDecoder::step_part(int64_t part, const int64_t* ids) {
-  torch::NoGradGuard no_grad;
   TORCH_CHECK(part >= 0 && part < parts(), "StepDecoder: no part ", part);
   Part& p = parts_[static_cast<size_t>(part)];
   check_ids(p, ids);
+  step_rows(p, ids);
+}
+
+void StepDecoder::step_rows(Part& p, const int64_t* ids) {
+  torch::NoGradGuard no_grad;
   if (embedding_.is_cpu() && embedding_.scalar_type() == torch::kFloat) {
     const float* table = embedding_.data_ptr<float>();
     float* x = x_.data_ptr<float>();
@@ -257,7 +253,7 @@ void StepDecoder::step_part(int64_t part, const int64_t* ids) {
 const torch::Tensor& StepDecoder::step(const int64_t* ids) {
   // every id is checked before any part starts, so a bad one changes no state
   for (const Part& p : parts_) check_ids(p, ids);
-  for_each_part([&](int64_t part, int64_t, int64_t) { step_part(part, ids); });
+  for_each_part([&](int64_t part, int64_t, int64_t) { step_rows(parts_[static_cast<size_t>(part)], ids); });
   return logits_;
 }
 

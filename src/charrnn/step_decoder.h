@@ -107,6 +107,8 @@ class StepDecoder {
     torch::Tensor logits, logits_row;    // (rows, V) view of logits_; row 0 of it
   };
   void check_ids(const Part& part, const int64_t* ids) const;
+  /// step_part() once the part's ids are checked.
+  void step_rows(Part& part, const int64_t* ids);
   void affine(const Affine& w, torch::Tensor& out, torch::Tensor& out_row, const torch::Tensor& input,
               const torch::Tensor& input_row) const;
   void lstm_layer(const Affine& w, LayerViews& l, Part& p);
