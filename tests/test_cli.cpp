@@ -357,3 +357,51 @@ TEST_F(Cli, PlotComparesRuns) {
 }
 
 }  // namespace
+
+namespace {
+
+using namespace charrnn_cli_test;
+
+// Sets an environment variable for the processes this test starts.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) { ::setenv(name, value, 1); }
+  ~ScopedEnv() { ::unsetenv(name_); }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  const char* name_;
+};
+
+TEST_F(Cli, BenchReportsTheInstructionSetAndKernelsItRan) {
+  const std::vector<std::string> bench = {"bench", "--config", std::string(CHARRNN_SOURCE_DIR) + "/configs/tiny.json",
+                                          "--set", "data.path=" + corpus_, "--set", "train.device=cpu",
+                                          "--steps", "1", "--warmup", "0", "--gen-chars", "20"};
+  {
+    const ScopedEnv forced("CHARRNN_ISA", "generic");
+    const Result r = run(bench);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const auto report = nlohmann::json::parse(r.out);
+    EXPECT_EQ(report["isa"], "generic") << r.out;
+    // the portable path: LibTorch's products for training, the portable
+    // tile (row-order-independent sums) for the decoder's parts
+    EXPECT_EQ(report["kernels"]["element_wise"], "generic") << r.out;
+    EXPECT_NE(report["kernels"]["train_recurrent_product"].get<std::string>().find("libtorch"), std::string::npos)
+        << r.out;
+    EXPECT_NE(report["kernels"]["decoder_recurrent_product"].get<std::string>().find("portable"), std::string::npos)
+        << r.out;
+    EXPECT_FALSE(report["cpu"].get<std::string>().empty());
+    EXPECT_GT(report["train_chars_per_s"].get<double>(), 0.0);
+  }
+  const Result r = run(bench);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto report = nlohmann::json::parse(r.out);
+  EXPECT_EQ(report["isa"], report["cpu_isa"]) << "no cap: the CPU's widest set";
+
+  const ScopedEnv bad("CHARRNN_ISA", "sse9");
+  expect_clean_error(run(bench), 2, "CHARRNN_ISA must be avx512, avx2 or generic");
+  expect_clean_error(run(train_args()), 2, "CHARRNN_ISA must be avx512, avx2 or generic");
+}
+
+}  // namespace

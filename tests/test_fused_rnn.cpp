@@ -7,6 +7,7 @@
 #include <torch/torch.h>
 
 #include "charrnn/fused_rnn.h"
+#include "charrnn/isa.h"
 #include "charrnn/model.h"
 #include "charrnn/runtime.h"
 #include "test_helpers.h"
@@ -99,12 +100,18 @@ TEST_P(FusedRnn, WithoutInitialStateOrFinalStateGradient) {
 // The LSTM's and GRU's fused time steps compute their own exp
 // (fused_rnn.cpp): large input weights drive the gates into saturation and
 // past exp's clamps, and 40 hidden units take both the 16-wide vector loop
-// and the scalar tail.
-class FusedCellStep : public ::testing::TestWithParam<CellType> {};
+// and the scalar tail. Every instruction set's copy of the loops (and of
+// the recurrent product's kernel) is checked, as far as the CPU runs it.
+class FusedCellStep : public ::testing::TestWithParam<std::tuple<CellType, charrnn::Isa>> {};
 
 TEST_P(FusedCellStep, SaturatedGatesMatchNnModules) {
+  const auto [cell, isa] = GetParam();
+  if (charrnn::cpu_isa() < isa) GTEST_SKIP() << "this CPU does not run " << charrnn::to_string(isa);
+  const charrnn_test::ScopedKernelIsa cap(isa);
+  ASSERT_EQ(charrnn::kernel_isa(), isa);
+  charrnn::set_blas_threads(1);  // the recurrent products on the packed kernel, as in the batch split
   torch::manual_seed(5);
-  auto [fused, reference] = twin_models(GetParam(), 2, /*vocab=*/13, /*embedding=*/10, /*hidden=*/40);
+  auto [fused, reference] = twin_models(cell, 2, /*vocab=*/13, /*embedding=*/10, /*hidden=*/40);
   {
     torch::NoGradGuard no_grad;
     // large input weights and biases push the pre-activations to +-100 and
@@ -129,7 +136,13 @@ TEST_P(FusedCellStep, SaturatedGatesMatchNnModules) {
     expect_close(fused->named_parameters()[p.key()].grad(), p.value().grad(), "gradient of " + p.key());
 }
 
-INSTANTIATE_TEST_SUITE_P(GatedCells, FusedCellStep, ::testing::Values(CellType::GRU, CellType::LSTM));
+INSTANTIATE_TEST_SUITE_P(GatedCells, FusedCellStep,
+                         ::testing::Combine(::testing::Values(CellType::GRU, CellType::LSTM),
+                                            ::testing::ValuesIn(charrnn_test::all_isas())),
+                         [](const auto& info) {
+                           return charrnn::to_string(std::get<0>(info.param)) + std::string("_") +
+                                  charrnn::to_string(std::get<1>(info.param));
+                         });
 
 TEST(FusedRnnGuards, OnlyFloatCpuInputIsSupported) {
   EXPECT_TRUE(charrnn::fused_rnn_supported(torch::zeros({2, 3, 4})));

@@ -17,6 +17,7 @@
 
 #include "charrnn/checkpoint.h"
 #include "charrnn/config.h"
+#include "charrnn/isa.h"
 #include "charrnn/model.h"
 
 namespace charrnn_test {
@@ -31,6 +32,24 @@ inline void remove_tree(const std::string& path) {
     return 0;
   };
   ::nftw(path.c_str(), remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/// Caps charrnn's kernels at `isa` while alive (isa.h), then puts back the
+/// cap in force before, $CHARRNN_ISA's included.
+class ScopedKernelIsa {
+ public:
+  explicit ScopedKernelIsa(charrnn::Isa isa) : previous_(charrnn::kernel_isa()) { charrnn::cap_kernel_isa(isa); }
+  ~ScopedKernelIsa() { charrnn::cap_kernel_isa(previous_); }
+  ScopedKernelIsa(const ScopedKernelIsa&) = delete;
+  ScopedKernelIsa& operator=(const ScopedKernelIsa&) = delete;
+
+ private:
+  charrnn::Isa previous_;
+};
+
+/// Every instruction set charrnn has kernels for, narrowest first.
+inline std::vector<charrnn::Isa> all_isas() {
+  return {charrnn::Isa::Generic, charrnn::Isa::Avx2, charrnn::Isa::Avx512};
 }
 
 /// A fresh, empty folder under the system temp dir, removed on destruction.

@@ -7,6 +7,7 @@
 
 #include "charrnn/packed_weight.h"
 #include "charrnn/runtime.h"
+#include "test_helpers.h"
 
 namespace {
 
@@ -71,6 +72,28 @@ TEST_P(PackedWeightKernels, IsDeterministic) {
   EXPECT_TRUE(torch::equal(c1, c2));
 }
 
+TEST(PackedWeight, TheInstructionSetCapChoosesTheKernel) {
+  // CHARRNN_ISA (here cap_kernel_isa) decides what widest_kernel() and Best
+  // run, so that one machine can run every CPU's path
+  charrnn::set_blas_threads(1);
+  const torch::Tensor b = torch::randn({8, 8});
+  const struct {
+    charrnn::Isa isa;
+    Kernel widest, best;
+  } cases[] = {{charrnn::Isa::Generic, Kernel::Portable, Kernel::LibTorch},
+               {charrnn::Isa::Avx2, Kernel::Avx2, Kernel::Avx2},
+               {charrnn::Isa::Avx512, Kernel::Avx512, Kernel::Avx512}};
+  for (const auto& c : cases) {
+    if (charrnn::cpu_isa() < c.isa) continue;
+    const charrnn_test::ScopedKernelIsa cap(c.isa);
+    EXPECT_EQ(PackedWeight::widest_kernel(), c.widest) << charrnn::to_string(c.isa);
+    EXPECT_EQ(PackedWeight(b).kernel(), c.best) << charrnn::to_string(c.isa);
+  }
+  // a cap wider than the CPU runs is the CPU's set
+  const charrnn_test::ScopedKernelIsa cap(charrnn::Isa::Avx512);
+  EXPECT_EQ(charrnn::kernel_isa(), charrnn::cpu_isa());
+}
+
 TEST(PackedWeight, BestLeavesProductsOnSeveralBlasThreadsToLibTorch) {
   const torch::Tensor b = torch::randn({8, 8});
   charrnn::set_blas_threads(1);
@@ -80,11 +103,18 @@ TEST(PackedWeight, BestLeavesProductsOnSeveralBlasThreadsToLibTorch) {
   if (charrnn::blas_threads() > 1) EXPECT_EQ(PackedWeight(b).kernel(), Kernel::LibTorch);
   charrnn::set_blas_threads(1);
   ASSERT_EQ(charrnn::blas_threads(), 1);
+  // with one BLAS thread, the widest tile kernel within the CHARRNN_ISA cap;
+  // the portable tile is no faster than BLAS, so Best leaves that case to it
   const Kernel chosen = PackedWeight(b).kernel();
   EXPECT_NE(chosen, Kernel::Best);
-  if (PackedWeight::supported(Kernel::Avx512)) EXPECT_EQ(chosen, Kernel::Avx512);
-  else if (PackedWeight::supported(Kernel::Avx2)) EXPECT_EQ(chosen, Kernel::Avx2);
-  else EXPECT_EQ(chosen, Kernel::LibTorch);
+  switch (charrnn::kernel_isa()) {
+    case charrnn::Isa::Avx512: EXPECT_EQ(chosen, Kernel::Avx512); break;
+    case charrnn::Isa::Avx2: EXPECT_EQ(chosen, Kernel::Avx2); break;
+    case charrnn::Isa::Generic:
+      EXPECT_EQ(chosen, Kernel::LibTorch);
+      EXPECT_EQ(PackedWeight::widest_kernel(), Kernel::Portable);
+      return;
+  }
   EXPECT_EQ(PackedWeight::widest_kernel(), chosen);
 }
 
@@ -97,11 +127,12 @@ TEST(PackedWeight, RejectsMismatchedShapes) {
 }
 
 INSTANTIATE_TEST_SUITE_P(AllKernels, PackedWeightKernels,
-                         ::testing::Values(Kernel::Avx512, Kernel::Avx2, Kernel::LibTorch),
+                         ::testing::Values(Kernel::Avx512, Kernel::Avx2, Kernel::Portable, Kernel::LibTorch),
                          [](const ::testing::TestParamInfo<Kernel>& info) {
                            switch (info.param) {
                              case Kernel::Avx512: return std::string("Avx512");
                              case Kernel::Avx2: return std::string("Avx2");
+                             case Kernel::Portable: return std::string("Portable");
                              case Kernel::LibTorch: return std::string("LibTorch");
                              default: return std::string("Best");
                            }

@@ -28,6 +28,11 @@ BUILD_PACKAGES=(cmake g++ make libtorch-dev libopenblas0-pthread libcxxopts-dev 
 # tmux, for the test that drives `charrnn chat` on a real terminal;
 # iproute2, for the test that trains across network namespaces.
 TEST_PACKAGES=(python3-torch tmux iproute2)
+# Only for benchmarks/kernels.sh, which measures these libraries' products
+# against charrnn's kernels; charrnn itself uses none of them. (libblis-dev
+# registers BLIS as a libblas.so.3 alternative below OpenBLAS's priority, so
+# LibTorch keeps OpenBLAS.)
+KERNEL_BENCH_PACKAGES=(pkg-config libxsmm-dev libdnnl-dev libblis-dev)
 
 # Configures and builds into build/ (Release) with every core.
 build_charrnn() {

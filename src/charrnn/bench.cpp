@@ -1,10 +1,13 @@
 #include "charrnn/bench.h"
 
 #include <chrono>
+#include <fstream>
 #include <sys/resource.h>
 
 #include "charrnn/evaluate.h"
 #include "charrnn/generate.h"
+#include "charrnn/isa.h"
+#include "charrnn/packed_weight.h"
 #include "charrnn/runtime.h"
 #include "charrnn/trainer.h"
 
@@ -38,6 +41,18 @@ double sgemm_gflops(int64_t n, const torch::Device& device) {
     synchronize(device);
   } while (seconds_since(start) < 1.0);
   return 2.0 * n * n * n * reps / seconds_since(start) / 1e9;
+}
+
+// "model name" of /proc/cpuinfo: figures are only comparable on the same CPU
+std::string cpu_model() {
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(cpuinfo, line))
+    if (line.rfind("model name", 0) == 0 && line.find(':') != std::string::npos) {
+      const std::string name = line.substr(line.find(':') + 1);
+      return name.substr(std::min(name.size(), name.find_first_not_of(' ')));
+    }
+  return "unknown";
 }
 
 double peak_rss_mb() {
@@ -100,6 +115,15 @@ nlohmann::json run_bench(const Config& config, const BenchOptions& options) {
   const double eval_rate = static_cast<double>(eval.chars) / seconds_since(start);
 
   const double sgemm = sgemm_gflops(options.sgemm_size, device);
+  // what a CPU training step's recurrent products run: the packed kernel
+  // when the batch is split (single-threaded BLAS in each part)
+  const int64_t parts = trainer.batch_parts(config.train.batch_size);
+  const PackedWeight::Kernel train_kernel = [&] {
+    if (!device.is_cpu()) return PackedWeight::Kernel::LibTorch;
+    if (parts == 1) return PackedWeight::best_kernel();
+    const SingleThreadedBlas one_blas_thread_per_part;
+    return PackedWeight::best_kernel();
+  }();
   const double train_gflops = training_step_flops(config, V) * steps_per_second / 1e9;
   nlohmann::json result = {
       {"impl", "charrnn"},
@@ -107,6 +131,16 @@ nlohmann::json run_bench(const Config& config, const BenchOptions& options) {
       {"device", device.str()},
       {"precision", config.train.precision},
       {"threads", current_threads()},
+      {"cpu", cpu_model()},
+      {"cpu_isa", to_string(cpu_isa())},
+      {"isa", to_string(kernel_isa())},
+      {"kernels",
+       {{"train_recurrent_product", PackedWeight::describe(train_kernel)},
+        {"train_batch_parts", parts},
+        {"decoder_recurrent_product", PackedWeight::describe(device.is_cpu() ? PackedWeight::widest_kernel()
+                                                                              : PackedWeight::Kernel::LibTorch)},
+        {"element_wise", to_string(kernel_isa())},
+        {"blas", blas_description()}}},
       {"cell", to_string(config.model.cell)},
       {"embedding_dim", config.model.embedding_dim},
       {"hidden_size", config.model.hidden_size},

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "charrnn/isa.h"
 #include "charrnn/packed_weight.h"
 
 namespace charrnn {
@@ -20,13 +21,56 @@ using torch::autograd::variable_list;
 // through ATen's vectorised kernel.
 //
 // The binary targets plain x86-64 (SSE2) so that it runs anywhere; the loops
-// that run at every time step are also compiled for AVX2 and AVX-512, and the
-// loader picks the widest this CPU has (GCC/Clang function multiversioning).
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define CHARRNN_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+// that run at every time step are also compiled for AVX2+FMA and AVX-512F,
+// and each call runs the widest that kernel_isa() allows (isa.h): the CPU's
+// set, capped by CHARRNN_ISA, so that every path can be run and measured on
+// one machine. (GCC's target_clones would pick by CPU alone, at load time.)
+// CHARRNN_FOR_EACH_ISA(name, (params), (args)) defines `name` over an
+// always-inline `name_body`, with one copy of the body per instruction set.
+#define CHARRNN_KERNEL_BODY __attribute__((always_inline)) inline
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define CHARRNN_FOR_EACH_ISA(name, params, args)                                          \
+  __attribute__((target("avx512f"))) static void name##_avx512 params { name##_body<Floats16> args; } \
+  __attribute__((target("avx2,fma"))) static void name##_avx2 params { name##_body<Floats8> args; }  \
+  static void name##_generic params { name##_body<Floats4> args; }                                 \
+  void name params {                                                                      \
+    switch (kernel_isa()) {                                                               \
+      case Isa::Avx512: return name##_avx512 args;                                        \
+      case Isa::Avx2: return name##_avx2 args;                                            \
+      case Isa::Generic: break;                                                           \
+    }                                                                                     \
+    name##_generic args;                                                                  \
+  }
 #else
-#define CHARRNN_VECTOR_CLONES
+#define CHARRNN_FOR_EACH_ISA(name, params, args) \
+  void name params { name##_body<Floats4> args; }
 #endif
+
+// The vector types of the element-wise loops, one register of each
+// instruction set: 16 floats for AVX-512, 8 for AVX2, 4 for the baseline.
+#pragma GCC diagnostic ignored "-Wpsabi"
+typedef float Floats16 __attribute__((vector_size(64)));
+typedef int32_t Ints16 __attribute__((vector_size(64)));
+typedef float Floats8 __attribute__((vector_size(32)));
+typedef int32_t Ints8 __attribute__((vector_size(32)));
+typedef float Floats4 __attribute__((vector_size(16)));
+typedef int32_t Ints4 __attribute__((vector_size(16)));
+template <typename V>
+struct Lanes;
+template <>
+struct Lanes<Floats16> {
+  using Ints = Ints16;
+};
+template <>
+struct Lanes<Floats8> {
+  using Ints = Ints8;
+};
+template <>
+struct Lanes<Floats4> {
+  using Ints = Ints4;
+};
+template <typename V>
+constexpr int64_t kLanes = sizeof(V) / sizeof(float);
 
 // One backward time step of the LSTM: gate gradients from the saved
 // activations (i, f, g, o after their nonlinearities), and dc carried to
@@ -59,14 +103,15 @@ __attribute__((always_inline)) inline void lstm_gate_gradients_rows(int64_t B, i
   }
 }
 
-CHARRNN_VECTOR_CLONES
-void lstm_gate_gradients(int64_t B, int64_t H, const float* gp, const float* tcp, const float* cprev,
+template <typename V>
+CHARRNN_KERNEL_BODY void lstm_gate_gradients_body(int64_t B, int64_t H, const float* gp, const float* tcp, const float* cprev,
                          const float* dop, const float* dhp, float* __restrict dcp, float* __restrict dg) {
   if (dop)
     lstm_gate_gradients_rows<true>(B, H, gp, tcp, cprev, dop, dhp, dcp, dg);
   else
     lstm_gate_gradients_rows<false>(B, H, gp, tcp, cprev, dop, dhp, dcp, dg);
 }
+CHARRNN_FOR_EACH_ISA(lstm_gate_gradients, (int64_t B, int64_t H, const float* gp, const float* tcp, const float* cprev, const float* dop, const float* dhp, float* __restrict dcp, float* __restrict dg), (B, H, gp, tcp, cprev, dop, dhp, dcp, dg))
 
 // One backward time step of the GRU: the gradients of the input part (d_xg)
 // and the recurrent part (d_hg) of the gates. dh holds dL/dh_t from step t+1
@@ -102,89 +147,103 @@ __attribute__((always_inline)) inline void gru_gate_gradients_rows(int64_t B, in
   }
 }
 
-CHARRNN_VECTOR_CLONES
-void gru_gate_gradients(int64_t B, int64_t H, const float* ap, const float* hgp, const float* hprev,
+template <typename V>
+CHARRNN_KERNEL_BODY void gru_gate_gradients_body(int64_t B, int64_t H, const float* ap, const float* hgp, const float* hprev,
                         const float* dop, float* dhp, float* __restrict dxp, float* __restrict dhgp) {
   if (dop)
     gru_gate_gradients_rows<true>(B, H, ap, hgp, hprev, dop, dhp, dxp, dhgp);
   else
     gru_gate_gradients_rows<false>(B, H, ap, hgp, hprev, dop, dhp, dxp, dhgp);
 }
+CHARRNN_FOR_EACH_ISA(gru_gate_gradients, (int64_t B, int64_t H, const float* ap, const float* hgp, const float* hprev, const float* dop, float* dhp, float* __restrict dxp, float* __restrict dhgp), (B, H, ap, hgp, hprev, dop, dhp, dxp, dhgp))
 
 // One forward time step of the LSTM after the recurrent product: the gate
 // nonlinearities in place (g holds the pre-activations [i|f|g|o] per row,
 // and keeps the activations for backward), the new cell state, its tanh and
 // the output, in one pass over the step's (B, 4H) block instead of six
 // LibTorch calls. Written with GCC vector types so that exp vectorises
-// without the vectoriser (it refuses the clamps as control flow); the
-// target clones make these 16-float vectors one AVX-512 register, two AVX2
-// ones or four SSE ones.
+// without the vectoriser (it refuses the clamps as control flow), one
+// register wide for each instruction set's copy: 16 floats for AVX-512, 8
+// for AVX2, 4 for the baseline (SSE2, NEON). 16-float vectors on AVX2 were
+// two registers each and spilled: 826 stack accesses in the LSTM step,
+// which took 11% of a Zen 3 training step.
 // The vector helpers are always inlined, so the ABI of passing 64-byte
 // vectors between functions (which GCC warns about, at the end of the file
-// for the clones, hence no pop) never comes into play.
-#pragma GCC diagnostic ignored "-Wpsabi"
-typedef float Floats16 __attribute__((vector_size(64)));
-typedef int32_t Ints16 __attribute__((vector_size(64)));
-
-__attribute__((always_inline)) inline Floats16 load16(const float* p) {
-  Floats16 v;
+// for the copies, hence no pop) never comes into play.
+template <typename V>
+__attribute__((always_inline)) inline V loadv(const float* p) {
+  V v;
   std::memcpy(&v, p, sizeof v);
   return v;
 }
-__attribute__((always_inline)) inline void store16(float* p, Floats16 v) { std::memcpy(p, &v, sizeof v); }
-__attribute__((always_inline)) inline Floats16 splat16(float x) { return Floats16{} + x; }
+template <typename V>
+__attribute__((always_inline)) inline void storev(float* p, V v) {
+  std::memcpy(p, &v, sizeof v);
+}
+template <typename V>
+__attribute__((always_inline)) inline V splat(float x) {
+  return V{} + x;
+}
 
 // e^x within 2 ulp (Cephes' expf): x = n ln2 + r with |r| <= ln2 / 2, e^r by
 // a degree-6 polynomial, 2^n through the exponent bits. x is clamped to
 // where float's e^x is finite and normal.
-__attribute__((always_inline)) inline Floats16 exp16(Floats16 x) {
-  x = x > splat16(88.3762626647949f) ? splat16(88.3762626647949f) : x;
-  x = x < splat16(-87.3365447504019f) ? splat16(-87.3365447504019f) : x;
-  const Floats16 fx = x * 1.44269504088896341f + 0.5f;
-  Ints16 n = __builtin_convertvector(fx, Ints16);  // truncation; floor for negative values below
-  Floats16 nf = __builtin_convertvector(n, Floats16);
-  const Ints16 too_big = nf > fx;
+template <typename V>
+__attribute__((always_inline)) inline V expv(V x) {
+  using Ints = typename Lanes<V>::Ints;
+  x = x > splat<V>(88.3762626647949f) ? splat<V>(88.3762626647949f) : x;
+  x = x < splat<V>(-87.3365447504019f) ? splat<V>(-87.3365447504019f) : x;
+  const V fx = x * 1.44269504088896341f + 0.5f;
+  Ints n = __builtin_convertvector(fx, Ints);  // truncation; floor for negative values below
+  V nf = __builtin_convertvector(n, V);
+  const Ints too_big = nf > fx;
   nf = too_big ? nf - 1.0f : nf;
-  n = __builtin_convertvector(nf, Ints16);
-  const Floats16 r = x - nf * 0.693359375f + nf * 2.12194440e-4f;
-  Floats16 y = splat16(1.9875691500e-4f);
+  n = __builtin_convertvector(nf, Ints);
+  const V r = x - nf * 0.693359375f + nf * 2.12194440e-4f;
+  V y = splat<V>(1.9875691500e-4f);
   y = y * r + 1.3981999507e-3f;
   y = y * r + 8.3334519073e-3f;
   y = y * r + 4.1665795894e-2f;
   y = y * r + 1.6666665459e-1f;
   y = y * r + 5.0000001201e-1f;
   y = y * (r * r) + r + 1.0f;
-  Floats16 scale;
-  const Ints16 bits = (n + 127) << 23;
+  V scale;
+  const Ints bits = (n + 127) << 23;
   std::memcpy(&scale, &bits, sizeof scale);
   return y * scale;
 }
-__attribute__((always_inline)) inline Floats16 sigmoid16(Floats16 x) { return 1.0f / (1.0f + exp16(-x)); }
-__attribute__((always_inline)) inline Floats16 tanh16(Floats16 x) { return 1.0f - 2.0f / (1.0f + exp16(x + x)); }
+template <typename V>
+__attribute__((always_inline)) inline V sigmoidv(V x) {
+  return 1.0f / (1.0f + expv(-x));
+}
+template <typename V>
+__attribute__((always_inline)) inline V tanhv(V x) {
+  return 1.0f - 2.0f / (1.0f + expv(x + x));
+}
 
 inline float sigmoid1(float x) { return 1.0f / (1.0f + std::exp(-x)); }
 
-CHARRNN_VECTOR_CLONES
-void lstm_cell_step(int64_t B, int64_t H, float* __restrict g, const float* __restrict c_prev,
+template <typename V>
+CHARRNN_KERNEL_BODY void lstm_cell_step_body(int64_t B, int64_t H, float* __restrict g, const float* __restrict c_prev,
                     float* __restrict c_next, float* __restrict tanh_c, float* __restrict h) {
-  const int64_t vector_end = H - H % 16;
+  const int64_t vector_end = H - H % kLanes<V>;
   for (int64_t b = 0; b < B; ++b) {
     float* row = g + b * 4 * H;
     const float* cp = c_prev + b * H;
     float* cn = c_next + b * H;
     float* tc = tanh_c + b * H;
     float* hp = h + b * H;
-    for (int64_t j = 0; j < vector_end; j += 16) {
-      const Floats16 i = sigmoid16(load16(row + j)), f = sigmoid16(load16(row + H + j)),
-                     gg = tanh16(load16(row + 2 * H + j)), o = sigmoid16(load16(row + 3 * H + j));
-      const Floats16 c = f * load16(cp + j) + i * gg, t = tanh16(c);
-      store16(row + j, i);
-      store16(row + H + j, f);
-      store16(row + 2 * H + j, gg);
-      store16(row + 3 * H + j, o);
-      store16(cn + j, c);
-      store16(tc + j, t);
-      store16(hp + j, o * t);
+    for (int64_t j = 0; j < vector_end; j += kLanes<V>) {
+      const V i = sigmoidv(loadv<V>(row + j)), f = sigmoidv(loadv<V>(row + H + j)),
+                     gg = tanhv(loadv<V>(row + 2 * H + j)), o = sigmoidv(loadv<V>(row + 3 * H + j));
+      const V c = f * loadv<V>(cp + j) + i * gg, t = tanhv(c);
+      storev(row + j, i);
+      storev(row + H + j, f);
+      storev(row + 2 * H + j, gg);
+      storev(row + 3 * H + j, o);
+      storev(cn + j, c);
+      storev(tc + j, t);
+      storev(hp + j, o * t);
     }
     for (int64_t j = vector_end; j < H; ++j) {
       const float i = sigmoid1(row[j]), f = sigmoid1(row[H + j]), gg = std::tanh(row[2 * H + j]),
@@ -200,28 +259,29 @@ void lstm_cell_step(int64_t B, int64_t H, float* __restrict g, const float* __re
     }
   }
 }
+CHARRNN_FOR_EACH_ISA(lstm_cell_step, (int64_t B, int64_t H, float* __restrict g, const float* __restrict c_prev, float* __restrict c_next, float* __restrict tanh_c, float* __restrict h), (B, H, g, c_prev, c_next, tanh_c, h))
 
 // One forward time step of the GRU after the recurrent product, the same
 // way: x holds the step's input part of the gates (b_ih included), hg the
 // recurrent part (b_hh included); writes r, z, n after activation and h.
-CHARRNN_VECTOR_CLONES
-void gru_cell_step(int64_t B, int64_t H, const float* __restrict x, const float* __restrict hg,
+template <typename V>
+CHARRNN_KERNEL_BODY void gru_cell_step_body(int64_t B, int64_t H, const float* __restrict x, const float* __restrict hg,
                    const float* __restrict h_prev, float* __restrict act, float* __restrict h) {
-  const int64_t vector_end = H - H % 16;
+  const int64_t vector_end = H - H % kLanes<V>;
   for (int64_t b = 0; b < B; ++b) {
     const float* xr = x + b * 3 * H;
     const float* hr = hg + b * 3 * H;
     const float* hp = h_prev + b * H;
     float* ar = act + b * 3 * H;
     float* out = h + b * H;
-    for (int64_t j = 0; j < vector_end; j += 16) {
-      const Floats16 r = sigmoid16(load16(xr + j) + load16(hr + j)),
-                     z = sigmoid16(load16(xr + H + j) + load16(hr + H + j)),
-                     n = tanh16(load16(xr + 2 * H + j) + r * load16(hr + 2 * H + j));
-      store16(ar + j, r);
-      store16(ar + H + j, z);
-      store16(ar + 2 * H + j, n);
-      store16(out + j, n + z * (load16(hp + j) - n));
+    for (int64_t j = 0; j < vector_end; j += kLanes<V>) {
+      const V r = sigmoidv(loadv<V>(xr + j) + loadv<V>(hr + j)),
+                     z = sigmoidv(loadv<V>(xr + H + j) + loadv<V>(hr + H + j)),
+                     n = tanhv(loadv<V>(xr + 2 * H + j) + r * loadv<V>(hr + 2 * H + j));
+      storev(ar + j, r);
+      storev(ar + H + j, z);
+      storev(ar + 2 * H + j, n);
+      storev(out + j, n + z * (loadv<V>(hp + j) - n));
     }
     for (int64_t j = vector_end; j < H; ++j) {
       const float r = sigmoid1(xr[j] + hr[j]), z = sigmoid1(xr[H + j] + hr[H + j]),
@@ -233,26 +293,27 @@ void gru_cell_step(int64_t B, int64_t H, const float* __restrict x, const float*
     }
   }
 }
+CHARRNN_FOR_EACH_ISA(gru_cell_step, (int64_t B, int64_t H, const float* __restrict x, const float* __restrict hg, const float* __restrict h_prev, float* __restrict act, float* __restrict h), (B, H, x, hg, h_prev, act, h))
 
 }  // namespace
 
 // The generation decoder's element-wise steps (declared in fused_rnn.h), on
 // the same vector maths. Rows are strided: h lives inside the decoder's
 // [embedding; h_0; h_1; ...] buffer.
-CHARRNN_VECTOR_CLONES
-void lstm_decoder_step(int64_t B, int64_t H, const float* gates, int64_t gate_stride, float* c, int64_t c_stride,
+template <typename V>
+CHARRNN_KERNEL_BODY void lstm_decoder_step_body(int64_t B, int64_t H, const float* gates, int64_t gate_stride, float* c, int64_t c_stride,
                        float* h, int64_t h_stride) {
-  const int64_t vector_end = H - H % 16;
+  const int64_t vector_end = H - H % kLanes<V>;
   for (int64_t b = 0; b < B; ++b) {
     const float* row = gates + b * gate_stride;
     float* cr = c + b * c_stride;
     float* hr = h + b * h_stride;
-    for (int64_t j = 0; j < vector_end; j += 16) {
-      const Floats16 i = sigmoid16(load16(row + j)), f = sigmoid16(load16(row + H + j)),
-                     o = sigmoid16(load16(row + 2 * H + j)), g = tanh16(load16(row + 3 * H + j));
-      const Floats16 cn = f * load16(cr + j) + i * g;
-      store16(cr + j, cn);
-      store16(hr + j, o * tanh16(cn));
+    for (int64_t j = 0; j < vector_end; j += kLanes<V>) {
+      const V i = sigmoidv(loadv<V>(row + j)), f = sigmoidv(loadv<V>(row + H + j)),
+                     o = sigmoidv(loadv<V>(row + 2 * H + j)), g = tanhv(loadv<V>(row + 3 * H + j));
+      const V cn = f * loadv<V>(cr + j) + i * g;
+      storev(cr + j, cn);
+      storev(hr + j, o * tanhv(cn));
     }
     for (int64_t j = vector_end; j < H; ++j) {
       const float i = sigmoid1(row[j]), f = sigmoid1(row[H + j]), o = sigmoid1(row[2 * H + j]),
@@ -263,17 +324,18 @@ void lstm_decoder_step(int64_t B, int64_t H, const float* gates, int64_t gate_st
     }
   }
 }
+CHARRNN_FOR_EACH_ISA(lstm_decoder_step, (int64_t B, int64_t H, const float* gates, int64_t gate_stride, float* c, int64_t c_stride, float* h, int64_t h_stride), (B, H, gates, gate_stride, c, c_stride, h, h_stride))
 
-CHARRNN_VECTOR_CLONES
-void gru_decoder_step(int64_t B, int64_t H, const float* gates, int64_t gate_stride, float* h, int64_t h_stride) {
-  const int64_t vector_end = H - H % 16;
+template <typename V>
+CHARRNN_KERNEL_BODY void gru_decoder_step_body(int64_t B, int64_t H, const float* gates, int64_t gate_stride, float* h, int64_t h_stride) {
+  const int64_t vector_end = H - H % kLanes<V>;
   for (int64_t b = 0; b < B; ++b) {
     const float* row = gates + b * gate_stride;
     float* hr = h + b * h_stride;
-    for (int64_t j = 0; j < vector_end; j += 16) {
-      const Floats16 r = sigmoid16(load16(row + j)), z = sigmoid16(load16(row + H + j)),
-                     n = tanh16(load16(row + 2 * H + j) + r * load16(row + 3 * H + j));
-      store16(hr + j, n + z * (load16(hr + j) - n));
+    for (int64_t j = 0; j < vector_end; j += kLanes<V>) {
+      const V r = sigmoidv(loadv<V>(row + j)), z = sigmoidv(loadv<V>(row + H + j)),
+                     n = tanhv(loadv<V>(row + 2 * H + j) + r * loadv<V>(row + 3 * H + j));
+      storev(hr + j, n + z * (loadv<V>(hr + j) - n));
     }
     for (int64_t j = vector_end; j < H; ++j) {
       const float r = sigmoid1(row[j]), z = sigmoid1(row[H + j]), n = std::tanh(row[2 * H + j] + r * row[3 * H + j]);
@@ -281,6 +343,7 @@ void gru_decoder_step(int64_t B, int64_t H, const float* gates, int64_t gate_str
     }
   }
 }
+CHARRNN_FOR_EACH_ISA(gru_decoder_step, (int64_t B, int64_t H, const float* gates, int64_t gate_stride, float* h, int64_t h_stride), (B, H, gates, gate_stride, h, h_stride))
 
 namespace {
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "charrnn/isa.h"
 #include "charrnn/runtime.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -25,23 +26,34 @@ using TileKernel = void (*)(int64_t K, const float* a, int64_t lda, const float*
 
 #ifdef CHARRNN_X86_KERNELS
 
+// The loops over a tile's rows and registers must be unrolled completely so
+// that acc[][] lives in registers. GCC 12 at -O3 left the AVX2 tile's loops
+// rolled and kept acc on the stack: a store after every multiply-add, which
+// held the kernel to 29 GFLOP/s on a Zen 3 core (85 unrolled, against
+// OpenBLAS's 54 on the same product; docs/benchmarks.md).
+#if defined(__clang__)
+#define CHARRNN_UNROLL _Pragma("unroll")
+#else
+#define CHARRNN_UNROLL _Pragma("GCC unroll 16")
+#endif
+
 template <int MR>
 __attribute__((target("avx512f"))) void tile_avx512(int64_t K, const float* a, int64_t lda, const float* panel,
                                                     float* c, int64_t ldc, bool accumulate) {
   __m512 acc[MR][2];
-  for (int r = 0; r < MR; ++r)
-    for (int z = 0; z < 2; ++z)
+  CHARRNN_UNROLL for (int r = 0; r < MR; ++r)
+    CHARRNN_UNROLL for (int z = 0; z < 2; ++z)
       acc[r][z] = accumulate ? _mm512_loadu_ps(c + r * ldc + 16 * z) : _mm512_setzero_ps();
   for (int64_t k = 0; k < K; ++k) {
     const __m512 b0 = _mm512_load_ps(panel + k * kPanel), b1 = _mm512_load_ps(panel + k * kPanel + 16);
-    for (int r = 0; r < MR; ++r) {
+    CHARRNN_UNROLL for (int r = 0; r < MR; ++r) {
       const __m512 av = _mm512_set1_ps(a[r * lda + k]);
       acc[r][0] = _mm512_fmadd_ps(av, b0, acc[r][0]);
       acc[r][1] = _mm512_fmadd_ps(av, b1, acc[r][1]);
     }
   }
-  for (int r = 0; r < MR; ++r)
-    for (int z = 0; z < 2; ++z) _mm512_storeu_ps(c + r * ldc + 16 * z, acc[r][z]);
+  CHARRNN_UNROLL for (int r = 0; r < MR; ++r)
+    CHARRNN_UNROLL for (int z = 0; z < 2; ++z) _mm512_storeu_ps(c + r * ldc + 16 * z, acc[r][z]);
 }
 
 // tiles[r] computes r rows; the row count is known only at run time
@@ -54,19 +66,19 @@ template <int MR>
 __attribute__((target("avx2,fma"))) void half_tile_avx2(int64_t K, const float* a, int64_t lda, const float* panel,
                                                         float* c, int64_t ldc, bool accumulate) {
   __m256 acc[MR][2];
-  for (int r = 0; r < MR; ++r)
-    for (int z = 0; z < 2; ++z)
+  CHARRNN_UNROLL for (int r = 0; r < MR; ++r)
+    CHARRNN_UNROLL for (int z = 0; z < 2; ++z)
       acc[r][z] = accumulate ? _mm256_loadu_ps(c + r * ldc + 8 * z) : _mm256_setzero_ps();
   for (int64_t k = 0; k < K; ++k) {
     const __m256 b0 = _mm256_load_ps(panel + k * kPanel), b1 = _mm256_load_ps(panel + k * kPanel + 8);
-    for (int r = 0; r < MR; ++r) {
+    CHARRNN_UNROLL for (int r = 0; r < MR; ++r) {
       const __m256 av = _mm256_broadcast_ss(a + r * lda + k);
       acc[r][0] = _mm256_fmadd_ps(av, b0, acc[r][0]);
       acc[r][1] = _mm256_fmadd_ps(av, b1, acc[r][1]);
     }
   }
-  for (int r = 0; r < MR; ++r)
-    for (int z = 0; z < 2; ++z) _mm256_storeu_ps(c + r * ldc + 8 * z, acc[r][z]);
+  CHARRNN_UNROLL for (int r = 0; r < MR; ++r)
+    CHARRNN_UNROLL for (int z = 0; z < 2; ++z) _mm256_storeu_ps(c + r * ldc + 8 * z, acc[r][z]);
 }
 
 template <int MR>
@@ -80,6 +92,32 @@ constexpr TileKernel kAvx2Tiles[] = {nullptr, tile_avx2<1>, tile_avx2<2>, tile_a
                                      tile_avx2<6>};
 
 #endif  // CHARRNN_X86_KERNELS
+
+// The portable tile, for any CPU: plain loops over one row and a whole
+// 32-column panel at a time, which compilers vectorise for the baseline
+// (SSE2 on x86-64, NEON on ARM). It exists for its order of summing, not its
+// speed: each entry of c is summed over k in order whatever rows come with
+// it, as in the x86 kernels, so the decoder's streams give the same text
+// split over any number of threads on every CPU. (OpenBLAS's product does
+// not promise that across row counts.)
+template <int MR>
+void tile_portable(int64_t K, const float* a, int64_t lda, const float* panel, float* c, int64_t ldc,
+                   bool accumulate) {
+  for (int r = 0; r < MR; ++r) {
+    float acc[kPanel];
+    for (int64_t j = 0; j < kPanel; ++j) acc[j] = accumulate ? c[r * ldc + j] : 0.0f;
+    const float* a_row = a + r * lda;
+    for (int64_t k = 0; k < K; ++k) {
+      const float av = a_row[k];
+      const float* b_row = panel + k * kPanel;
+      for (int64_t j = 0; j < kPanel; ++j) acc[j] += av * b_row[j];
+    }
+    for (int64_t j = 0; j < kPanel; ++j) c[r * ldc + j] = acc[j];
+  }
+}
+
+constexpr TileKernel kPortableTiles[] = {nullptr, tile_portable<1>, tile_portable<2>, tile_portable<3>,
+                                         tile_portable<4>};
 
 // Panels outer, row blocks inner: a panel (K x 32 floats, 32 KiB for K=256)
 // stays in the first-level cache while every row block passes over it.
@@ -110,6 +148,7 @@ void multiply_panels(const TileKernel* tiles, int64_t max_rows, int64_t M, int64
 bool PackedWeight::supported(Kernel kernel) {
   switch (kernel) {
     case Kernel::Best:
+    case Kernel::Portable:
     case Kernel::LibTorch: return true;
 #ifdef CHARRNN_X86_KERNELS
     // these also check that the operating system saves the wider registers
@@ -124,18 +163,36 @@ bool PackedWeight::supported(Kernel kernel) {
 }
 
 PackedWeight::Kernel PackedWeight::widest_kernel() {
-  return supported(Kernel::Avx512) ? Kernel::Avx512 : supported(Kernel::Avx2) ? Kernel::Avx2 : Kernel::LibTorch;
+  switch (kernel_isa()) {  // the CPU's widest, capped by CHARRNN_ISA
+    case Isa::Avx512: return Kernel::Avx512;
+    case Isa::Avx2: return Kernel::Avx2;
+    case Isa::Generic: return Kernel::Portable;
+  }
+  return Kernel::Portable;
+}
+
+PackedWeight::Kernel PackedWeight::best_kernel() {
+  // one product on several BLAS threads beats one thread running a tile
+  // kernel, and BLAS's own kernels for the CPU beat the portable tile
+  return blas_threads() > 1 || kernel_isa() == Isa::Generic ? Kernel::LibTorch : widest_kernel();
+}
+
+const char* PackedWeight::describe(Kernel kernel) {
+  switch (kernel) {
+    case Kernel::Best: return "best";
+    case Kernel::Avx512: return "avx512 8x32 tiles on 32-column panels";
+    case Kernel::Avx2: return "avx2 6x16 tiles on 32-column panels";
+    case Kernel::Portable: return "portable 1x32 rows on 32-column panels";
+    case Kernel::LibTorch: return "libtorch mm (no packing)";
+  }
+  return "unknown";
 }
 
 PackedWeight::PackedWeight(const torch::Tensor& b, Kernel kernel) : b_(b), k_(b.size(0)), n_(b.size(1)) {
   TORCH_CHECK(b.dim() == 2 && b.scalar_type() == torch::kFloat && b.device().is_cpu(),
               "PackedWeight needs a 2-d float32 CPU matrix");
   TORCH_CHECK(supported(kernel), "this CPU cannot run the requested matrix kernel");
-  if (kernel == Kernel::Best) {
-    // one product on several BLAS threads beats one thread running this kernel
-    kernel = blas_threads() > 1 ? Kernel::LibTorch : widest_kernel();
-  }
-  kernel_ = kernel;
+  kernel_ = kernel == Kernel::Best ? best_kernel() : kernel;
   if (kernel_ == Kernel::LibTorch || k_ == 0 || n_ == 0) return;
   const int64_t panels = (n_ + kPanel - 1) / kPanel;
   // LibTorch's CPU allocator aligns to 64 bytes, as the aligned loads need
@@ -169,11 +226,14 @@ void PackedWeight::multiply(const torch::Tensor& a, torch::Tensor& c, bool accum
       torch::mm_out(c, a, b_);
     return;
   }
+  const TileKernel* tiles = kPortableTiles;
+  int64_t max_rows = 4;
 #ifdef CHARRNN_X86_KERNELS
-  const bool avx512 = kernel_ == Kernel::Avx512;
-  multiply_panels(avx512 ? kAvx512Tiles : kAvx2Tiles, avx512 ? 8 : 6, M, n_, k_, a.data_ptr<float>(), a.stride(0),
-                  panels_.data_ptr<float>(), c.data_ptr<float>(), c.stride(0), accumulate);
+  if (kernel_ == Kernel::Avx512) tiles = kAvx512Tiles, max_rows = 8;
+  if (kernel_ == Kernel::Avx2) tiles = kAvx2Tiles, max_rows = 6;
 #endif
+  multiply_panels(tiles, max_rows, M, n_, k_, a.data_ptr<float>(), a.stride(0), panels_.data_ptr<float>(),
+                  c.data_ptr<float>(), c.stride(0), accumulate);
 }
 
 }  // namespace charrnn

@@ -23,17 +23,27 @@ namespace charrnn {
 class PackedWeight {
  public:
   enum class Kernel {
-    Best,      ///< the fastest this CPU supports, when BLAS runs single-threaded
+    Best,      ///< best_kernel(): a tile kernel while BLAS runs single-threaded on x86, else LibTorch
     Avx512,    ///< AVX-512F, 8 rows x 32 columns per tile
     Avx2,      ///< AVX2 with FMA, 6 rows x 16 columns per tile
+    Portable,  ///< any CPU: loops the compiler vectorises, a row x 32 columns at a time
     LibTorch,  ///< torch::addmm, no packing
   };
 
-  /// Whether this CPU (and build) can run `kernel`. Best and LibTorch always can.
+  /// Whether this CPU (and build) can run `kernel`, whatever CHARRNN_ISA says.
+  /// Best, Portable and LibTorch always can.
   static bool supported(Kernel kernel);
-  /// The widest packed kernel this CPU runs (Avx512, Avx2, else LibTorch),
-  /// whatever BLAS's thread count: what Best picks with one BLAS thread.
+  /// The widest packed kernel this CPU runs (Avx512, Avx2, else Portable)
+  /// within the CHARRNN_ISA cap (isa.h), whatever BLAS's thread count: what
+  /// Best picks with one BLAS thread on x86 (elsewhere Best leaves products
+  /// to BLAS, which has kernels for the CPU). Callers that need each row's
+  /// sums in the same order whatever rows come with it (the decoder's parts)
+  /// take this.
   static Kernel widest_kernel();
+  /// What Best stands for now, with BLAS's current thread count.
+  static Kernel best_kernel();
+  /// A kernel's name and tile shape, for `charrnn bench`'s report.
+  static const char* describe(Kernel kernel);
 
   /// b: (K, N) float32 on the CPU, any strides (W_hh^T is a transposed view).
   /// The kernels use a copy packed now, the LibTorch path reads b itself:

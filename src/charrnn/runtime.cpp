@@ -17,6 +17,7 @@
 #include <torch/version.h>
 
 #include "charrnn/error.h"
+#include "charrnn/isa.h"
 
 namespace charrnn {
 
@@ -57,6 +58,7 @@ void configure_threads(int64_t threads) {
   torch::set_num_threads(static_cast<int>(env_integer("CHARRNN_TORCH_THREADS", 1, 1, INT64_MAX)));
   set_blas_threads(threads);
   g_threads = threads;
+  kernel_isa();  // a bad CHARRNN_ISA is a usage error now, not in the middle of a step
   keep_freed_memory_for_reuse();
 }
 
@@ -76,6 +78,12 @@ void set_blas_threads(int64_t threads) {
   using SetThreads = void (*)(int);
   static const auto set = reinterpret_cast<SetThreads>(::dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
   if (set) set(static_cast<int>(threads));
+}
+
+std::string blas_description() {
+  using GetName = char* (*)();
+  static const auto corename = reinterpret_cast<GetName>(::dlsym(RTLD_DEFAULT, "openblas_get_corename"));
+  return corename ? std::string("OpenBLAS ") + corename() : "unknown";
 }
 
 int64_t blas_threads() {

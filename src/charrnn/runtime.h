@@ -51,6 +51,10 @@ class SingleThreadedBlas {
   SingleThreadedBlas& operator=(const SingleThreadedBlas&) = delete;
 };
 
+/// The BLAS behind LibTorch's products and its kernel set, e.g.
+/// "OpenBLAS ZEN" ("unknown" when it is not OpenBLAS).
+std::string blas_description();
+
 /// Threads one matrix product may use now: OpenBLAS's setting, or
 /// LibTorch's intra-op threads with another BLAS (MKL follows them).
 int64_t blas_threads();

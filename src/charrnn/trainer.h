@@ -82,6 +82,9 @@ class Trainer {
   /// must call it: it collects all ranks' random streams.
   Checkpoint make_checkpoint() const;
 
+  /// How many threads a CPU step splits its batch over (1: no split).
+  int64_t batch_parts(int64_t batch_size) const;
+
   /// Processes training together (1 without a ProcessGroup).
   int64_t world_size() const { return group_ ? group_->size() : 1; }
   /// True on the process that writes checkpoints, metrics and samples.
@@ -104,8 +107,6 @@ class Trainer {
   void attach_optimizer(const std::string& optimizer_bytes);
   /// Held-out loss, split between ranks and summed.
   EvalResult evaluate_held_out(const torch::Tensor& held_out);
-  /// How many threads a CPU step splits its batch over (1: no split).
-  int64_t batch_parts(int64_t batch_size) const;
   /// Forward and backward of `parts` slices of the batch on as many
   /// threads; leaves the batch-mean gradients in .grad, returns the loss.
   double forward_backward_in_parts(const torch::Tensor& inputs, const torch::Tensor& targets, int64_t parts);
