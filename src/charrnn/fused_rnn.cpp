@@ -29,17 +29,17 @@ using torch::autograd::variable_list;
 // always-inline `name_body`, with one copy of the body per instruction set.
 #define CHARRNN_KERNEL_BODY __attribute__((always_inline)) inline
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define CHARRNN_FOR_EACH_ISA(name, params, args)                                          \
+#define CHARRNN_FOR_EACH_ISA(name, params, args)                                                      \
   __attribute__((target("avx512f"))) static void name##_avx512 params { name##_body<Floats16> args; } \
-  __attribute__((target("avx2,fma"))) static void name##_avx2 params { name##_body<Floats8> args; }  \
-  static void name##_generic params { name##_body<Floats4> args; }                                 \
-  void name params {                                                                      \
-    switch (kernel_isa()) {                                                               \
-      case Isa::Avx512: return name##_avx512 args;                                        \
-      case Isa::Avx2: return name##_avx2 args;                                            \
-      case Isa::Generic: break;                                                           \
-    }                                                                                     \
-    name##_generic args;                                                                  \
+  __attribute__((target("avx2,fma"))) static void name##_avx2 params { name##_body<Floats8> args; }   \
+  static void name##_generic params { name##_body<Floats4> args; }                                    \
+  void name params {                                                                                  \
+    switch (kernel_isa()) {                                                                           \
+      case Isa::Avx512: return name##_avx512 args;                                                    \
+      case Isa::Avx2: return name##_avx2 args;                                                        \
+      case Isa::Generic: break;                                                                       \
+    }                                                                                                 \
+    name##_generic args;                                                                              \
   }
 #else
 #define CHARRNN_FOR_EACH_ISA(name, params, args) \
@@ -104,14 +104,17 @@ __attribute__((always_inline)) inline void lstm_gate_gradients_rows(int64_t B, i
 }
 
 template <typename V>
-CHARRNN_KERNEL_BODY void lstm_gate_gradients_body(int64_t B, int64_t H, const float* gp, const float* tcp, const float* cprev,
+CHARRNN_KERNEL_BODY void lstm_gate_gradients_body(int64_t B, int64_t H, const float* gp, const float* tcp,
+                                                  const float* cprev,
                          const float* dop, const float* dhp, float* __restrict dcp, float* __restrict dg) {
   if (dop)
     lstm_gate_gradients_rows<true>(B, H, gp, tcp, cprev, dop, dhp, dcp, dg);
   else
     lstm_gate_gradients_rows<false>(B, H, gp, tcp, cprev, dop, dhp, dcp, dg);
 }
-CHARRNN_FOR_EACH_ISA(lstm_gate_gradients, (int64_t B, int64_t H, const float* gp, const float* tcp, const float* cprev, const float* dop, const float* dhp, float* __restrict dcp, float* __restrict dg), (B, H, gp, tcp, cprev, dop, dhp, dcp, dg))
+CHARRNN_FOR_EACH_ISA(lstm_gate_gradients, (int64_t B, int64_t H, const float* gp, const float* tcp, const float* cprev,
+                      const float* dop, const float* dhp, float* __restrict dcp, float* __restrict dg), (B, H, gp, tcp,
+                      cprev, dop, dhp, dcp, dg))
 
 // One backward time step of the GRU: the gradients of the input part (d_xg)
 // and the recurrent part (d_hg) of the gates. dh holds dL/dh_t from step t+1
@@ -148,14 +151,17 @@ __attribute__((always_inline)) inline void gru_gate_gradients_rows(int64_t B, in
 }
 
 template <typename V>
-CHARRNN_KERNEL_BODY void gru_gate_gradients_body(int64_t B, int64_t H, const float* ap, const float* hgp, const float* hprev,
+CHARRNN_KERNEL_BODY void gru_gate_gradients_body(int64_t B, int64_t H, const float* ap, const float* hgp,
+                                                 const float* hprev,
                         const float* dop, float* dhp, float* __restrict dxp, float* __restrict dhgp) {
   if (dop)
     gru_gate_gradients_rows<true>(B, H, ap, hgp, hprev, dop, dhp, dxp, dhgp);
   else
     gru_gate_gradients_rows<false>(B, H, ap, hgp, hprev, dop, dhp, dxp, dhgp);
 }
-CHARRNN_FOR_EACH_ISA(gru_gate_gradients, (int64_t B, int64_t H, const float* ap, const float* hgp, const float* hprev, const float* dop, float* dhp, float* __restrict dxp, float* __restrict dhgp), (B, H, ap, hgp, hprev, dop, dhp, dxp, dhgp))
+CHARRNN_FOR_EACH_ISA(gru_gate_gradients, (int64_t B, int64_t H, const float* ap, const float* hgp, const float* hprev,
+                      const float* dop, float* dhp, float* __restrict dxp, float* __restrict dhgp), (B, H, ap, hgp,
+                      hprev, dop, dhp, dxp, dhgp))
 
 // One forward time step of the LSTM after the recurrent product: the gate
 // nonlinearities in place (g holds the pre-activations [i|f|g|o] per row,
@@ -259,7 +265,9 @@ CHARRNN_KERNEL_BODY void lstm_cell_step_body(int64_t B, int64_t H, float* __rest
     }
   }
 }
-CHARRNN_FOR_EACH_ISA(lstm_cell_step, (int64_t B, int64_t H, float* __restrict g, const float* __restrict c_prev, float* __restrict c_next, float* __restrict tanh_c, float* __restrict h), (B, H, g, c_prev, c_next, tanh_c, h))
+CHARRNN_FOR_EACH_ISA(lstm_cell_step, (int64_t B, int64_t H, float* __restrict g, const float* __restrict c_prev,
+                      float* __restrict c_next, float* __restrict tanh_c, float* __restrict h), (B, H, g, c_prev,
+                      c_next, tanh_c, h))
 
 // One forward time step of the GRU after the recurrent product, the same
 // way: x holds the step's input part of the gates (b_ih included), hg the
@@ -293,7 +301,9 @@ CHARRNN_KERNEL_BODY void gru_cell_step_body(int64_t B, int64_t H, const float* _
     }
   }
 }
-CHARRNN_FOR_EACH_ISA(gru_cell_step, (int64_t B, int64_t H, const float* __restrict x, const float* __restrict hg, const float* __restrict h_prev, float* __restrict act, float* __restrict h), (B, H, x, hg, h_prev, act, h))
+CHARRNN_FOR_EACH_ISA(gru_cell_step, (int64_t B, int64_t H, const float* __restrict x, const float* __restrict hg,
+                      const float* __restrict h_prev, float* __restrict act, float* __restrict h), (B, H, x, hg,
+                      h_prev, act, h))
 
 }  // namespace
 
@@ -301,7 +311,8 @@ CHARRNN_FOR_EACH_ISA(gru_cell_step, (int64_t B, int64_t H, const float* __restri
 // the same vector maths. Rows are strided: h lives inside the decoder's
 // [embedding; h_0; h_1; ...] buffer.
 template <typename V>
-CHARRNN_KERNEL_BODY void lstm_decoder_step_body(int64_t B, int64_t H, const float* gates, int64_t gate_stride, float* c, int64_t c_stride,
+CHARRNN_KERNEL_BODY void lstm_decoder_step_body(int64_t B, int64_t H, const float* gates, int64_t gate_stride,
+                                                float* c, int64_t c_stride,
                        float* h, int64_t h_stride) {
   const int64_t vector_end = H - H % kLanes<V>;
   for (int64_t b = 0; b < B; ++b) {
@@ -324,10 +335,13 @@ CHARRNN_KERNEL_BODY void lstm_decoder_step_body(int64_t B, int64_t H, const floa
     }
   }
 }
-CHARRNN_FOR_EACH_ISA(lstm_decoder_step, (int64_t B, int64_t H, const float* gates, int64_t gate_stride, float* c, int64_t c_stride, float* h, int64_t h_stride), (B, H, gates, gate_stride, c, c_stride, h, h_stride))
+CHARRNN_FOR_EACH_ISA(lstm_decoder_step, (int64_t B, int64_t H, const float* gates, int64_t gate_stride, float* c,
+                      int64_t c_stride, float* h, int64_t h_stride), (B, H, gates, gate_stride, c, c_stride, h,
+                      h_stride))
 
 template <typename V>
-CHARRNN_KERNEL_BODY void gru_decoder_step_body(int64_t B, int64_t H, const float* gates, int64_t gate_stride, float* h, int64_t h_stride) {
+CHARRNN_KERNEL_BODY void gru_decoder_step_body(int64_t B, int64_t H, const float* gates, int64_t gate_stride, float* h,
+                                               int64_t h_stride) {
   const int64_t vector_end = H - H % kLanes<V>;
   for (int64_t b = 0; b < B; ++b) {
     const float* row = gates + b * gate_stride;
@@ -343,7 +357,8 @@ CHARRNN_KERNEL_BODY void gru_decoder_step_body(int64_t B, int64_t H, const float
     }
   }
 }
-CHARRNN_FOR_EACH_ISA(gru_decoder_step, (int64_t B, int64_t H, const float* gates, int64_t gate_stride, float* h, int64_t h_stride), (B, H, gates, gate_stride, h, h_stride))
+CHARRNN_FOR_EACH_ISA(gru_decoder_step, (int64_t B, int64_t H, const float* gates, int64_t gate_stride, float* h,
+                      int64_t h_stride), (B, H, gates, gate_stride, h, h_stride))
 
 namespace {
 
