@@ -118,12 +118,8 @@ nlohmann::json run_bench(const Config& config, const BenchOptions& options) {
   // what a CPU training step's recurrent products run: the packed kernel
   // when the batch is split (single-threaded BLAS in each part)
   const int64_t parts = trainer.batch_parts(config.train.batch_size);
-  const PackedWeight::Kernel train_kernel = [&] {
-    if (!device.is_cpu()) return PackedWeight::Kernel::LibTorch;
-    if (parts == 1) return PackedWeight::best_kernel();
-    const SingleThreadedBlas one_blas_thread_per_part;
-    return PackedWeight::best_kernel();
-  }();
+  const PackedWeight::Kernel train_kernel =
+      device.is_cpu() ? PackedWeight::best_kernel(parts > 1 ? 1 : blas_threads()) : PackedWeight::Kernel::LibTorch;
   const double train_gflops = training_step_flops(config, V) * steps_per_second / 1e9;
   nlohmann::json result = {
       {"impl", "charrnn"},

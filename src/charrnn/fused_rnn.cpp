@@ -26,7 +26,9 @@ using torch::autograd::variable_list;
 // set, capped by CHARRNN_ISA, so that every path can be run and measured on
 // one machine. (GCC's target_clones would pick by CPU alone, at load time.)
 // CHARRNN_FOR_EACH_ISA(name, (params), (args)) defines `name` over an
-// always-inline `name_body`, with one copy of the body per instruction set.
+// always-inline `name_body<V>`, with one copy of the body per instruction
+// set and V that set's register of floats. (The gate-gradient bodies leave V
+// unused: the compiler vectorises their plain loops for each copy's target.)
 #define CHARRNN_KERNEL_BODY __attribute__((always_inline)) inline
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define CHARRNN_FOR_EACH_ISA(name, params, args)                                                      \
@@ -105,8 +107,8 @@ __attribute__((always_inline)) inline void lstm_gate_gradients_rows(int64_t B, i
 
 template <typename V>
 CHARRNN_KERNEL_BODY void lstm_gate_gradients_body(int64_t B, int64_t H, const float* gp, const float* tcp,
-                                                  const float* cprev,
-                         const float* dop, const float* dhp, float* __restrict dcp, float* __restrict dg) {
+                                                  const float* cprev, const float* dop, const float* dhp,
+                                                  float* __restrict dcp, float* __restrict dg) {
   if (dop)
     lstm_gate_gradients_rows<true>(B, H, gp, tcp, cprev, dop, dhp, dcp, dg);
   else
@@ -152,8 +154,8 @@ __attribute__((always_inline)) inline void gru_gate_gradients_rows(int64_t B, in
 
 template <typename V>
 CHARRNN_KERNEL_BODY void gru_gate_gradients_body(int64_t B, int64_t H, const float* ap, const float* hgp,
-                                                 const float* hprev,
-                        const float* dop, float* dhp, float* __restrict dxp, float* __restrict dhgp) {
+                                                 const float* hprev, const float* dop, float* dhp,
+                                                 float* __restrict dxp, float* __restrict dhgp) {
   if (dop)
     gru_gate_gradients_rows<true>(B, H, ap, hgp, hprev, dop, dhp, dxp, dhgp);
   else
@@ -231,7 +233,8 @@ inline float sigmoid1(float x) { return 1.0f / (1.0f + std::exp(-x)); }
 
 template <typename V>
 CHARRNN_KERNEL_BODY void lstm_cell_step_body(int64_t B, int64_t H, float* __restrict g, const float* __restrict c_prev,
-                    float* __restrict c_next, float* __restrict tanh_c, float* __restrict h) {
+                                             float* __restrict c_next, float* __restrict tanh_c,
+                                             float* __restrict h) {
   const int64_t vector_end = H - H % kLanes<V>;
   for (int64_t b = 0; b < B; ++b) {
     float* row = g + b * 4 * H;
@@ -241,7 +244,7 @@ CHARRNN_KERNEL_BODY void lstm_cell_step_body(int64_t B, int64_t H, float* __rest
     float* hp = h + b * H;
     for (int64_t j = 0; j < vector_end; j += kLanes<V>) {
       const V i = sigmoidv(loadv<V>(row + j)), f = sigmoidv(loadv<V>(row + H + j)),
-                     gg = tanhv(loadv<V>(row + 2 * H + j)), o = sigmoidv(loadv<V>(row + 3 * H + j));
+              gg = tanhv(loadv<V>(row + 2 * H + j)), o = sigmoidv(loadv<V>(row + 3 * H + j));
       const V c = f * loadv<V>(cp + j) + i * gg, t = tanhv(c);
       storev(row + j, i);
       storev(row + H + j, f);
@@ -273,8 +276,9 @@ CHARRNN_FOR_EACH_ISA(lstm_cell_step, (int64_t B, int64_t H, float* __restrict g,
 // way: x holds the step's input part of the gates (b_ih included), hg the
 // recurrent part (b_hh included); writes r, z, n after activation and h.
 template <typename V>
-CHARRNN_KERNEL_BODY void gru_cell_step_body(int64_t B, int64_t H, const float* __restrict x, const float* __restrict hg,
-                   const float* __restrict h_prev, float* __restrict act, float* __restrict h) {
+CHARRNN_KERNEL_BODY void gru_cell_step_body(int64_t B, int64_t H, const float* __restrict x,
+                                            const float* __restrict hg, const float* __restrict h_prev,
+                                            float* __restrict act, float* __restrict h) {
   const int64_t vector_end = H - H % kLanes<V>;
   for (int64_t b = 0; b < B; ++b) {
     const float* xr = x + b * 3 * H;
@@ -284,8 +288,8 @@ CHARRNN_KERNEL_BODY void gru_cell_step_body(int64_t B, int64_t H, const float* _
     float* out = h + b * H;
     for (int64_t j = 0; j < vector_end; j += kLanes<V>) {
       const V r = sigmoidv(loadv<V>(xr + j) + loadv<V>(hr + j)),
-                     z = sigmoidv(loadv<V>(xr + H + j) + loadv<V>(hr + H + j)),
-                     n = tanhv(loadv<V>(xr + 2 * H + j) + r * loadv<V>(hr + 2 * H + j));
+              z = sigmoidv(loadv<V>(xr + H + j) + loadv<V>(hr + H + j)),
+              n = tanhv(loadv<V>(xr + 2 * H + j) + r * loadv<V>(hr + 2 * H + j));
       storev(ar + j, r);
       storev(ar + H + j, z);
       storev(ar + 2 * H + j, n);
@@ -312,8 +316,7 @@ CHARRNN_FOR_EACH_ISA(gru_cell_step, (int64_t B, int64_t H, const float* __restri
 // [embedding; h_0; h_1; ...] buffer.
 template <typename V>
 CHARRNN_KERNEL_BODY void lstm_decoder_step_body(int64_t B, int64_t H, const float* gates, int64_t gate_stride,
-                                                float* c, int64_t c_stride,
-                       float* h, int64_t h_stride) {
+                                                float* c, int64_t c_stride, float* h, int64_t h_stride) {
   const int64_t vector_end = H - H % kLanes<V>;
   for (int64_t b = 0; b < B; ++b) {
     const float* row = gates + b * gate_stride;
@@ -321,7 +324,7 @@ CHARRNN_KERNEL_BODY void lstm_decoder_step_body(int64_t B, int64_t H, const floa
     float* hr = h + b * h_stride;
     for (int64_t j = 0; j < vector_end; j += kLanes<V>) {
       const V i = sigmoidv(loadv<V>(row + j)), f = sigmoidv(loadv<V>(row + H + j)),
-                     o = sigmoidv(loadv<V>(row + 2 * H + j)), g = tanhv(loadv<V>(row + 3 * H + j));
+              o = sigmoidv(loadv<V>(row + 2 * H + j)), g = tanhv(loadv<V>(row + 3 * H + j));
       const V cn = f * loadv<V>(cr + j) + i * g;
       storev(cr + j, cn);
       storev(hr + j, o * tanhv(cn));
@@ -348,7 +351,7 @@ CHARRNN_KERNEL_BODY void gru_decoder_step_body(int64_t B, int64_t H, const float
     float* hr = h + b * h_stride;
     for (int64_t j = 0; j < vector_end; j += kLanes<V>) {
       const V r = sigmoidv(loadv<V>(row + j)), z = sigmoidv(loadv<V>(row + H + j)),
-                     n = tanhv(loadv<V>(row + 2 * H + j) + r * loadv<V>(row + 3 * H + j));
+              n = tanhv(loadv<V>(row + 2 * H + j) + r * loadv<V>(row + 3 * H + j));
       storev(hr + j, n + z * (loadv<V>(hr + j) - n));
     }
     for (int64_t j = vector_end; j < H; ++j) {

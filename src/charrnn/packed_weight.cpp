@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <iterator>
 
 #include "charrnn/isa.h"
 #include "charrnn/runtime.h"
@@ -150,14 +151,10 @@ bool PackedWeight::supported(Kernel kernel) {
     case Kernel::Best:
     case Kernel::Portable:
     case Kernel::LibTorch: return true;
-#ifdef CHARRNN_X86_KERNELS
-    // these also check that the operating system saves the wider registers
-    case Kernel::Avx512: return __builtin_cpu_supports("avx512f");
-    case Kernel::Avx2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
-    case Kernel::Avx512:
-    case Kernel::Avx2: return false;
-#endif
+    // what the CPU runs, whatever CHARRNN_ISA says (cpu_isa() is Generic
+    // wherever this file has no x86 kernels)
+    case Kernel::Avx512: return cpu_isa() >= Isa::Avx512;
+    case Kernel::Avx2: return cpu_isa() >= Isa::Avx2;
   }
   return false;
 }
@@ -171,10 +168,10 @@ PackedWeight::Kernel PackedWeight::widest_kernel() {
   return Kernel::Portable;
 }
 
-PackedWeight::Kernel PackedWeight::best_kernel() {
+PackedWeight::Kernel PackedWeight::best_kernel(int64_t blas_thread_count) {
   // one product on several BLAS threads beats one thread running a tile
   // kernel, and BLAS's own kernels for the CPU beat the portable tile
-  return blas_threads() > 1 || kernel_isa() == Isa::Generic ? Kernel::LibTorch : widest_kernel();
+  return blas_thread_count > 1 || kernel_isa() == Isa::Generic ? Kernel::LibTorch : widest_kernel();
 }
 
 const char* PackedWeight::describe(Kernel kernel) {
@@ -192,7 +189,7 @@ PackedWeight::PackedWeight(const torch::Tensor& b, Kernel kernel) : b_(b), k_(b.
   TORCH_CHECK(b.dim() == 2 && b.scalar_type() == torch::kFloat && b.device().is_cpu(),
               "PackedWeight needs a 2-d float32 CPU matrix");
   TORCH_CHECK(supported(kernel), "this CPU cannot run the requested matrix kernel");
-  kernel_ = kernel == Kernel::Best ? best_kernel() : kernel;
+  kernel_ = kernel == Kernel::Best ? best_kernel(blas_threads()) : kernel;
   if (kernel_ == Kernel::LibTorch || k_ == 0 || n_ == 0) return;
   const int64_t panels = (n_ + kPanel - 1) / kPanel;
   // LibTorch's CPU allocator aligns to 64 bytes, as the aligned loads need
@@ -226,11 +223,12 @@ void PackedWeight::multiply(const torch::Tensor& a, torch::Tensor& c, bool accum
       torch::mm_out(c, a, b_);
     return;
   }
+  // each table's last entry is its tallest tile
   const TileKernel* tiles = kPortableTiles;
-  int64_t max_rows = 4;
+  int64_t max_rows = std::size(kPortableTiles) - 1;
 #ifdef CHARRNN_X86_KERNELS
-  if (kernel_ == Kernel::Avx512) tiles = kAvx512Tiles, max_rows = 8;
-  if (kernel_ == Kernel::Avx2) tiles = kAvx2Tiles, max_rows = 6;
+  if (kernel_ == Kernel::Avx512) tiles = kAvx512Tiles, max_rows = std::size(kAvx512Tiles) - 1;
+  if (kernel_ == Kernel::Avx2) tiles = kAvx2Tiles, max_rows = std::size(kAvx2Tiles) - 1;
 #endif
   multiply_panels(tiles, max_rows, M, n_, k_, a.data_ptr<float>(), a.stride(0), panels_.data_ptr<float>(),
                   c.data_ptr<float>(), c.stride(0), accumulate);

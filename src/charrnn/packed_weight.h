@@ -43,8 +43,9 @@ class PackedWeight {
   /// sums in the same order whatever rows come with it (the decoder's parts)
   /// take this.
   static Kernel widest_kernel();
-  /// What Best stands for now, with BLAS's current thread count.
-  static Kernel best_kernel();
+  /// What Best stands for while BLAS runs `blas_thread_count` threads (the
+  /// constructor asks with blas_threads()).
+  static Kernel best_kernel(int64_t blas_thread_count);
   /// A kernel's name and tile shape, for `charrnn bench`'s report.
   static const char* describe(Kernel kernel);
 
