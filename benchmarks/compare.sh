@@ -25,6 +25,15 @@ py=${PYTHON:-/usr/bin/python3}
 [ -x "$charrnn" ] || { echo "error: build first (scripts/test.sh or cmake --build build)" >&2; exit 1; }
 $py -c "import torch" 2>/dev/null || { echo "error: $py lacks torch; apt-get install python3-torch" >&2; exit 1; }
 
+# Both tools on OpenBLAS's same kernels: charrnn names a better core where
+# OpenBLAS's own choice lacks the CPU's AVX2 (runtime.h), which Python's
+# torch does not; the reference gets the core charrnn runs.
+if [ -z "${OPENBLAS_CORETYPE:-}" ]; then
+  core=$("$charrnn" version | sed -n 's/^blas: OpenBLAS //p')
+  [ -n "$core" ] && export OPENBLAS_CORETYPE=$core
+fi
+echo "blas: $("$charrnn" version | sed -n 's/^blas: //p') for both tools" >&2
+
 out=$(mktemp -d)
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')" >&2
 command -v nvidia-smi >/dev/null && nvidia-smi -L >&2

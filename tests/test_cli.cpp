@@ -3,6 +3,8 @@
 // folder with a corpus it writes itself.
 #include "cli_fixture.h"
 
+#include <cctype>
+
 namespace {
 
 using namespace charrnn_cli_test;
@@ -398,6 +400,24 @@ TEST_F(Cli, BenchReportsTheInstructionSetAndKernelsItRan) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto report = nlohmann::json::parse(r.out);
   EXPECT_EQ(report["isa"], report["cpu_isa"]) << "no cap: the CPU's widest set";
+  // OpenBLAS runs kernels that use the CPU's AVX2: where it picked SSE3
+  // ones for a CPU it does not know, charrnn restarted with a better core
+  const std::string blas = report["kernels"]["blas"].get<std::string>();
+  if (report["cpu_isa"] != "generic" && blas.rfind("OpenBLAS", 0) == 0 && !std::getenv("OPENBLAS_CORETYPE")) {
+    std::string core = blas.substr(blas.find(' ') + 1);
+    std::transform(core.begin(), core.end(), core.begin(), [](unsigned char c) { return std::tolower(c); });
+    const std::vector<std::string> avx2_cores = {"haswell", "zen", "skylakex", "cooperlake", "sapphirerapids",
+                                                 "excavator"};
+    EXPECT_NE(std::find(avx2_cores.begin(), avx2_cores.end(), core), avx2_cores.end()) << blas;
+  }
+  {
+    // a core the user names is kept, however slow
+    const ScopedEnv chosen("OPENBLAS_CORETYPE", "Prescott");
+    const Result slow = run(bench);
+    ASSERT_EQ(slow.exit_code, 0) << slow.err;
+    if (blas.rfind("OpenBLAS", 0) == 0)
+      EXPECT_EQ(nlohmann::json::parse(slow.out)["kernels"]["blas"], "OpenBLAS Prescott") << slow.out;
+  }
 
   const ScopedEnv bad("CHARRNN_ISA", "sse9");
   expect_clean_error(run(bench), 2, "CHARRNN_ISA must be avx512, avx2 or generic");

@@ -3,6 +3,7 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstdlib>
+#include <cctype>
 #include <cstring>
 #include <dlfcn.h>
 #if defined(__GLIBC__)
@@ -84,6 +85,26 @@ std::string blas_description() {
   using GetName = char* (*)();
   static const auto corename = reinterpret_cast<GetName>(::dlsym(RTLD_DEFAULT, "openblas_get_corename"));
   return corename ? std::string("OpenBLAS ") + corename() : "unknown";
+}
+
+std::string better_openblas_core(const std::string& current_core, bool cpu_has_avx2, bool cpu_has_avx512,
+                                 bool amd) {
+  if (!cpu_has_avx2) return "";
+  std::string core;
+  for (const char c : current_core) core += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  // OpenBLAS's core names with AVX2 kernels (openblas_get_corename() spellings)
+  for (const char* good : {"haswell", "zen", "skylakex", "cooperlake", "sapphirerapids", "excavator"})
+    if (core == good) return "";
+  if (cpu_has_avx512) return "SkylakeX";
+  return amd ? "Zen" : "Haswell";
+}
+
+std::string openblas_core_to_force() {
+  using GetName = char* (*)();
+  const auto corename = reinterpret_cast<GetName>(::dlsym(RTLD_DEFAULT, "openblas_get_corename"));
+  if (!corename || std::getenv("OPENBLAS_CORETYPE")) return "";  // not OpenBLAS, or the user chose
+  const Isa isa = cpu_isa();
+  return better_openblas_core(corename(), isa >= Isa::Avx2, isa >= Isa::Avx512, __builtin_cpu_is("amd"));
 }
 
 int64_t blas_threads() {

@@ -55,6 +55,20 @@ class SingleThreadedBlas {
 /// "OpenBLAS ZEN" ("unknown" when it is not OpenBLAS).
 std::string blas_description();
 
+/// OpenBLAS picks its kernels when it is loaded, from the CPU's model
+/// number, and falls back to SSE3 ones ("Prescott") on a CPU it does not
+/// know: Debian 12's 0.3.21 does so on Emerald Rapids Xeons, where its
+/// products then run at a seventh of their speed (docs/benchmarks.md). For
+/// a CPU with AVX2 whose OpenBLAS core `current_core` lacks it, this is the
+/// OPENBLAS_CORETYPE to load instead ("SkylakeX" with AVX-512, "Zen" on AMD,
+/// "Haswell"); otherwise "".
+std::string better_openblas_core(const std::string& current_core, bool cpu_has_avx2, bool cpu_has_avx512,
+                                 bool amd);
+/// better_openblas_core() for this process: "" unless OpenBLAS is loaded
+/// and OPENBLAS_CORETYPE is unset. main() re-executes charrnn with it set,
+/// since OpenBLAS reads the variable only when it is loaded.
+std::string openblas_core_to_force();
+
 /// Threads one matrix product may use now: OpenBLAS's setting, or
 /// LibTorch's intra-op threads with another BLAS (MKL follows them).
 int64_t blas_threads();

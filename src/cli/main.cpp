@@ -26,6 +26,7 @@
 #include "charrnn/corpus.h"
 #include "charrnn/error.h"
 #include "charrnn/evaluate.h"
+#include "charrnn/isa.h"
 #include "charrnn/export.h"
 #include "charrnn/distributed.h"
 #include "charrnn/generate.h"
@@ -611,6 +612,13 @@ int main(int argc, char** argv) {
   // Past a file-size limit (ulimit -f) a write should fail with EFBIG, which
   // the writers report as errors, rather than kill the process.
   std::signal(SIGXFSZ, SIG_IGN);
+  // OpenBLAS chose its kernels when it was loaded, before main; where it
+  // chose SSE3 ones on a CPU with AVX2 (one it does not know yet), charrnn
+  // starts again with the right ones named. A failed exec carries on.
+  if (const std::string core = charrnn::openblas_core_to_force(); !core.empty()) {
+    ::setenv("OPENBLAS_CORETYPE", core.c_str(), 1);
+    ::execv("/proc/self/exe", argv);
+  }
   if (argc < 2) {
     std::cerr << kUsage;
     return 2;
@@ -622,7 +630,9 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (command == "--version" || command == "version") {
-      std::cout << "charrnn " << CHARRNN_VERSION << "\n";
+      // what a bug report or a benchmark needs to know about the kernels
+      std::cout << "charrnn " << CHARRNN_VERSION << "\nblas: " << charrnn::blas_description()
+                << "\nisa: " << charrnn::to_string(charrnn::kernel_isa()) << "\n";
       return 0;
     }
     if (command == "train") return cmd_train(argc - 1, argv + 1);
