@@ -8,7 +8,7 @@ and prints one JSON line with its measurements:
 
   /usr/bin/python3 benchmarks/reference.py --config configs/default.json \
       [--set train.steps=100] [--max-seconds 300] [--threads N] [--gen-chars 2000] \
-      [--device cuda] [--precision bf16] [--eval-every 250]
+      [--device cuda] [--precision bf16] [--eval-every 250] [--save model.ref.pt]
 
 Validation is measured as charrnn measures it (evaluate.cpp): every held-out
 character after the first predicted once, state carried across windows.
@@ -101,6 +101,8 @@ def main():
     parser.add_argument("--eval-every", type=int, default=0,
                         help="> 0: validate every this many steps, the clock running, and list the results "
                              "(time to a validation loss)")
+    parser.add_argument("--save", help="also write the trained model here (state_dict, chars, config), "
+                                       "for benchmarks/quality.py to score")
     args = parser.parse_args()
 
     config = load_config(args.config, args.set)
@@ -158,6 +160,9 @@ def main():
             val = evaluate(model, val_ids, B, T, device)
             evals.append({"step": steps, "elapsed_s": time.perf_counter() - start, "val_bpc": val / math.log(2)})
     seconds = time.perf_counter() - start
+    if args.save:  # after the clock stops, so saving costs the run nothing
+        torch.save({"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "chars": chars,
+                    "config": config}, args.save)
 
     result = {
         "impl": "pytorch-python",

@@ -314,6 +314,17 @@ TEST(Config, ValidateRejectsBadValuesNamingTheKey) {
       {"sample.length", [](Config& c) { c.sample.length = -1; }},
       {"sample.temperature", [](Config& c) { c.sample.temperature = std::numeric_limits<double>::infinity(); }},
       {"sample.top_p", [](Config& c) { c.sample.top_p = 0; }},
+      {"model.forget_bias", [](Config& c) { c.model.forget_bias = std::numeric_limits<double>::infinity(); }},
+      {"train.batching", [](Config& c) { c.train.batching = "shuffled"; }},
+      {"train.burn_in", [](Config& c) { c.train.burn_in = -1; }},
+      {"train.burn_in", [](Config& c) { c.train.batching = "sequential"; c.train.burn_in = 16; }},
+      {"train.lr_schedule", [](Config& c) { c.train.lr_schedule = "exponential"; }},
+      {"train.warmup_steps", [](Config& c) { c.train.warmup_steps = -1; }},
+      {"train.min_lr", [](Config& c) { c.train.min_lr = -1e-4; }},
+      {"train.min_lr", [](Config& c) { c.train.min_lr = c.train.learning_rate * 2; }},
+      {"train.weight_decay", [](Config& c) { c.train.weight_decay = -0.1; }},
+      {"train.weight_decay", [](Config& c) { c.train.weight_decay = 1 / c.train.learning_rate; }},
+      {"train.weight_decay", [](Config& c) { c.train.weight_decay = std::numeric_limits<double>::quiet_NaN(); }},
   };
   for (const auto& c : cases) {
     Config config;
@@ -335,6 +346,14 @@ TEST(Config, ValidateAcceptsBoundaryValues) {
   c.sample.top_p = 5;            // keeps all
   c.sample.length = 0;
   c.model.dropout = 0.999;
+  c.model.forget_bias = -3;
+  c.train.batching = "sequential";
+  c.train.lr_schedule = "linear";
+  c.train.min_lr = c.train.learning_rate;  // a schedule that stays put
+  c.train.weight_decay = 0.5 / c.train.learning_rate;
+  EXPECT_NO_THROW(charrnn::validate(c));
+  c.train.lr_schedule = "cosine";
+  c.train.min_lr = 0;
   EXPECT_NO_THROW(charrnn::validate(c));
   c.train.device = "cpu";
   EXPECT_NO_THROW(charrnn::validate(c));

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <map>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -18,6 +19,7 @@
 #include "charrnn/config.h"
 #include "charrnn/error.h"
 #include "charrnn/generate.h"
+#include "charrnn/lr_schedule.h"
 #include "charrnn/trainer.h"
 #include "test_helpers.h"
 
@@ -217,6 +219,170 @@ std::string resume_name(const ::testing::TestParamInfo<ResumeParam>& info) {
   const auto [cell, layers, dropout, threads] = info.param;
   return charrnn::to_string(cell) + "_" + std::to_string(layers) + "layers" + (dropout > 0 ? "_dropout" : "") +
          (threads > 1 ? "_split" : "");
+}
+
+// The recipe options (train.batching, burn_in, lr_schedule, warmup_steps,
+// min_lr, weight_decay, model.forget_bias) together, for a cell and a thread
+// count: a run stopped mid-epoch and mid-schedule and resumed from its
+// checkpoint ends bit-identical to one that never stopped, carried state,
+// batch position and learning rate included.
+enum class Recipe { Sequential, BurnIn };
+using RecipeParam = std::tuple<CellType, Recipe, int64_t>;  // cell, recipe, threads
+
+Config recipe_config(const charrnn_test::TempDir& dir, const std::string& name, CellType cell, Recipe recipe,
+                     int64_t threads, int64_t steps) {
+  Config c = small_config(dir, name, cell, 2, 0.2, steps, 1000);
+  c.train.threads = threads;
+  c.train.lr_schedule = recipe == Recipe::Sequential ? "cosine" : "linear";
+  c.train.warmup_steps = 5;
+  c.train.min_lr = 0.001;
+  c.train.weight_decay = 0.1;
+  c.model.forget_bias = 1.0;
+  if (recipe == Recipe::Sequential) c.train.batching = "sequential";
+  else c.train.burn_in = 24;
+  return c;
+}
+
+class RecipeResumeTest : public ::testing::TestWithParam<RecipeParam> {};
+
+TEST_P(RecipeResumeTest, ResumedMidEpochAndMidScheduleIsBitIdentical) {
+  const CellType cell = std::get<0>(GetParam());
+  const Recipe recipe = std::get<1>(GetParam());
+  const int64_t threads = std::get<2>(GetParam());
+  charrnn_test::TempDir dir;
+  // 2700 training characters in 16 tracks of 32: 5 batches an epoch, so
+  // step 13 is mid-epoch, after the warm-up, early in the decay
+  const int64_t total = 30, stop = 13;
+  Trainer straight(recipe_config(dir, "straight", cell, recipe, threads, total));
+  std::vector<double> straight_lrs, straight_losses;
+  for (int64_t i = 0; i < total; ++i) {
+    straight_losses.push_back(straight.train_step());
+    straight_lrs.push_back(straight.learning_rate());
+  }
+  Trainer first(recipe_config(dir, "first", cell, recipe, threads, total));
+  for (int64_t i = 0; i < stop; ++i) first.train_step();
+  const std::string saved = dir.file("first/resume.pt");
+  charrnn::save_checkpoint(saved, first.make_checkpoint());
+  const charrnn::Checkpoint checkpoint = charrnn::load_checkpoint(saved);
+  Trainer resumed(checkpoint, checkpoint.config);
+  for (int64_t i = stop; i < total; ++i) {
+    EXPECT_EQ(resumed.train_step(), straight_losses[static_cast<size_t>(i)]) << "step " << i;
+    EXPECT_EQ(resumed.learning_rate(), straight_lrs[static_cast<size_t>(i)]) << "step " << i;
+  }
+  const charrnn::Checkpoint end_straight = straight.make_checkpoint();
+  const charrnn::Checkpoint end_resumed = resumed.make_checkpoint();
+  EXPECT_TRUE(end_straight.model_bytes == end_resumed.model_bytes);
+  charrnn_test::expect_same_adam_state(end_straight.optimizer_bytes, end_resumed.optimizer_bytes,
+                                       straight.vocab().size(), straight.config().model);
+  // the generators, the batch position and the carried state
+  EXPECT_TRUE(end_straight.rng_bytes == end_resumed.rng_bytes);
+  // the schedule went where it was asked to: warm-up, then down towards min_lr
+  EXPECT_LT(straight_lrs[0], straight_lrs[4]);
+  EXPECT_GT(straight_lrs[5], straight_lrs[total - 1]);
+  EXPECT_GT(straight_lrs[total - 1], 0.001);
+}
+
+INSTANTIATE_TEST_SUITE_P(Recipes, RecipeResumeTest,
+                         ::testing::Values(RecipeParam{CellType::LSTM, Recipe::Sequential, 1},
+                                           RecipeParam{CellType::LSTM, Recipe::Sequential, 2},
+                                           RecipeParam{CellType::GRU, Recipe::Sequential, 2},
+                                           RecipeParam{CellType::RNN, Recipe::Sequential, 1},
+                                           RecipeParam{CellType::LSTM, Recipe::BurnIn, 2},
+                                           RecipeParam{CellType::GRU, Recipe::BurnIn, 1}),
+                         [](const ::testing::TestParamInfo<RecipeParam>& info) {
+                           return charrnn::to_string(std::get<0>(info.param)) +
+                                  (std::get<1>(info.param) == Recipe::Sequential ? "_sequential" : "_burn_in") +
+                                  (std::get<2>(info.param) > 1 ? "_split" : "");
+                         });
+
+// Sequential batching and burn-in through the batch split: the parts take
+// the step one pass takes (up to rounding), every time the same way.
+class RecipeBatchSplitTest : public ::testing::TestWithParam<std::tuple<CellType, Recipe>> {};
+
+TEST_P(RecipeBatchSplitTest, MatchesOnePassAndIsDeterministic) {
+  const CellType cell = std::get<0>(GetParam());
+  const Recipe recipe = std::get<1>(GetParam());
+  charrnn_test::TempDir dir;
+  const auto run = [&](const std::string& name, const char* batch_threads) {
+    ::setenv("CHARRNN_BATCH_THREADS", batch_threads, 1);
+    Trainer trainer(recipe_config(dir, name, cell, recipe, 2, 30));
+    std::vector<double> losses;
+    for (int i = 0; i < 8; ++i) losses.push_back(trainer.train_step());  // across an epoch boundary
+    ::unsetenv("CHARRNN_BATCH_THREADS");
+    return std::make_pair(losses, trainer.make_checkpoint().model_bytes);
+  };
+  const auto one_pass = run("one", "1"), split = run("split", "2"), again = run("again", "2");
+  for (size_t i = 0; i < one_pass.first.size(); ++i) {
+    EXPECT_NEAR(split.first[i], one_pass.first[i], 1e-4) << "step " << i;
+    EXPECT_EQ(split.first[i], again.first[i]) << "step " << i;
+  }
+  EXPECT_TRUE(split.second == again.second);
+}
+
+INSTANTIATE_TEST_SUITE_P(Recipes, RecipeBatchSplitTest,
+                         ::testing::Values(std::make_tuple(CellType::LSTM, Recipe::Sequential),
+                                           std::make_tuple(CellType::GRU, Recipe::Sequential),
+                                           std::make_tuple(CellType::LSTM, Recipe::BurnIn)),
+                         [](const ::testing::TestParamInfo<std::tuple<CellType, Recipe>>& info) {
+                           return charrnn::to_string(std::get<0>(info.param)) +
+                                  (std::get<1>(info.param) == Recipe::Sequential ? "_sequential" : "_burn_in");
+                         });
+
+TEST(SequentialBatching, CarriesTheStateAndLearnsTheText) {
+  charrnn_test::TempDir dir;
+  Config config = small_config(dir, "run", CellType::LSTM, 1, 0.0, 150, 50);
+  config.train.batching = "sequential";
+  config.train.lr_schedule = "cosine";
+  config.train.min_lr = 0.001;
+  Trainer trainer(config);
+  trainer.run();
+  EXPECT_LT(trainer.progress().last_train_loss, 0.3);
+  EXPECT_LT(trainer.progress().best_val_loss, 0.5);
+  const auto metrics = read_metrics(charrnn::metrics_path(config.train.checkpoint));
+  ASSERT_EQ(metrics.size(), 3u);
+  // the last step (149 of 150 done) runs a hair above min_lr, on its way down
+  EXPECT_DOUBLE_EQ(metrics.back().at("lr").get<double>(), charrnn::scheduled_learning_rate(config.train, 149, 0));
+  EXPECT_NEAR(metrics.back().at("lr").get<double>(), 0.001, 1e-6);
+  EXPECT_GT(metrics[1].at("lr").get<double>(), metrics[2].at("lr").get<double>());
+}
+
+TEST(SequentialBatching, TooShortATextForTheTracksIsAUsageError) {
+  charrnn_test::TempDir dir;
+  Config config = small_config(dir, "run", CellType::GRU, 1, 0.0, 10, 10);
+  config.train.batching = "sequential";
+  config.train.batch_size = 100;  // 100 tracks of 32 characters need 3201; there are 2700
+  const std::string message = charrnn_test::thrown_message<charrnn::UsageError>([&] { Trainer trainer(config); });
+  EXPECT_CONTAINS(message, "train.batching=sequential");
+  EXPECT_CONTAINS(message, "train.batch_size");
+}
+
+// AdamW's decoupled decay: after the first step, a matrix differs from the
+// same step without decay by exactly lr * weight_decay * its old value, and
+// a bias not at all (Adam's update does not depend on the decay).
+TEST(WeightDecay, IsDecoupledAndSparesBiases) {
+  charrnn_test::TempDir dir;
+  const auto after_one_step = [&](const std::string& name, double weight_decay) {
+    Config c = small_config(dir, name, CellType::LSTM, 1, 0.0, 10, 10);
+    c.train.weight_decay = weight_decay;
+    c.train.threads = 1;
+    Trainer trainer(c);
+    std::map<std::string, torch::Tensor> before, after;
+    for (const auto& p : trainer.model()->named_parameters()) before[p.key()] = p.value().detach().clone();
+    trainer.train_step();
+    for (const auto& p : trainer.model()->named_parameters()) after[p.key()] = p.value().detach().clone();
+    return std::make_pair(before, after);
+  };
+  const auto plain = after_one_step("plain", 0), decayed = after_one_step("decayed", 0.5);
+  int matrices = 0;
+  for (const auto& [key, value] : plain.second) {
+    const torch::Tensor& old = plain.first.at(key);
+    const torch::Tensor expected = old.dim() >= 2 ? value - 0.01 * 0.5 * old : value;
+    // relative too: the embedding's N(0, 1) weights round at a few 1e-7
+    EXPECT_TRUE(torch::allclose(decayed.second.at(key), expected, 1e-6, 1e-7))
+        << key << ": max difference " << (decayed.second.at(key) - expected).abs().max().item<double>();
+    matrices += old.dim() >= 2;
+  }
+  EXPECT_EQ(matrices, 4);  // embedding, weight_ih, weight_hh, head
 }
 
 INSTANTIATE_TEST_SUITE_P(Cells, ResumeTest,

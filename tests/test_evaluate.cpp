@@ -155,4 +155,22 @@ TEST_F(EvaluateTest, SharesOfTheStreamsSumToTheWholeEvaluation) {
   }
 }
 
+TEST_F(EvaluateTest, ChunkedReadsEachWindowFromAZeroState) {
+  for (const int64_t window : {1, 7, 50, 499, 600}) {
+    double expected = 0;
+    const int64_t predictions = N - 1;
+    for (int64_t start = 0; start < predictions; start += window)
+      expected += summed_loss_from_zero(ids_.narrow(0, start, std::min(window, predictions - start) + 1));
+    for (const int64_t batch : {1, 3, 64}) {
+      const EvalResult chunked = charrnn::evaluate_chunked(model_, ids_, window, batch, torch::kCPU);
+      EXPECT_EQ(chunked.chars, predictions);
+      EXPECT_NEAR(chunked.loss, expected / predictions, 1e-5) << "window " << window << " batch " << batch;
+    }
+  }
+  // one window over the whole text is the carried protocol with one stream
+  EXPECT_NEAR(charrnn::evaluate_chunked(model_, ids_, N, 4, torch::kCPU).loss, eval(1, 64).loss, 1e-5);
+  EXPECT_TRUE(model_->is_training());
+  EXPECT_THROW(charrnn::evaluate_chunked(model_, ids_.narrow(0, 0, 1), 8, 4, torch::kCPU), charrnn::UsageError);
+}
+
 }  // namespace

@@ -146,6 +146,30 @@ TEST_P(ModelTest, SameSeedSameWeights) {
   for (size_t i = 0; i < pa.size(); ++i) EXPECT_TRUE(torch::equal(pa[i], pb[i])) << i;
 }
 
+TEST_P(ModelTest, ForgetBiasSetsOnlyTheLstmForgetGate) {
+  ModelOptions options = options_for(cell(), layers());
+  torch::manual_seed(5);
+  CharRNN plain(V, options);
+  options.forget_bias = 1.5;
+  torch::manual_seed(5);
+  CharRNN biased(V, options);
+  const auto a = plain->named_parameters(), b = biased->named_parameters();
+  const int64_t H = options.hidden_size;
+  for (const auto& p : a) {
+    const torch::Tensor& before = p.value();
+    const torch::Tensor& after = b[p.key()];
+    const bool ih = p.key().find("bias_ih") != std::string::npos, hh = p.key().find("bias_hh") != std::string::npos;
+    if (cell() != CellType::LSTM || (!ih && !hh)) {
+      EXPECT_TRUE(torch::equal(before, after)) << p.key() << ": only an LSTM's biases change";
+      continue;
+    }
+    // input, forget, cell, output: the forget slice holds 1.5 in all (ih) and 0 in hh, the rest is untouched
+    EXPECT_TRUE(torch::equal(after.narrow(0, H, H), torch::full({H}, ih ? 1.5f : 0.0f))) << p.key();
+    EXPECT_TRUE(torch::equal(after.narrow(0, 0, H), before.narrow(0, 0, H))) << p.key();
+    EXPECT_TRUE(torch::equal(after.narrow(0, 2 * H, 2 * H), before.narrow(0, 2 * H, 2 * H))) << p.key();
+  }
+}
+
 std::string param_name(const ::testing::TestParamInfo<std::tuple<CellType, int64_t>>& info) {
   return charrnn::to_string(std::get<0>(info.param)) + "_" + std::to_string(std::get<1>(info.param)) + "layers";
 }

@@ -255,6 +255,26 @@ TEST_F(Robustness, CorpusIsAFolder) {
   expect_clean_error(run(train_args({"--set", "data.path=" + (dir_ / "folder").string()})), 1, "folder");
 }
 
+TEST_F(Robustness, RecipeSettingsOutsideTheirRangeOrTooLargeForTheText) {
+  expect_bad_setting("train.batching=shuffled", "train.batching must be random or sequential");
+  expect_bad_setting("train.lr_schedule=step", "train.lr_schedule must be constant, cosine or linear");
+  expect_bad_setting("train.min_lr=1", "train.min_lr must be in [0, train.learning_rate]");
+  expect_bad_setting("train.weight_decay=-1", "train.weight_decay");
+  expect_bad_setting("train.warmup_steps=-5", "train.warmup_steps");
+  expect_bad_setting("model.forget_bias=nan", "model.forget_bias");
+  // the shipped tiny config's 18,000 training characters hold 8 tracks of
+  // 32, but not 1000 tracks, nor 20,000 characters of burn-in
+  expect_clean_error(run(train_args({"--set", "train.batching=sequential", "--set", "train.batch_size=1000"})), 2,
+                     "lower train.batch_size or train.seq_length");
+  expect_clean_error(run(train_args({"--set", "train.burn_in=20000"})), 2, "train.burn_in=20000");
+  expect_clean_error(run(train_args({"--set", "train.batching=sequential", "--set", "train.burn_in=8"})), 2,
+                     "train.burn_in needs train.batching=random");
+  train_ok({"--set", "train.steps=2"});
+  for (const char* flag : {"--streams", "--window"})
+    expect_clean_error(run({"eval", "--checkpoint", checkpoint(), "--data", corpus_, flag, "0"}), 2,
+                       std::string(flag) + " must be >= 1");
+}
+
 TEST_F(Robustness, ControlCharactersAreOrdinaryCharacters) {
   std::string text = make_corpus(6000);
   for (size_t i = 0; i < text.size(); i += 97) text[i] = static_cast<char>(1 + i % 30);  // C0 controls, no NUL

@@ -136,12 +136,19 @@ json to_json(const Config& c) {
         {"embedding_dim", c.model.embedding_dim},
         {"hidden_size", c.model.hidden_size},
         {"num_layers", c.model.num_layers},
-        {"dropout", c.model.dropout}}},
+        {"dropout", c.model.dropout},
+        {"forget_bias", c.model.forget_bias}}},
       {"train",
        {{"batch_size", c.train.batch_size},
         {"seq_length", c.train.seq_length},
         {"learning_rate", c.train.learning_rate},
         {"steps", c.train.steps},
+        {"batching", c.train.batching},
+        {"burn_in", c.train.burn_in},
+        {"lr_schedule", c.train.lr_schedule},
+        {"warmup_steps", c.train.warmup_steps},
+        {"min_lr", c.train.min_lr},
+        {"weight_decay", c.train.weight_decay},
         {"max_seconds", c.train.max_seconds},
         {"grad_clip", c.train.grad_clip},
         {"eval_every", c.train.eval_every},
@@ -183,6 +190,7 @@ Config config_from_json(const json& j, const std::string& source, const Config& 
   model.read("hidden_size", c.model.hidden_size);
   model.read("num_layers", c.model.num_layers);
   model.read("dropout", c.model.dropout);
+  model.read("forget_bias", c.model.forget_bias);
   model.finish();
 
   SectionReader train(j, "train", source);
@@ -190,6 +198,12 @@ Config config_from_json(const json& j, const std::string& source, const Config& 
   train.read("seq_length", c.train.seq_length);
   train.read("learning_rate", c.train.learning_rate);
   train.read("steps", c.train.steps);
+  train.read("batching", c.train.batching);
+  train.read("burn_in", c.train.burn_in);
+  train.read("lr_schedule", c.train.lr_schedule);
+  train.read("warmup_steps", c.train.warmup_steps);
+  train.read("min_lr", c.train.min_lr);
+  train.read("weight_decay", c.train.weight_decay);
   train.read("max_seconds", c.train.max_seconds);
   train.read("grad_clip", c.train.grad_clip);
   train.read("eval_every", c.train.eval_every);
@@ -283,6 +297,8 @@ void validate(const Config& c, const std::string& source) {
   utf8("data.path", c.data.path);
   utf8("train.device", c.train.device);
   utf8("train.precision", c.train.precision);
+  utf8("train.batching", c.train.batching);
+  utf8("train.lr_schedule", c.train.lr_schedule);
   utf8("train.checkpoint", c.train.checkpoint);
   utf8("sample.prime", c.sample.prime);
   if (c.data.path.empty()) bad_value(source, "data.path", "must name a UTF-8 text file", "\"\"");
@@ -296,6 +312,7 @@ void validate(const Config& c, const std::string& source) {
   finite("model.dropout", c.model.dropout);
   if (c.model.dropout < 0 || c.model.dropout >= 1)
     bad_value(source, "model.dropout", "must be in [0, 1)", number(c.model.dropout));
+  finite("model.forget_bias", c.model.forget_bias);
 
   at_least("train.batch_size", c.train.batch_size, 1);
   at_least("train.seq_length", c.train.seq_length, 1);
@@ -307,6 +324,22 @@ void validate(const Config& c, const std::string& source) {
   finite("train.learning_rate", c.train.learning_rate);
   if (c.train.learning_rate <= 0)
     bad_value(source, "train.learning_rate", "must be > 0", number(c.train.learning_rate));
+  if (c.train.batching != "random" && c.train.batching != "sequential")
+    bad_value(source, "train.batching", "must be random or sequential", "\"" + c.train.batching + "\"");
+  at_least("train.burn_in", c.train.burn_in, 0);
+  if (c.train.burn_in > 0 && c.train.batching != "random")
+    bad_value(source, "train.burn_in", "needs train.batching=random (sequential batching carries the state instead)",
+              std::to_string(c.train.burn_in));
+  if (c.train.lr_schedule != "constant" && c.train.lr_schedule != "cosine" && c.train.lr_schedule != "linear")
+    bad_value(source, "train.lr_schedule", "must be constant, cosine or linear", "\"" + c.train.lr_schedule + "\"");
+  at_least("train.warmup_steps", c.train.warmup_steps, 0);
+  finite("train.min_lr", c.train.min_lr);
+  if (c.train.min_lr < 0 || c.train.min_lr > c.train.learning_rate)
+    bad_value(source, "train.min_lr", "must be in [0, train.learning_rate]", number(c.train.min_lr));
+  finite("train.weight_decay", c.train.weight_decay);
+  if (c.train.weight_decay < 0 || c.train.weight_decay * c.train.learning_rate >= 1)
+    bad_value(source, "train.weight_decay", "must be >= 0 and below 1 / train.learning_rate",
+              number(c.train.weight_decay));
   finite("train.max_seconds", c.train.max_seconds);
   if (c.train.max_seconds < 0)
     bad_value(source, "train.max_seconds", "must be >= 0 (0 means no limit)", number(c.train.max_seconds));

@@ -29,13 +29,32 @@ struct ModelOptions {
   int64_t hidden_size = 256;       ///< Default: 256
   int64_t num_layers = 2;          ///< Default: 2
   double dropout = 0.0;            ///< between recurrent layers, in [0, 1). Default: 0
+  /// LSTM only: initial bias of the forget gate (bias_ih's forget slice;
+  /// bias_hh's is zeroed), so that early on the cell keeps its memory; 0
+  /// keeps PyTorch's uniform initialisation. Default: 0
+  double forget_bias = 0.0;
 };
 
 struct TrainOptions {
-  int64_t batch_size = 32;       ///< random chunks per step. Default: 32
+  int64_t batch_size = 32;       ///< chunks (random) or tracks (sequential) per step. Default: 32
   int64_t seq_length = 128;      ///< characters per chunk (backprop window). Default: 128
   double learning_rate = 0.002;  ///< Adam step size. Default: 0.002
   int64_t steps = 2000;          ///< optimizer steps. Default: 2000
+  /// random: chunks drawn anywhere, each from a zero state; sequential: the
+  /// text cut into batch_size tracks read in order, the state carried from
+  /// one step to the next. Default: random
+  std::string batching = "random";
+  /// random batching: characters read without gradient before each chunk,
+  /// so that it starts from a warmed-up state instead of zeros. Default: 0
+  int64_t burn_in = 0;
+  /// constant, cosine or linear: the decay from learning_rate to min_lr
+  /// over the run's progress, the larger of steps done / steps and
+  /// training time / max_seconds. Default: constant
+  std::string lr_schedule = "constant";
+  int64_t warmup_steps = 0;      ///< steps of linear warm-up from learning_rate / warmup_steps. Default: 0
+  double min_lr = 0.0;           ///< rate the schedule ends at. Default: 0
+  /// decoupled weight decay (AdamW's) on the matrices, not biases. Default: 0
+  double weight_decay = 0.0;
   double max_seconds = 0;        ///< > 0 stops after this much wall-clock time; 0 = no limit. Default: 0
   double grad_clip = 5.0;        ///< max global gradient norm; <= 0 disables clipping. Default: 5
   int64_t eval_every = 200;      ///< steps between validation, sample and checkpoint. Default: 200

@@ -72,6 +72,33 @@ EvalResult evaluate(CharRNN& model, const torch::Tensor& ids, int64_t streams, i
   return eval_result_from_sum(total, chars);
 }
 
+EvalResult evaluate_chunked(CharRNN& model, const torch::Tensor& ids, int64_t window, int64_t batch,
+                            const torch::Device& device) {
+  const int64_t n = ids.size(0);
+  if (n < 2) throw UsageError("evaluation needs at least 2 known characters, got " + std::to_string(n));
+  TORCH_CHECK(window >= 1 && batch >= 1, "evaluate_chunked needs window and batch >= 1");
+  torch::NoGradGuard no_grad;
+  const bool was_training = model->is_training();
+  model->eval();
+  const torch::Tensor x = ids.to(device);
+  const int64_t predictions = n - 1, windows = predictions / window, rest = predictions - windows * window;
+  double total = 0;
+  for (int64_t first = 0; first < windows; first += batch) {
+    const int64_t rows = std::min(batch, windows - first);
+    const int64_t start = first * window, length = rows * window;
+    State zeros;  // every window afresh
+    total += summed_loss(model, x.narrow(0, start, length).view({rows, window}),
+                         x.narrow(0, start + 1, length).view({rows, window}), window, zeros);
+  }
+  if (rest > 0) {
+    State zeros;
+    total += summed_loss(model, x.narrow(0, windows * window, rest).view({1, rest}),
+                         x.narrow(0, windows * window + 1, rest).view({1, rest}), window, zeros);
+  }
+  if (was_training) model->train();
+  return eval_result_from_sum(total, predictions);
+}
+
 EvalResult eval_result_from_sum(double loss_sum, int64_t chars) {
   EvalResult result;
   result.chars = chars;

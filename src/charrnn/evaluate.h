@@ -37,4 +37,13 @@ EvalResult eval_result_from_sum(double loss_sum, int64_t chars);
 EvalResult evaluate(CharRNN& model, const torch::Tensor& ids, int64_t streams, int64_t window,
                     const torch::Device& device, int64_t part = 0, int64_t parts = 1);
 
+/// The other protocol, for comparison with tools that score this way: the
+/// text cut into consecutive windows of `window` characters, each read from
+/// a zero state and predicting its next characters (the last window may be
+/// shorter), `batch` windows per forward pass. A model trained only on
+/// chunks from zero states scores better here than when the state is
+/// carried, as it is in long generation.
+EvalResult evaluate_chunked(CharRNN& model, const torch::Tensor& ids, int64_t window, int64_t batch,
+                            const torch::Device& device);
+
 }  // namespace charrnn

@@ -43,6 +43,16 @@ CharRNNImpl::CharRNNImpl(int64_t vocab_size, const ModelOptions& options)
       break;
   }
   head_ = register_module("head", torch::nn::Linear(options.hidden_size, vocab_size));
+  if (lstm_ && options.forget_bias != 0) {
+    // PyTorch's gate order is input, forget, cell, output; the two biases
+    // are summed, so the forget slice of one carries the whole value
+    torch::NoGradGuard no_grad;
+    const int64_t H = options.hidden_size;
+    for (const auto& item : lstm_->named_parameters()) {
+      if (item.key().rfind("bias_ih_l", 0) == 0) item.value().narrow(0, H, H).fill_(options.forget_bias);
+      if (item.key().rfind("bias_hh_l", 0) == 0) item.value().narrow(0, H, H).zero_();
+    }
+  }
 }
 
 std::vector<torch::Tensor> CharRNNImpl::recurrent_weights() const {

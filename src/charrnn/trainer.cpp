@@ -6,6 +6,7 @@
 #include <fstream>
 #include <iomanip>
 #include <sstream>
+#include <tuple>
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
@@ -18,6 +19,7 @@
 #include "charrnn/atomic_file.h"
 #include "charrnn/error.h"
 #include "charrnn/generate.h"
+#include "charrnn/lr_schedule.h"
 #include "charrnn/plot.h"
 #include "charrnn/runtime.h"
 #include "charrnn/sampler.h"
@@ -107,14 +109,32 @@ void require_same_model(const ModelOptions& stored, const ModelOptions& wanted) 
     differs("num_layers", std::to_string(stored.num_layers), std::to_string(wanted.num_layers));
 }
 
-// Mean cross-entropy of the model's predictions of `targets` (B, T) from `inputs` (B, T).
-// With `dropout_masks` (this part of the batch's slices of masks drawn for
-// the whole batch), the fused layers use them instead of drawing their own.
-torch::Tensor mean_loss(CharRNN& model, const torch::Tensor& inputs, const torch::Tensor& targets,
-                        const std::vector<torch::Tensor>* dropout_masks = nullptr) {
-  auto [logits, state] = dropout_masks ? model->forward(inputs, {}, *dropout_masks)
-                                       : model->forward(inputs);  // logits: (B, T, V)
-  return torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}), targets.reshape(-1));
+// Mean cross-entropy of the model's predictions of `targets` (B, T) from
+// `inputs` (B, T), starting from `initial` (zeros when undefined), and the
+// state after the last input. With `dropout_masks` (this part of the
+// batch's slices of masks drawn for the whole batch), the fused layers use
+// them instead of drawing their own.
+std::pair<torch::Tensor, State> mean_loss(CharRNN& model, const torch::Tensor& inputs, const torch::Tensor& targets,
+                                          const State& initial, const std::vector<torch::Tensor>* dropout_masks = nullptr) {
+  auto [logits, state] = dropout_masks ? model->forward(inputs, initial, *dropout_masks)
+                                       : model->forward(inputs, initial);  // logits: (B, T, V)
+  return {torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}), targets.reshape(-1)), state};
+}
+
+// Rows [first, first + rows) of every layer's state.
+State batch_rows(const State& state, int64_t first, int64_t rows) {
+  if (!state.defined()) return state;
+  return {state.h.narrow(1, first, rows), state.c.defined() ? state.c.narrow(1, first, rows) : state.c};
+}
+
+// The parts' states side by side again, in part order.
+State join_batch_rows(const std::vector<State>& parts) {
+  std::vector<torch::Tensor> hs, cs;
+  for (const State& part : parts) {
+    hs.push_back(part.h);
+    if (part.c.defined()) cs.push_back(part.c);
+  }
+  return {torch::cat(hs, 1), cs.empty() ? torch::Tensor() : torch::cat(cs, 1)};
 }
 
 // splitmix64: well-spread seeds for rank r from one base seed
@@ -195,6 +215,7 @@ void Trainer::restore(const Checkpoint& checkpoint) {
   if (batcher_state.defined()) batcher_->set_rng_state(batcher_state);
   else if (rank > 0)
     batcher_->set_rng_state(make_generator(mix_seed(batch_seed(), static_cast<uint64_t>(progress_.step))).get_state());
+  restore_batch_position(checkpoint, suffix);
   if (global_state.defined()) {
     try {
       at::Generator global = at::detail::getDefaultCPUGenerator();  // a handle to the shared generator
@@ -206,6 +227,38 @@ void Trainer::restore(const Checkpoint& checkpoint) {
     torch::manual_seed(mix_seed(static_cast<uint64_t>(config_.train.seed) + static_cast<uint64_t>(rank),
                                 static_cast<uint64_t>(progress_.step)));
   }
+}
+
+void Trainer::restore_batch_position(const Checkpoint& checkpoint, const std::string& rank_suffix) {
+  carried_ = State();
+  // checkpoints of older versions (random batching only) hold neither
+  const auto archived = [&](const std::string& key) {
+    return checkpoint.rng_bytes.empty() ? torch::Tensor() : read_archived_tensor(checkpoint.rng_bytes, key);
+  };
+  // a resumed run that batches otherwise (another batching, batch size or
+  // chunk length) starts a fresh epoch from a zero state instead
+  const TrainOptions& before = checkpoint.config.train;
+  if (before.batching != config_.train.batching || before.batch_size != config_.train.batch_size ||
+      before.seq_length != config_.train.seq_length)
+    return;
+  const torch::Tensor position = archived("batcher_position");
+  if (position.defined()) batcher_->set_position(position);
+  if (config_.train.batching != "sequential") return;
+  const torch::Tensor carried = archived("carried_state" + rank_suffix);
+  if (!carried.defined() || carried.numel() == 0) return;
+  const std::string bytes(static_cast<const char*>(carried.data_ptr()), static_cast<size_t>(carried.nbytes()));
+  State state{read_archived_tensor(bytes, "h"), read_archived_tensor(bytes, "c")};
+  const int64_t L = config_.model.num_layers, B = config_.train.batch_size, H = config_.model.hidden_size;
+  const bool lstm = config_.model.cell == CellType::LSTM;
+  if (!state.h.defined() || state.h.sizes() != torch::IntArrayRef({L, B, H}) || state.h.scalar_type() != torch::kFloat ||
+      state.c.defined() != lstm || (lstm && (state.c.sizes() != state.h.sizes() || state.c.scalar_type() != torch::kFloat)))
+    throw Error("checkpoint holds a carried state that does not fit this model and train.batch_size");
+  carried_ = state.to(device_);
+}
+
+double Trainer::learning_rate() const {
+  return current_lr_ > 0 ? current_lr_
+                         : scheduled_learning_rate(config_.train, progress_.step, progress_.elapsed_seconds);
 }
 
 void Trainer::on_divergence(const std::string& what) {
@@ -225,6 +278,7 @@ void Trainer::on_divergence(const std::string& what) {
   // the lowered rate goes into the config, and so into later checkpoints:
   // resuming from them continues with it
   config_.train.learning_rate /= 2;
+  config_.train.min_lr /= 2;  // the schedule keeps its shape, and min_lr stays below the rate
   restore(last_good);
   if (writes_files()) drop_metrics_after(metrics_path(config_.train.checkpoint), progress_.step);
   if (io_.log)
@@ -249,8 +303,24 @@ void Trainer::setup(const std::optional<Vocab>& vocab) {
   // one seed fixes the weights, dropout and the batch order; the batch
   // sampler gets its own stream so model changes don't shift the data order.
   torch::manual_seed(static_cast<uint64_t>(config_.train.seed));
-  batcher_ = std::make_unique<Batcher>(corpus_.train, config_.train.batch_size, config_.train.seq_length, batch_seed());
-  if (group_ && ranks_share_one_batch_order()) batcher_->keep_part(group_->rank(), group_->size());
+  const bool sequential = config_.train.batching == "sequential";
+  const int64_t tracks = config_.train.batch_size * world_size();
+  if (sequential && corpus_.train.size(0) < Batcher::min_sequential_ids(tracks, config_.train.seq_length))
+    throw UsageError("train.batching=sequential cuts the training text into " + std::to_string(tracks) +
+                     " tracks of at least train.seq_length=" + std::to_string(config_.train.seq_length) +
+                     " characters, but it has only " + std::to_string(corpus_.train.size(0)) +
+                     "; lower train.batch_size or train.seq_length, or use train.batching=random");
+  if (config_.train.burn_in > 0 && corpus_.train.size(0) < config_.train.burn_in + config_.train.seq_length + 1)
+    throw UsageError("train.burn_in=" + std::to_string(config_.train.burn_in) + " plus train.seq_length needs " +
+                     std::to_string(config_.train.burn_in + config_.train.seq_length + 1) +
+                     " training characters, but there are only " + std::to_string(corpus_.train.size(0)));
+  batcher_ = std::make_unique<Batcher>(corpus_.train, BatcherOptions(config_.train.batch_size, config_.train.seq_length)
+                                                          .sequential(sequential)
+                                                          .burn_in(config_.train.burn_in)
+                                                          .seed(batch_seed()));
+  // sequential ranks read their own tracks of one shared cut of the text
+  if (group_ && (sequential || ranks_share_one_batch_order())) batcher_->keep_part(group_->rank(), group_->size());
+  carried_ = State();
   if (!vocab) {  // a fresh run; a resumed one restores all of this from the checkpoint
     model_ = CharRNN(corpus_.vocab.size(), config_.model);
     model_->to(device_);
@@ -263,7 +333,8 @@ void Trainer::setup(const std::optional<Vocab>& vocab) {
 
 uint64_t Trainer::batch_seed() const {
   const uint64_t single = static_cast<uint64_t>(config_.train.seed) ^ 0x9E3779B97F4A7C15ull;
-  if (!group_ || group_->rank() == 0 || ranks_share_one_batch_order()) return single;
+  if (!group_ || group_->rank() == 0 || ranks_share_one_batch_order() || config_.train.batching == "sequential")
+    return single;
   return mix_seed(single, static_cast<uint64_t>(group_->rank()));
 }
 
@@ -327,16 +398,23 @@ double Trainer::train_step(StepTimes* times) {
   Batch batch = batcher_->next();
   const torch::Tensor inputs = batch.inputs.to(device_);    // (B, T)
   const torch::Tensor targets = batch.targets.to(device_);  // (B, T)
+  const State initial = initial_state(batch);
   lap(&StepTimes::batch);
+  current_lr_ = scheduled_learning_rate(config_.train, progress_.step, progress_.elapsed_seconds);
+  for (auto& group : optimizer_->param_groups())
+    static_cast<torch::optim::AdamOptions&>(group.options()).lr(current_lr_);
   double loss_value = 0;
+  State final_state;
   if (const int64_t parts = batch_parts(inputs.size(0)); parts > 1) {
-    loss_value = forward_backward_in_parts(inputs, targets, parts);
+    std::tie(loss_value, final_state) = forward_backward_in_parts(inputs, targets, initial, parts);
     lap(&StepTimes::backward);  // the parts' forward and backward overlap; both count here
   } else {
-    const torch::Tensor loss = [&] {
+    torch::Tensor loss;
+    {
       const CudaBf16Autocast autocast(config_.train.precision == "bf16");
-      return mean_loss(model_, inputs, targets);  // float even under autocast: cross_entropy runs in float
-    }();
+      // float even under autocast: cross_entropy runs in float
+      std::tie(loss, final_state) = mean_loss(model_, inputs, targets, initial);
+    }
     lap(&StepTimes::forward);
     optimizer_->zero_grad();
     if (averager_) {
@@ -354,13 +432,34 @@ double Trainer::train_step(StepTimes* times) {
     }
     lap(&StepTimes::backward);
   }
+  if (config_.train.batching == "sequential") carried_ = final_state.detach();
   if (config_.train.grad_clip > 0) torch::nn::utils::clip_grad_norm_(model_->parameters(), config_.train.grad_clip);
   lap(&StepTimes::clip);
+  if (config_.train.weight_decay > 0) {
+    // AdamW's decoupled decay, applied before the Adam update as AdamW
+    // applies it; on matrices only: biases are not pulled towards zero
+    torch::NoGradGuard no_grad;
+    for (const torch::Tensor& p : model_->parameters())
+      if (p.dim() >= 2) p.mul_(1.0 - current_lr_ * config_.train.weight_decay);
+  }
   optimizer_->step();
   lap(&StepTimes::optimizer);
   ++progress_.step;
   progress_.chars_trained += inputs.numel() * world_size();
   return loss_value;
+}
+
+State Trainer::initial_state(const Batch& batch) {
+  if (config_.train.batching == "sequential")
+    // the first batch of an epoch starts the tracks afresh, elsewhere in the text
+    return batch.starts_tracks || !carried_.defined() ? State() : carried_;
+  if (!batch.burn_in.defined()) return State();
+  // the burn-in reads like validation and generation do: no dropout, no gradient
+  torch::NoGradGuard no_grad;
+  model_->eval();
+  const State warmed = model_->forward(batch.burn_in.to(device_)).second;
+  model_->train();
+  return warmed;
 }
 
 int64_t Trainer::batch_parts(int64_t batch_size) const {
@@ -381,11 +480,13 @@ int64_t Trainer::batch_parts(int64_t batch_size) const {
 // step and the idle one spins through the element-wise work (docs/benchmarks.md).
 // Each part's gradients come from autograd::grad, not .grad, and are summed
 // in part order, so a step is deterministic and resumes exactly.
-double Trainer::forward_backward_in_parts(const torch::Tensor& inputs, const torch::Tensor& targets, int64_t parts) {
+std::pair<double, State> Trainer::forward_backward_in_parts(const torch::Tensor& inputs, const torch::Tensor& targets,
+                                                            const State& initial, int64_t parts) {
   const std::vector<torch::Tensor> params = model_->parameters();
   const int64_t batch = inputs.size(0);
   std::vector<std::vector<torch::Tensor>> grads(static_cast<size_t>(parts));
   std::vector<double> losses(static_cast<size_t>(parts), 0.0);
+  std::vector<State> final_states(static_cast<size_t>(parts));
   // the masks one pass over the whole batch would draw, in the same order
   const std::vector<torch::Tensor> masks = model_->draw_dropout_masks(batch, inputs.size(1), device_);
   const auto run_part = [&](int64_t part) {
@@ -393,9 +494,10 @@ double Trainer::forward_backward_in_parts(const torch::Tensor& inputs, const tor
     // this part's mean, weighted by its share of the batch: the parts add up to the batch mean
     std::vector<torch::Tensor> part_masks;
     for (const torch::Tensor& mask : masks) part_masks.push_back(mask.narrow(1, first, rows));  // (T, rows, H)
-    const torch::Tensor loss = mean_loss(model_, inputs.narrow(0, first, rows), targets.narrow(0, first, rows),
-                                         &part_masks) *
-                               (static_cast<double>(rows) / static_cast<double>(batch));
+    auto [part_loss, part_state] = mean_loss(model_, inputs.narrow(0, first, rows), targets.narrow(0, first, rows),
+                                             batch_rows(initial, first, rows), &part_masks);
+    const torch::Tensor loss = part_loss * (static_cast<double>(rows) / static_cast<double>(batch));
+    final_states[static_cast<size_t>(part)] = part_state.detach();
     grads[static_cast<size_t>(part)] = torch::autograd::grad({loss}, params, /*grad_outputs=*/{},
                                                              /*retain_graph=*/c10::nullopt,
                                                              /*create_graph=*/false, /*allow_unused=*/true);
@@ -426,7 +528,7 @@ double Trainer::forward_backward_in_parts(const torch::Tensor& inputs, const tor
     }
     if (first) grad.zero_();
   }
-  return loss;
+  return {loss, join_batch_rows(final_states)};
 }
 
 Checkpoint Trainer::make_checkpoint() const {
@@ -439,14 +541,26 @@ Checkpoint Trainer::make_checkpoint() const {
   c.optimizer_bytes = archive_optimizer(*optimizer_);
   const torch::Tensor batcher_state = batcher_->rng_state();
   const torch::Tensor global_state = at::detail::getDefaultCPUGenerator().get_state();
-  std::vector<std::pair<std::string, torch::Tensor>> streams = {{"batcher", batcher_state}, {"torch_cpu", global_state}};
+  std::vector<std::pair<std::string, torch::Tensor>> streams = {
+      {"batcher", batcher_state}, {"torch_cpu", global_state}, {"batcher_position", batcher_->position()}};
+  // sequential batching's carried state, an archive of its own per rank
+  // (empty before the first batch) so that ranks can send it as bytes
+  std::string carried;
+  if (carried_.defined()) {  // as float: exact for a bf16 state too, and what restore checks for
+    std::vector<std::pair<std::string, torch::Tensor>> parts = {{"h", carried_.h.to(torch::kCPU, torch::kFloat)}};
+    if (carried_.c.defined()) parts.emplace_back("c", carried_.c.to(torch::kCPU, torch::kFloat));
+    carried = archive_tensors(parts);
+  }
+  streams.emplace_back("carried_state", byte_tensor(carried));
   if (group_) {  // every rank's streams, so that the same world size resumes exactly
     const std::string what = "collecting the ranks' random streams";
     const std::vector<std::string> batchers = group_->gather_bytes(tensor_bytes(batcher_state), what);
     const std::vector<std::string> globals = group_->gather_bytes(tensor_bytes(global_state), what);
+    const std::vector<std::string> carried_states = group_->gather_bytes(carried, what);
     for (int64_t r = 1; r < group_->size(); ++r) {
       streams.emplace_back("batcher" + rank_suffix(r), byte_tensor(batchers[static_cast<size_t>(r)]));
       streams.emplace_back("torch_cpu" + rank_suffix(r), byte_tensor(globals[static_cast<size_t>(r)]));
+      streams.emplace_back("carried_state" + rank_suffix(r), byte_tensor(carried_states[static_cast<size_t>(r)]));
     }
   }
   c.rng_bytes = archive_tensors(streams);
@@ -458,6 +572,7 @@ bool Trainer::evaluate_and_save(double train_loss, double chars_per_second) {
                             {"train_loss", train_loss},
                             {"train_bpc", train_loss / std::log(2.0)},
                             {"chars_per_s", chars_per_second},
+                            {"lr", learning_rate()},
                             {"elapsed_s", progress_.elapsed_seconds},
                             {"chars_trained", progress_.chars_trained}};
   bool improved = false;
@@ -521,7 +636,8 @@ bool Trainer::evaluate_and_save(double train_loss, double chars_per_second) {
     std::ostream& log = *io_.log;
     if (io_.redraw) log << "\r\033[K";
     log << "step " << progress_.step << "/" << config_.train.steps << std::fixed << std::setprecision(4)
-        << "  train loss " << train_loss;
+        << "  train loss " << train_loss << "  lr " << std::defaultfloat << std::setprecision(3) << learning_rate()
+        << std::fixed << std::setprecision(4);
     if (metrics.contains("val_loss"))
       log << "  val loss " << metrics["val_loss"].get<double>() << "  val bpc " << std::setprecision(3)
           << metrics["val_bpc"].get<double>() << (improved ? "  (best)" : "");
@@ -597,7 +713,8 @@ TrainSummary Trainer::run() {
       std::ostream& log = *io_.log;
       if (io_.redraw) log << "\r\033[K";
       log << "step " << progress_.step << "/" << total << std::fixed << std::setprecision(4) << "  loss "
-          << loss_sum / static_cast<double>(loss_count) << "  " << format_rate(rate) << "  ETA "
+          << loss_sum / static_cast<double>(loss_count) << "  lr " << std::defaultfloat << std::setprecision(3)
+          << learning_rate() << "  " << format_rate(rate) << "  ETA "
           << format_duration(eta) << (io_.redraw ? "" : "\n") << std::flush;
       report_time = Clock::now();
       report_step = progress_.step;

@@ -72,6 +72,8 @@ class Trainer {
 
   const Config& config() const { return config_; }
   const TrainingProgress& progress() const { return progress_; }
+  /// The learning rate the schedule gave the last step (before the first: the next one's).
+  double learning_rate() const;
   const Vocab& vocab() const { return corpus_.vocab; }
   CharRNN& model() { return model_; }
   const torch::Tensor& training_ids() const { return corpus_.train; }
@@ -94,6 +96,9 @@ class Trainer {
   void setup(const std::optional<Vocab>& vocab);
   /// Model, optimizer and random streams from `checkpoint` (resume, rollback).
   void restore(const Checkpoint& checkpoint);
+  /// The batcher's place in its epoch and the carried state, where the
+  /// checkpoint holds them for this rank and the same batching.
+  void restore_batch_position(const Checkpoint& checkpoint, const std::string& rank_suffix);
   /// False when it found divergence and rolled back instead of saving.
   bool evaluate_and_save(double train_loss, double chars_per_second);
   /// A NaN or infinite loss: rolls back (train.divergence_rollbacks) or throws.
@@ -109,7 +114,12 @@ class Trainer {
   EvalResult evaluate_held_out(const torch::Tensor& held_out);
   /// Forward and backward of `parts` slices of the batch on as many
   /// threads; leaves the batch-mean gradients in .grad, returns the loss.
-  double forward_backward_in_parts(const torch::Tensor& inputs, const torch::Tensor& targets, int64_t parts);
+  /// Also returns the state after the batch, the parts' rows joined.
+  std::pair<double, State> forward_backward_in_parts(const torch::Tensor& inputs, const torch::Tensor& targets,
+                                                     const State& initial, int64_t parts);
+  /// What a batch starts from: the carried state (sequential), the state
+  /// its burn-in leaves (random with burn-in), or zeros.
+  State initial_state(const Batch& batch);
   /// Seeds this rank's streams: rank 0 uses the single-process seeds.
   uint64_t batch_seed() const;
 
@@ -121,6 +131,8 @@ class Trainer {
   CharRNN model_{nullptr};
   std::unique_ptr<torch::optim::Adam> optimizer_;
   std::unique_ptr<Batcher> batcher_;
+  State carried_;            // sequential batching: the state after the last batch, detached
+  double current_lr_ = 0;    // the rate of the last step, as the schedule set it
   TrainingProgress progress_;
   std::shared_ptr<ProcessGroup> group_;
   std::unique_ptr<GradientAverager> averager_;

@@ -27,6 +27,7 @@
 #include "charrnn/error.h"
 #include "charrnn/evaluate.h"
 #include "charrnn/isa.h"
+#include "charrnn/lr_schedule.h"
 #include "charrnn/export.h"
 #include "charrnn/distributed.h"
 #include "charrnn/generate.h"
@@ -209,7 +210,7 @@ int cmd_train(int argc, char** argv) {
     if (group)
       std::cerr << " per process, " << group->size() << " processes (effective batch " << config.train.batch_size
                 << " x " << group->size() << " = " << config.train.batch_size * group->size() << ")";
-    std::cerr << "\n";
+    std::cerr << "\nrecipe: " << charrnn::describe_recipe(config.train) << "\n";
   }
   install_stop_handlers();
   const charrnn::TrainSummary summary = trainer->run();
@@ -224,7 +225,9 @@ int cmd_train(int argc, char** argv) {
     std::cerr << "\nnothing to train: train.steps=" << config.train.steps << "; no checkpoint written\n";
     return 0;
   }
-  std::cerr << "\ncheckpoint: " << config.train.checkpoint << "\n";
+  std::cerr << "\nrecipe: " << charrnn::describe_recipe(trainer->config().train) << "; the last step's lr was "
+            << std::defaultfloat << std::setprecision(3) << trainer->learning_rate() << "\n";
+  std::cerr << "checkpoint: " << config.train.checkpoint << "\n";
   if (progress.best_step >= 0) std::cerr << "best:       " << charrnn::best_checkpoint_path(config.train.checkpoint) << "\n";
   return summary.interrupted ? 130 : 0;
 }
@@ -446,10 +449,21 @@ int cmd_eval(int argc, char** argv) {
       ("checkpoint", "checkpoint or exported TorchScript file", cxxopts::value<std::string>())
       ("data", "UTF-8 text file to evaluate on", cxxopts::value<std::string>())
       ("json", "print one JSON object")
+      ("streams", "the text is read as this many contiguous pieces, the state carried through each; "
+                  "1 reads it as one stream, as long generation does (slower); default: the model's train.batch_size",
+       cxxopts::value<int64_t>())
+      ("window", "characters per forward pass, and the chunk length of loss_chunked (each chunk from a zero "
+                 "state); default: the model's train.seq_length", cxxopts::value<int64_t>())
       ("device", "auto, cpu, cuda or cuda:N", cxxopts::value<std::string>()->default_value("auto"));
   const auto args = parse(options, argc, argv);
   const std::string path = require(args, "checkpoint");
   const std::string data = require(args, "data");
+  const auto positive = [&](const char* name, int64_t fallback) {
+    if (!args.count(name)) return fallback;
+    const int64_t v = args[name].as<int64_t>();
+    if (v < 1) throw UsageError(std::string("--") + name + " must be >= 1, got " + std::to_string(v));
+    return v;
+  };
   charrnn::configure_threads(0);
   const torch::Device device = charrnn::resolve_device(args["device"].as<std::string>());
   const charrnn::Checkpoint checkpoint = charrnn::load_model_file(path);
@@ -459,22 +473,35 @@ int cmd_eval(int argc, char** argv) {
     throw UsageError(data + ": needs at least 2 characters the model knows; it has " +
                      std::to_string(encoded.ids.size()) + " (" + std::to_string(encoded.unknown) + " unknown)");
   charrnn::CharRNN model = charrnn::restore_model(checkpoint, device);
-  charrnn::EvalResult result = charrnn::evaluate(model, charrnn::to_tensor(encoded.ids), checkpoint.config.train.batch_size,
-                                                 checkpoint.config.train.seq_length, device);
+  const int64_t streams = positive("streams", checkpoint.config.train.batch_size);
+  const int64_t window = positive("window", checkpoint.config.train.seq_length);
+  const torch::Tensor ids = charrnn::to_tensor(encoded.ids);
+  charrnn::EvalResult result = charrnn::evaluate(model, ids, streams, window, device);
   result.unknown_chars = encoded.unknown;
+  // as many windows per pass as the carried protocol reads streams
+  const charrnn::EvalResult chunked = charrnn::evaluate_chunked(model, ids, window, std::max<int64_t>(streams, 32), device);
+  // evaluate() never makes a stream shorter than a window
+  const int64_t streams_read = std::max<int64_t>(1, std::min(streams, result.chars / window));
   if (args.count("json")) {
     std::cout << nlohmann::json{{"loss", result.loss},
                                 {"bpc", result.bpc},
                                 {"perplexity", result.perplexity},
                                 {"chars", result.chars},
                                 {"unknown_chars", result.unknown_chars},
+                                {"streams", streams_read},
+                                {"window", window},
+                                {"loss_chunked", chunked.loss},
+                                {"bpc_chunked", chunked.bpc},
                                 {"checkpoint", path},
                                 {"data", data}}
                      .dump()
               << "\n";
   } else {
-    std::cout << std::fixed << std::setprecision(4) << "loss        " << result.loss << " nats/char\n"
+    std::cout << std::fixed << std::setprecision(4) << "loss        " << result.loss << " nats/char, the state carried through "
+              << streams_read << " stream(s) of about " << result.chars / streams_read << " characters\n"
               << "bpc         " << result.bpc << " bits/char\n"
+              << "chunked     " << chunked.loss << " nats/char, " << chunked.bpc << " bpc, " << window
+              << "-character chunks each from a zero state\n"
               << "perplexity  " << result.perplexity << "\n"
               << "chars       " << result.chars << "\n"
               << "unknown     " << result.unknown_chars << "\n";
