@@ -40,6 +40,17 @@ std::vector<nlohmann::json> read_metrics(const std::string& path) {
   return lines;
 }
 
+// Weights, Adam's moments and every random stream (with the batch position
+// and the carried state) of two trainers, byte for byte.
+void expect_same_checkpoint(const Trainer& a, const Trainer& b) {
+  const charrnn::Checkpoint end_a = a.make_checkpoint();
+  const charrnn::Checkpoint end_b = b.make_checkpoint();
+  EXPECT_TRUE(end_a.model_bytes == end_b.model_bytes);
+  charrnn_test::expect_same_adam_state(end_a.optimizer_bytes, end_b.optimizer_bytes, a.vocab().size(),
+                                       a.config().model);
+  EXPECT_TRUE(end_a.rng_bytes == end_b.rng_bytes);
+}
+
 class ConvergenceTest : public ::testing::TestWithParam<CellType> {};
 
 TEST_P(ConvergenceTest, OverfitsARepeatedString) {
@@ -191,12 +202,7 @@ TEST_P(ResumeTest, ResumedRunIsBitIdenticalToAStraightRun) {
   ASSERT_EQ(a.size(), b.size());
   for (const auto& p : a) EXPECT_TRUE(torch::equal(p.value(), b[p.key()])) << p.key();
   // Adam's moments and the generators, too
-  const charrnn::Checkpoint end_straight = straight.make_checkpoint();
-  const charrnn::Checkpoint end_resumed = resumed.make_checkpoint();
-  EXPECT_TRUE(end_straight.model_bytes == end_resumed.model_bytes);
-  charrnn_test::expect_same_adam_state(end_straight.optimizer_bytes, end_resumed.optimizer_bytes,
-                                       straight.vocab().size(), straight.config().model);
-  EXPECT_TRUE(end_straight.rng_bytes == end_resumed.rng_bytes);
+  expect_same_checkpoint(straight, resumed);
 }
 
 TEST(Resume, ChangedModelShapeOrFinishedRunIsAUsageError) {
@@ -269,13 +275,8 @@ TEST_P(RecipeResumeTest, ResumedMidEpochAndMidScheduleIsBitIdentical) {
     EXPECT_EQ(resumed.train_step(), straight_losses[static_cast<size_t>(i)]) << "step " << i;
     EXPECT_EQ(resumed.learning_rate(), straight_lrs[static_cast<size_t>(i)]) << "step " << i;
   }
-  const charrnn::Checkpoint end_straight = straight.make_checkpoint();
-  const charrnn::Checkpoint end_resumed = resumed.make_checkpoint();
-  EXPECT_TRUE(end_straight.model_bytes == end_resumed.model_bytes);
-  charrnn_test::expect_same_adam_state(end_straight.optimizer_bytes, end_resumed.optimizer_bytes,
-                                       straight.vocab().size(), straight.config().model);
-  // the generators, the batch position and the carried state
-  EXPECT_TRUE(end_straight.rng_bytes == end_resumed.rng_bytes);
+  // the generators' bytes hold the batch position and the carried state too
+  expect_same_checkpoint(straight, resumed);
   // the schedule went where it was asked to: warm-up, then down towards min_lr
   EXPECT_LT(straight_lrs[0], straight_lrs[4]);
   EXPECT_GT(straight_lrs[5], straight_lrs[total - 1]);
