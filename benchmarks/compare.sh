@@ -28,11 +28,11 @@ $py -c "import torch" 2>/dev/null || { echo "error: $py lacks torch; apt-get ins
 # Both tools on OpenBLAS's same kernels: charrnn names a better core where
 # OpenBLAS's own choice lacks the CPU's AVX2 (runtime.h), which Python's
 # torch does not; the reference gets the core charrnn runs.
-if [ -z "${OPENBLAS_CORETYPE:-}" ]; then
-  core=$("$charrnn" version | sed -n 's/^blas: OpenBLAS //p')
-  [ -n "$core" ] && export OPENBLAS_CORETYPE=$core
+blas=$("$charrnn" version | sed -n 's/^blas: //p')
+if [ -z "${OPENBLAS_CORETYPE:-}" ] && [[ $blas == "OpenBLAS "* ]]; then
+  export OPENBLAS_CORETYPE=${blas#OpenBLAS }
 fi
-echo "blas: $("$charrnn" version | sed -n 's/^blas: //p') for both tools" >&2
+echo "blas: $blas for both tools" >&2
 
 out=$(mktemp -d)
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')" >&2

@@ -83,6 +83,7 @@ TEST_F(EvaluateTest, SeveralStreamsPredictEveryCharacterOnce) {
                           static_cast<double>(N - 1);
   const EvalResult r = eval(4, 7);
   EXPECT_EQ(r.chars, N - 1);
+  EXPECT_EQ(r.streams, 4);
   EXPECT_NEAR(r.loss, expected, 1e-5 * expected);
   // the split is the same whatever the window, so only rounding differs
   EXPECT_NEAR(eval(4, 1).loss, expected, 1e-5 * expected);
@@ -97,6 +98,7 @@ TEST_F(EvaluateTest, OneCharacterStreamsSeeNoContext) {
                               .item<double>();
   const EvalResult r = eval(100000, 1);
   EXPECT_EQ(r.chars, N - 1);
+  EXPECT_EQ(r.streams, N - 1) << "never more streams than predictions";
   EXPECT_NEAR(r.loss, expected, 1e-5 * expected);
 }
 
@@ -164,6 +166,7 @@ TEST_F(EvaluateTest, ChunkedReadsEachWindowFromAZeroState) {
     for (const int64_t batch : {1, 3, 64}) {
       const EvalResult chunked = charrnn::evaluate_chunked(model_, ids_, window, batch, torch::kCPU);
       EXPECT_EQ(chunked.chars, predictions);
+      EXPECT_EQ(chunked.streams, (predictions + window - 1) / window);
       EXPECT_NEAR(chunked.loss, expected / predictions, 1e-5) << "window " << window << " batch " << batch;
     }
   }

@@ -15,8 +15,13 @@ Batcher::Batcher(torch::Tensor ids, const BatcherOptions& options)
   TORCH_CHECK(!options_.sequential() || options_.burn_in() == 0, "sequential batching takes no burn-in");
   TORCH_CHECK(ids_.dim() == 1 && ids_.size(0) >= options_.burn_in() + options_.seq_length() + 1,
               "Batcher needs at least burn_in + seq_length + 1 ids");
-  TORCH_CHECK(!options_.sequential() || ids_.size(0) >= min_sequential_ids(rows(), options_.seq_length()),
-              "sequential batching needs at least batch_size * seq_length + 1 ids");
+  require_room_for_tracks(parts_);
+}
+
+void Batcher::require_room_for_tracks(int64_t parts) const {
+  TORCH_CHECK(!options_.sequential() ||
+                  ids_.size(0) >= min_sequential_ids(parts * options_.batch_size(), options_.seq_length()),
+              "sequential batching needs at least batch_size * seq_length + 1 ids per part");
 }
 
 Batch Batcher::gather(const torch::Tensor& starts, int64_t burn_in) const {
@@ -31,9 +36,9 @@ Batch Batcher::gather(const torch::Tensor& starts, int64_t burn_in) const {
   return batch;
 }
 
-int64_t Batcher::track_length() const { return (ids_.size(0) - 1 - track_offset_) / rows(); }
+int64_t Batcher::track_length(int64_t offset) const { return (ids_.size(0) - 1 - offset) / rows(); }
 
-int64_t Batcher::steps_per_epoch() const { return track_length() / options_.seq_length(); }
+int64_t Batcher::steps_per_epoch() const { return track_length(track_offset_) / options_.seq_length(); }
 
 Batch Batcher::next() {
   const int64_t B = options_.batch_size(), T = options_.seq_length();
@@ -51,7 +56,7 @@ Batch Batcher::next() {
     taken_ = 0;
   }
   const torch::Tensor tracks = torch::arange(part_ * B, (part_ + 1) * B, torch::kLong).unsqueeze(1);  // (B, 1)
-  Batch batch = gather(track_offset_ + tracks * track_length() + taken_ * T, 0);
+  Batch batch = gather(track_offset_ + tracks * track_length(track_offset_) + taken_ * T, 0);
   batch.starts_tracks = taken_ == 0;
   ++taken_;
   return batch;
@@ -59,9 +64,7 @@ Batch Batcher::next() {
 
 void Batcher::keep_part(int64_t part, int64_t parts) {
   TORCH_CHECK(parts >= 1 && part >= 0 && part < parts, "Batcher::keep_part needs 0 <= part < parts");
-  TORCH_CHECK(!options_.sequential() || ids_.size(0) >= min_sequential_ids(parts * options_.batch_size(),
-                                                                           options_.seq_length()),
-              "sequential batching needs at least batch_size * seq_length + 1 ids per part");
+  require_room_for_tracks(parts);
   part_ = part;
   parts_ = parts;
 }
@@ -82,13 +85,14 @@ void Batcher::set_position(const torch::Tensor& position) {
   if (position.numel() != 2 || position.scalar_type() != torch::kLong)
     throw Error("checkpoint holds an invalid batch position");
   const int64_t offset = position[0].item<int64_t>(), taken = position[1].item<int64_t>();
-  // a position the text cannot hold (a corrupt file, or another corpus) is refused, not read past the end
-  if (offset < 0 || offset >= options_.seq_length() || taken < -1 ||
-      ids_.size(0) - 1 - offset < rows() * options_.seq_length())
+  // a position the text cannot hold (a corrupt file, or another corpus) is
+  // refused, not read past the end; the batcher keeps its own
+  const int64_t T = options_.seq_length();
+  if (offset < 0 || offset >= T || taken < -1 || ids_.size(0) - 1 - offset < rows() * T ||
+      taken > track_length(offset) / T)
     throw Error("checkpoint holds a batch position outside this corpus");
   track_offset_ = offset;
   taken_ = taken;
-  if (taken_ > steps_per_epoch()) throw Error("checkpoint holds a batch position outside this corpus");
 }
 
 }  // namespace charrnn

@@ -68,7 +68,10 @@ class Batcher {
 
  private:
   int64_t rows() const { return options_.batch_size() * parts_; }
-  int64_t track_length() const;
+  /// Sequential: the ids of each track when the epoch starts at `offset`.
+  int64_t track_length(int64_t offset) const;
+  /// Sequential batching of `parts` x batch_size tracks fits the ids.
+  void require_room_for_tracks(int64_t parts) const;
   Batch gather(const torch::Tensor& starts, int64_t burn_in) const;
 
   torch::Tensor ids_;

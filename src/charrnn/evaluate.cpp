@@ -27,16 +27,35 @@ double summed_loss(CharRNN& model, const torch::Tensor& inputs, const torch::Ten
   return total;
 }
 
+// One evaluation's mode: no gradient, no dropout, and the model's training
+// mode back afterwards, also when a forward pass throws.
+class EvalModeGuard {
+ public:
+  explicit EvalModeGuard(CharRNN& model) : model_(model), was_training_(model->is_training()) { model_->eval(); }
+  ~EvalModeGuard() {
+    if (was_training_) model_->train();
+  }
+  EvalModeGuard(const EvalModeGuard&) = delete;
+  EvalModeGuard& operator=(const EvalModeGuard&) = delete;
+
+ private:
+  torch::NoGradGuard no_grad_;
+  CharRNN& model_;
+  bool was_training_;
+};
+
+void require_two_ids(int64_t n) {
+  if (n < 2) throw UsageError("evaluation needs at least 2 known characters, got " + std::to_string(n));
+}
+
 }  // namespace
 
 EvalResult evaluate(CharRNN& model, const torch::Tensor& ids, int64_t streams, int64_t window,
                     const torch::Device& device, int64_t part, int64_t parts) {
   const int64_t n = ids.size(0);
-  if (n < 2) throw UsageError("evaluation needs at least 2 known characters, got " + std::to_string(n));
+  require_two_ids(n);
   TORCH_CHECK(parts >= 1 && part >= 0 && part < parts, "evaluate needs 0 <= part < parts");
-  torch::NoGradGuard no_grad;
-  const bool was_training = model->is_training();
-  model->eval();
+  const EvalModeGuard eval_mode(model);
 
   const torch::Tensor x = ids.to(device);
   const int64_t predictions = n - 1;
@@ -67,19 +86,18 @@ EvalResult evaluate(CharRNN& model, const torch::Tensor& ids, int64_t streams, i
                          x.narrow(0, main_part + 1, rest).view({1, rest}), window, last);
     chars += rest;
   }
-  if (was_training) model->train();
 
-  return eval_result_from_sum(total, chars);
+  EvalResult result = eval_result_from_sum(total, chars);
+  result.streams = s;
+  return result;
 }
 
 EvalResult evaluate_chunked(CharRNN& model, const torch::Tensor& ids, int64_t window, int64_t batch,
                             const torch::Device& device) {
   const int64_t n = ids.size(0);
-  if (n < 2) throw UsageError("evaluation needs at least 2 known characters, got " + std::to_string(n));
+  require_two_ids(n);
   TORCH_CHECK(window >= 1 && batch >= 1, "evaluate_chunked needs window and batch >= 1");
-  torch::NoGradGuard no_grad;
-  const bool was_training = model->is_training();
-  model->eval();
+  const EvalModeGuard eval_mode(model);
   const torch::Tensor x = ids.to(device);
   const int64_t predictions = n - 1, windows = predictions / window, rest = predictions - windows * window;
   double total = 0;
@@ -95,8 +113,9 @@ EvalResult evaluate_chunked(CharRNN& model, const torch::Tensor& ids, int64_t wi
     total += summed_loss(model, x.narrow(0, windows * window, rest).view({1, rest}),
                          x.narrow(0, windows * window + 1, rest).view({1, rest}), window, zeros);
   }
-  if (was_training) model->train();
-  return eval_result_from_sum(total, predictions);
+  EvalResult result = eval_result_from_sum(total, predictions);
+  result.streams = windows + (rest > 0);
+  return result;
 }
 
 EvalResult eval_result_from_sum(double loss_sum, int64_t chars) {

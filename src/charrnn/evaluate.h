@@ -20,6 +20,7 @@ struct EvalResult {
   double perplexity = 0;  ///< exp(loss)
   int64_t chars = 0;      ///< characters predicted
   int64_t unknown_chars = 0;  ///< characters skipped because the vocabulary lacks them
+  int64_t streams = 0;    ///< pieces the text was cut into, each read from a zero state (evaluate() never makes one shorter than a window)
 };
 
 /// The metrics of `chars` predictions whose cross-entropies sum to

@@ -16,6 +16,19 @@ State State::select_batch(const torch::Tensor& rows) const {
   return {h.defined() ? h.index_select(1, rows) : h, c.defined() ? c.index_select(1, rows) : c};
 }
 
+State State::narrow_batch(int64_t first, int64_t rows) const {
+  return {h.defined() ? h.narrow(1, first, rows) : h, c.defined() ? c.narrow(1, first, rows) : c};
+}
+
+State State::cat_batches(const std::vector<State>& shares) {
+  std::vector<torch::Tensor> hs, cs;
+  for (const State& share : shares) {
+    hs.push_back(share.h);
+    if (share.c.defined()) cs.push_back(share.c);
+  }
+  return {torch::cat(hs, 1), cs.empty() ? torch::Tensor() : torch::cat(cs, 1)};
+}
+
 CharRNNImpl::CharRNNImpl(int64_t vocab_size, const ModelOptions& options)
     : vocab_size_(vocab_size), options_(options) {
   TORCH_CHECK(vocab_size > 0, "vocabulary must not be empty");

@@ -30,6 +30,10 @@ struct State {
   State to(const torch::Device& device) const;
   /// Keeps the given batch rows, e.g. to carry one stream on alone.
   State select_batch(const torch::Tensor& rows) const;
+  /// Rows [first, first + rows), as views: a thread's share of a batch.
+  State narrow_batch(int64_t first, int64_t rows) const;
+  /// States of consecutive batch shares side by side again, in order.
+  static State cat_batches(const std::vector<State>& shares);
 };
 
 class CharRNNImpl : public torch::nn::Module {

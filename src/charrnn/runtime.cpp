@@ -81,10 +81,20 @@ void set_blas_threads(int64_t threads) {
   if (set) set(static_cast<int>(threads));
 }
 
-std::string blas_description() {
+namespace {
+
+// OpenBLAS's name for the kernel set it loaded; nullptr when the BLAS is not OpenBLAS.
+const char* openblas_corename() {
   using GetName = char* (*)();
   static const auto corename = reinterpret_cast<GetName>(::dlsym(RTLD_DEFAULT, "openblas_get_corename"));
-  return corename ? std::string("OpenBLAS ") + corename() : "unknown";
+  return corename ? corename() : nullptr;
+}
+
+}  // namespace
+
+std::string blas_description() {
+  const char* core = openblas_corename();
+  return core ? std::string("OpenBLAS ") + core : "unknown";
 }
 
 std::string better_openblas_core(const std::string& current_core, bool cpu_has_avx2, bool cpu_has_avx512,
@@ -100,11 +110,10 @@ std::string better_openblas_core(const std::string& current_core, bool cpu_has_a
 }
 
 std::string openblas_core_to_force() {
-  using GetName = char* (*)();
-  const auto corename = reinterpret_cast<GetName>(::dlsym(RTLD_DEFAULT, "openblas_get_corename"));
-  if (!corename || std::getenv("OPENBLAS_CORETYPE")) return "";  // not OpenBLAS, or the user chose
+  const char* core = openblas_corename();
+  if (!core || std::getenv("OPENBLAS_CORETYPE")) return "";  // not OpenBLAS, or the user chose
   const Isa isa = cpu_isa();
-  return better_openblas_core(corename(), isa >= Isa::Avx2, isa >= Isa::Avx512, __builtin_cpu_is("amd"));
+  return better_openblas_core(core, isa >= Isa::Avx2, isa >= Isa::Avx512, __builtin_cpu_is("amd"));
 }
 
 int64_t blas_threads() {

@@ -121,22 +121,6 @@ std::pair<torch::Tensor, State> mean_loss(CharRNN& model, const torch::Tensor& i
   return {torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}), targets.reshape(-1)), state};
 }
 
-// Rows [first, first + rows) of every layer's state.
-State batch_rows(const State& state, int64_t first, int64_t rows) {
-  if (!state.defined()) return state;
-  return {state.h.narrow(1, first, rows), state.c.defined() ? state.c.narrow(1, first, rows) : state.c};
-}
-
-// The parts' states side by side again, in part order.
-State join_batch_rows(const std::vector<State>& parts) {
-  std::vector<torch::Tensor> hs, cs;
-  for (const State& part : parts) {
-    hs.push_back(part.h);
-    if (part.c.defined()) cs.push_back(part.c);
-  }
-  return {torch::cat(hs, 1), cs.empty() ? torch::Tensor() : torch::cat(cs, 1)};
-}
-
 // splitmix64: well-spread seeds for rank r from one base seed
 uint64_t mix_seed(uint64_t base, uint64_t salt) {
   uint64_t z = base + 0x9E3779B97F4A7C15ull * (salt + 1);
@@ -495,7 +479,7 @@ std::pair<double, State> Trainer::forward_backward_in_parts(const torch::Tensor&
     std::vector<torch::Tensor> part_masks;
     for (const torch::Tensor& mask : masks) part_masks.push_back(mask.narrow(1, first, rows));  // (T, rows, H)
     auto [part_loss, part_state] = mean_loss(model_, inputs.narrow(0, first, rows), targets.narrow(0, first, rows),
-                                             batch_rows(initial, first, rows), &part_masks);
+                                             initial.narrow_batch(first, rows), &part_masks);
     const torch::Tensor loss = part_loss * (static_cast<double>(rows) / static_cast<double>(batch));
     final_states[static_cast<size_t>(part)] = part_state.detach();
     grads[static_cast<size_t>(part)] = torch::autograd::grad({loss}, params, /*grad_outputs=*/{},
@@ -528,7 +512,7 @@ std::pair<double, State> Trainer::forward_backward_in_parts(const torch::Tensor&
     }
     if (first) grad.zero_();
   }
-  return {loss, join_batch_rows(final_states)};
+  return {loss, State::cat_batches(final_states)};
 }
 
 Checkpoint Trainer::make_checkpoint() const {

@@ -480,15 +480,13 @@ int cmd_eval(int argc, char** argv) {
   result.unknown_chars = encoded.unknown;
   // as many windows per pass as the carried protocol reads streams
   const charrnn::EvalResult chunked = charrnn::evaluate_chunked(model, ids, window, std::max<int64_t>(streams, 32), device);
-  // evaluate() never makes a stream shorter than a window
-  const int64_t streams_read = std::max<int64_t>(1, std::min(streams, result.chars / window));
   if (args.count("json")) {
     std::cout << nlohmann::json{{"loss", result.loss},
                                 {"bpc", result.bpc},
                                 {"perplexity", result.perplexity},
                                 {"chars", result.chars},
                                 {"unknown_chars", result.unknown_chars},
-                                {"streams", streams_read},
+                                {"streams", result.streams},
                                 {"window", window},
                                 {"loss_chunked", chunked.loss},
                                 {"bpc_chunked", chunked.bpc},
@@ -498,7 +496,7 @@ int cmd_eval(int argc, char** argv) {
               << "\n";
   } else {
     std::cout << std::fixed << std::setprecision(4) << "loss        " << result.loss << " nats/char, the state carried through "
-              << streams_read << " stream(s) of about " << result.chars / streams_read << " characters\n"
+              << result.streams << " stream(s) of about " << result.chars / result.streams << " characters\n"
               << "bpc         " << result.bpc << " bits/char\n"
               << "chunked     " << chunked.loss << " nats/char, " << chunked.bpc << " bpc, " << window
               << "-character chunks each from a zero state\n"
