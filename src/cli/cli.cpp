@@ -1,0 +1,113 @@
+// Argument parsing and the stop signal, shared by the commands (cli.h).
+#include "cli.h"
+
+#include <cmath>
+#include <csignal>
+#include <cstdlib>
+#include <iostream>
+
+namespace charrnn::cli {
+
+std::atomic<bool> g_stop_requested{false};
+
+extern "C" void on_stop_signal(int signal) {
+  if (g_stop_requested.load()) {
+    // a second Ctrl-C means "now": checkpoints are written atomically, so
+    // leaving mid-write costs nothing but the unsaved steps.
+    std::signal(signal, SIG_DFL);
+    std::raise(signal);
+  }
+  g_stop_requested.store(true);
+}
+
+void install_stop_handlers() {
+  struct sigaction action {};
+  action.sa_handler = on_stop_signal;
+  sigemptyset(&action.sa_mask);
+  sigaction(SIGINT, &action, nullptr);
+  sigaction(SIGTERM, &action, nullptr);
+}
+
+cxxopts::ParseResult parse(cxxopts::Options& options, int argc, char** argv) {
+  options.add_options()("h,help", "show this help");
+  cxxopts::ParseResult result = options.parse(argc, argv);
+  if (result.count("help")) {
+    std::cout << options.help() << std::flush;
+    std::exit(0);
+  }
+  if (!result.unmatched().empty())
+    throw UsageError("unexpected argument \"" + result.unmatched().front() + "\"; see charrnn " +
+                     options.program().substr(8) + " --help");
+  return result;
+}
+
+// LibTorch's messages can span lines (and carry a C++ backtrace); users get the first line.
+std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
+
+std::string require(const cxxopts::ParseResult& args, const std::string& name) {
+  if (!args.count(name)) throw UsageError("--" + name + " is required");
+  return args[name].as<std::string>();
+}
+
+// Numbers are read here rather than by cxxopts, whose parse errors do not
+// name the flag. `convert` is std::stoll or std::stod; `what` names the
+// value in the error.
+template <typename T, typename Convert>
+T parse_numeric(const std::string& text, const std::string& what, Convert convert, const char* expected) {
+  size_t used = 0;
+  T value{};
+  try {
+    value = convert(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || used != text.size() || !std::isfinite(static_cast<double>(value)))
+    throw UsageError(what + " must be " + expected + ", got \"" + text + "\"");
+  return value;
+}
+
+int64_t int_flag(const cxxopts::ParseResult& args, const std::string& name, int64_t fallback) {
+  if (!args.count(name)) return fallback;
+  return parse_numeric<int64_t>(args[name].as<std::string>(), "--" + name,
+                                [](const std::string& t, size_t* n) { return std::stoll(t, n); }, "an integer");
+}
+
+double parse_number(const std::string& text, const std::string& what) {
+  return parse_numeric<double>(text, what, [](const std::string& t, size_t* n) { return std::stod(t, n); },
+                               "a finite number");
+}
+
+double number_flag(const cxxopts::ParseResult& args, const std::string& name, double fallback) {
+  return args.count(name) ? parse_number(args[name].as<std::string>(), "--" + name) : fallback;
+}
+
+// --stop accepts \n, \t, \r and \\ so that "stop at the end of the line" can
+// be written without shell tricks.
+std::string unescape(const std::string& text) {
+  std::string out;
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '\\' && i + 1 < text.size()) {
+      const char next = text[i + 1];
+      if (next == 'n') { out += '\n'; ++i; continue; }
+      if (next == 't') { out += '\t'; ++i; continue; }
+      if (next == 'r') { out += '\r'; ++i; continue; }
+      if (next == '\\') { out += '\\'; ++i; continue; }
+    }
+    out += text[i];
+  }
+  return out;
+}
+
+std::vector<std::string> set_flags(const cxxopts::ParseResult& args) {
+  return args.count("set") ? args["set"].as<std::vector<std::string>>() : std::vector<std::string>{};
+}
+
+// --config FILE then --set overrides, validated with the file named in messages.
+charrnn::Config config_from_flags(const cxxopts::ParseResult& args) {
+  const std::string path = require(args, "config");
+  charrnn::Config config = charrnn::apply_overrides(charrnn::load_config_file(path), set_flags(args));
+  charrnn::validate(config, path);
+  return config;
+}
+
+}  // namespace charrnn::cli

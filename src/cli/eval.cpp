@@ -1,0 +1,81 @@
+// charrnn eval: a model's loss on a text, carried and chunked.
+#include "cli.h"
+
+#include <algorithm>
+#include <iomanip>
+#include <iostream>
+
+#include <nlohmann/json.hpp>
+
+#include "charrnn/corpus.h"
+#include "charrnn/evaluate.h"
+#include "charrnn/export.h"
+#include "charrnn/runtime.h"
+
+namespace charrnn::cli {
+
+int cmd_eval(int argc, char** argv) {
+  cxxopts::Options options("charrnn eval", "Measure a checkpoint's loss on a text file.");
+  options.add_options()
+      ("checkpoint", "checkpoint or exported TorchScript file", cxxopts::value<std::string>())
+      ("data", "UTF-8 text file to evaluate on", cxxopts::value<std::string>())
+      ("json", "print one JSON object")
+      ("streams", "the text is read as this many contiguous pieces, the state carried through each; "
+                  "1 reads it as one stream, as long generation does (slower); default: the model's train.batch_size",
+       cxxopts::value<int64_t>())
+      ("window", "characters per forward pass, and the chunk length of loss_chunked (each chunk from a zero "
+                 "state); default: the model's train.seq_length", cxxopts::value<int64_t>())
+      ("device", "auto, cpu, cuda or cuda:N", cxxopts::value<std::string>()->default_value("auto"));
+  const auto args = parse(options, argc, argv);
+  const std::string path = require(args, "checkpoint");
+  const std::string data = require(args, "data");
+  const auto positive = [&](const char* name, int64_t fallback) {
+    if (!args.count(name)) return fallback;
+    const int64_t v = args[name].as<int64_t>();
+    if (v < 1) throw UsageError(std::string("--") + name + " must be >= 1, got " + std::to_string(v));
+    return v;
+  };
+  charrnn::configure_threads(0);
+  const torch::Device device = charrnn::resolve_device(args["device"].as<std::string>());
+  const charrnn::Checkpoint checkpoint = charrnn::load_model_file(path);
+  const std::u32string text = charrnn::read_text_file(data);
+  const charrnn::Vocab::Encoded encoded = checkpoint.vocab.encode_skipping_unknown(text);
+  if (encoded.ids.size() < 2)
+    throw UsageError(data + ": needs at least 2 characters the model knows; it has " +
+                     std::to_string(encoded.ids.size()) + " (" + std::to_string(encoded.unknown) + " unknown)");
+  charrnn::CharRNN model = charrnn::restore_model(checkpoint, device);
+  const int64_t streams = positive("streams", checkpoint.config.train.batch_size);
+  const int64_t window = positive("window", checkpoint.config.train.seq_length);
+  const torch::Tensor ids = charrnn::to_tensor(encoded.ids);
+  charrnn::EvalResult result = charrnn::evaluate(model, ids, streams, window, device);
+  result.unknown_chars = encoded.unknown;
+  // as many windows per pass as the carried protocol reads streams
+  const charrnn::EvalResult chunked = charrnn::evaluate_chunked(model, ids, window, std::max<int64_t>(streams, 32), device);
+  if (args.count("json")) {
+    std::cout << nlohmann::json{{"loss", result.loss},
+                                {"bpc", result.bpc},
+                                {"perplexity", result.perplexity},
+                                {"chars", result.chars},
+                                {"unknown_chars", result.unknown_chars},
+                                {"streams", result.streams},
+                                {"window", window},
+                                {"loss_chunked", chunked.loss},
+                                {"bpc_chunked", chunked.bpc},
+                                {"checkpoint", path},
+                                {"data", data}}
+                     .dump()
+              << "\n";
+  } else {
+    std::cout << std::fixed << std::setprecision(4) << "loss        " << result.loss << " nats/char, the state carried through "
+              << result.streams << " stream(s) of about " << result.chars / result.streams << " characters\n"
+              << "bpc         " << result.bpc << " bits/char\n"
+              << "chunked     " << chunked.loss << " nats/char, " << chunked.bpc << " bpc, " << window
+              << "-character chunks each from a zero state\n"
+              << "perplexity  " << result.perplexity << "\n"
+              << "chars       " << result.chars << "\n"
+              << "unknown     " << result.unknown_chars << "\n";
+  }
+  return 0;
+}
+
+}  // namespace charrnn::cli

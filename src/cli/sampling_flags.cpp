@@ -1,0 +1,82 @@
+// The model and sampling settings generate and chat build from their flags,
+// and the streaming of one sample to stdout (cli.h).
+#include "cli.h"
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <random>
+#include <unistd.h>
+
+#include "charrnn/export.h"
+#include "charrnn/runtime.h"
+
+namespace charrnn::cli {
+
+void add_sampling_options(cxxopts::Options& options) {
+  options.add_options()
+      ("checkpoint", "checkpoint or exported TorchScript file", cxxopts::value<std::string>())
+      ("length", "characters to generate after the prime", cxxopts::value<std::string>())
+      ("temperature", "sampling temperature; <= 0 is greedy", cxxopts::value<std::string>())
+      ("top-k", "keep the K most likely characters; 0 keeps all", cxxopts::value<std::string>())
+      ("top-p", "keep the smallest set with probability P; 1 keeps all", cxxopts::value<std::string>())
+      ("seed", "random seed; same seed, same text; < 0 picks one", cxxopts::value<std::string>())
+      ("device", "auto, cpu, cuda or cuda:N", cxxopts::value<std::string>()->default_value("auto"));
+}
+
+int64_t resolve_seed(int64_t seed) {
+  if (seed >= 0) return seed;
+  seed = static_cast<int64_t>(std::random_device{}() & 0x7FFFFFFF);
+  std::cerr << "seed " << seed << "\n";
+  return seed;
+}
+
+Generator load_generator(const cxxopts::ParseResult& args) {
+  Generator g;
+  const std::string path = require(args, "checkpoint");
+  charrnn::configure_threads(0);
+  g.device = charrnn::resolve_device(args["device"].as<std::string>());
+  g.checkpoint = charrnn::load_model_file(path);
+  g.model = charrnn::restore_model(g.checkpoint, g.device);
+  const charrnn::SampleOptions& defaults = g.checkpoint.config.sample;
+  g.options.prime = defaults.prime;
+  g.options.length = int_flag(args, "length", defaults.length);
+  g.options.sampling.temperature = defaults.temperature;
+  g.options.sampling.top_k = int_flag(args, "top-k", defaults.top_k);
+  g.options.sampling.top_p = number_flag(args, "top-p", defaults.top_p);
+  if (g.options.sampling.top_p <= 0) throw UsageError("--top-p must be > 0");
+  if (g.options.length < 0) throw UsageError("--length must be >= 0, got " + std::to_string(g.options.length));
+  g.options.seed = static_cast<uint64_t>(resolve_seed(int_flag(args, "seed", defaults.seed)));
+  return g;
+}
+
+// Writes generated text to stdout; a full disk must not turn a long run into
+// silently lost text.
+void write_out(std::string_view text) {
+  if (std::fwrite(text.data(), 1, text.size(), stdout) != text.size())
+    throw charrnn::Error(std::string("cannot write the generated text: ") + std::strerror(errno));
+}
+
+// Streams one sample (options.num_samples == 1) to stdout, ending it with a
+// newline. `keep_going` is asked between characters.
+void stream_sample(Generator& g, const std::function<bool()>& keep_going) {
+  const bool tty = ::isatty(STDOUT_FILENO) != 0;
+  char last = '\n';
+  g.options.collect = false;  // memory stays flat for any length
+  struct Stopped {};
+  try {
+    charrnn::generate(g.model, g.checkpoint.vocab, g.options, g.device, [&](int64_t, std::string_view piece) {
+      if (keep_going && !keep_going()) throw Stopped{};
+      write_out(piece);
+      if (tty || piece.find('\n') != std::string_view::npos) std::fflush(stdout);
+      if (!piece.empty()) last = piece.back();
+    });
+  } catch (const Stopped&) {
+    last = ' ';
+  }
+  if (last != '\n') write_out("\n");
+  std::fflush(stdout);
+}
+
+}  // namespace charrnn::cli

@@ -1,0 +1,88 @@
+// charrnn train: a fresh run, or --resume from a checkpoint.
+#include "cli.h"
+
+#include <cmath>
+#include <iomanip>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <unistd.h>
+
+#include "charrnn/distributed.h"
+#include "charrnn/lr_schedule.h"
+#include "charrnn/runtime.h"
+#include "charrnn/trainer.h"
+
+namespace charrnn::cli {
+
+int cmd_train(int argc, char** argv) {
+  cxxopts::Options options("charrnn train", "Train a character-level model from a JSON config.");
+  options.add_options()
+      ("config", "JSON config file", cxxopts::value<std::string>())
+      ("set", "override a config key, e.g. --set model.cell=gru (repeatable)", cxxopts::value<std::vector<std::string>>())
+      ("resume", "continue training from this checkpoint", cxxopts::value<std::string>());
+  const auto args = parse(options, argc, argv);
+  if (!args.count("config") && !args.count("resume")) throw UsageError("--config FILE is required (or --resume CHECKPOINT)");
+
+  charrnn::TrainerIO io;
+  io.log = &std::cerr;
+  io.redraw = ::isatty(STDERR_FILENO) != 0;
+  io.stop_requested = &g_stop_requested;
+
+  std::optional<charrnn::Checkpoint> checkpoint;
+  charrnn::Config config;
+  if (args.count("resume")) {
+    checkpoint = charrnn::load_checkpoint(args["resume"].as<std::string>());
+    // defaults < checkpoint's config < config file < --set
+    config = checkpoint->config;
+    if (args.count("config")) config = charrnn::load_config_file(args["config"].as<std::string>(), config);
+    config = charrnn::apply_overrides(config, set_flags(args));
+    charrnn::validate(config);
+  } else {
+    config = config_from_flags(args);
+  }
+  // torchrun's variables make this process one rank of a distributed run;
+  // rank 0 alone reports progress and writes files
+  std::shared_ptr<charrnn::ProcessGroup> group;
+  if (std::optional<charrnn::ProcessGroupOptions> rank = charrnn::process_group_from_environment()) {
+    rank->timeout = std::chrono::milliseconds(static_cast<int64_t>(config.distributed.timeout_s * 1000));
+    group = charrnn::ProcessGroup::join(*rank);
+  }
+  const bool reports = !group || group->rank() == 0;
+  if (!reports) io.log = nullptr;
+  std::unique_ptr<charrnn::Trainer> trainer =
+      checkpoint ? std::make_unique<charrnn::Trainer>(*checkpoint, config, io, group)
+                 : std::make_unique<charrnn::Trainer>(config, io, group);
+  if (checkpoint && reports)
+    std::cerr << "resuming " << args["resume"].as<std::string>() << " at step " << checkpoint->progress.step << "\n";
+  if (reports) {
+    std::cerr << "training " << charrnn::to_string(config.model.cell) << " " << config.model.num_layers << "x"
+              << config.model.hidden_size << " (" << trainer->model()->parameter_count() << " parameters) on "
+              << config.data.path << ", vocabulary " << trainer->vocab().size() << ", device "
+              << trainer->device().str() << ", " << charrnn::current_threads() << " thread(s)";
+    if (group)
+      std::cerr << " per process, " << group->size() << " processes (effective batch " << config.train.batch_size
+                << " x " << group->size() << " = " << config.train.batch_size * group->size() << ")";
+    std::cerr << "\nrecipe: " << charrnn::describe_recipe(config.train) << "\n";
+  }
+  install_stop_handlers();
+  const charrnn::TrainSummary summary = trainer->run();
+  if (!reports) return summary.interrupted ? 130 : 0;
+  const auto& progress = trainer->progress();
+  std::cerr << std::fixed << std::setprecision(1) << "done: " << summary.steps_done << " steps in " << summary.seconds
+            << " s, " << summary.chars_per_second << " chars/s";
+  if (progress.best_step >= 0)
+    std::cerr << std::setprecision(4) << ", best val loss " << progress.best_val_loss << " ("
+              << progress.best_val_loss / std::log(2.0) << " bpc) at step " << progress.best_step;
+  if (summary.steps_done == 0 && !summary.interrupted) {
+    std::cerr << "\nnothing to train: train.steps=" << config.train.steps << "; no checkpoint written\n";
+    return 0;
+  }
+  std::cerr << "\nrecipe: " << charrnn::describe_recipe(trainer->config().train) << "; the last step's lr was "
+            << std::defaultfloat << std::setprecision(3) << trainer->learning_rate() << "\n";
+  std::cerr << "checkpoint: " << config.train.checkpoint << "\n";
+  if (progress.best_step >= 0) std::cerr << "best:       " << charrnn::best_checkpoint_path(config.train.checkpoint) << "\n";
+  return summary.interrupted ? 130 : 0;
+}
+
+}  // namespace charrnn::cli
