@@ -41,6 +41,14 @@ class CheckpointTest : public ::testing::Test {
     checkpoint_.progress.last_train_loss = 1.25;
     // best_val_loss stays NaN and best_step -1: not validated yet
     checkpoint_.charrnn_version = CHARRNN_VERSION;
+    charrnn::ModelOrigin origin;  // fine-tuned from a base, itself fine-tuned
+    origin.checkpoint = "models/base \xC3\xA9.pt";
+    origin.step = 2000;
+    origin.chars_trained = 1024000;
+    origin.best_val_loss = 1.375;
+    origin.data = "data/sotu.txt";
+    origin.added_chars = "\xC3\xB6\xF0\x9F\x98\x80";
+    checkpoint_.lineage = {origin, charrnn::ModelOrigin{}};
 
     model_ = CharRNN(checkpoint_.vocab.size(), checkpoint_.config.model);
     checkpoint_.model_bytes = charrnn::archive_module(*model_);
@@ -57,6 +65,23 @@ class CheckpointTest : public ::testing::Test {
     charrnn::save_checkpoint(path_, checkpoint_);
     bytes_ = charrnn_test::read_file_bytes(path_);
     ASSERT_GT(bytes_.size(), 100u);
+  }
+
+  // The header JSON of bytes_, and bytes_ with another header text and a
+  // correct checksum: content errors behind a valid frame.
+  nlohmann::json header() const { return nlohmann::json::parse(bytes_.substr(20, header_size())); }
+  std::string with_header_text(const std::string& text) const {
+    std::string out = bytes_.substr(0, 12);
+    for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((text.size() >> (8 * i)) & 0xFF));
+    out += text;
+    const uint32_t crc = charrnn::crc32(text.data(), text.size());
+    for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((crc >> (8 * i)) & 0xFF));
+    return out + bytes_.substr(20 + header_size() + 4);
+  }
+  uint64_t header_size() const {
+    uint64_t v = 0;
+    for (int i = 0; i < 8; ++i) v |= static_cast<uint64_t>(static_cast<unsigned char>(bytes_[12 + i])) << (8 * i);
+    return v;
   }
 
   // writes `bytes` to a new file and expects loading it to throw charrnn::Error
@@ -91,6 +116,14 @@ TEST_F(CheckpointTest, RoundTripKeepsEverything) {
   EXPECT_EQ(loaded.model_bytes, checkpoint_.model_bytes);
   EXPECT_EQ(loaded.optimizer_bytes, checkpoint_.optimizer_bytes);
   EXPECT_EQ(loaded.rng_bytes, checkpoint_.rng_bytes);
+  ASSERT_EQ(loaded.lineage.size(), 2u);
+  EXPECT_EQ(loaded.lineage[0].checkpoint, "models/base \xC3\xA9.pt");
+  EXPECT_EQ(loaded.lineage[0].step, 2000);
+  EXPECT_EQ(loaded.lineage[0].chars_trained, 1024000);
+  EXPECT_EQ(loaded.lineage[0].best_val_loss, 1.375);
+  EXPECT_EQ(loaded.lineage[0].data, "data/sotu.txt");
+  EXPECT_EQ(loaded.lineage[0].added_chars, "\xC3\xB6\xF0\x9F\x98\x80");
+  EXPECT_TRUE(std::isnan(loaded.lineage[1].best_val_loss));
   EXPECT_EQ(charrnn::serialize_checkpoint(loaded), bytes_);  // nothing lost, nothing added
 }
 
@@ -227,23 +260,8 @@ TEST_F(CheckpointTest, FormatVersionIsStoredAfterTheMagic) {
 
 TEST_F(CheckpointTest, ValidChecksumButBadContentIsStillAnError) {
   // rewrite the header with an invalid config and a correct checksum
-  const auto read_u64 = [&](size_t offset) {
-    uint64_t v = 0;
-    for (int i = 0; i < 8; ++i) v |= static_cast<uint64_t>(static_cast<unsigned char>(bytes_[offset + i])) << (8 * i);
-    return v;
-  };
-  const uint64_t header_size = read_u64(12);
-  nlohmann::json header = nlohmann::json::parse(bytes_.substr(20, header_size));
-  const std::string sections = bytes_.substr(20 + header_size + 4);
-  const auto rebuild = [&](const nlohmann::json& h) {
-    const std::string text = h.dump();
-    std::string out = bytes_.substr(0, 12);
-    for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((text.size() >> (8 * i)) & 0xFF));
-    out += text;
-    const uint32_t crc = charrnn::crc32(text.data(), text.size());
-    for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((crc >> (8 * i)) & 0xFF));
-    return out + sections;
-  };
+  const nlohmann::json header = this->header();
+  const auto rebuild = [&](const nlohmann::json& h) { return with_header_text(h.dump()); };
   ASSERT_NO_THROW({
     write_file(dir_.file("rebuilt.pt"), rebuild(header));
     charrnn::load_checkpoint(dir_.file("rebuilt.pt"));
@@ -298,6 +316,36 @@ TEST_F(CheckpointTest, ValidChecksumButBadContentIsStillAnError) {
     bad[json::json_pointer(c.pointer)] = c.value;
     EXPECT_CONTAINS(load_error("out_of_range.pt", rebuild(bad)), c.named);
   }
+}
+
+TEST_F(CheckpointTest, LineageIsCheckedLikeTheRestOfTheHeader) {
+  // the same rebuild as above, on the lineage (init_from) a fine-tune writes
+  const nlohmann::json header = this->header();
+  using nlohmann::json;
+  const auto with_lineage = [&](const json& lineage) {
+    json h = header;
+    h["init_from"] = lineage;
+    return with_header_text(h.dump());
+  };
+  EXPECT_CONTAINS(load_error("object.pt", with_lineage(json::object())), "init_from is not a list");
+  EXPECT_CONTAINS(load_error("number.pt", with_lineage(json::array({5}))), "init_from");
+  json entry = header["init_from"][0];
+  entry["step"] = 1e300;
+  EXPECT_CONTAINS(load_error("step.pt", with_lineage(json::array({entry}))), "init_from.step");
+  entry = header["init_from"][0];
+  entry.erase("data");
+  load_error("no_data.pt", with_lineage(json::array({entry})));
+  entry = header["init_from"][0];
+  entry["added_chars"] = 7;
+  EXPECT_CONTAINS(load_error("chars.pt", with_lineage(json::array({entry}))), "init_from.added_chars");
+  // bytes that are not UTF-8 inside a JSON string: written by hand, as no JSON library would
+  entry = header["init_from"][0];
+  entry["data"] = "NOT-UTF8";
+  json h = header;
+  h["init_from"] = json::array({entry});
+  std::string text = h.dump();
+  text.replace(text.find("NOT-UTF8"), 8, "\xFF\xFE");
+  load_error("latin1.pt", with_header_text(text));  // the JSON parser refuses it
 }
 
 TEST(Crc32, KnownValues) {

@@ -219,6 +219,152 @@ TEST_F(Cli, BadGenerateArguments) {
   expect_clean_error(run({"generate", "--checkpoint", checkpoint(), "--bogus"}), 2, "bogus");
 }
 
+TEST_F(Cli, SamplingFlagsAreCheckedAgainstTheSharedRanges) {
+  train_ok({"--set", "train.steps=2"});
+  const std::vector<std::string> generate = {"generate", "--checkpoint", checkpoint(), "--length", "5"};
+  const auto with = [&](std::vector<std::string> extra) {
+    std::vector<std::string> args = generate;
+    args.insert(args.end(), extra.begin(), extra.end());
+    return run(args);
+  };
+  expect_clean_error(with({"--top-p", "7"}), 2, "--top-p must be a number in (0, 1]");  // a user who typed 7 meant 0.7
+  expect_clean_error(with({"--top-k", "-1"}), 2, "--top-k must be an integer >= 0");
+  expect_clean_error(with({"--temperature", "-0.5"}), 2, "--temperature must be a number in [0, 2]");
+  expect_clean_error(with({"--temperature", "0.5,3"}), 2, "--temperature must be a number in [0, 2]");
+  expect_clean_error(with({"--temperature", "nan"}), 2, "--temperature");
+  EXPECT_EQ(with({"--top-p", "1", "--top-k", "0", "--temperature", "2"}).exit_code, 0);
+  expect_clean_error(run(train_args({"--set", "sample.top_p=7"})), 2, "sample.top_p must be a number in (0, 1]");
+  // chat reports a bad setting and carries on
+  const Result chat = run({"chat", "--checkpoint", checkpoint(), "--length", "5", "--temperature", "0"},
+                          ":topp 7\n:temp 9\nthe\n");
+  EXPECT_EQ(chat.exit_code, 0) << chat.err;
+  EXPECT_NE(chat.err.find(":topp must be a number in (0, 1]"), std::string::npos) << chat.err;
+  EXPECT_NE(chat.err.find(":temp must be a number in [0, 2]"), std::string::npos) << chat.err;
+  EXPECT_EQ(chat.out.rfind("the", 0), 0u) << chat.out;
+}
+
+TEST_F(Cli, PrimeFromAFile) {
+  train_ok({"--set", "train.steps=2"});
+  write_all(dir_ / "prime.txt", "the sea\nand the whale ");
+  const std::vector<std::string> greedy = {"generate", "--checkpoint", checkpoint(), "--length", "30",
+                                           "--temperature", "0"};
+  auto from_file = greedy;
+  from_file.insert(from_file.end(), {"--prime-file", (dir_ / "prime.txt").string()});
+  auto literal = greedy;
+  literal.insert(literal.end(), {"--prime", "the sea\nand the whale "});
+  const Result a = run(from_file), b = run(literal);
+  ASSERT_EQ(a.exit_code, 0) << a.err;
+  EXPECT_EQ(a.out, b.out) << "the file's text, exactly, is the prime";
+  EXPECT_EQ(a.out.rfind("the sea\nand the whale ", 0), 0u);
+  // --prime is always literal, even when it looks like a file reference
+  auto at = greedy;
+  at.insert(at.end(), {"--prime", "@" + (dir_ / "prime.txt").string()});
+  expect_clean_error(run(at), 2, "--prime contains");
+  auto both = from_file;
+  both.insert(both.end(), {"--prime", "the"});
+  expect_clean_error(run(both), 2, "not both");
+  auto missing = greedy;
+  missing.insert(missing.end(), {"--prime-file", (dir_ / "none.txt").string()});
+  expect_clean_error(run(missing), 1, "none.txt");
+  write_all(dir_ / "latin1.txt", "the caf\xE9");
+  auto latin1 = greedy;
+  latin1.insert(latin1.end(), {"--prime-file", (dir_ / "latin1.txt").string()});
+  expect_clean_error(run(latin1), 1, "byte offset 7");
+  write_all(dir_ / "unseen.txt", "Zebra");
+  auto unseen = greedy;
+  unseen.insert(unseen.end(), {"--prime-file", (dir_ / "unseen.txt").string()});
+  expect_clean_error(run(unseen), 2, "--prime-file " + (dir_ / "unseen.txt").string() + " contains");
+  // chat: :prime-file continues the file's text, several lines and all
+  const Result chat = run({"chat", "--checkpoint", checkpoint(), "--length", "30", "--temperature", "0"},
+                          ":prime-file " + (dir_ / "prime.txt").string() + "\n:prime-file " +
+                              (dir_ / "none.txt").string() + "\n");
+  EXPECT_EQ(chat.exit_code, 0) << chat.err;
+  EXPECT_EQ(chat.out, a.out);
+  EXPECT_NE(chat.err.find("none.txt"), std::string::npos) << chat.err;
+}
+
+TEST_F(Cli, FolderCorpusTrainsEvaluatesAndValidatesOnWholeDocuments) {
+  for (int i = 0; i < 12; ++i) {
+    const fs::path folder = dir_ / "songs" / (i % 2 ? "b" : "a");
+    fs::create_directories(folder);
+    write_all(folder / ("song" + std::to_string(i) + ".txt"), make_corpus(1500, static_cast<unsigned>(i + 2)));
+  }
+  write_all(dir_ / "songs" / "README.md", "not a song");
+  const Result r = run(train_args({"--set", "data.path=" + (dir_ / "songs").string(), "--set", "data.glob=*.txt",
+                                   "--set", "data.val_split=documents", "--set", "train.steps=4",
+                                   "--set", "train.eval_every=2"}));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(fs::exists(dir_ / "songs.ids"));
+  const nlohmann::json info = nlohmann::json::parse(run({"info", "--checkpoint", checkpoint(), "--json"}).out);
+  EXPECT_EQ(info["config"]["data"]["val_split"], "documents");
+  EXPECT_EQ(info["config"]["data"]["glob"], "*.txt");
+  // eval takes the same forms: a folder with a glob, or several --data
+  const Result folder = run({"eval", "--checkpoint", checkpoint(), "--data", (dir_ / "songs").string(), "--glob",
+                             "*.txt", "--json"});
+  ASSERT_EQ(folder.exit_code, 0) << folder.err;
+  const Result two = run({"eval", "--checkpoint", checkpoint(), "--data", (dir_ / "songs/a/song0.txt").string(),
+                          "--data", (dir_ / "songs/b/song1.txt").string(), "--json"});
+  ASSERT_EQ(two.exit_code, 0) << two.err;
+  EXPECT_GT(nlohmann::json::parse(folder.out)["chars"].get<int64_t>(),
+            nlohmann::json::parse(two.out)["chars"].get<int64_t>());
+  expect_clean_error(run({"eval", "--checkpoint", checkpoint(), "--data", (dir_ / "songs").string(), "--glob",
+                          "*.lyrics"}),
+                     2, "no file");
+  // a list of paths, as JSON in --set
+  const Result list = run(train_args({"--set", R"(data.path=[")" + (dir_ / "songs/a").string() + R"(", ")" +
+                                                 (dir_ / "songs/b/song1.txt").string() + R"("])",
+                                      "--set", "train.steps=2"}));
+  ASSERT_EQ(list.exit_code, 0) << list.err;
+  EXPECT_NE(list.err.find("(2 paths)"), std::string::npos) << list.err;
+}
+
+TEST_F(Cli, FineTuneFromACheckpointOntoTextWithNewCharacters) {
+  train_ok({"--set", "train.steps=20"});
+  std::string german;
+  while (german.size() < 8000) german += "the sea gr\xC3\xBCn the whale sch\xC3\xB6n and old.\n";  // only the umlauts are new
+  write_all(dir_ / "de.txt", german);
+  const std::string tuned = (dir_ / "tuned.pt").string();
+  // resuming onto it is refused, and says what to do instead
+  expect_error_after_progress(run({"train", "--resume", checkpoint(), "--set", "data.path=" + (dir_ / "de.txt").string(),
+                                   "--set", "train.steps=40"}),
+                              2, "--init-from");
+  const std::vector<std::string> fine_tune = {"train", "--config", std::string(CHARRNN_SOURCE_DIR) + "/configs/tiny.json",
+                                              "--init-from", checkpoint(), "--set",
+                                              "data.path=" + (dir_ / "de.txt").string(), "--set",
+                                              "train.checkpoint=" + tuned, "--set", "train.device=cpu",
+                                              "--set", "train.steps=30", "--set", "train.eval_every=10"};
+  const Result r = run(fine_tune);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("fine-tuning " + checkpoint()), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("adds 2 character(s)"), std::string::npos) << r.err;
+  const std::vector<nlohmann::json> metrics = read_metrics(dir_ / "tuned.metrics.jsonl");
+  ASSERT_GE(metrics.size(), 2u);
+  EXPECT_EQ(metrics.front()["step"], 10) << "a fine-tune counts from step 0";
+  const Result text = run({"generate", "--checkpoint", tuned, "--prime", "sch\xC3\xB6n gr\xC3\xBCn", "--length", "20"});
+  ASSERT_EQ(text.exit_code, 0) << text.err;
+  EXPECT_EQ(text.out.rfind("sch\xC3\xB6n gr\xC3\xBCn", 0), 0u);
+  const Result info = run({"info", "--checkpoint", tuned});
+  EXPECT_NE(info.out.find("initialised    from " + checkpoint() + " (step 20"), std::string::npos) << info.out;
+  const nlohmann::json j = nlohmann::json::parse(run({"info", "--checkpoint", tuned, "--json"}).out);
+  ASSERT_EQ(j["init_from"].size(), 1u);
+  EXPECT_EQ(j["init_from"][0]["added_chars"], "\xC3\xB6\xC3\xBC");
+  EXPECT_EQ(j["init_from"][0]["step"], 20);
+  // resuming the fine-tune keeps its lineage
+  const Result resumed = run({"train", "--resume", tuned, "--set", "train.steps=40"});
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  EXPECT_EQ(nlohmann::json::parse(run({"info", "--checkpoint", tuned, "--json"}).out)["init_from"].size(), 1u);
+
+  // a config that asks for another shape names the key; both flags at once, or overwriting the base, are refused
+  auto other_shape = fine_tune;
+  other_shape.insert(other_shape.end(), {"--set", "model.hidden_size=64"});
+  expect_clean_error(run(other_shape), 2, "model.hidden_size");
+  expect_clean_error(run({"train", "--resume", tuned, "--init-from", checkpoint()}), 2, "one of them");
+  auto overwrite = fine_tune;
+  overwrite.insert(overwrite.end(), {"--set", "train.checkpoint=" + checkpoint()});
+  expect_clean_error(run(overwrite), 2, "overwrite");
+  expect_clean_error(run({"train", "--init-from", (dir_ / "none.pt").string()}), 1, "none.pt");
+}
+
 TEST_F(Cli, MissingAndCorruptCheckpoints) {
   expect_clean_error(run({"generate", "--checkpoint", (dir_ / "none.pt").string()}), 1, "none.pt");
   expect_clean_error(run({"generate"}), 2, "--checkpoint is required");
@@ -294,7 +440,7 @@ TEST_F(Cli, ChatUnderAPipe) {
   EXPECT_EQ(r.out.substr(r.out.size() - last.out.size()), last.out);
   // bad commands and prompts are reported and the session goes on
   EXPECT_NE(r.err.find("error: unknown command \":bogus\""), std::string::npos) << r.err;
-  EXPECT_NE(r.err.find("error: :len must be >= 0"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("error: :len must be an integer >= 0"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("never saw"), std::string::npos) << r.err;
   // end of input ends the session cleanly, even with no input at all
   EXPECT_EQ(run({"chat", "--checkpoint", checkpoint()}).exit_code, 0);

@@ -24,7 +24,11 @@ using nlohmann::json;
 // Field-by-field equality, so a field that to_json forgets still fails.
 void expect_same_config(const Config& a, const Config& b) {
   EXPECT_EQ(a.data.path, b.data.path);
+  EXPECT_EQ(a.data.glob, b.data.glob);
+  EXPECT_EQ(a.data.separator, b.data.separator);
   EXPECT_EQ(a.data.val_fraction, b.data.val_fraction);
+  EXPECT_EQ(a.data.val_split, b.data.val_split);
+  EXPECT_EQ(a.data.val_seed, b.data.val_seed);
   EXPECT_EQ(a.model.cell, b.model.cell);
   EXPECT_EQ(a.model.embedding_dim, b.model.embedding_dim);
   EXPECT_EQ(a.model.hidden_size, b.model.hidden_size);
@@ -55,8 +59,12 @@ void expect_same_config(const Config& a, const Config& b) {
 // A config with every field moved off its default.
 Config everything_changed() {
   Config c;
-  c.data.path = "corpus/other \xC3\xA9.txt";
+  c.data.path = {"corpus/other \xC3\xA9.txt", "lyrics"};
+  c.data.glob = "*.txt";
+  c.data.separator = "\n---\n";
   c.data.val_fraction = 0.25;
+  c.data.val_split = "documents";
+  c.data.val_seed = 7;
   c.model.cell = CellType::GRU;
   c.model.embedding_dim = 7;
   c.model.hidden_size = 33;
@@ -87,7 +95,11 @@ Config everything_changed() {
 
 TEST(Config, Defaults) {
   const Config c;
-  EXPECT_EQ(c.data.path, "data/moby-dick.txt");
+  EXPECT_EQ(c.data.path, std::vector<std::string>{"data/moby-dick.txt"});
+  EXPECT_EQ(c.data.glob, "");
+  EXPECT_EQ(c.data.separator, "\n\n");
+  EXPECT_EQ(c.data.val_split, "tail");
+  EXPECT_EQ(c.data.val_seed, 0);
   EXPECT_DOUBLE_EQ(c.data.val_fraction, 0.1);
   EXPECT_EQ(c.model.cell, CellType::LSTM);
   EXPECT_EQ(c.model.embedding_dim, 64);
@@ -198,6 +210,10 @@ TEST(Config, WrongTypesNameTheKey) {
       {R"({"train": {"device": 0}})", "train.device"},
       {R"({"train": {"precision": 16}})", "train.precision"},
       {R"({"data": {"path": 5}})", "data.path"},
+      {R"({"data": {"path": []}})", "data.path"},
+      {R"({"data": {"path": ["a.txt", 5]}})", "data.path"},
+      {R"({"data": {"glob": ["*.txt"]}})", "data.glob"},
+      {R"({"data": {"val_seed": "x"}})", "data.val_seed"},
       {R"({"data": {"val_fraction": null}})", "data.val_fraction"},
       {R"({"model": {"cell": 1}})", "model.cell"},
       {R"({"model": {"hidden_size": [32]}})", "model.hidden_size"},
@@ -241,7 +257,13 @@ TEST(Config, OverrideStringsAreVerbatim) {
   EXPECT_EQ(charrnn::apply_overrides(Config{}, {"sample.prime=a=b.c"}).sample.prime, "a=b.c");
   EXPECT_EQ(charrnn::apply_overrides(Config{}, {"sample.prime=\"x\""}).sample.prime, "\"x\"");
   EXPECT_EQ(charrnn::apply_overrides(Config{}, {"sample.prime="}).sample.prime, "");
-  EXPECT_EQ(charrnn::apply_overrides(Config{}, {"data.path=my file.txt"}).data.path, "my file.txt");
+  EXPECT_EQ(charrnn::apply_overrides(Config{}, {"data.path=my file.txt"}).data.path,
+            std::vector<std::string>{"my file.txt"});
+  // a list of paths is written as JSON; a comma inside a path stays in it
+  EXPECT_EQ(charrnn::apply_overrides(Config{}, {R"(data.path=["a, b.txt","lyrics"])"}).data.path,
+            (std::vector<std::string>{"a, b.txt", "lyrics"}));
+  EXPECT_CONTAINS(thrown_message<UsageError>([] { charrnn::apply_overrides(Config{}, {"data.path=[a.txt"}); }),
+                  "JSON list of paths");
 }
 
 TEST(Config, OverrideNumbersAreParsed) {
@@ -307,7 +329,14 @@ TEST(Config, ValidateRejectsBadValuesNamingTheKey) {
       {"train.device", [](Config& c) { c.train.device = ""; }},
       {"train.precision", [](Config& c) { c.train.precision = "fp16"; }},
       {"train.checkpoint", [](Config& c) { c.train.checkpoint = ""; }},
-      {"data.path", [](Config& c) { c.data.path = ""; }},
+      {"data.path", [](Config& c) { c.data.path = {""}; }},
+      {"data.path", [](Config& c) { c.data.path = {"a.txt", ""}; }},
+      {"data.path", [](Config& c) { c.data.path = {}; }},
+      {"data.val_split", [](Config& c) { c.data.val_split = "random"; }},
+      {"sample.temperature", [](Config& c) { c.sample.temperature = -1; }},
+      {"sample.temperature", [](Config& c) { c.sample.temperature = 2.5; }},
+      {"sample.top_p", [](Config& c) { c.sample.top_p = 7; }},
+      {"sample.top_k", [](Config& c) { c.sample.top_k = -1; }},
       {"data.val_fraction", [](Config& c) { c.data.val_fraction = 1.0; }},
       {"data.val_fraction", [](Config& c) { c.data.val_fraction = -0.1; }},
       {"data.val_fraction", [](Config& c) { c.data.val_fraction = std::numeric_limits<double>::quiet_NaN(); }},
@@ -342,9 +371,12 @@ TEST(Config, ValidateAcceptsBoundaryValues) {
   c.train.steps = 0;
   c.train.grad_clip = 0;         // no clipping
   c.train.device = "cuda:1";     // checked when resolved, not here
-  c.sample.temperature = -1;     // greedy
-  c.sample.top_p = 5;            // keeps all
+  c.sample.temperature = 0;      // greedy
+  c.sample.top_p = 1;            // keeps all
   c.sample.length = 0;
+  EXPECT_NO_THROW(charrnn::validate(c));
+  c.sample.temperature = 2;      // the top of the shared range
+  c.sample.top_p = 1e-9;
   c.model.dropout = 0.999;
   c.model.forget_bias = -3;
   c.train.batching = "sequential";

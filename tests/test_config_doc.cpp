@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "charrnn/config.h"
+#include "charrnn/sampler.h"
 
 namespace {
 
@@ -56,7 +57,11 @@ TEST(ConfigDoc, ListsExactlyTheKeysTheParserKnowsWithTheirDefaults) {
       }
       const DocRow& doc = row->second;
       if (value.is_string()) {
-        EXPECT_EQ(doc.default_value == "\"\"" ? "" : doc.default_value, value.get<std::string>());
+        // a quoted default is a JSON string ("", "\n\n"); others are the text itself
+        const std::string documented = doc.default_value.size() >= 2 && doc.default_value.front() == '"'
+                                           ? nlohmann::json::parse(doc.default_value).get<std::string>()
+                                           : doc.default_value;
+        EXPECT_EQ(documented, value.get<std::string>());
         EXPECT_TRUE(doc.type.rfind("string", 0) == 0 || doc.type.find('`') != std::string::npos) << doc.type;
       } else if (value.is_boolean()) {
         EXPECT_EQ(doc.default_value, value.get<bool>() ? "true" : "false");
@@ -76,6 +81,16 @@ TEST(ConfigDoc, ListsExactlyTheKeysTheParserKnowsWithTheirDefaults) {
     }
   }
   for (const auto& [key, row] : rows) ADD_FAILURE() << "docs/config.md lists " << key << ", which the parser does not know";
+}
+
+TEST(ConfigDoc, SamplingRangesAreTheCodes) {
+  const std::map<std::string, DocRow> rows = documented_keys();
+  for (const charrnn::SamplingRange* range : charrnn::sampling_ranges()) {
+    const std::string key = std::string("sample.") + range->setting;
+    SCOPED_TRACE(key);
+    ASSERT_EQ(rows.count(key), 1u);
+    EXPECT_EQ(rows.at(key).type, std::string(range->integer ? "integer " : "number ") + charrnn::describe_range(*range));
+  }
 }
 
 }  // namespace

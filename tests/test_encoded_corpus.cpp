@@ -113,7 +113,7 @@ TEST(EncodedCorpus, CachedCorpusSplitsAndBatchesLikeTheInMemoryOne) {
   TempDir dir;
   charrnn_test::write_file(dir.file("c.txt"), mixed_text(100));
   charrnn::DataOptions data;
-  data.path = dir.file("c.txt");
+  data.path = {dir.file("c.txt")};
   data.val_fraction = 0.2;
   const charrnn::Corpus plain = charrnn::load_corpus(data, 16);
   const charrnn::Corpus cached = charrnn::load_corpus(data, 16, std::nullopt, dir.file("cache/c.ids"));

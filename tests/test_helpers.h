@@ -104,7 +104,7 @@ inline charrnn::Config small_config(const TempDir& dir, const std::string& name,
     write_file(corpus, text);
   }
   charrnn::Config c;
-  c.data.path = corpus;
+  c.data.path = {corpus};
   c.data.val_fraction = 0.1;
   c.model.cell = cell;
   c.model.embedding_dim = 16;

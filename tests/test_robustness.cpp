@@ -250,9 +250,17 @@ TEST_F(Robustness, CorruptedCheckpoints) {
   expect_clean_error(run({"train", "--resume", (dir_ / "flipped.pt").string()}), 1, "corrupt");
 }
 
-TEST_F(Robustness, CorpusIsAFolder) {
-  fs::create_directories(dir_ / "folder");
-  expect_clean_error(run(train_args({"--set", "data.path=" + (dir_ / "folder").string()})), 1, "folder");
+TEST_F(Robustness, CorpusFolderWithoutUsableFiles) {
+  fs::create_directories(dir_ / "folder" / ".hidden");
+  write_all(dir_ / "folder" / ".hidden" / "a.txt", "hidden text is not corpus text");
+  write_all(dir_ / "folder" / ".notes.txt", "nor is a hidden file");
+  expect_clean_error(run(train_args({"--set", "data.path=" + (dir_ / "folder").string()})), 2, "holds no");
+  write_all(dir_ / "folder" / "a.md", "some text that is not matched by the glob");
+  expect_clean_error(run(train_args({"--set", "data.path=" + (dir_ / "folder").string(), "--set", "data.glob=*.txt"})),
+                     2, "data.glob=*.txt");
+  expect_clean_error(run(train_args({"--set", R"(data.path=[")" + (dir_ / "folder" / "a.md").string() + R"(", ")" +
+                                                (dir_ / "gone").string() + R"("])"})),
+                     1, "gone");
 }
 
 TEST_F(Robustness, RecipeSettingsOutsideTheirRangeOrTooLargeForTheText) {

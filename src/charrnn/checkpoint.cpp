@@ -145,13 +145,22 @@ torch::Tensor read_archived_tensor(const std::string& bytes, const std::string& 
   }
 }
 
+json to_json(const ModelOrigin& origin) {
+  return {{"checkpoint", origin.checkpoint},
+          {"step", origin.step},
+          {"chars_trained", origin.chars_trained},
+          {"best_val_loss", number_or_null(origin.best_val_loss)},
+          {"data", origin.data},
+          {"added_chars", origin.added_chars}};
+}
+
 std::string serialize_checkpoint(const Checkpoint& c) {
   const std::vector<std::pair<std::string, const std::string*>> sections = {
       {"model", &c.model_bytes}, {"optimizer", &c.optimizer_bytes}, {"rng", &c.rng_bytes}};
   json table = json::array();
   for (const auto& [name, bytes] : sections)
     table.push_back({{"name", name}, {"size", bytes->size()}, {"crc32", crc32(bytes->data(), bytes->size())}});
-  const json header = {
+  json header = {
       {"charrnn_version", CHARRNN_VERSION},
       {"config", to_json(c.config)},
       {"vocab", c.vocab.to_json()},
@@ -164,6 +173,11 @@ std::string serialize_checkpoint(const Checkpoint& c) {
         {"last_train_loss", number_or_null(c.progress.last_train_loss)}}},
       {"sections", table},
   };
+  if (!c.lineage.empty()) {  // only fine-tuned models carry it, so older readers see nothing new
+    json lineage = json::array();
+    for (const ModelOrigin& origin : c.lineage) lineage.push_back(to_json(origin));
+    header["init_from"] = lineage;
+  }
   const std::string header_text = header.dump();
   std::string out;
   size_t total = sizeof kMagic + 4 + 8 + header_text.size() + 4;
@@ -184,6 +198,33 @@ void save_checkpoint(const std::string& path, const Checkpoint& checkpoint) {
 }
 
 Checkpoint load_checkpoint(const std::string& path) { return parse_checkpoint(read_file(path), path); }
+
+namespace {
+
+// (the JSON parser has already refused bytes that are not UTF-8)
+std::string header_text(const json& value, const std::string& source, const std::string& what) {
+  if (!value.is_string()) corrupt(source, what + " is not text");
+  return value.get<std::string>();
+}
+
+std::vector<ModelOrigin> parse_lineage(const json& lineage, const std::string& source) {
+  if (!lineage.is_array()) corrupt(source, "init_from is not a list");
+  std::vector<ModelOrigin> origins;
+  for (const json& entry : lineage) {
+    if (!entry.is_object()) corrupt(source, "init_from holds something other than an object");
+    ModelOrigin origin;
+    origin.checkpoint = header_text(entry.at("checkpoint"), source, "init_from.checkpoint");
+    origin.step = header_integer<int64_t>(entry.at("step"), source, "init_from.step");
+    origin.chars_trained = header_integer<int64_t>(entry.at("chars_trained"), source, "init_from.chars_trained");
+    origin.best_val_loss = number_or_nan(entry.at("best_val_loss"));
+    origin.data = header_text(entry.at("data"), source, "init_from.data");
+    origin.added_chars = header_text(entry.at("added_chars"), source, "init_from.added_chars");
+    origins.push_back(std::move(origin));
+  }
+  return origins;
+}
+
+}  // namespace
 
 Checkpoint parse_checkpoint(const std::string& bytes, const std::string& source) {
   if (bytes.empty()) throw Error(source + ": checkpoint file is empty");
@@ -213,6 +254,7 @@ Checkpoint parse_checkpoint(const std::string& bytes, const std::string& source)
     const json header = json::parse(header_text);
     c.charrnn_version = header.at("charrnn_version").get<std::string>();
     c.config = config_from_json(header.at("config"), source);
+    c.config.sample = read_legacy_sampling(c.config.sample);
     try {
       c.vocab = Vocab::from_json(header.at("vocab"));
     } catch (const Error& e) {
@@ -225,6 +267,7 @@ Checkpoint parse_checkpoint(const std::string& bytes, const std::string& source)
     c.progress.best_val_loss = number_or_nan(p.at("best_val_loss"));
     c.progress.best_step = header_integer<int64_t>(p.at("best_step"), source, "progress.best_step");
     c.progress.last_train_loss = number_or_nan(p.at("last_train_loss"));
+    if (header.contains("init_from")) c.lineage = parse_lineage(header["init_from"], source);
     for (const json& section : header.at("sections")) {
       const auto name = section.at("name").get<std::string>();
       const auto size = header_integer<uint64_t>(section.at("size"), source, "section \"" + name + "\" size");

@@ -17,7 +17,9 @@
 #include <cstdint>
 #include <limits>
 #include <string>
+#include <vector>
 
+#include <nlohmann/json_fwd.hpp>
 #include <torch/torch.h>
 
 #include "charrnn/config.h"
@@ -37,10 +39,26 @@ struct TrainingProgress {
   double last_train_loss = std::numeric_limits<double>::quiet_NaN();
 };
 
+/// Where a fine-tuned model started (charrnn train --init-from).
+struct ModelOrigin {
+  std::string checkpoint;      ///< the --init-from path, as given
+  int64_t step = 0;            ///< its optimizer steps
+  int64_t chars_trained = 0;   ///< characters it had been trained on
+  double best_val_loss = std::numeric_limits<double>::quiet_NaN();  ///< its best, on its own validation text
+  std::string data;            ///< what it was trained on (data.path)
+  std::string added_chars;     ///< characters the new text brought (UTF-8), in vocabulary order
+};
+
+/// A ModelOrigin as the checkpoint header stores it (and `charrnn info --json` prints it).
+nlohmann::json to_json(const ModelOrigin& origin);
+
 struct Checkpoint {
   Config config;
   Vocab vocab;
   TrainingProgress progress;
+  /// The models this one was initialised from, nearest first; empty for a
+  /// model trained from scratch. Kept by resume.
+  std::vector<ModelOrigin> lineage;
   std::string charrnn_version;
   std::string model_bytes;      ///< LibTorch archive of the weights
   std::string optimizer_bytes;  ///< LibTorch archive of Adam's state; may be empty

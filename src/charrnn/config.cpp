@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "charrnn/error.h"
+#include "charrnn/sampler.h"
 #include "charrnn/utf8.h"
 
 namespace charrnn {
@@ -71,6 +72,22 @@ class SectionReader {
       }
     }
   }
+  // a string, or a list of strings
+  void read(const char* key, std::vector<std::string>& out) {
+    if (const json* v = find(key)) {
+      if (v->is_string()) {
+        out = {v->get<std::string>()};
+        return;
+      }
+      if (!v->is_array() || v->empty()) fail(key, "a string or a non-empty list of strings", *v);
+      std::vector<std::string> items;
+      for (const json& item : *v) {
+        if (!item.is_string()) fail(key, "a string or a non-empty list of strings", *v);
+        items.push_back(item.get<std::string>());
+      }
+      out = std::move(items);
+    }
+  }
   void read(const char* key, double& out) {
     if (const json* v = find(key)) {
       if (!v->is_number()) fail(key, "a number", *v);
@@ -130,7 +147,15 @@ std::string number(double v) {
 
 json to_json(const Config& c) {
   return {
-      {"data", {{"path", c.data.path}, {"val_fraction", c.data.val_fraction}, {"cache", c.data.cache}}},
+      {"data",
+       {// one path stays a plain string, as configs before lists wrote it
+        {"path", c.data.path.size() == 1 ? json(c.data.path.front()) : json(c.data.path)},
+        {"glob", c.data.glob},
+        {"separator", c.data.separator},
+        {"val_fraction", c.data.val_fraction},
+        {"val_split", c.data.val_split},
+        {"val_seed", c.data.val_seed},
+        {"cache", c.data.cache}}},
       {"model",
        {{"cell", to_string(c.model.cell)},
         {"embedding_dim", c.model.embedding_dim},
@@ -180,7 +205,11 @@ Config config_from_json(const json& j, const std::string& source, const Config& 
   Config c = base;
   SectionReader data(j, "data", source);
   data.read("path", c.data.path);
+  data.read("glob", c.data.glob);
+  data.read("separator", c.data.separator);
   data.read("val_fraction", c.data.val_fraction);
+  data.read("val_split", c.data.val_split);
+  data.read("val_seed", c.data.val_seed);
   data.read("cache", c.data.cache);
   data.finish();
 
@@ -264,7 +293,14 @@ Config apply_overrides(const Config& config, const std::vector<std::string>& ass
     if (!defaults.contains(section) || !defaults[section].contains(key))
       throw UsageError(where + ": unknown key \"" + section + "." + key + "\"");
     json value;
-    if (defaults[section][key].is_string()) {
+    if (section == "data" && key == "path" && !text.empty() && text.front() == '[') {
+      // a list of paths, written as JSON: --set 'data.path=["a.txt","lyrics"]'
+      try {
+        value = json::parse(text);
+      } catch (const json::parse_error&) {
+        throw UsageError(where + ": a value starting with [ is read as a JSON list of paths; got " + text);
+      }
+    } else if (defaults[section][key].is_string()) {
       value = text;  // strings are taken verbatim: --set sample.prime=123 means "123"
     } else {
       try {
@@ -276,6 +312,23 @@ Config apply_overrides(const Config& config, const std::vector<std::string>& ass
     result = config_from_json(json{{section, {{key, value}}}}, where, result);
   }
   return result;
+}
+
+SampleOptions read_legacy_sampling(SampleOptions sample) {
+  // before the shared ranges, a negative temperature meant greedy, a top_k
+  // below 0 and a top_p above 1 meant "keep all": the same as 0, 0 and 1
+  if (std::isfinite(sample.temperature) && sample.temperature < 0) sample.temperature = 0;
+  if (sample.top_k < 0) sample.top_k = 0;
+  if (std::isfinite(sample.top_p) && sample.top_p > 1) sample.top_p = 1;
+  return sample;
+}
+
+std::string describe_paths(const std::vector<std::string>& paths) {
+  if (paths.size() == 1) return paths.front();
+  std::string out;
+  for (size_t i = 0; i < paths.size() && i < 3; ++i) out += (i ? ", " : "") + paths[i];
+  if (paths.size() > 3) out += ", ...";
+  return out + " (" + std::to_string(paths.size()) + " paths)";
 }
 
 void validate(const Config& c, const std::string& source) {
@@ -294,14 +347,21 @@ void validate(const Config& c, const std::string& source) {
     if (!is_valid_utf8(v))
       bad_value(source, key, "must be UTF-8 text (checkpoints store it as JSON)", "bytes that are not");
   };
-  utf8("data.path", c.data.path);
+  for (const std::string& path : c.data.path) utf8("data.path", path);
+  utf8("data.glob", c.data.glob);
+  utf8("data.separator", c.data.separator);
+  utf8("data.val_split", c.data.val_split);
   utf8("train.device", c.train.device);
   utf8("train.precision", c.train.precision);
   utf8("train.batching", c.train.batching);
   utf8("train.lr_schedule", c.train.lr_schedule);
   utf8("train.checkpoint", c.train.checkpoint);
   utf8("sample.prime", c.sample.prime);
-  if (c.data.path.empty()) bad_value(source, "data.path", "must name a UTF-8 text file", "\"\"");
+  if (c.data.path.empty()) bad_value(source, "data.path", "must name a UTF-8 text file or folder", "[]");
+  for (const std::string& path : c.data.path)
+    if (path.empty()) bad_value(source, "data.path", "must name a UTF-8 text file or folder", "\"\"");
+  if (c.data.val_split != "tail" && c.data.val_split != "documents")
+    bad_value(source, "data.val_split", "must be tail or documents", "\"" + c.data.val_split + "\"");
   finite("data.val_fraction", c.data.val_fraction);
   if (c.data.val_fraction < 0 || c.data.val_fraction >= 1)
     bad_value(source, "data.val_fraction", "must be in [0, 1)", number(c.data.val_fraction));
@@ -352,10 +412,15 @@ void validate(const Config& c, const std::string& source) {
   if (c.train.precision != "fp32" && c.train.precision != "bf16")
     bad_value(source, "train.precision", "must be fp32 or bf16", "\"" + c.train.precision + "\"");
 
-  at_least("sample.length", c.sample.length, 0);
-  finite("sample.temperature", c.sample.temperature);
-  finite("sample.top_p", c.sample.top_p);
-  if (c.sample.top_p <= 0) bad_value(source, "sample.top_p", "must be > 0", number(c.sample.top_p));
+  // the ranges every sampling interface shares (sampler.h)
+  const auto sampling = [&](const SamplingRange& range, double v) {
+    if (!in_range(range, v))
+      bad_value(source, std::string("sample.") + range.setting, "must be " + range_requirement(range), number(v));
+  };
+  sampling(kTemperatureRange, c.sample.temperature);
+  sampling(kTopKRange, static_cast<double>(c.sample.top_k));
+  sampling(kTopPRange, c.sample.top_p);
+  sampling(kLengthRange, static_cast<double>(c.sample.length));
 
   finite("distributed.timeout_s", c.distributed.timeout_s);
   if (c.distributed.timeout_s < 1 || c.distributed.timeout_s > 86400)

@@ -18,8 +18,19 @@ std::string to_string(CellType cell);
 CellType parse_cell(const std::string& name, const std::string& where);
 
 struct DataOptions {
-  std::string path = "data/moby-dick.txt";  ///< UTF-8 corpus. Default: data/moby-dick.txt
-  double val_fraction = 0.1;  ///< last fraction held out for validation; 0 disables it. Default: 0.1
+  /// The corpus: UTF-8 text files, folders (every regular file under them,
+  /// recursively, in sorted path order, hidden ones skipped) or both; in
+  /// JSON a string or a list of strings. Default: data/moby-dick.txt
+  std::vector<std::string> path = {"data/moby-dick.txt"};
+  std::string glob = "";  ///< folders: only files whose name matches, e.g. *.txt; "" takes every file. Default: ""
+  std::string separator = "\n\n";  ///< written between two files' texts (documents). Default: "\n\n"
+  double val_fraction = 0.1;  ///< fraction held out for validation; 0 disables it. Default: 0.1
+  /// tail: the last val_fraction of the text; documents: whole documents,
+  /// a seeded choice of them holding at least val_fraction of it. Default: tail
+  std::string val_split = "tail";
+  /// seeds val_split=documents' choice, apart from train.seed, so that runs
+  /// with other seeds are scored on the same text. Default: 0
+  int64_t val_seed = 0;
   bool cache = true;  ///< encode once to an id file beside the checkpoint and memory-map it. Default: true
 };
 
@@ -75,9 +86,9 @@ struct TrainOptions {
 struct SampleOptions {
   std::string prime = "";    ///< text that primes the state; "" starts from a sampled character. Default: ""
   int64_t length = 500;      ///< characters generated after the prime. Default: 500
-  double temperature = 0.8;  ///< <= 0 samples greedily (argmax). Default: 0.8
-  int64_t top_k = 0;         ///< keep the k most likely characters; <= 0 keeps all. Default: 0
-  double top_p = 1.0;        ///< keep the smallest set with this much probability; >= 1 keeps all. Default: 1
+  double temperature = 0.8;  ///< in [0, 2]; 0 samples greedily (argmax). Default: 0.8
+  int64_t top_k = 0;         ///< keep the k most likely characters; 0 keeps all. Default: 0
+  double top_p = 1.0;        ///< in (0, 1]: keep the smallest set with this much probability; 1 keeps all. Default: 1
   int64_t seed = 0;          ///< same seed, same text; < 0 picks a random seed. Default: 0
 };
 
@@ -109,6 +120,13 @@ Config load_config_file(const std::string& path, const Config& base = {});
 /// Applies "section.key=value" overrides. The value is read as JSON when the
 /// key holds a number or bool, and taken verbatim when it holds a string.
 Config apply_overrides(const Config& config, const std::vector<std::string>& assignments);
+/// A checkpoint's sample section as the rules it was written under meant
+/// it: values older versions accepted, mapped to the same behaviour inside
+/// today's ranges (sampler.h), so that old checkpoints still load.
+SampleOptions read_legacy_sampling(SampleOptions sample);
+/// data.path for messages: the one path, or "a, b (2 paths)".
+std::string describe_paths(const std::vector<std::string>& paths);
+
 /// Checks ranges and cross-field rules; throws UsageError naming the key.
 void validate(const Config& config, const std::string& source = "config");
 

@@ -21,7 +21,7 @@ namespace charrnn {
 namespace {
 
 constexpr char kMagic[8] = {'C', 'R', 'N', 'N', 'I', 'D', 'S', '\n'};
-constexpr uint32_t kVersion = 1;
+constexpr uint32_t kVersion = 2;
 constexpr size_t kAlignment = 64;
 constexpr size_t kFixedHeader = 8 + 4 + 4 + 8 + 8 + 8 + 8;
 
@@ -36,6 +36,37 @@ SourceStamp stamp_of(const std::string& path) {
   if (S_ISDIR(info.st_mode)) throw Error(path + ": is a directory, not a file");
   return {static_cast<uint64_t>(info.st_size),
           static_cast<int64_t>(info.st_mtim.tv_sec) * 1000000000 + info.st_mtim.tv_nsec};
+}
+
+// FNV-1a, 64 bits: a file added, removed, renamed, resized or touched, or
+// another separator, gives another fingerprint and so a fresh encoding.
+class Fingerprint {
+ public:
+  void add(const void* data, size_t size) {
+    for (size_t i = 0; i < size; ++i) hash_ = (hash_ ^ static_cast<const unsigned char*>(data)[i]) * 0x100000001B3ull;
+  }
+  template <typename T>
+  void add_value(T value) { add(&value, sizeof value); }
+  int64_t value() const { return static_cast<int64_t>(hash_); }
+
+ private:
+  uint64_t hash_ = 0xCBF29CE484222325ull;
+};
+
+SourceStamp stamp_of(const std::vector<std::string>& paths, std::u32string_view separator) {
+  SourceStamp total;
+  Fingerprint fingerprint;
+  for (const std::string& path : paths) {
+    const SourceStamp one = stamp_of(path);
+    total.size += one.size;
+    fingerprint.add(path.data(), path.size() + 1);  // with its NUL, so "ab"+"c" differs from "a"+"bc"
+    fingerprint.add_value(one.size);
+    fingerprint.add_value(one.mtime_ns);
+  }
+  fingerprint.add_value(paths.size() > 1 ? separator.size() : 0);  // one file has no separator
+  if (paths.size() > 1) fingerprint.add(separator.data(), separator.size() * sizeof(char32_t));
+  total.mtime_ns = fingerprint.value();
+  return total;
 }
 
 template <typename T>
@@ -82,17 +113,47 @@ void stream_code_points(const std::string& path, size_t chunk_bytes, Visit&& vis
   }
 }
 
+// Every code point of the documents, the separator between them; `on_document`
+// is told where each one starts (in code points).
+template <typename Visit, typename OnDocument>
+void stream_documents(const std::vector<std::string>& paths, std::u32string_view separator, size_t chunk_bytes,
+                      Visit&& visit, OnDocument&& on_document) {
+  uint64_t position = 0;
+  for (size_t i = 0; i < paths.size(); ++i) {
+    if (i > 0)
+      for (char32_t cp : separator) {
+        visit(cp);
+        ++position;
+      }
+    on_document(position);
+    stream_code_points(paths[i], chunk_bytes, [&](char32_t cp) {
+      visit(cp);
+      ++position;
+    });
+  }
+}
+
 }  // namespace
 
 Vocab encode_corpus_file(const std::string& text_path, const std::string& ids_path, size_t chunk_bytes) {
-  const SourceStamp stamp = stamp_of(text_path);
-  // pass 1: which characters occur, and how often
+  return encode_corpus_files({text_path}, U"", ids_path, chunk_bytes);
+}
+
+Vocab encode_corpus_files(const std::vector<std::string>& text_paths, std::u32string_view separator,
+                          const std::string& ids_path, size_t chunk_bytes) {
+  if (text_paths.empty()) throw Error(ids_path + ": no text files to encode");
+  const SourceStamp stamp = stamp_of(text_paths, separator);
+  // pass 1: which characters occur, and how often, and where documents start
   std::vector<int64_t> histogram(0x110000, 0);
+  std::vector<int64_t> document_starts;
   uint64_t count = 0;
-  stream_code_points(text_path, chunk_bytes, [&](char32_t cp) {
-    ++histogram[cp];
-    ++count;
-  });
+  stream_documents(
+      text_paths, separator, chunk_bytes,
+      [&](char32_t cp) {
+        ++histogram[cp];
+        ++count;
+      },
+      [&](uint64_t start) { document_starts.push_back(static_cast<int64_t>(start)); });
   Vocab vocab = Vocab::from_histogram(histogram);
   histogram = {};
   const uint32_t id_bytes = vocab.size() <= 256 ? 1 : vocab.size() <= 32768 ? 2 : 4;
@@ -104,7 +165,8 @@ Vocab encode_corpus_file(const std::string& text_path, const std::string& ids_pa
   put<uint64_t>(header, count);
   put<uint64_t>(header, stamp.size);
   put<int64_t>(header, stamp.mtime_ns);
-  const std::string meta = nlohmann::json{{"vocab", vocab.to_json()}, {"source", text_path}}.dump();
+  const std::string meta =
+      nlohmann::json{{"vocab", vocab.to_json()}, {"sources", text_paths}, {"document_starts", document_starts}}.dump();
   put<uint64_t>(header, meta.size());
   header += meta;
   header.resize((header.size() + kAlignment - 1) / kAlignment * kAlignment, '\0');
@@ -116,18 +178,23 @@ Vocab encode_corpus_file(const std::string& text_path, const std::string& ids_pa
   std::vector<unsigned char> out;
   out.reserve(chunk_bytes * id_bytes + 16);
   uint64_t written = 0;
-  stream_code_points(text_path, chunk_bytes, [&](char32_t cp) {
-    const auto id = static_cast<uint32_t>(vocab.id_or_negative(cp));
-    for (uint32_t b = 0; b < id_bytes; ++b) out.push_back(static_cast<unsigned char>(id >> (8 * b)));
-    if (out.size() >= chunk_bytes * id_bytes) {
-      writer.write(out.data(), out.size());
-      out.clear();
-    }
-    ++written;
-  });
+  stream_documents(
+      text_paths, separator, chunk_bytes,
+      [&](char32_t cp) {
+        const int64_t id = vocab.id_or_negative(cp);
+        if (id < 0) throw Error(ids_path + ": the source files changed while they were being encoded; try again");
+        for (uint32_t b = 0; b < id_bytes; ++b) out.push_back(static_cast<unsigned char>(static_cast<uint32_t>(id) >> (8 * b)));
+        if (out.size() >= chunk_bytes * id_bytes) {
+          writer.write(out.data(), out.size());
+          out.clear();
+        }
+        ++written;
+      },
+      [](uint64_t) {});
   writer.write(out.data(), out.size());
-  if (written != count || stamp_of(text_path).size != stamp.size)
-    throw Error(text_path + ": the file changed while it was being encoded; try again");
+  if (written != count || stamp_of(text_paths, separator).mtime_ns != stamp.mtime_ns)
+    throw Error((text_paths.size() == 1 ? text_paths.front() + ": the file" : ids_path + ": a source file") +
+                " changed while it was being encoded; try again");
   writer.commit();
   return vocab;
 }
@@ -140,6 +207,7 @@ struct Header {
   SourceStamp source;
   size_t data_offset = 0;
   Vocab vocab;
+  std::vector<int64_t> document_starts;
 };
 
 Header parse_header(const unsigned char* data, size_t size, const std::string& path, bool with_vocab) {
@@ -160,8 +228,19 @@ Header parse_header(const unsigned char* data, size_t size, const std::string& p
     throw Error(path + ": corrupt or truncated id file");
   if (with_vocab) {
     try {
-      h.vocab = Vocab::from_json(
-          nlohmann::json::parse(std::string(reinterpret_cast<const char*>(data + kFixedHeader), meta_size)).at("vocab"));
+      const nlohmann::json meta =
+          nlohmann::json::parse(std::string(reinterpret_cast<const char*>(data + kFixedHeader), meta_size));
+      h.vocab = Vocab::from_json(meta.at("vocab"));
+      // non-decreasing offsets inside the ids (an empty file is an empty
+      // document), the first at 0: a split by documents trusts them
+      for (const nlohmann::json& start : meta.at("document_starts")) {
+        const int64_t s = start.is_number_integer() ? start.get<int64_t>() : -1;
+        if (s < 0 || static_cast<uint64_t>(s) > h.count ||
+            (h.document_starts.empty() ? s != 0 : s < h.document_starts.back()))
+          throw Error(path + ": corrupt id file header (document offsets)");
+        h.document_starts.push_back(s);
+      }
+      if (h.document_starts.empty()) throw Error(path + ": corrupt id file header (no documents)");
     } catch (const nlohmann::json::exception& e) {
       throw Error(path + ": corrupt id file header: " + e.what());
     }
@@ -172,6 +251,11 @@ Header parse_header(const unsigned char* data, size_t size, const std::string& p
 }  // namespace
 
 bool ids_file_is_fresh(const std::string& ids_path, const std::string& text_path) {
+  return ids_file_is_fresh(ids_path, std::vector<std::string>{text_path}, U"");
+}
+
+bool ids_file_is_fresh(const std::string& ids_path, const std::vector<std::string>& text_paths,
+                       std::u32string_view separator) {
   std::ifstream in(ids_path, std::ios::binary);
   if (!in) return false;
   unsigned char fixed[kFixedHeader];
@@ -182,7 +266,7 @@ bool ids_file_is_fresh(const std::string& ids_path, const std::string& text_path
   try {
     // only the fixed part is read here; the size check needs the file size
     if (std::memcmp(fixed, kMagic, sizeof kMagic) != 0 || get<uint32_t>(fixed + 8) != kVersion) return false;
-    const SourceStamp now = stamp_of(text_path);
+    const SourceStamp now = stamp_of(text_paths, separator);
     const uint32_t id_bytes = get<uint32_t>(fixed + 12);
     const uint64_t count = get<uint64_t>(fixed + 16);
     const uint64_t meta = get<uint64_t>(fixed + 40);
@@ -217,7 +301,7 @@ MappedIds map_ids_file(const std::string& ids_path) {
   // from_blob takes a mutable pointer; nothing writes through it (PROT_READ would fault).
   torch::Tensor ids = torch::from_blob(const_cast<unsigned char*>(bytes) + h.data_offset,
                                        {static_cast<int64_t>(h.count)}, [mapping](void*) {}, torch::TensorOptions(type));
-  return {std::move(h.vocab), ids};
+  return {std::move(h.vocab), ids, std::move(h.document_starts)};
 }
 
 }  // namespace charrnn

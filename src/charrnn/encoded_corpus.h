@@ -4,20 +4,28 @@
 // chunks from the map. Nothing is copied per process or per run; the pages
 // are the page cache's, shared and reclaimable.
 //
+// A corpus of several files (documents) is encoded as their texts joined by
+// a separator, with where each document starts, so that validation can hold
+// out whole documents.
+//
 // Id file layout (little-endian):
 //   8 bytes  magic "CRNNIDS\n"
-//   u32      format version (1)
+//   u32      format version (2)
 //   u32      bytes per id: 1, 2 or 4
 //   u64      character count N
-//   u64      source file size in bytes
-//   i64      source modification time, ns since the epoch
-//   u64      header length, then a JSON header: {"vocab": ..., "source": path}
+//   u64      the source files' total size in bytes
+//   i64      fingerprint of the sources: every file's path, size and
+//            modification time, and the separator
+//   u64      header length, then a JSON header:
+//            {"vocab": ..., "sources": [paths], "document_starts": [offsets]}
 //   padding  to a multiple of 64 bytes
 //   N ids
 #pragma once
 
 #include <cstdint>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include <torch/torch.h>
 
@@ -25,20 +33,27 @@
 
 namespace charrnn {
 
-/// Encodes `text_path` (strict UTF-8; NUL bytes refused; a leading
-/// byte-order mark dropped) into `ids_path`, written atomically. Two streaming
-/// passes of `chunk_bytes`: the vocabulary, then the ids. Memory stays at a
-/// few chunks whatever the file size. Returns the vocabulary.
+/// Encodes the files `text_paths` (each strict UTF-8; NUL bytes refused; a
+/// leading byte-order mark dropped), joined by `separator`, into `ids_path`,
+/// written atomically. Two streaming passes of `chunk_bytes`: the
+/// vocabulary, then the ids. Memory stays at a few chunks whatever the
+/// files' size. Returns the vocabulary.
+Vocab encode_corpus_files(const std::vector<std::string>& text_paths, std::u32string_view separator,
+                          const std::string& ids_path, size_t chunk_bytes = size_t{16} << 20);
+/// One file: encode_corpus_files({text_path}, ...).
 Vocab encode_corpus_file(const std::string& text_path, const std::string& ids_path,
                          size_t chunk_bytes = size_t{16} << 20);
 
-/// True when `ids_path` is a valid id file made from `text_path` as it is now
-/// (same size and modification time).
+/// True when `ids_path` is a valid id file made from these files and
+/// separator as they are now (same paths, sizes and modification times).
+bool ids_file_is_fresh(const std::string& ids_path, const std::vector<std::string>& text_paths,
+                       std::u32string_view separator);
 bool ids_file_is_fresh(const std::string& ids_path, const std::string& text_path);
 
 struct MappedIds {
   Vocab vocab;
   torch::Tensor ids;  ///< (N) uint8, int16 or int32 over the mapping, read-only by contract
+  std::vector<int64_t> document_starts;  ///< offset of each document's first id; {0} for one file
 };
 
 /// Memory-maps an id file. The tensor holds the mapping open; it is unmapped

@@ -47,11 +47,11 @@ std::vector<std::string> generate(CharRNN& model, const Vocab& vocab, const Gene
   const int64_t B = options.num_samples;
   std::u32string prime;
   try {
-    prime = decode_utf8(options.prime, "--prime");
+    prime = decode_utf8(options.prime, options.prime_source);
   } catch (const Error& e) {
     throw UsageError(e.what());  // the user typed it: a usage error, not a runtime failure
   }
-  std::vector<int64_t> prime_ids = vocab.encode(prime, "--prime");
+  std::vector<int64_t> prime_ids = vocab.encode(prime, options.prime_source);
 
   {
     // the decoder's buffers, the priming chunk's activations and the logits

@@ -19,6 +19,7 @@ namespace charrnn {
 
 struct GenerateOptions {
   std::string prime;         ///< "" starts from a character drawn by corpus frequency. Default: ""
+  std::string prime_source = "--prime";  ///< names the prime in errors, e.g. "--prime-file p.txt". Default: "--prime"
   int64_t length = 500;      ///< characters generated after the prime. Default: 500
   SamplingParams sampling;   ///< temperature, top-k, top-p
   uint64_t seed = 0;         ///< same seed, same text. Default: 0

@@ -3,12 +3,55 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
+#include <sstream>
 
 #include <ATen/CPUGeneratorImpl.h>
 
 #include "charrnn/error.h"
 
 namespace charrnn {
+
+constexpr double kNoLimit = std::numeric_limits<double>::infinity();
+const SamplingRange kTemperatureRange{"temperature", 0, false, 2, false,
+                                      "0 picks the most likely character (greedy); 1 samples the model's own "
+                                      "distribution; above 1 flattens it"};
+const SamplingRange kTopKRange{"top_k", 0, false, kNoLimit, true, "0 keeps every character"};
+const SamplingRange kTopPRange{"top_p", 0, true, 1, false, "1 keeps every character"};
+const SamplingRange kLengthRange{"length", 0, false, kNoLimit, true, "characters generated after the prime"};
+
+const std::vector<const SamplingRange*>& sampling_ranges() {
+  static const std::vector<const SamplingRange*> all = {&kTemperatureRange, &kTopKRange, &kTopPRange, &kLengthRange};
+  return all;
+}
+
+namespace {
+std::string bound(double v) {
+  std::ostringstream out;
+  out << v;
+  return out.str();
+}
+}  // namespace
+
+std::string describe_range(const SamplingRange& r) {
+  if (std::isinf(r.max)) return (r.min_excluded ? "> " : ">= ") + bound(r.min);
+  return std::string("in ") + (r.min_excluded ? "(" : "[") + bound(r.min) + ", " + bound(r.max) + "]";
+}
+
+std::string range_requirement(const SamplingRange& r) {
+  return std::string(r.integer ? "an integer " : "a number ") + describe_range(r) + " (" + r.meaning + ")";
+}
+
+bool in_range(const SamplingRange& r, double v) {
+  if (!std::isfinite(v)) return false;
+  if (r.integer && v != std::floor(v)) return false;
+  return (r.min_excluded ? v > r.min : v >= r.min) && v <= r.max;
+}
+
+void check_in_range(const SamplingRange& r, double value, const std::string& what) {
+  if (in_range(r, value)) return;
+  throw UsageError(what + " must be " + range_requirement(r) + ", got " + bound(value));
+}
 
 at::Generator make_generator(uint64_t seed) { return at::detail::createCPUGenerator(seed); }
 

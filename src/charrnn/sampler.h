@@ -18,6 +18,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include <torch/torch.h>
@@ -29,6 +30,34 @@ struct SamplingParams {
   int64_t top_k = 0;         // <= 0 keeps every character
   double top_p = 1.0;        // >= 1 keeps every character
 };
+
+/// What a user may ask of a sampling setting. The sampler itself takes any
+/// value (above); this is the one table that the CLI flags, chat's
+/// commands, the config's sample section, the server's requests and
+/// docs/config.md agree on, so that a typo (--top-p 7 for 0.7) is an error
+/// everywhere rather than a silent "keep all" somewhere.
+struct SamplingRange {
+  const char* setting;  ///< the config key in section "sample"
+  double min;
+  bool min_excluded;    ///< (min, ...] rather than [min, ...]
+  double max;           ///< infinity: no upper bound
+  bool integer;
+  const char* meaning;  ///< what the ends of the range do
+};
+extern const SamplingRange kTemperatureRange;  // [0, 2]: 0 picks the most likely character
+extern const SamplingRange kTopKRange;         // integers >= 0: 0 keeps every character
+extern const SamplingRange kTopPRange;         // (0, 1]: 1 keeps every character
+extern const SamplingRange kLengthRange;       // integers >= 0
+/// Every range above, in that order (for docs and tests).
+const std::vector<const SamplingRange*>& sampling_ranges();
+
+/// "in [0, 2]", "in (0, 1]", ">= 0" (docs/config.md's type column holds it).
+std::string describe_range(const SamplingRange& range);
+/// "a number in [0, 2] (0 picks ...)": what messages say a value must be.
+std::string range_requirement(const SamplingRange& range);
+bool in_range(const SamplingRange& range, double value);
+/// Throws UsageError "`what` must be in (0, 1], got 7" when it is not.
+void check_in_range(const SamplingRange& range, double value, const std::string& what);
 
 /// A CPU generator seeded with `seed` (LibTorch's mt19937, as torch.Generator).
 at::Generator make_generator(uint64_t seed);

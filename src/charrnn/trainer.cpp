@@ -18,6 +18,8 @@
 
 #include "charrnn/atomic_file.h"
 #include "charrnn/error.h"
+#include "charrnn/fine_tune.h"
+#include "charrnn/utf8.h"
 #include "charrnn/generate.h"
 #include "charrnn/lr_schedule.h"
 #include "charrnn/plot.h"
@@ -95,10 +97,13 @@ void drop_metrics_after(const std::string& path, int64_t step) {
   if (dropped) write_file_atomically(path, kept);
 }
 
-void require_same_model(const ModelOptions& stored, const ModelOptions& wanted) {
-  const auto differs = [](const char* key, const std::string& a, const std::string& b) {
-    throw UsageError(std::string("--resume: model.") + key + " is " + a + " in the checkpoint but " + b +
-                     " in the config; a resumed run keeps the model's shape");
+// `what` is the flag that brought the stored model: --resume or --init-from
+void require_same_model(const ModelOptions& stored, const ModelOptions& wanted, const std::string& what) {
+  const auto differs = [&](const char* key, const std::string& a, const std::string& b) {
+    throw UsageError(what + ": model." + key + " is " + a + " in the checkpoint but " + b + " in the config; " +
+                     (what == "--resume" ? "a resumed run keeps the model's shape"
+                                         : "a fine-tuned model keeps its base's shape (leave model." + std::string(key) +
+                                               " out of the config, or set it to " + a + ")"));
   };
   if (stored.cell != wanted.cell) differs("cell", to_string(stored.cell), to_string(wanted.cell));
   if (stored.embedding_dim != wanted.embedding_dim)
@@ -154,7 +159,14 @@ std::string rank_suffix(int64_t rank) { return rank == 0 ? "" : "_rank" + std::t
 
 std::string corpus_cache_path(const Config& config) {
   const std::filesystem::path checkpoint(config.train.checkpoint);
-  return (checkpoint.parent_path() / (std::filesystem::path(config.data.path).filename().string() + ".ids")).string();
+  // named after the first path ("lyrics/" counts as "lyrics"), with how many
+  // more a list holds; the id file's fingerprint tells any two corpora apart
+  std::filesystem::path first = std::filesystem::path(config.data.path.front()).lexically_normal();
+  if (first.filename().empty()) first = first.parent_path();
+  std::string name = first.filename().string();
+  if (name.empty() || name == "." || name == "..") name = "corpus";
+  if (config.data.path.size() > 1) name += "+" + std::to_string(config.data.path.size() - 1);
+  return (checkpoint.parent_path() / (name + ".ids")).string();
 }
 
 std::string best_checkpoint_path(const std::string& checkpoint) { return strip_extension(checkpoint) + ".best.pt"; }
@@ -172,7 +184,7 @@ Trainer::Trainer(const Checkpoint& checkpoint, const Config& config, TrainerIO i
                  std::shared_ptr<ProcessGroup> group)
     : config_(config), io_(io), device_(torch::kCPU), group_(std::move(group)) {
   validate(config_);
-  require_same_model(checkpoint.config.model, config_.model);
+  require_same_model(checkpoint.config.model, config_.model, "--resume");
   progress_ = checkpoint.progress;
   if (progress_.step >= config_.train.steps)
     throw UsageError("--resume: the checkpoint is already at step " + std::to_string(progress_.step) +
@@ -181,6 +193,35 @@ Trainer::Trainer(const Checkpoint& checkpoint, const Config& config, TrainerIO i
   setup(checkpoint.vocab);
   if (writes_files()) drop_metrics_after(metrics_path(config_.train.checkpoint), progress_.step);
   restore(checkpoint);
+  lineage_ = checkpoint.lineage;
+}
+
+Trainer::Trainer(const Checkpoint& base, const std::string& base_path, const Config& config, TrainerIO io,
+                 std::shared_ptr<ProcessGroup> group)
+    : config_(config), io_(io), device_(torch::kCPU), group_(std::move(group)) {
+  validate(config_);
+  require_same_model(base.config.model, config_.model, "--init-from");
+  if (!is_valid_utf8(base_path))
+    throw UsageError("--init-from: the path must be UTF-8 text (the new checkpoint records it as JSON)");
+  std::error_code ec;
+  if (std::filesystem::equivalent(base_path, config_.train.checkpoint, ec))
+    throw UsageError("--init-from: train.checkpoint is " + config_.train.checkpoint +
+                     ", the model being fine-tuned, which the new run would overwrite; set train.checkpoint to "
+                     "another file");
+  setup(base.vocab, VocabUse::kExtending);
+  // the base's weights on the characters it knows, new rows for the ones the text adds
+  model_ = extend_vocabulary(restore_model(base, device_), base.vocab, corpus_.vocab, config_.model);
+  attach_optimizer("");
+  ModelOrigin origin;
+  origin.checkpoint = base_path;
+  origin.step = base.progress.step;
+  origin.chars_trained = base.progress.chars_trained;
+  origin.best_val_loss = base.progress.best_val_loss;
+  origin.data = describe_paths(base.config.data.path);
+  origin.added_chars = added_characters(base.vocab, corpus_.vocab);
+  lineage_.push_back(std::move(origin));
+  lineage_.insert(lineage_.end(), base.lineage.begin(), base.lineage.end());
+  if (writes_files()) drop_metrics_after(metrics_path(config_.train.checkpoint), 0);
 }
 
 void Trainer::restore(const Checkpoint& checkpoint) {
@@ -271,7 +312,7 @@ void Trainer::on_divergence(const std::string& what) {
              << " of " << config_.train.divergence_rollbacks << ")\n";
 }
 
-void Trainer::setup(const std::optional<Vocab>& vocab) {
+void Trainer::setup(const std::optional<Vocab>& vocab, VocabUse use) {
   configure_threads(config_.train.threads);
   device_ = resolve_device(config_.train.device);
   // torchrun's convention: on a machine with several GPUs, local rank i
@@ -282,7 +323,7 @@ void Trainer::setup(const std::optional<Vocab>& vocab) {
   if (config_.train.precision == "bf16" && !device_.is_cuda())
     throw UsageError("train.precision=bf16 trains under CUDA autocast, but this run is on " + device_.str() +
                      "; set train.precision=fp32, or train.device=cuda on a machine with a GPU");
-  load_corpus_once_per_machine(vocab);
+  load_corpus_once_per_machine(vocab, use);
   check_memory(config_, corpus_.vocab.size(), device_);
   // one seed fixes the weights, dropout and the batch order; the batch
   // sampler gets its own stream so model changes don't shift the data order.
@@ -322,9 +363,9 @@ uint64_t Trainer::batch_seed() const {
   return mix_seed(single, static_cast<uint64_t>(group_->rank()));
 }
 
-void Trainer::load_corpus_once_per_machine(const std::optional<Vocab>& vocab) {
+void Trainer::load_corpus_once_per_machine(const std::optional<Vocab>& vocab, VocabUse use) {
   const std::string cache = config_.data.cache ? corpus_cache_path(config_) : std::string();
-  const auto load = [&] { corpus_ = load_corpus(config_.data, config_.train.seq_length, vocab, cache); };
+  const auto load = [&] { corpus_ = load_corpus(config_.data, config_.train.seq_length, vocab, cache, use); };
   if (!group_ || cache.empty()) return load();
   // Every rank maps the same encoded file, so the corpus sits in memory once
   // per machine. Local rank 0 writes it; the others wait, then map it.
@@ -520,6 +561,7 @@ Checkpoint Trainer::make_checkpoint() const {
   c.config = config_;
   c.vocab = corpus_.vocab;
   c.progress = progress_;
+  c.lineage = lineage_;
   c.charrnn_version = CHARRNN_VERSION;
   c.model_bytes = archive_module(*model_);
   c.optimizer_bytes = archive_optimizer(*optimizer_);

@@ -59,6 +59,12 @@ class Trainer {
   Trainer(const Checkpoint& checkpoint, const Config& config, TrainerIO io = {},
           std::shared_ptr<ProcessGroup> group = nullptr);
 
+  /// Fine-tunes `base` (loaded from `base_path`) on `config`'s corpus: its
+  /// weights, extended to the characters the corpus adds (fine_tune.h), a
+  /// fresh optimizer and schedule from step 0. The model section must match
+  /// the base's shape; train.checkpoint must be another file.
+  Trainer(const Checkpoint& base, const std::string& base_path, const Config& config, TrainerIO io = {},
+          std::shared_ptr<ProcessGroup> group = nullptr);
   TrainSummary run();
 
   /// Seconds spent in each phase of train_step, summed over calls.
@@ -75,6 +81,11 @@ class Trainer {
   /// The learning rate the schedule gave the last step (before the first: the next one's).
   double learning_rate() const;
   const Vocab& vocab() const { return corpus_.vocab; }
+  /// What the model was initialised from, nearest first (empty: from scratch).
+  const std::vector<ModelOrigin>& lineage() const { return lineage_; }
+  /// Documents (files) the corpus holds, and of which held out.
+  int64_t documents() const { return corpus_.documents; }
+  int64_t validation_documents() const { return corpus_.val_documents; }
   CharRNN& model() { return model_; }
   const torch::Tensor& training_ids() const { return corpus_.train; }
   const torch::Tensor& validation_ids() const { return corpus_.val; }
@@ -93,7 +104,7 @@ class Trainer {
   bool writes_files() const { return !group_ || group_->rank() == 0; }
 
  private:
-  void setup(const std::optional<Vocab>& vocab);
+  void setup(const std::optional<Vocab>& vocab, VocabUse use = VocabUse::kExactly);
   /// Model, optimizer and random streams from `checkpoint` (resume, rollback).
   void restore(const Checkpoint& checkpoint);
   /// The batcher's place in its epoch and the carried state, where the
@@ -106,7 +117,7 @@ class Trainer {
   int64_t rollbacks_done_ = 0;
   /// Loads the corpus; with several processes on a machine, local rank 0
   /// encodes the cache first and the others map what it wrote.
-  void load_corpus_once_per_machine(const std::optional<Vocab>& vocab);
+  void load_corpus_once_per_machine(const std::optional<Vocab>& vocab, VocabUse use);
   /// The model, optimizer and (distributed) gradient averaging, after the
   /// model has been built or restored.
   void attach_optimizer(const std::string& optimizer_bytes);
@@ -134,6 +145,7 @@ class Trainer {
   State carried_;            // sequential batching: the state after the last batch, detached
   double current_lr_ = 0;    // the rate of the last step, as the schedule set it
   TrainingProgress progress_;
+  std::vector<ModelOrigin> lineage_;
   std::shared_ptr<ProcessGroup> group_;
   std::unique_ptr<GradientAverager> averager_;
   std::unique_ptr<PartThreads> part_threads_;  // the batch split's threads, started at its first step

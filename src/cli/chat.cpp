@@ -10,20 +10,38 @@ namespace charrnn::cli {
 
 constexpr const char* kChatHelp =
     "type a prompt and press Enter for its continuation; Ctrl-D quits, Ctrl-C stops a continuation\n"
-    "  :temp T   temperature (<= 0 greedy)   :len N   characters per continuation\n"
+    "  :temp T   temperature, 0 to 2 (0 greedy)   :len N   characters per continuation\n"
     "  :seed S   seed of the next prompt     :topk K  keep the K most likely (0 all)\n"
+    "  :prime-file FILE   continue FILE's text (a prompt of many lines)\n"
     "  :topp P   nucleus mass (1 all)        :show    current settings   :help  this text\n";
 
-// A ":name value" line: changes a setting. Throws UsageError on a bad one.
-void apply_chat_command(const std::string& line, charrnn::GenerateOptions& o) {
+// A ":name value" line: changes a setting, or (:prime-file) sets the prime
+// and returns true to have it continued. Throws UsageError on a bad one.
+bool apply_chat_command(const std::string& line, charrnn::GenerateOptions& o) {
   std::istringstream in(line.substr(1));
   std::string name, value, extra;
-  in >> name >> value >> extra;
+  in >> name;
+  if (name == "prime-file") {
+    // the rest of the line is the path, spaces and all
+    std::string path = line.substr(line.find("prime-file") + std::string("prime-file").size());
+    path.erase(0, path.find_first_not_of(" \t"));
+    path.erase(path.find_last_not_of(" \t") + 1);
+    if (path.empty()) throw UsageError("\":prime-file\" takes a file name");
+    try {
+      set_prime_from_file(o, path, ":prime-file ");
+    } catch (const charrnn::UsageError&) {
+      throw;
+    } catch (const charrnn::Error& e) {
+      throw UsageError(e.what());  // a file that will not read is the user's to fix; the session goes on
+    }
+    return true;
+  }
+  in >> value >> extra;
   if (name == "help" || name == "show") {
     std::cerr << (name == "help" ? kChatHelp : "") << "temperature " << o.sampling.temperature << ", length "
               << o.length << ", seed " << o.seed << ", top-k " << o.sampling.top_k << ", top-p " << o.sampling.top_p
               << "\n";
-    return;
+    return false;
   }
   if (value.empty() || !extra.empty()) throw UsageError("\":" + name + "\" takes one value; :help lists the commands");
   const auto integer = [&](const std::string& what) {
@@ -32,10 +50,10 @@ void apply_chat_command(const std::string& line, charrnn::GenerateOptions& o) {
     return static_cast<int64_t>(v);
   };
   if (name == "temp" || name == "temperature") {
-    o.sampling.temperature = parse_number(value, ":temp");
+    o.sampling.temperature = temperature_flag(value, ":temp");
   } else if (name == "len" || name == "length") {
     const int64_t n = integer(":len");
-    if (n < 0) throw UsageError(":len must be >= 0");
+    check_in_range(charrnn::kLengthRange, static_cast<double>(n), ":len");
     o.length = n;
   } else if (name == "seed") {
     const int64_t n = integer(":seed");
@@ -43,13 +61,15 @@ void apply_chat_command(const std::string& line, charrnn::GenerateOptions& o) {
     o.seed = static_cast<uint64_t>(n);
   } else if (name == "topk" || name == "top-k") {
     o.sampling.top_k = integer(":topk");
+    check_in_range(charrnn::kTopKRange, static_cast<double>(o.sampling.top_k), ":topk");
   } else if (name == "topp" || name == "top-p") {
     const double p = parse_number(value, ":topp");
-    if (p <= 0) throw UsageError(":topp must be > 0");
+    check_in_range(charrnn::kTopPRange, p, ":topp");
     o.sampling.top_p = p;
   } else {
     throw UsageError("unknown command \":" + name + "\"; :help lists the commands");
   }
+  return false;
 }
 
 // Reads a prompt per line and streams its continuation. Works on a terminal
@@ -59,7 +79,8 @@ int cmd_chat(int argc, char** argv) {
   add_sampling_options(options);
   const auto args = parse(options, argc, argv);
   Generator g = load_generator(args);
-  if (args.count("temperature")) g.options.sampling.temperature = parse_number(args["temperature"].as<std::string>(), "--temperature");
+  if (args.count("temperature"))
+    g.options.sampling.temperature = temperature_flag(args["temperature"].as<std::string>(), "--temperature");
   const bool interactive = ::isatty(STDIN_FILENO) != 0;
   if (interactive) std::cerr << "charrnn chat: " << kChatHelp;
   install_stop_handlers();  // Ctrl-C ends the continuation being written, not the session
@@ -69,11 +90,12 @@ int cmd_chat(int argc, char** argv) {
     if (!std::getline(std::cin, line)) break;
     if (!line.empty() && line.back() == '\r') line.pop_back();
     try {
-      if (!line.empty() && line[0] == ':') {
-        apply_chat_command(line, g.options);
-        continue;
+      const bool command = !line.empty() && line[0] == ':';
+      if (command && !apply_chat_command(line, g.options)) continue;
+      if (!command) {
+        g.options.prime = line;
+        g.options.prime_source = "the prompt";
       }
-      g.options.prime = line;
       stream_sample(g, [] { return !g_stop_requested.load(); });
       ++g.options.seed;  // the same prompt again gives another continuation
     } catch (const UsageError& e) {

@@ -1,6 +1,8 @@
 // Argument parsing and the stop signal, shared by the commands (cli.h).
 #include "cli.h"
 
+#include "charrnn/utf8.h"
+
 #include <cmath>
 #include <csignal>
 #include <cstdlib>
@@ -98,9 +100,25 @@ std::string unescape(const std::string& text) {
   return out;
 }
 
-std::vector<std::string> set_flags(const cxxopts::ParseResult& args) {
-  return args.count("set") ? args["set"].as<std::vector<std::string>>() : std::vector<std::string>{};
+std::string describe_added_chars(const std::string& added_utf8) {
+  const std::u32string added = charrnn::decode_utf8(added_utf8, "added characters");
+  if (added.empty()) return "the text adds no character to the vocabulary";
+  std::string names;
+  for (char32_t c : added) names += (names.empty() ? "" : " ") + charrnn::describe_char(c);
+  return "the text adds " + std::to_string(added.size()) + " character(s) to the vocabulary: " + names;
 }
+
+std::vector<std::string> repeated_flag(const cxxopts::ParseResult& args, const std::string& name) {
+  // the raw values, in order: cxxopts' own vector values are cut at every
+  // comma, which would split "--set sample.prime=Hello, world" and
+  // --set 'data.path=["a.txt","b.txt"]'
+  std::vector<std::string> values;
+  for (const cxxopts::KeyValue& argument : args.arguments())
+    if (argument.key() == name) values.push_back(argument.value());
+  return values;
+}
+
+std::vector<std::string> set_flags(const cxxopts::ParseResult& args) { return repeated_flag(args, "set"); }
 
 // --config FILE then --set overrides, validated with the file named in messages.
 charrnn::Config config_from_flags(const cxxopts::ParseResult& args) {

@@ -41,6 +41,10 @@ double parse_number(const std::string& text, const std::string& what);
 double number_flag(const cxxopts::ParseResult& args, const std::string& name, double fallback);
 /// \n, \t, \r and \\ in a flag's text.
 std::string unescape(const std::string& text);
+/// "the text adds 2 character(s) to the vocabulary: 'ö' 'ü'" (train, info).
+std::string describe_added_chars(const std::string& added_utf8);
+/// Every value given to a repeatable flag, verbatim and in order.
+std::vector<std::string> repeated_flag(const cxxopts::ParseResult& args, const std::string& name);
 std::vector<std::string> set_flags(const cxxopts::ParseResult& args);
 /// --config FILE then --set overrides, validated with the file named in messages.
 charrnn::Config config_from_flags(const cxxopts::ParseResult& args);
@@ -56,6 +60,10 @@ struct Generator {
 /// Sampling flags shared by generate and chat.
 void add_sampling_options(cxxopts::Options& options);
 Generator load_generator(const cxxopts::ParseResult& args);
+/// A --temperature (or :temp) value, range-checked (sampler.h).
+double temperature_flag(const std::string& text, const std::string& what);
+/// The prime is the file's text, exactly; `what` + path names it in errors.
+void set_prime_from_file(charrnn::GenerateOptions& options, const std::string& path, const std::string& what);
 /// A negative seed becomes a random one, printed to stderr.
 int64_t resolve_seed(int64_t seed);
 /// Writes generated text to stdout; a full disk is an error, not lost text.

@@ -11,6 +11,7 @@
 #include "charrnn/evaluate.h"
 #include "charrnn/export.h"
 #include "charrnn/runtime.h"
+#include "charrnn/utf8.h"
 
 namespace charrnn::cli {
 
@@ -18,7 +19,9 @@ int cmd_eval(int argc, char** argv) {
   cxxopts::Options options("charrnn eval", "Measure a checkpoint's loss on a text file.");
   options.add_options()
       ("checkpoint", "checkpoint or exported TorchScript file", cxxopts::value<std::string>())
-      ("data", "UTF-8 text file to evaluate on", cxxopts::value<std::string>())
+      ("data", "UTF-8 text file or folder to evaluate on; repeat it for several (files are joined by the "
+               "model's data.separator, as in training)", cxxopts::value<std::vector<std::string>>())
+      ("glob", "folders: only files whose name matches, e.g. '*.txt'", cxxopts::value<std::string>()->default_value(""))
       ("json", "print one JSON object")
       ("streams", "the text is read as this many contiguous pieces, the state carried through each; "
                   "1 reads it as one stream, as long generation does (slower); default: the model's train.batch_size",
@@ -28,7 +31,9 @@ int cmd_eval(int argc, char** argv) {
       ("device", "auto, cpu, cuda or cuda:N", cxxopts::value<std::string>()->default_value("auto"));
   const auto args = parse(options, argc, argv);
   const std::string path = require(args, "checkpoint");
-  const std::string data = require(args, "data");
+  const std::vector<std::string> data_paths = repeated_flag(args, "data");
+  if (data_paths.empty()) throw UsageError("--data is required");
+  const std::string data = charrnn::describe_paths(data_paths);
   const auto positive = [&](const char* name, int64_t fallback) {
     if (!args.count(name)) return fallback;
     const int64_t v = args[name].as<int64_t>();
@@ -38,7 +43,9 @@ int cmd_eval(int argc, char** argv) {
   charrnn::configure_threads(0);
   const torch::Device device = charrnn::resolve_device(args["device"].as<std::string>());
   const charrnn::Checkpoint checkpoint = charrnn::load_model_file(path);
-  const std::u32string text = charrnn::read_text_file(data);
+  const std::u32string text =
+      charrnn::read_documents(charrnn::list_corpus_files(data_paths, args["glob"].as<std::string>()),
+                              charrnn::decode_utf8(checkpoint.config.data.separator, "data.separator"));
   const charrnn::Vocab::Encoded encoded = checkpoint.vocab.encode_skipping_unknown(text);
   if (encoded.ids.size() < 2)
     throw UsageError(data + ": needs at least 2 characters the model knows; it has " +

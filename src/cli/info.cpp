@@ -30,6 +30,8 @@ int cmd_info(int argc, char** argv) {
     else charrnn::append_utf8(chars, c);
   }
   const nlohmann::json best = p.best_step >= 0 ? nlohmann::json(p.best_val_loss) : nlohmann::json(nullptr);
+  nlohmann::json lineage = nlohmann::json::array();
+  for (const charrnn::ModelOrigin& origin : checkpoint.lineage) lineage.push_back(charrnn::to_json(origin));
   if (args.count("json")) {
     std::cout << nlohmann::json{{"checkpoint", path},
                                 {"charrnn_version", checkpoint.charrnn_version},
@@ -43,7 +45,8 @@ int cmd_info(int argc, char** argv) {
                                 {"elapsed_seconds", p.elapsed_seconds},
                                 {"best_val_loss", best},
                                 {"best_val_bpc", p.best_step >= 0 ? nlohmann::json(p.best_val_loss / std::log(2.0)) : nlohmann::json(nullptr)},
-                                {"best_step", p.best_step}}
+                                {"best_step", p.best_step},
+                                {"init_from", lineage}}
                      .dump()
               << "\n";
     return 0;
@@ -61,6 +64,15 @@ int cmd_info(int argc, char** argv) {
               << p.best_val_loss / std::log(2.0) << " bpc, at step " << p.best_step << "\n";
   else
     std::cout << "best val loss  (not validated yet)\n";
+  if (checkpoint.lineage.empty()) std::cout << "initialised    from scratch\n";
+  for (size_t i = 0; i < checkpoint.lineage.size(); ++i) {
+    const charrnn::ModelOrigin& origin = checkpoint.lineage[i];
+    std::cout << (i == 0 ? "initialised    from " : "               which started from ") << origin.checkpoint
+              << " (step " << origin.step << ", " << origin.chars_trained << " characters of " << origin.data;
+    if (std::isfinite(origin.best_val_loss))
+      std::cout << std::setprecision(4) << ", best val loss " << origin.best_val_loss << " nats/char";
+    std::cout << "); " << describe_added_chars(origin.added_chars) << "\n";
+  }
   std::cout << "config\n" << charrnn::to_json(checkpoint.config).dump(2) << "\n";
   return 0;
 }

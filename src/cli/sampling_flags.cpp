@@ -9,8 +9,10 @@
 #include <random>
 #include <unistd.h>
 
+#include "charrnn/corpus.h"
 #include "charrnn/export.h"
 #include "charrnn/runtime.h"
+#include "charrnn/utf8.h"
 
 namespace charrnn::cli {
 
@@ -18,9 +20,9 @@ void add_sampling_options(cxxopts::Options& options) {
   options.add_options()
       ("checkpoint", "checkpoint or exported TorchScript file", cxxopts::value<std::string>())
       ("length", "characters to generate after the prime", cxxopts::value<std::string>())
-      ("temperature", "sampling temperature; <= 0 is greedy", cxxopts::value<std::string>())
+      ("temperature", "sampling temperature in [0, 2]; 0 is greedy", cxxopts::value<std::string>())
       ("top-k", "keep the K most likely characters; 0 keeps all", cxxopts::value<std::string>())
-      ("top-p", "keep the smallest set with probability P; 1 keeps all", cxxopts::value<std::string>())
+      ("top-p", "keep the smallest set with probability P, in (0, 1]; 1 keeps all", cxxopts::value<std::string>())
       ("seed", "random seed; same seed, same text; < 0 picks one", cxxopts::value<std::string>())
       ("device", "auto, cpu, cuda or cuda:N", cxxopts::value<std::string>()->default_value("auto"));
 }
@@ -45,10 +47,23 @@ Generator load_generator(const cxxopts::ParseResult& args) {
   g.options.sampling.temperature = defaults.temperature;
   g.options.sampling.top_k = int_flag(args, "top-k", defaults.top_k);
   g.options.sampling.top_p = number_flag(args, "top-p", defaults.top_p);
-  if (g.options.sampling.top_p <= 0) throw UsageError("--top-p must be > 0");
-  if (g.options.length < 0) throw UsageError("--length must be >= 0, got " + std::to_string(g.options.length));
+  check_in_range(charrnn::kTopKRange, static_cast<double>(g.options.sampling.top_k), "--top-k");
+  check_in_range(charrnn::kTopPRange, g.options.sampling.top_p, "--top-p");
+  check_in_range(charrnn::kLengthRange, static_cast<double>(g.options.length), "--length");
   g.options.seed = static_cast<uint64_t>(resolve_seed(int_flag(args, "seed", defaults.seed)));
   return g;
+}
+
+double temperature_flag(const std::string& text, const std::string& what) {
+  const double t = parse_number(text, what);
+  check_in_range(charrnn::kTemperatureRange, t, what);
+  return t;
+}
+
+void set_prime_from_file(charrnn::GenerateOptions& options, const std::string& path, const std::string& what) {
+  // strict UTF-8 with the file and byte offset named, as for a corpus
+  options.prime = charrnn::encode_utf8(charrnn::read_text_file(path));
+  options.prime_source = what + path;
 }
 
 // Writes generated text to stdout; a full disk must not turn a long run into

@@ -12,6 +12,8 @@
 #include "charrnn/lr_schedule.h"
 #include "charrnn/runtime.h"
 #include "charrnn/trainer.h"
+#include "charrnn/utf8.h"
+#include "charrnn/export.h"
 
 namespace charrnn::cli {
 
@@ -20,16 +22,24 @@ int cmd_train(int argc, char** argv) {
   options.add_options()
       ("config", "JSON config file", cxxopts::value<std::string>())
       ("set", "override a config key, e.g. --set model.cell=gru (repeatable)", cxxopts::value<std::vector<std::string>>())
-      ("resume", "continue training from this checkpoint", cxxopts::value<std::string>());
+      ("resume", "continue training from this checkpoint", cxxopts::value<std::string>())
+      ("init-from", "fine-tune: start from this checkpoint's (or export's) weights, on the config's data, with a "
+                    "fresh optimizer at step 0; characters the text adds join the vocabulary",
+       cxxopts::value<std::string>());
   const auto args = parse(options, argc, argv);
-  if (!args.count("config") && !args.count("resume")) throw UsageError("--config FILE is required (or --resume CHECKPOINT)");
+  if (!args.count("config") && !args.count("resume") && !args.count("init-from"))
+    throw UsageError("--config FILE is required (or --resume CHECKPOINT, or --init-from CHECKPOINT)");
+  if (args.count("resume") && args.count("init-from"))
+    throw UsageError("--resume continues a run and --init-from starts a new one from a model; give one of them "
+                     "(a fine-tuned run is resumed with --resume alone)");
 
   charrnn::TrainerIO io;
   io.log = &std::cerr;
   io.redraw = ::isatty(STDERR_FILENO) != 0;
   io.stop_requested = &g_stop_requested;
 
-  std::optional<charrnn::Checkpoint> checkpoint;
+  std::optional<charrnn::Checkpoint> checkpoint;  // --resume
+  std::optional<charrnn::Checkpoint> base;        // --init-from
   charrnn::Config config;
   if (args.count("resume")) {
     checkpoint = charrnn::load_checkpoint(args["resume"].as<std::string>());
@@ -38,6 +48,19 @@ int cmd_train(int argc, char** argv) {
     if (args.count("config")) config = charrnn::load_config_file(args["config"].as<std::string>(), config);
     config = charrnn::apply_overrides(config, set_flags(args));
     charrnn::validate(config);
+  } else if (args.count("init-from")) {
+    base = charrnn::load_model_file(args["init-from"].as<std::string>());
+    // defaults with the base's model < config file < --set; without a
+    // config file, the base's own config
+    if (args.count("config")) {
+      charrnn::Config defaults;
+      defaults.model = base->config.model;
+      config = charrnn::load_config_file(args["config"].as<std::string>(), defaults);
+    } else {
+      config = base->config;
+    }
+    config = charrnn::apply_overrides(config, set_flags(args));
+    charrnn::validate(config, args.count("config") ? args["config"].as<std::string>() : "config");
   } else {
     config = config_from_flags(args);
   }
@@ -52,13 +75,26 @@ int cmd_train(int argc, char** argv) {
   if (!reports) io.log = nullptr;
   std::unique_ptr<charrnn::Trainer> trainer =
       checkpoint ? std::make_unique<charrnn::Trainer>(*checkpoint, config, io, group)
+      : base     ? std::make_unique<charrnn::Trainer>(*base, args["init-from"].as<std::string>(), config, io, group)
                  : std::make_unique<charrnn::Trainer>(config, io, group);
+  base.reset();  // its weights are in the trainer now
   if (checkpoint && reports)
     std::cerr << "resuming " << args["resume"].as<std::string>() << " at step " << checkpoint->progress.step << "\n";
+  if (args.count("init-from") && reports) {
+    const charrnn::ModelOrigin& origin = trainer->lineage().front();
+    std::cerr << "fine-tuning " << origin.checkpoint << " (step " << origin.step << ", trained on " << origin.data
+              << "); " << describe_added_chars(origin.added_chars) << "\n";
+  }
   if (reports) {
     std::cerr << "training " << charrnn::to_string(config.model.cell) << " " << config.model.num_layers << "x"
               << config.model.hidden_size << " (" << trainer->model()->parameter_count() << " parameters) on "
-              << config.data.path << ", vocabulary " << trainer->vocab().size() << ", device "
+              << charrnn::describe_paths(config.data.path);
+    if (trainer->documents() > 1) {
+      std::cerr << " (" << trainer->documents() << " files";
+      if (trainer->validation_documents() > 0) std::cerr << ", " << trainer->validation_documents() << " held out";
+      std::cerr << ")";
+    }
+    std::cerr << ", vocabulary " << trainer->vocab().size() << ", device "
               << trainer->device().str() << ", " << charrnn::current_threads() << " thread(s)";
     if (group)
       std::cerr << " per process, " << group->size() << " processes (effective batch " << config.train.batch_size

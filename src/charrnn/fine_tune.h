@@ -1,0 +1,31 @@
+// Fine-tuning (charrnn train --init-from): a trained model's weights carried
+// over to a vocabulary that may hold more characters.
+//
+// Shape legend: V vocabulary, E embedding, H hidden.
+#pragma once
+
+#include <string>
+
+#include <torch/torch.h>
+
+#include "charrnn/model.h"
+#include "charrnn/vocab.h"
+
+namespace charrnn {
+
+/// The characters of `extended` that `base` lacks, as UTF-8, in order.
+std::string added_characters(const Vocab& base, const Vocab& extended);
+
+/// A copy of `model` (trained with `base`) for the vocabulary `extended`,
+/// which holds every character of `base`. Old characters keep their
+/// embedding and output rows, so on text of old characters only the old
+/// characters' logits are exactly what they were. A new character's
+/// embedding is the mean of the old ones (a typical input, not an outlier),
+/// and its output row has zero weights and a bias far below the old ones,
+/// so that it starts with a negligible probability and is learnt from its
+/// first occurrences. `options` may change what shapes do not depend on
+/// (dropout); the copy lives on `model`'s device.
+CharRNN extend_vocabulary(const CharRNN& model, const Vocab& base, const Vocab& extended,
+                          const ModelOptions& options);
+
+}  // namespace charrnn
