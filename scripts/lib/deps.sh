@@ -23,7 +23,9 @@ apt_ensure() {
 # Debian's libtorch falls back to the reference BLAS, about 25x slower.
 # libgloo-dev holds the Gloo headers that c10d's process group includes
 # (distributed training).
-BUILD_PACKAGES=(cmake g++ make libtorch-dev libopenblas0-pthread libcxxopts-dev nlohmann-json3-dev libgtest-dev libgloo-dev)
+# libcpp-httplib-dev (found with pkg-config): the HTTP server of `charrnn serve`.
+BUILD_PACKAGES=(cmake g++ make libtorch-dev libopenblas0-pthread libcxxopts-dev nlohmann-json3-dev libgtest-dev libgloo-dev
+                pkg-config libcpp-httplib-dev)
 # Python with the same torch, for the export interop test (tests/interop);
 # tmux, for the test that drives `charrnn chat` on a real terminal;
 # iproute2, for the test that trains across network namespaces.

@@ -35,6 +35,19 @@ class StopMatcher {
 
 }  // namespace
 
+Primed prime_model(CharRNN& model, const torch::Tensor& inputs) {
+  TORCH_CHECK(inputs.dim() == 2 && inputs.size(1) > 0, "prime_model needs (B, T) ids with T >= 1");
+  torch::NoGradGuard no_grad;
+  Primed primed;
+  for (int64_t first = 0; first < inputs.size(1); first += kPrimeChunk) {
+    auto [chunk_logits, next_state] =
+        model->forward(inputs.narrow(1, first, std::min(kPrimeChunk, inputs.size(1) - first)), primed.state);
+    primed.logits = chunk_logits.select(1, -1).contiguous();
+    primed.state = next_state;
+  }
+  return primed;
+}
+
 std::vector<std::string> generate(CharRNN& model, const Vocab& vocab, const GenerateOptions& options,
                                   const torch::Device& device, const TextCallback& on_text) {
   if (options.length < 0) throw UsageError("--length must be >= 0, got " + std::to_string(options.length));
@@ -132,14 +145,9 @@ std::vector<std::string> generate(CharRNN& model, const Vocab& vocab, const Gene
     // The prime goes through forward() in chunks, which keeps memory flat
     // for a long prime; then the decoder carries on from its state.
     const torch::Tensor inputs = to_tensor(prime_ids).to(device).unsqueeze(0).expand({B, -1}).contiguous();
-    State state;
-    for (int64_t first = 0; first < inputs.size(1); first += kPrimeChunk) {
-      auto [chunk_logits, next_state] =
-          model->forward(inputs.narrow(1, first, std::min(kPrimeChunk, inputs.size(1) - first)), state);
-      logits = chunk_logits.select(1, -1).contiguous();
-      state = next_state;
-    }
-    decoder.set_state(state);
+    Primed primed = prime_model(model, inputs);
+    logits = primed.logits;
+    decoder.set_state(primed.state);
   }
   if (options.length > 0) {
     sample_ids(logits, options.sampling);

@@ -34,6 +34,15 @@ struct GenerateOptions {
 /// (or the drawn first character) comes first.
 using TextCallback = std::function<void(int64_t sample, std::string_view text)>;
 
+/// The logits after the last of `inputs` ((B, T) ids, T >= 1) and the state
+/// there, from a zero state: forward() in chunks, so that memory stays flat
+/// for a prime of any length. How generate() and the server prime.
+struct Primed {
+  torch::Tensor logits;  // (B, V)
+  State state;
+};
+Primed prime_model(CharRNN& model, const torch::Tensor& inputs);
+
 /// Generates `num_samples` texts, each starting with the prime. Throws
 /// UsageError when the prime holds characters the vocabulary lacks.
 std::vector<std::string> generate(CharRNN& model, const Vocab& vocab, const GenerateOptions& options,

@@ -72,6 +72,7 @@ void write_out(std::string_view text);
 void stream_sample(Generator& g, const std::function<bool()>& keep_going = {});
 
 int cmd_train(int argc, char** argv);
+int cmd_serve(int argc, char** argv);
 int cmd_generate(int argc, char** argv);
 int cmd_chat(int argc, char** argv);
 int cmd_eval(int argc, char** argv);

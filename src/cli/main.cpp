@@ -21,12 +21,14 @@ constexpr const char* kUsage =
     "usage: charrnn <command> [options]\n"
     "\n"
     "commands:\n"
-    "  train     --config FILE [--set KEY=VALUE]... [--resume CHECKPOINT]\n"
-    "  generate  --checkpoint FILE [--prime TEXT] [--length N] [--temperature T]\n"
+    "  train     --config FILE [--set KEY=VALUE]... [--resume CHECKPOINT | --init-from CHECKPOINT]\n"
+    "  generate  --checkpoint FILE [--prime TEXT | --prime-file FILE] [--length N] [--temperature T]\n"
     "            [--top-k K] [--top-p P] [--seed S] [--num-samples N] [--stop TEXT]\n"
     "            (--temperature 0.2,0.5,1.0 prints a labelled sample per temperature)\n"
     "  chat      --checkpoint FILE [sampling flags]: one prompt per line, :help for settings\n"
-    "  eval      --checkpoint FILE --data FILE [--json]\n"
+    "  eval      --checkpoint FILE --data PATH [--data PATH]... [--glob PATTERN] [--json]\n"
+    "  serve     --checkpoint FILE [--host 127.0.0.1] [--port 8080] [--slots 64] [--api-key KEY]\n"
+    "            (OpenAI-compatible /v1/completions with streaming, a playground at /)\n"
     "  info      --checkpoint FILE [--json]\n"
     "  export    --checkpoint FILE --out FILE.pt\n"
     "  plot      METRICS_FILE... --out FILE.svg   (training also keeps NAME.loss.svg)\n"
@@ -74,6 +76,7 @@ int main(int argc, char** argv) {
     if (command == "export") return cmd_export(argc - 1, argv + 1);
     if (command == "bench") return cmd_bench(argc - 1, argv + 1);
     if (command == "launch") return cmd_launch(argc - 1, argv + 1);
+    if (command == "serve") return cmd_serve(argc - 1, argv + 1);
     std::cerr << "error: unknown command \"" << command << "\"; commands are train, generate, chat, eval, info, export, plot, bench, launch\n";
     return 2;
   } catch (const charrnn::UsageError& e) {

@@ -1,0 +1,137 @@
+#!/usr/bin/env python3
+"""Load on `charrnn serve`: starts the server on a loopback port, then for
+each client count runs that many streaming clients at once (each one
+request of --max-tokens characters from the same --prompt), and prints the
+aggregate characters per second, the time to the first character (p50,
+p99) and the largest gaps between characters (p99 over all clients). Beside
+it, `charrnn generate --num-samples 64` on the same model, for the rate the
+decoder reaches without HTTP. Rounds alternate server and generate; every
+round is printed, and the medians.
+
+  /usr/bin/python3 benchmarks/serve_load.py --checkpoint models/lstm.pt \\
+      [--clients 1,8,64,256] [--max-tokens 300] [--rounds 2] [--charrnn build/charrnn]
+
+Standard library only (threads and http.client); bounded in count and time.
+"""
+import argparse
+import http.client
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+here = os.path.dirname(os.path.abspath(__file__))
+
+
+def percentile(values, p):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))] if values else float("nan")
+
+
+def one_client(port, body, out, timeout):
+    start = time.perf_counter()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    conn.request("POST", "/v1/completions", body=body, headers={"Content-Type": "application/json"})
+    response = conn.getresponse()
+    first, last, chars, gaps, status = None, None, 0, [], response.status
+    if status == 200:
+        for line in response:
+            if not line.startswith(b"data: ") or line.startswith(b"data: [DONE]"):
+                continue
+            text = json.loads(line[6:])["choices"][0]["text"]
+            if not text:
+                continue
+            now = time.perf_counter()
+            if first is None:
+                first = now
+            elif last is not None:
+                gaps.append(now - last)
+            last = now
+            chars += len(text)
+    conn.close()
+    out.append({"status": status, "chars": chars, "ttfc": (first - start) if first else None, "gaps": gaps})
+
+
+def load(port, clients, prompt, max_tokens, timeout):
+    body = json.dumps({"prompt": prompt, "max_tokens": max_tokens, "temperature": 0.8, "stream": True})
+    results, threads = [], []
+    start = time.perf_counter()
+    for _ in range(clients):
+        t = threading.Thread(target=one_client, args=(port, body, results, timeout))
+        t.start()
+        threads.append(t)
+    for t in threads:
+        t.join(timeout)
+    wall = time.perf_counter() - start
+    ok = [r for r in results if r["status"] == 200]
+    chars = sum(r["chars"] for r in ok)
+    gaps = [g for r in ok for g in r["gaps"]]
+    ttfc = [r["ttfc"] for r in ok if r["ttfc"] is not None]
+    return {"clients": clients, "ok": len(ok), "failed": clients - len(ok), "chars": chars,
+            "chars_per_s": chars / wall, "ttfc_p50_ms": 1e3 * percentile(ttfc, 50),
+            "ttfc_p99_ms": 1e3 * percentile(ttfc, 99), "gap_p99_ms": 1e3 * percentile(gaps, 99)}
+
+
+def generate_rate(args, samples):
+    start = time.perf_counter()
+    out = subprocess.run([args.charrnn, "generate", "--checkpoint", args.checkpoint, "--prime", args.prompt,
+                          "--length", str(args.max_tokens), "--num-samples", str(samples), "--seed", "1",
+                          "--temperature", "0.8"], capture_output=True, text=True, check=True).stdout
+    wall = time.perf_counter() - start  # includes loading the model, as a server request does not
+    return samples * args.max_tokens / wall
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--charrnn", default=os.path.join(here, "..", "build", "charrnn"))
+    parser.add_argument("--clients", default="1,8,64,256")
+    parser.add_argument("--prompt", default="The state of the art")  # 20 characters
+    parser.add_argument("--max-tokens", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--timeout", type=float, default=120)
+    args = parser.parse_args()
+
+    server = subprocess.Popen([args.charrnn, "serve", "--checkpoint", args.checkpoint, "--port", "0", "--slots", "64",
+                               "--queue", "256"], stderr=subprocess.PIPE, text=True)
+    try:
+        port = None
+        while port is None:
+            line = server.stderr.readline()
+            if not line:
+                sys.exit("error: charrnn serve ended before listening")
+            m = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
+            port = int(m.group(1)) if m else None
+        rows, generated = [], []
+        for r in range(args.rounds):
+            generated.append(generate_rate(args, 64))
+            for clients in [int(c) for c in args.clients.split(",")]:
+                row = load(port, clients, args.prompt, args.max_tokens, args.timeout)
+                row["round"] = r + 1
+                rows.append(row)
+                print(f"round {r + 1}, {clients} clients: {row['chars_per_s']:.0f} chars/s", file=sys.stderr)
+    finally:
+        server.terminate()
+        server.wait(30)
+
+    cpu = next((l.split(":", 1)[1].strip() for l in subprocess.run(["lscpu"], capture_output=True, text=True)
+                .stdout.splitlines() if l.startswith("Model name:")), "unknown")
+    print(f"CPU: {cpu}; {args.max_tokens} characters per request from a {len(args.prompt)}-character prompt\n")
+    print("| round | clients | served | chars/s | first char p50 | first char p99 | gap p99 |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for row in rows:
+        print(f"| {row['round']} | {row['clients']} | {row['ok']}/{row['clients']} | {row['chars_per_s']:.0f} | "
+              f"{row['ttfc_p50_ms']:.1f} ms | {row['ttfc_p99_ms']:.1f} ms | {row['gap_p99_ms']:.1f} ms |")
+    print(f"\n`charrnn generate --num-samples 64`, each round (model loading included): "
+          f"{', '.join(f'{g:.0f}' for g in generated)} chars/s; median {statistics.median(generated):.0f}")
+    for clients in sorted({row["clients"] for row in rows}):
+        mine = [row["chars_per_s"] for row in rows if row["clients"] == clients]
+        print(f"- {clients} clients: median {statistics.median(mine):.0f} chars/s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,273 @@
+#include "charrnn/serve_api.h"
+
+#include <algorithm>
+#include <cmath>
+#include <iomanip>
+#include <limits>
+#include <sstream>
+
+#include "charrnn/utf8.h"
+
+namespace charrnn {
+
+using nlohmann::json;
+
+json error_body(const ApiError& e) {
+  return {{"error",
+           {{"message", e.what()},
+            {"type", e.type},
+            {"param", e.param.empty() ? json(nullptr) : json(e.param)},
+            {"code", e.code.empty() ? json(nullptr) : json(e.code)}}}};
+}
+
+namespace {
+
+[[noreturn]] void bad(const std::string& param, const std::string& message, const std::string& code = "") {
+  throw ApiError(400, message, "invalid_request_error", param, code);
+}
+
+bool is_integer(const json& v) { return v.is_number_integer() || v.is_number_unsigned(); }
+
+int64_t integer_field(const json& v, const std::string& name) {
+  if (!is_integer(v)) bad(name, name + " must be an integer, got " + v.dump());
+  if (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
+    bad(name, name + " is out of range: " + v.dump());
+  return v.get<int64_t>();
+}
+
+double number_field(const json& v, const std::string& name) {
+  if (!v.is_number()) bad(name, name + " must be a number, got " + v.dump());
+  return v.get<double>();
+}
+
+// The shared range check (sampler.h), as a 400 naming the field.
+void in_range(const SamplingRange& range, double value, const std::string& name) {
+  if (!charrnn::in_range(range, value))
+    bad(name, name + " must be " + range_requirement(range) + ", got " + json(value).dump());
+}
+
+}  // namespace
+
+CompletionRequest parse_completion_request(std::string_view body, const Vocab& vocab, const ServeLimits& limits,
+                                           const RequestDefaults& defaults) {
+  json j;
+  try {
+    j = json::parse(body.begin(), body.end());
+  } catch (const json::parse_error& e) {
+    // invalid UTF-8 inside a string is a parse error too
+    bad("", std::string("the body is not valid JSON: ") + e.what(), "invalid_json");
+  }
+  if (!j.is_object()) bad("", "the body must be a JSON object", "invalid_json");
+
+  CompletionRequest r;
+  r.max_tokens = std::min(defaults.max_tokens, limits.max_tokens);
+  r.sampling = defaults.sampling;
+  const auto field = [&](const char* name) -> const json* {
+    const auto it = j.find(name);
+    return it == j.end() || it->is_null() ? nullptr : &*it;
+  };
+
+  if (const json* v = field("model")) {
+    if (!v->is_string()) bad("model", "model must be a string");
+    r.model = v->get<std::string>();
+  }
+  const json* prompt = field("prompt");
+  if (!prompt) bad("prompt", "prompt is required: a string, or a list of strings (one choice each)");
+  std::vector<std::string> texts;
+  if (prompt->is_string()) {
+    texts.push_back(prompt->get<std::string>());
+  } else if (prompt->is_array() && !prompt->empty()) {
+    for (const json& p : *prompt) {
+      if (!p.is_string()) bad("prompt", "prompt must be a string or a list of strings (token ids are not taken)");
+      texts.push_back(p.get<std::string>());
+    }
+  } else {
+    bad("prompt", "prompt must be a string or a non-empty list of strings");
+  }
+  for (const std::string& text : texts) {
+    std::u32string decoded = decode_utf8(text, "prompt");  // the JSON parser has checked it
+    if (decoded.empty())
+      bad("prompt", "prompt is empty; the model continues text, so give it at least one character (\"\\n\" starts a line)");
+    if (static_cast<int64_t>(decoded.size()) > limits.max_prompt_chars)
+      bad("prompt", "prompt has " + std::to_string(decoded.size()) + " characters; this server takes at most " +
+                        std::to_string(limits.max_prompt_chars), "prompt_too_long");
+    const std::u32string unknown = vocab.unknown_chars(decoded);
+    if (!unknown.empty()) {
+      try {
+        vocab.encode(unknown, "prompt");  // its message names them, as the CLI's does
+      } catch (const UsageError& e) {
+        bad("prompt", e.what(), "unknown_characters");
+      }
+    }
+    r.prompts.push_back(std::move(decoded));
+  }
+
+  if (const json* v = field("max_tokens")) {
+    r.max_tokens = integer_field(*v, "max_tokens");
+    if (r.max_tokens < 0 || r.max_tokens > limits.max_tokens)
+      bad("max_tokens", "max_tokens must be in [0, " + std::to_string(limits.max_tokens) + "] characters, got " +
+                            std::to_string(r.max_tokens));
+  }
+  if (const json* v = field("temperature")) {
+    r.sampling.temperature = number_field(*v, "temperature");
+    in_range(kTemperatureRange, r.sampling.temperature, "temperature");
+  }
+  if (const json* v = field("top_p")) {
+    r.sampling.top_p = number_field(*v, "top_p");
+    in_range(kTopPRange, r.sampling.top_p, "top_p");
+  }
+  if (const json* v = field("top_k")) {
+    r.sampling.top_k = integer_field(*v, "top_k");
+    in_range(kTopKRange, static_cast<double>(r.sampling.top_k), "top_k");
+  }
+  if (const json* v = field("n")) {
+    r.n = integer_field(*v, "n");
+    if (r.n < 1) bad("n", "n must be >= 1, got " + std::to_string(r.n));
+  }
+  if (static_cast<int64_t>(r.prompts.size()) * r.n > limits.max_choices)
+    bad("n", std::to_string(r.prompts.size()) + " prompt(s) x n=" + std::to_string(r.n) +
+                 " choices; this server takes at most " + std::to_string(limits.max_choices) + " in one request");
+  if (const json* v = field("stop")) {
+    std::vector<json> stops;
+    if (v->is_string()) stops.push_back(*v);
+    else if (v->is_array() && v->size() <= 4) stops.assign(v->begin(), v->end());
+    else bad("stop", "stop must be a string or a list of up to 4 strings");
+    for (const json& s : stops) {
+      if (!s.is_string()) bad("stop", "stop must be a string or a list of up to 4 strings");
+      const std::string text = s.get<std::string>();
+      if (text.size() > 1000) bad("stop", "a stop string may have at most 1000 bytes");
+      if (!text.empty()) r.stop.push_back(text);
+    }
+  }
+  if (const json* v = field("seed")) {
+    if (!is_integer(*v)) bad("seed", "seed must be an integer, got " + v->dump());
+    r.seed = v->is_number_unsigned() ? v->get<uint64_t>() : static_cast<uint64_t>(v->get<int64_t>());
+  }
+  const auto boolean = [&](const char* name, bool& out) {
+    if (const json* v = field(name)) {
+      if (!v->is_boolean()) bad(name, std::string(name) + " must be true or false, got " + v->dump());
+      out = v->get<bool>();
+    }
+  };
+  boolean("stream", r.stream);
+  boolean("echo", r.echo);
+  if (const json* v = field("user")) {
+    if (!v->is_string()) bad("user", "user must be a string");
+    r.user = v->get<std::string>();
+  }
+  if (const json* v = field("logprobs"); v && !(is_integer(*v) && v->get<int64_t>() == 0))
+    bad("logprobs", "logprobs are not supported by this server");
+  return r;
+}
+
+json completion_body(const std::string& id, int64_t created, const std::string& model,
+                     const std::vector<ChoiceText>& choices, const std::optional<Usage>& usage) {
+  json list = json::array();
+  for (const ChoiceText& c : choices)
+    list.push_back({{"text", c.text},
+                    {"index", c.index},
+                    {"logprobs", nullptr},
+                    {"finish_reason", c.finish_reason.empty() ? json(nullptr) : json(c.finish_reason)}});
+  json body = {{"id", id}, {"object", "text_completion"}, {"created", created}, {"model", model}, {"choices", list}};
+  if (usage)
+    body["usage"] = {{"prompt_tokens", usage->prompt_tokens},
+                     {"completion_tokens", usage->completion_tokens},
+                     {"total_tokens", usage->prompt_tokens + usage->completion_tokens}};
+  return body;
+}
+
+StopFilter::StopFilter(std::vector<std::string> stops) : stops_(std::move(stops)) {}
+
+std::string StopFilter::feed(std::string_view piece) {
+  if (stopped_) return "";
+  held_ += piece;
+  size_t first = std::string::npos;
+  for (const std::string& s : stops_) first = std::min(first, held_.find(s));
+  if (first != std::string::npos) {
+    stopped_ = true;
+    std::string out = held_.substr(0, first);
+    held_.clear();
+    return out;
+  }
+  // keep the longest end of the text that some stop string starts with
+  size_t keep = 0;
+  for (const std::string& s : stops_)
+    for (size_t k = std::min(s.size() - 1, held_.size()); k > keep; --k)
+      if (held_.compare(held_.size() - k, k, s, 0, k) == 0) {
+        keep = k;
+        break;
+      }
+  std::string out = held_.substr(0, held_.size() - keep);
+  held_.erase(0, held_.size() - keep);
+  return out;
+}
+
+std::string StopFilter::flush() {
+  std::string out;
+  out.swap(held_);
+  return out;
+}
+
+void ServerMetrics::Histogram::observe(double v) {
+  if (counts.empty()) counts.assign(bounds.size() + 1, 0);
+  size_t i = 0;
+  while (i < bounds.size() && v > bounds[i]) ++i;
+  ++counts[i];
+  sum += v;
+  ++total;
+}
+
+void ServerMetrics::count_request(const std::string& route, int status) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  ++requests_[{route, status}];
+}
+
+void ServerMetrics::add_generated(int64_t chars) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  generated_ += chars;
+}
+
+void ServerMetrics::observe_first_char(double seconds) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  first_char_.observe(seconds);
+}
+
+void ServerMetrics::observe_request(double seconds) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  duration_.observe(seconds);
+}
+
+std::string ServerMetrics::render(int64_t active_streams, int64_t queued_streams, int64_t slots) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::ostringstream out;
+  out << std::setprecision(10);
+  out << "# HELP charrnn_requests_total HTTP requests answered, by route and status.\n"
+      << "# TYPE charrnn_requests_total counter\n";
+  for (const auto& [key, count] : requests_)
+    out << "charrnn_requests_total{route=\"" << key.first << "\",status=\"" << key.second << "\"} " << count << "\n";
+  out << "# HELP charrnn_generated_chars_total Characters generated for completions.\n"
+      << "# TYPE charrnn_generated_chars_total counter\ncharrnn_generated_chars_total " << generated_ << "\n"
+      << "# HELP charrnn_active_streams Streams being generated now.\n"
+      << "# TYPE charrnn_active_streams gauge\ncharrnn_active_streams " << active_streams << "\n"
+      << "# HELP charrnn_queued_streams Streams waiting for a slot.\n"
+      << "# TYPE charrnn_queued_streams gauge\ncharrnn_queued_streams " << queued_streams << "\n"
+      << "# HELP charrnn_slots Streams generated together at most.\n"
+      << "# TYPE charrnn_slots gauge\ncharrnn_slots " << slots << "\n";
+  const auto histogram = [&](const char* name, const char* help, const Histogram& h) {
+    out << "# HELP " << name << " " << help << "\n# TYPE " << name << " histogram\n";
+    int64_t cumulative = 0;
+    for (size_t i = 0; i < h.bounds.size(); ++i) {
+      cumulative += h.counts.empty() ? 0 : h.counts[i];
+      out << name << "_bucket{le=\"" << h.bounds[i] << "\"} " << cumulative << "\n";
+    }
+    out << name << "_bucket{le=\"+Inf\"} " << h.total << "\n"
+        << name << "_sum " << h.sum << "\n"
+        << name << "_count " << h.total << "\n";
+  };
+  histogram("charrnn_time_to_first_char_seconds", "From a completion request to its first generated character.",
+            first_char_);
+  histogram("charrnn_request_duration_seconds", "From a completion request to its last byte.", duration_);
+  return out.str();
+}
+
+}  // namespace charrnn

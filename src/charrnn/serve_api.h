@@ -1,0 +1,131 @@
+// The HTTP server's protocol, apart from any HTTP library: OpenAI's
+// /v1/completions request (characters are the tokens) read and checked into
+// a CompletionRequest, the response and stream-chunk bodies, OpenAI's error
+// shape, the stop-text filter, and the Prometheus metrics. src/cli/serve.cpp
+// puts these behind cpp-httplib; tests use them directly.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "charrnn/error.h"
+#include "charrnn/sampler.h"
+#include "charrnn/vocab.h"
+
+namespace charrnn {
+
+/// A request the server refuses: the HTTP status and OpenAI's error fields.
+class ApiError : public Error {
+ public:
+  ApiError(int status, const std::string& message, std::string type = "invalid_request_error",
+           std::string param = "", std::string code = "")
+      : Error(message), status(status), type(std::move(type)), param(std::move(param)), code(std::move(code)) {}
+  int status;
+  std::string type, param, code;
+};
+
+/// {"error": {"message", "type", "param", "code"}}; empty param and code are null.
+nlohmann::json error_body(const ApiError& error);
+
+struct ServeLimits {
+  int64_t max_tokens = 10000;         ///< --max-length: characters one choice may ask for
+  int64_t max_prompt_chars = 100000;  ///< characters of one prompt
+  int64_t max_choices = 64;           ///< prompts x n in one request
+};
+
+/// What a request asks for when it leaves a setting out: the model's own
+/// sample section, as `charrnn generate` uses it.
+struct RequestDefaults {
+  int64_t max_tokens = 16;
+  SamplingParams sampling;
+};
+
+struct CompletionRequest {
+  std::string model;                 ///< echoed back; any name is accepted (one model is served)
+  std::vector<std::u32string> prompts;  ///< one choice each (times n)
+  int64_t max_tokens = 16;           ///< characters generated after the prompt, per choice
+  SamplingParams sampling;
+  int64_t n = 1;                     ///< choices per prompt; choice j of a prompt uses seed + j
+  std::vector<std::string> stop;     ///< up to 4; a choice ends before the first it produces
+  std::optional<uint64_t> seed;      ///< absent: a random one per request
+  bool stream = false;
+  bool echo = false;
+  std::string user;
+};
+
+/// Parses and checks a /v1/completions body. Throws ApiError (400, naming
+/// the field in `param`) for malformed JSON or UTF-8, a wrong type, a value
+/// outside the shared sampling ranges (sampler.h) or the limits, and a
+/// prompt with characters `vocab` lacks (the message names them, as the CLI
+/// does). Unknown fields are ignored, as OpenAI's clients send many.
+CompletionRequest parse_completion_request(std::string_view body, const Vocab& vocab, const ServeLimits& limits,
+                                           const RequestDefaults& defaults);
+
+/// One choice of a response or a stream chunk. finish_reason is "" while a
+/// stream is still running (null in the JSON).
+struct ChoiceText {
+  int64_t index = 0;
+  std::string text;
+  std::string finish_reason;
+};
+struct Usage {
+  int64_t prompt_tokens = 0, completion_tokens = 0;
+};
+/// {"id", "object": "text_completion", "created", "model", "choices", "usage"}.
+nlohmann::json completion_body(const std::string& id, int64_t created, const std::string& model,
+                               const std::vector<ChoiceText>& choices, const std::optional<Usage>& usage);
+
+/// Holds back text that may be the start of a stop string, so that a stop
+/// string is never streamed and the text before it always is.
+class StopFilter {
+ public:
+  explicit StopFilter(std::vector<std::string> stops = {});
+  /// Adds generated text; returns what can be released now. After a stop
+  /// string appears, stopped() is true and the text from it on is dropped.
+  std::string feed(std::string_view piece);
+  /// The held-back text, at the end of a choice that did not stop.
+  std::string flush();
+  bool stopped() const { return stopped_; }
+
+ private:
+  std::vector<std::string> stops_;
+  std::string held_;
+  bool stopped_ = false;
+};
+
+/// Counters and histograms for GET /metrics, in Prometheus' text format.
+/// Thread-safe.
+class ServerMetrics {
+ public:
+  void count_request(const std::string& route, int status);
+  void add_generated(int64_t chars);
+  void observe_first_char(double seconds);
+  void observe_request(double seconds);
+  /// The exposition text, with the gauges given now.
+  std::string render(int64_t active_streams, int64_t queued_streams, int64_t slots) const;
+
+ private:
+  struct Histogram {
+    std::vector<double> bounds;
+    std::vector<int64_t> counts;  // per bound, then +Inf
+    double sum = 0;
+    int64_t total = 0;
+    void observe(double v);
+  };
+  mutable std::mutex mutex_;
+  std::map<std::pair<std::string, int>, int64_t> requests_;
+  int64_t generated_ = 0;
+  Histogram first_char_{{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5}, {}};
+  Histogram duration_{{0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}, {}};
+};
+
+}  // namespace charrnn

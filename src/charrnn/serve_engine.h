@@ -1,0 +1,137 @@
+// Continuous batching for the server: every stream in flight advances one
+// character per decoder step, all of them as one batch. A stream joins at
+// the next step (its prime run first, on its own), leaves when it has its
+// characters, hits a stop string or is cancelled (a client that went
+// away), and waits in a queue while every slot is taken.
+//
+// Same request and seed, same text, whatever else is being served: each
+// stream has its own random stream, drawn exactly as `charrnn generate`
+// draws for one sample, and the batch always runs on the CPU's packed
+// row kernel (step_decoder.h), whose sums for a row do not depend on the
+// other rows, even when a stream is alone (a padding row keeps it off the
+// one-stream path). `charrnn generate` runs one stream through BLAS gemv,
+// which rounds differently in the last bits: the texts are the same unless
+// a draw falls within that rounding of a boundary, which tests have not
+// seen happen.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "charrnn/checkpoint.h"
+#include "charrnn/sampler.h"
+#include "charrnn/serve_api.h"
+
+namespace charrnn {
+
+/// One choice being generated: the engine writes its text, the HTTP side
+/// reads it. Thread-safe.
+class ServeStream {
+ public:
+  /// Waits up to `timeout` for text; appends it to `out`. Returns false once
+  /// the stream has ended and everything was read.
+  bool read(std::string& out, std::chrono::milliseconds timeout);
+  /// The client went away: the engine drops the stream at its next step.
+  void cancel() { cancelled_.store(true); }
+  bool cancelled() const { return cancelled_.load(); }
+  /// "stop" or "length" once ended; "" before.
+  std::string finish_reason() const;
+  /// Characters generated so far (stop text included, as it was generated).
+  int64_t generated() const { return generated_.load(); }
+  /// When the first character was generated; time_point{} before.
+  std::chrono::steady_clock::time_point first_char_at() const;
+
+ private:
+  friend class ServeEngine;
+  void append(const std::string& text, int64_t chars);
+  void finish(const std::string& reason);
+
+  mutable std::mutex mutex_;
+  std::condition_variable ready_;
+  std::string pending_;
+  bool ended_ = false;
+  std::string reason_;
+  std::atomic<bool> cancelled_{false};
+  std::atomic<int64_t> generated_{0};
+  std::chrono::steady_clock::time_point first_char_at_{};
+};
+
+struct StreamRequest {
+  std::u32string prompt;       ///< non-empty, every character in the vocabulary
+  int64_t max_chars = 16;      ///< characters generated after it
+  SamplingParams sampling;
+  uint64_t seed = 0;
+  std::vector<std::string> stop;
+};
+
+struct ServeEngineOptions {
+  int64_t slots = 64;   ///< streams stepped together at most
+  int64_t queue = 256;  ///< streams waiting for a slot at most
+  int64_t threads = 0;  ///< the decoder's threads; 0: current_threads()
+};
+
+class ServeEngine {
+ public:
+  /// Serves `checkpoint`'s model on the CPU; starts the stepping thread.
+  ServeEngine(const Checkpoint& checkpoint, ServeEngineOptions options);
+  ~ServeEngine();
+  ServeEngine(const ServeEngine&) = delete;
+  ServeEngine& operator=(const ServeEngine&) = delete;
+
+  /// Queues the streams of one request, all or none: empty when the queue
+  /// cannot take them all or the engine is stopping.
+  std::vector<std::shared_ptr<ServeStream>> submit(std::vector<StreamRequest> requests);
+  /// Stops taking streams; those in flight and queued run on until
+  /// `deadline`, then end with finish_reason "length". Returns when all ended.
+  void drain(std::chrono::steady_clock::time_point deadline);
+
+  int64_t active() const { return active_count_.load(); }
+  int64_t queued() const;
+  const Checkpoint& checkpoint() const { return checkpoint_; }
+  const ServeEngineOptions& options() const { return options_; }
+  /// Decoder steps taken, and how often the batch was rebuilt (a stream
+  /// joined, or enough left): for the load benchmark and tests.
+  int64_t steps() const { return steps_.load(); }
+  int64_t rebuilds() const { return rebuilds_.load(); }
+
+ private:
+  struct Active;
+  void loop();
+  void admit(std::vector<std::unique_ptr<Active>>& joining);
+  void rebuild(std::vector<std::unique_ptr<Active>>& joining);
+  void step();
+  void emit(Active& a, int64_t id);
+  /// Ends a stream that holds a slot.
+  void end(Active& a, const std::string& reason);
+
+  Checkpoint checkpoint_;
+  ServeEngineOptions options_;
+  CharRNN model_{nullptr};
+  std::unique_ptr<class StepDecoder> decoder_;
+  std::vector<std::unique_ptr<Active>> active_;  // in decoder row order; row active_.size() may be padding
+  std::vector<RowSampler> scratch_;
+  std::vector<int64_t> ids_, next_;
+  std::vector<float> uniforms_;
+
+  mutable std::mutex mutex_;
+  std::condition_variable wake_;
+  std::deque<std::unique_ptr<Active>> queue_;
+  bool stopping_ = false;   // no new streams
+  bool exiting_ = false;    // the thread ends
+  std::chrono::steady_clock::time_point deadline_ = std::chrono::steady_clock::time_point::max();
+  std::atomic<int64_t> active_count_{0};  // streams holding a slot: taken from the queue, not ended
+  std::atomic<int64_t> steps_{0}, rebuilds_{0};
+  std::thread thread_;
+};
+
+}  // namespace charrnn

@@ -1,0 +1,361 @@
+// charrnn serve: an OpenAI-compatible HTTP server over the continuous-
+// batching engine (serve_engine.h), with SSE streaming, a playground page,
+// an optional API key and Prometheus metrics. The protocol lives in the
+// library (serve_api.h); this file is the cpp-httplib wiring.
+#include "cli.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <filesystem>
+#include <iostream>
+#include <memory>
+#include <random>
+#include <thread>
+
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+
+#include "charrnn/export.h"
+#include "charrnn/runtime.h"
+#include "charrnn/serve_api.h"
+#include "charrnn/serve_engine.h"
+#include "charrnn/utf8.h"
+#include "playground.h"
+
+namespace charrnn::cli {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using nlohmann::json;
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+std::string random_id() {
+  static thread_local std::mt19937_64 rng(std::random_device{}());
+  char buffer[17];
+  std::snprintf(buffer, sizeof buffer, "%016llx", static_cast<unsigned long long>(rng()));
+  return std::string("cmpl-") + buffer;
+}
+
+void send_error(httplib::Response& res, const ApiError& e) {
+  res.status = e.status;
+  res.set_content(error_body(e).dump(), "application/json");
+}
+
+// What one completion request streams or returns, choice by choice.
+struct Completion {
+  CompletionRequest request;
+  std::vector<std::shared_ptr<ServeStream>> streams;  // index = prompt * n + j
+  std::string id, model;
+  int64_t created = 0;
+  Clock::time_point start;
+  int64_t prompt_chars = 0;
+
+  const std::u32string& prompt_of(size_t choice) const { return request.prompts[choice / static_cast<size_t>(request.n)]; }
+  int64_t generated() const {
+    int64_t total = 0;
+    for (const auto& s : streams) total += s->generated();
+    return total;
+  }
+  // the first character of any choice, for the time-to-first-character histogram
+  double first_char_seconds() const {
+    Clock::time_point first = Clock::time_point::max();
+    for (const auto& s : streams)
+      if (s->first_char_at() != Clock::time_point{}) first = std::min(first, s->first_char_at());
+    return first == Clock::time_point::max() ? -1 : std::chrono::duration<double>(first - start).count();
+  }
+};
+
+class Server {
+ public:
+  Server(const cxxopts::ParseResult& args)
+      : checkpoint_path_(require(args, "checkpoint")),
+        engine_(charrnn::load_model_file(checkpoint_path_),
+                ServeEngineOptions{int_flag(args, "slots", 64), int_flag(args, "queue", 256), 0}) {
+    host_ = args["host"].as<std::string>();
+    port_ = static_cast<int>(int_flag(args, "port", 8080));
+    if (port_ < 0 || port_ > 65535) throw UsageError("--port must be in [0, 65535], got " + std::to_string(port_));
+    limits_.max_tokens = int_flag(args, "max-length", 10000);
+    if (limits_.max_tokens < 1) throw UsageError("--max-length must be >= 1");
+    const char* env_key = std::getenv("CHARRNN_API_KEY");
+    api_key_ = args.count("api-key") ? args["api-key"].as<std::string>() : env_key ? env_key : "";
+    cors_origin_ = args.count("cors-origin") ? args["cors-origin"].as<std::string>() : "";
+    const int64_t max_body = int_flag(args, "max-body", 1 << 20);
+    if (max_body < 1024) throw UsageError("--max-body must be >= 1024 bytes");
+    const charrnn::SampleOptions& sample = engine_.checkpoint().config.sample;
+    defaults_.max_tokens = sample.length;
+    defaults_.sampling = {sample.temperature, sample.top_k, sample.top_p};
+    model_id_ = std::filesystem::path(checkpoint_path_).stem().string();
+    if (!is_valid_utf8(model_id_)) model_id_ = "charrnn";
+
+    // every streaming client holds a worker while it reads; the pool caps
+    // the connections served at once, the rest wait to be accepted
+    const size_t workers = static_cast<size_t>(engine_.options().slots + engine_.options().queue + 16);
+    http_.new_task_queue = [workers] { return new httplib::ThreadPool(workers); };
+    http_.set_payload_max_length(static_cast<size_t>(max_body));
+    // a client that sends its request a byte a minute is cut off
+    http_.set_read_timeout(std::chrono::seconds(10));
+    http_.set_write_timeout(std::chrono::seconds(10));
+    http_.set_keep_alive_timeout(2);
+    routes();
+  }
+
+  int run() {
+    const int bound = port_ == 0 ? http_.bind_to_any_port(host_) : (http_.bind_to_port(host_, port_) ? port_ : -1);
+    if (bound < 0) throw Error("cannot listen on " + host_ + ":" + std::to_string(port_) + " (in use, or not an address here)");
+    std::cerr << "serving " << checkpoint_path_ << " (" << to_string(engine_.checkpoint().config.model.cell) << " "
+              << engine_.checkpoint().config.model.num_layers << "x" << engine_.checkpoint().config.model.hidden_size
+              << ", " << engine_.options().slots << " slots) on http://" << host_ << ":" << bound << "/"
+              << (api_key_.empty() ? "" : " (API key required)") << std::endl;
+    install_stop_handlers();
+    std::atomic<bool> listener_ended{false};
+    std::thread listener([&] {
+      http_.listen_after_bind();
+      listener_ended = true;
+    });
+    while (!g_stop_requested.load() && !listener_ended.load()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    // SIGINT/SIGTERM: refuse new streams, let those in flight end (each
+    // with its final chunk) for a few seconds, then close
+    std::cerr << "stopping: finishing " << engine_.active() + engine_.queued() << " stream(s)" << std::endl;
+    engine_.drain(Clock::now() + std::chrono::seconds(3));
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the last chunks reach their clients
+    http_.stop();
+    listener.join();
+    std::cerr << "stopped" << std::endl;
+    return 0;
+  }
+
+ private:
+  void routes() {
+    if (!cors_origin_.empty())
+      http_.set_default_headers({{"Access-Control-Allow-Origin", cors_origin_},
+                                 {"Access-Control-Allow-Headers", "Authorization, Content-Type"},
+                                 {"Access-Control-Allow-Methods", "GET, POST, OPTIONS"}});
+    http_.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+      if (req.method == "OPTIONS") {  // a browser's preflight carries no key
+        res.status = cors_origin_.empty() ? 405 : 204;
+        return httplib::Server::HandlerResponse::Handled;
+      }
+      if (!api_key_.empty() && req.path != "/health" && req.get_header_value("Authorization") != "Bearer " + api_key_) {
+        send_error(res, ApiError(401, "missing or wrong API key: send the header \"Authorization: Bearer KEY\"",
+                                 "invalid_request_error", "", "invalid_api_key"));
+        return httplib::Server::HandlerResponse::Handled;
+      }
+      return httplib::Server::HandlerResponse::Unhandled;
+    });
+    http_.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+      if (!res.body.empty() || res.status == 204) return;  // a handler's own error body
+      const std::string message = res.status == 404   ? "no route " + req.path
+                                  : res.status == 413 ? "the request body is larger than this server takes (--max-body)"
+                                  : res.status == 405 ? req.method + " is not allowed on " + req.path
+                                                      : "the request could not be read";
+      send_error(res, ApiError(res.status, message));
+    });
+    http_.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr e) {
+      std::string what = "internal error";
+      try {
+        std::rethrow_exception(e);
+      } catch (const std::exception& ex) {
+        what = ex.what();
+      } catch (...) {
+      }
+      send_error(res, ApiError(500, first_line(what), "server_error"));
+    });
+    http_.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
+      const bool known = req.path == "/" || req.path == "/health" || req.path == "/metrics" || req.path == "/v1/models" ||
+                         req.path == "/v1/completions";
+      metrics_.count_request(known ? req.path : "other", res.status);
+    });
+
+    http_.Get("/health", [](const httplib::Request&, httplib::Response& res) {
+      res.set_content(R"({"status":"ok"})", "application/json");
+    });
+    http_.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+      res.set_content(metrics_.render(engine_.active(), engine_.queued(), engine_.options().slots),
+                      "text/plain; version=0.0.4");
+    });
+    http_.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
+      res.set_content(json{{"object", "list"}, {"data", json::array({model_card()})}}.dump(), "application/json");
+    });
+    http_.Get("/", [](const httplib::Request&, httplib::Response& res) {
+      res.set_content(kPlaygroundHtml, "text/html; charset=utf-8");
+    });
+    http_.Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res) { complete(req, res); });
+    // the known routes with another method: 405 rather than 404
+    const auto not_allowed = [](const char* allow) {
+      return [allow](const httplib::Request&, httplib::Response& res) {
+        res.status = 405;
+        res.set_header("Allow", allow);
+      };
+    };
+    for (const char* path : {"/health", "/metrics", "/v1/models", "/"}) {
+      http_.Post(path, not_allowed("GET"));
+      http_.Put(path, not_allowed("GET"));
+      http_.Delete(path, not_allowed("GET"));
+      http_.Patch(path, not_allowed("GET"));
+    }
+    http_.Get("/v1/completions", not_allowed("POST"));
+    http_.Put("/v1/completions", not_allowed("POST"));
+    http_.Delete("/v1/completions", not_allowed("POST"));
+    http_.Patch("/v1/completions", not_allowed("POST"));
+  }
+
+  json model_card() const {
+    const Checkpoint& c = engine_.checkpoint();
+    const auto& p = c.progress;
+    return {{"id", model_id_},
+            {"object", "model"},
+            {"created", 0},
+            {"owned_by", "charrnn"},
+            {"cell", to_string(c.config.model.cell)},
+            {"num_layers", c.config.model.num_layers},
+            {"hidden_size", c.config.model.hidden_size},
+            {"embedding_dim", c.config.model.embedding_dim},
+            {"vocab_size", c.vocab.size()},
+            {"trained_steps", p.step},
+            {"best_val_bpc", p.best_step >= 0 ? json(p.best_val_loss / std::log(2.0)) : json(nullptr)}};
+  }
+
+  void complete(const httplib::Request& req, httplib::Response& res) {
+    auto c = std::make_shared<Completion>();
+    c->start = Clock::now();
+    try {
+      c->request = parse_completion_request(req.body, engine_.checkpoint().vocab, limits_, defaults_);
+    } catch (const ApiError& e) {
+      return send_error(res, e);
+    }
+    const CompletionRequest& r = c->request;
+    const uint64_t seed = r.seed ? *r.seed : std::random_device{}();
+    std::vector<StreamRequest> wanted;
+    for (const std::u32string& prompt : r.prompts) {
+      c->prompt_chars += static_cast<int64_t>(prompt.size());
+      for (int64_t j = 0; j < r.n; ++j)
+        wanted.push_back({prompt, r.max_tokens, r.sampling, seed + static_cast<uint64_t>(j), r.stop});
+    }
+    c->streams = engine_.submit(std::move(wanted));
+    if (c->streams.empty()) {
+      res.set_header("Retry-After", "1");
+      return send_error(res, ApiError(503, "every slot and the queue are taken (or the server is stopping); retry "
+                                           "shortly", "server_error", "", "overloaded"));
+    }
+    c->id = random_id();
+    c->model = model_id_;
+    c->created = static_cast<int64_t>(std::time(nullptr));
+    if (r.stream) return stream(c, res);
+
+    std::vector<ChoiceText> choices;
+    for (size_t i = 0; i < c->streams.size(); ++i) {
+      ChoiceText choice;
+      choice.index = static_cast<int64_t>(i);
+      if (r.echo) choice.text = encode_utf8(c->prompt_of(i));
+      while (c->streams[i]->read(choice.text, std::chrono::milliseconds(100))) {
+      }
+      choice.finish_reason = c->streams[i]->finish_reason();
+      choices.push_back(std::move(choice));
+    }
+    res.set_content(completion_body(c->id, c->created, c->model, choices, Usage{c->prompt_chars, c->generated()}).dump(),
+                    "application/json");
+    finished(*c);
+  }
+
+  // Server-Sent Events: a chunk per choice as its text arrives, a last chunk
+  // with its finish_reason, then [DONE]. A client that goes away cancels its
+  // streams, which frees their slots at the next step.
+  void stream(const std::shared_ptr<Completion>& c, httplib::Response& res) {
+    res.set_header("Cache-Control", "no-cache");
+    res.set_header("X-Accel-Buffering", "no");
+    auto ended = std::make_shared<std::vector<char>>(c->streams.size(), 0);
+    auto started = std::make_shared<bool>(false);
+    res.set_chunked_content_provider(
+        "text/event-stream",
+        [this, c, ended, started](size_t, httplib::DataSink& sink) {
+          const auto send = [&](size_t i, const std::string& text, const std::string& reason) {
+            const ChoiceText choice{static_cast<int64_t>(i), text, reason};
+            const std::string event = "data: " + completion_body(c->id, c->created, c->model, {choice}, std::nullopt).dump() + "\n\n";
+            return sink.write(event.data(), event.size());
+          };
+          const auto cancel_all = [&] {
+            for (const auto& s : c->streams) s->cancel();
+            return false;
+          };
+          if (!sink.is_writable()) return cancel_all();
+          if (!*started) {
+            *started = true;
+            if (c->request.echo)
+              for (size_t i = 0; i < c->streams.size(); ++i)
+                if (!send(i, encode_utf8(c->prompt_of(i)), "")) return cancel_all();
+          }
+          bool waited = false;
+          for (size_t i = 0; i < c->streams.size(); ++i) {
+            if ((*ended)[i]) continue;
+            std::string text;
+            // wait on the first running choice, look at the others
+            const bool running = c->streams[i]->read(text, std::chrono::milliseconds(waited ? 0 : 50));
+            waited = true;
+            if (!text.empty() && !send(i, text, "")) return cancel_all();
+            if (!running) {
+              (*ended)[i] = 1;
+              if (!send(i, "", c->streams[i]->finish_reason())) return cancel_all();
+            }
+          }
+          if (std::all_of(ended->begin(), ended->end(), [](char e) { return e != 0; })) {
+            static const std::string done = "data: [DONE]\n\n";
+            sink.write(done.data(), done.size());
+            sink.done();
+          }
+          return true;
+        },
+        [this, c](bool) {
+          for (const auto& s : c->streams) s->cancel();  // no-op for those that ended
+          finished(*c);
+        });
+  }
+
+  void finished(const Completion& c) {
+    metrics_.add_generated(c.generated());
+    metrics_.observe_request(seconds_since(c.start));
+    const double first = c.first_char_seconds();
+    if (first >= 0) metrics_.observe_first_char(first);
+  }
+
+  std::string checkpoint_path_;
+  ServeEngine engine_;
+  httplib::Server http_;
+  ServerMetrics metrics_;
+  ServeLimits limits_;
+  RequestDefaults defaults_;
+  std::string host_, api_key_, cors_origin_, model_id_;
+  int port_ = 8080;
+};
+
+}  // namespace
+
+int cmd_serve(int argc, char** argv) {
+  cxxopts::Options options("charrnn serve", "Serve a model over HTTP: OpenAI's /v1/completions, streaming, a playground.");
+  options.add_options()
+      ("checkpoint", "checkpoint or exported TorchScript file", cxxopts::value<std::string>())
+      ("host", "address to listen on; 127.0.0.1 keeps it to this machine",
+       cxxopts::value<std::string>()->default_value("127.0.0.1"))
+      ("port", "port; 0 picks a free one (printed)", cxxopts::value<std::string>())
+      ("slots", "streams generated together at most (default 64)", cxxopts::value<std::string>())
+      ("queue", "streams waiting for a slot at most; past it, 503 (default 256)", cxxopts::value<std::string>())
+      ("api-key", "require \"Authorization: Bearer KEY\" on every route but /health (or set CHARRNN_API_KEY)",
+       cxxopts::value<std::string>())
+      ("max-length", "max_tokens a request may ask for (default 10000)", cxxopts::value<std::string>())
+      ("max-body", "largest request body in bytes; past it, 413 (default 1 MiB)", cxxopts::value<std::string>())
+      ("cors-origin", "send CORS headers allowing this origin (none by default)", cxxopts::value<std::string>());
+  const auto args = parse(options, argc, argv);
+  charrnn::configure_threads(0);
+  Server server(args);
+  return server.run();
+}
+
+}  // namespace charrnn::cli

@@ -1,0 +1,234 @@
+// serve_api and serve_engine: the request checks with OpenAI's error shape,
+// the stop filter, the metrics text, and continuous batching giving each
+// request the text `generate` gives it, whatever else runs beside it.
+#include <chrono>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "charrnn/generate.h"
+#include "charrnn/serve_api.h"
+#include "charrnn/serve_engine.h"
+#include "charrnn/trainer.h"
+#include "charrnn/utf8.h"
+#include "test_helpers.h"
+
+namespace {
+
+using charrnn::ApiError;
+using charrnn::CompletionRequest;
+using nlohmann::json;
+
+const charrnn::Vocab kVocab = charrnn::Vocab::from_text(U"hello world, abc\n");
+
+CompletionRequest parse(const std::string& body, charrnn::ServeLimits limits = {}) {
+  return charrnn::parse_completion_request(body, kVocab, limits, charrnn::RequestDefaults{});
+}
+
+TEST(ServeApi, ReadsOpenAisFields) {
+  const CompletionRequest r = parse(R"({"model": "m", "prompt": ["hello", "abc"], "max_tokens": 7, "temperature": 0,
+      "top_p": 0.5, "top_k": 3, "n": 2, "stop": ["\n", "ab"], "seed": 11, "stream": true, "echo": true,
+      "user": "u", "presence_penalty": 0})");
+  EXPECT_EQ(r.model, "m");
+  ASSERT_EQ(r.prompts.size(), 2u);
+  EXPECT_EQ(r.prompts[1], U"abc");
+  EXPECT_EQ(r.max_tokens, 7);
+  EXPECT_EQ(r.sampling.temperature, 0);
+  EXPECT_EQ(r.sampling.top_p, 0.5);
+  EXPECT_EQ(r.sampling.top_k, 3);
+  EXPECT_EQ(r.n, 2);
+  EXPECT_EQ(r.stop, (std::vector<std::string>{"\n", "ab"}));
+  EXPECT_EQ(*r.seed, 11u);
+  EXPECT_TRUE(r.stream);
+  EXPECT_TRUE(r.echo);
+  // left out: the model's own defaults, a random seed, one choice
+  const CompletionRequest d = parse(R"({"prompt": "hello", "stop": "o"})");
+  EXPECT_EQ(d.max_tokens, 16);
+  EXPECT_EQ(d.sampling.temperature, charrnn::SamplingParams{}.temperature);
+  EXPECT_FALSE(d.seed.has_value());
+  EXPECT_EQ(d.stop, std::vector<std::string>{"o"});
+}
+
+TEST(ServeApi, BadRequestsAre400sNamingTheField) {
+  struct Case {
+    std::string body, param, needle;
+  };
+  const std::vector<Case> cases = {
+      {"{\"prompt\": \"hel", "", "not valid JSON"},
+      {"[1, 2]", "", "JSON object"},
+      {"{\"prompt\": \"caf\xC3\"}", "", "not valid JSON"},  // invalid UTF-8
+      {"{}", "prompt", "prompt is required"},
+      {R"({"prompt": 5})", "prompt", "string"},
+      {R"({"prompt": [1, 2, 3]})", "prompt", "token ids"},
+      {R"({"prompt": []})", "prompt", "non-empty"},
+      {R"({"prompt": ""})", "prompt", "empty"},
+      {R"({"prompt": "Zebra"})", "prompt", "never saw in training: 'Z'"},
+      {R"({"prompt": "hello", "max_tokens": -1})", "max_tokens", "[0, 10000]"},
+      {R"({"prompt": "hello", "max_tokens": 10001})", "max_tokens", "[0, 10000]"},
+      {R"({"prompt": "hello", "max_tokens": "many"})", "max_tokens", "integer"},
+      {R"({"prompt": "hello", "max_tokens": 2.5})", "max_tokens", "integer"},
+      {R"({"prompt": "hello", "temperature": 3})", "temperature", "in [0, 2]"},
+      {R"({"prompt": "hello", "temperature": "hot"})", "temperature", "number"},
+      {R"({"prompt": "hello", "top_p": 7})", "top_p", "in (0, 1]"},
+      {R"({"prompt": "hello", "top_p": 0})", "top_p", "in (0, 1]"},
+      {R"({"prompt": "hello", "top_k": -1})", "top_k", ">= 0"},
+      {R"({"prompt": "hello", "n": 0})", "n", ">= 1"},
+      {R"({"prompt": "hello", "n": 1000})", "n", "at most 64"},
+      {R"({"prompt": "hello", "stop": ["a", "b", "c", "d", "e"]})", "stop", "up to 4"},
+      {R"({"prompt": "hello", "stop": [1]})", "stop", "strings"},
+      {R"({"prompt": "hello", "seed": "x"})", "seed", "integer"},
+      {R"({"prompt": "hello", "stream": "yes"})", "stream", "true or false"},
+      {R"({"prompt": "hello", "echo": 1})", "echo", "true or false"},
+      {R"({"prompt": "hello", "logprobs": 5})", "logprobs", "not supported"},
+      {R"({"prompt": "hello", "model": 3})", "model", "string"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.body);
+    try {
+      parse(c.body);
+      ADD_FAILURE() << "accepted";
+    } catch (const ApiError& e) {
+      EXPECT_EQ(e.status, 400);
+      EXPECT_EQ(e.param, c.param);
+      EXPECT_CONTAINS(std::string(e.what()), c.needle);
+      const json body = charrnn::error_body(e);
+      EXPECT_EQ(body["error"]["type"], "invalid_request_error");
+      EXPECT_EQ(body["error"]["message"], e.what());
+      EXPECT_TRUE(c.param.empty() ? body["error"]["param"].is_null() : body["error"]["param"] == c.param);
+      EXPECT_TRUE(body["error"].contains("code"));
+    }
+  }
+  charrnn::ServeLimits small;
+  small.max_prompt_chars = 4;
+  EXPECT_THROW(parse(R"({"prompt": "hello"})", small), ApiError);
+}
+
+TEST(ServeApi, StopFilterNeverReleasesAStopStringOrWhatCouldStartOne) {
+  charrnn::StopFilter f({"\n\n", "END"});
+  std::string out;
+  for (const char* piece : {"a", "b", "\n", "c", "E", "N", "x", "\n"}) out += f.feed(piece);
+  EXPECT_EQ(out, "ab\ncENx");
+  EXPECT_FALSE(f.stopped());
+  out += f.feed("\n");
+  EXPECT_TRUE(f.stopped());
+  EXPECT_EQ(out, "ab\ncENx");
+  EXPECT_EQ(f.feed("more"), "");
+  charrnn::StopFilter g({"END"});
+  EXPECT_EQ(g.feed("xE"), "x");
+  EXPECT_EQ(g.flush(), "E");  // a choice that ran out of length keeps its text
+  charrnn::StopFilter none;
+  EXPECT_EQ(none.feed("\xC3\xA9"), "\xC3\xA9");
+}
+
+TEST(ServeApi, ResponseAndMetricsShapes) {
+  const json body = charrnn::completion_body("cmpl-1", 5, "m", {{0, "hi", "length"}, {1, "yo", ""}},
+                                             charrnn::Usage{3, 4});
+  EXPECT_EQ(body["object"], "text_completion");
+  EXPECT_EQ(body["choices"][0]["finish_reason"], "length");
+  EXPECT_TRUE(body["choices"][1]["finish_reason"].is_null());
+  EXPECT_TRUE(body["choices"][0]["logprobs"].is_null());
+  EXPECT_EQ(body["usage"]["total_tokens"], 7);
+  charrnn::ServerMetrics metrics;
+  metrics.count_request("/v1/completions", 200);
+  metrics.count_request("/v1/completions", 200);
+  metrics.add_generated(42);
+  metrics.observe_first_char(0.02);
+  metrics.observe_request(0.3);
+  const std::string text = metrics.render(3, 1, 64);
+  EXPECT_CONTAINS(text, "charrnn_requests_total{route=\"/v1/completions\",status=\"200\"} 2");
+  EXPECT_CONTAINS(text, "charrnn_generated_chars_total 42");
+  EXPECT_CONTAINS(text, "charrnn_active_streams 3");
+  EXPECT_CONTAINS(text, "charrnn_time_to_first_char_seconds_bucket{le=\"0.025\"} 1");
+  EXPECT_CONTAINS(text, "charrnn_time_to_first_char_seconds_bucket{le=\"0.01\"} 0");
+  EXPECT_CONTAINS(text, "charrnn_request_duration_seconds_count 1");
+}
+
+// A small trained model, once for the engine tests.
+const charrnn::Checkpoint& trained() {
+  static charrnn_test::TempDir* dir = new charrnn_test::TempDir();
+  static const charrnn::Checkpoint checkpoint = [] {
+    charrnn::Trainer trainer(charrnn_test::small_config(*dir, "serve", charrnn::CellType::LSTM, 2, 0.0, 40, 40));
+    trainer.run();
+    return trainer.make_checkpoint();
+  }();
+  return checkpoint;
+}
+
+std::string generated(const charrnn::Checkpoint& c, const std::string& prime, int64_t length,
+                      charrnn::SamplingParams sampling, uint64_t seed) {
+  charrnn::CharRNN model = charrnn::restore_model(c, torch::kCPU);
+  charrnn::GenerateOptions o;
+  o.prime = prime;
+  o.length = length;
+  o.sampling = sampling;
+  o.seed = seed;
+  return charrnn::generate(model, c.vocab, o, torch::kCPU).at(0).substr(prime.size());
+}
+
+std::string read_all(charrnn::ServeStream& s) {
+  std::string text;
+  while (s.read(text, std::chrono::milliseconds(50))) {
+  }
+  return text;
+}
+
+TEST(ServeEngine, EachStreamGetsGeneratesTextAloneOrAmongOthers) {
+  const charrnn::Checkpoint& c = trained();
+  charrnn::ServeEngine engine(c, {8, 64, 2});
+  const charrnn::SamplingParams warm{0.9, 0, 1.0}, nucleus{1.0, 5, 0.8}, greedy{0, 0, 1};
+  const auto request = [](const std::string& prime, int64_t length, charrnn::SamplingParams p, uint64_t seed) {
+    return charrnn::StreamRequest{charrnn::decode_utf8(prime), length, p, seed, {}};
+  };
+  // alone
+  auto alone = engine.submit({request("hello", 60, warm, 3)});
+  ASSERT_EQ(alone.size(), 1u);
+  const std::string expected = generated(c, "hello", 60, warm, 3);
+  EXPECT_EQ(read_all(*alone[0]), expected);
+  EXPECT_EQ(alone[0]->finish_reason(), "length");
+  EXPECT_EQ(alone[0]->generated(), 60);
+  // among 12 others that start, finish and queue (8 slots) around it
+  std::vector<std::vector<std::shared_ptr<charrnn::ServeStream>>> others;
+  for (int i = 0; i < 6; ++i) others.push_back(engine.submit({request("abc", 10 + 7 * i, nucleus, 100 + i)}));
+  auto again = engine.submit({request("hello", 60, warm, 3)});
+  for (int i = 0; i < 6; ++i) others.push_back(engine.submit({request("wor", 5 + 11 * i, greedy, 0)}));
+  EXPECT_EQ(read_all(*again[0]), expected);
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(read_all(*others[i][0]), generated(c, "abc", 10 + 7 * i, nucleus, 100 + i)) << i;
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(read_all(*others[6 + i][0]), generated(c, "wor", 5 + 11 * i, greedy, 0)) << i;
+  EXPECT_GT(engine.rebuilds(), 1);
+}
+
+TEST(ServeEngine, StopStringsCancellationAndAFullQueue) {
+  const charrnn::Checkpoint& c = trained();
+  charrnn::ServeEngine engine(c, {2, 1, 1});
+  const charrnn::SamplingParams greedy{0, 0, 1};
+  const std::string full = generated(c, "hel", 40, greedy, 0);
+  const std::string stop = full.substr(5, 2);
+  auto stopped = engine.submit({{U"hel", 40, greedy, 0, {stop}}});
+  const std::string text = read_all(*stopped[0]);
+  EXPECT_EQ(text, full.substr(0, full.find(stop)));
+  EXPECT_EQ(stopped[0]->finish_reason(), "stop");
+  // two slots and one place in the queue: a fourth long stream is refused
+  auto a = engine.submit({{U"hel", 100000, greedy, 0, {}}, {U"abc", 100000, greedy, 0, {}}});
+  auto b = engine.submit({{U"wor", 100000, greedy, 0, {}}});
+  ASSERT_EQ(a.size(), 2u);
+  ASSERT_EQ(b.size(), 1u);
+  for (int i = 0; i < 200 && engine.active() < 2; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  EXPECT_TRUE(engine.submit({{U"hel", 10, greedy, 0, {}}}).empty());
+  // clients that go away free their slots; the queued stream then runs
+  a[0]->cancel();
+  a[1]->cancel();
+  std::string some;
+  for (int i = 0; i < 400 && some.size() < 20; ++i) b[0]->read(some, std::chrono::milliseconds(5));
+  EXPECT_GE(some.size(), 20u);
+  // draining ends what is left, with its text so far
+  engine.drain(std::chrono::steady_clock::now() + std::chrono::milliseconds(50));
+  read_all(*b[0]);
+  EXPECT_EQ(b[0]->finish_reason(), "length");
+  EXPECT_TRUE(engine.submit({{U"hel", 10, greedy, 0, {}}}).empty()) << "a draining engine takes nothing new";
+}
+
+}  // namespace
