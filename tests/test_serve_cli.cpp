@@ -15,9 +15,10 @@ class Serve : public Cli {
     Cli::SetUp();
     train_ok({"--set", "train.steps=30"});
     log_ = dir_ / "serve.log";
-    pid_ = spawn({"serve", "--checkpoint", checkpoint(), "--port", "0", "--slots", "8", "--queue", "8", "--api-key",
-                  "secret", "--max-body", "4096", "--max-length", "500"},
-                 log_);
+    std::vector<std::string> args = {"serve", "--checkpoint", checkpoint(), "--port", "0", "--slots", "8",
+                                     "--queue", "8", "--api-key", "secret", "--max-body", "4096", "--max-length", "500"};
+    for (const std::string& a : extra_args()) args.push_back(a);
+    pid_ = spawn(args, log_);
     ASSERT_GT(pid_, 0);
     for (int i = 0; i < 400 && port_ == 0; ++i) {
       const std::string log = read_all(log_);
@@ -35,6 +36,14 @@ class Serve : public Cli {
       ::waitpid(pid_, nullptr, 0);
     }
     Cli::TearDown();
+  }
+  virtual std::vector<std::string> extra_args() const { return {}; }
+  bool wait_for_log(const std::string& text) const {
+    for (int i = 0; i < 400; ++i) {
+      if (read_all(log_).find(text) != std::string::npos) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    }
+    return false;
   }
   httplib::Client client(bool with_key = true) const {
     httplib::Client c("127.0.0.1", port_);
@@ -180,6 +189,35 @@ TEST_F(Serve, SigtermEndsStreamsInFlightAndExitsZero) {
   ASSERT_TRUE(WIFEXITED(status)) << read_all(log_);
   EXPECT_EQ(WEXITSTATUS(status), 0) << read_all(log_);
   EXPECT_NE(read_all(log_).find("stopped"), std::string::npos);
+}
+
+class ServeWatch : public Serve {
+ protected:
+  std::vector<std::string> extra_args() const override { return {"--watch"}; }
+};
+
+TEST_F(ServeWatch, ReloadsAReplacedCheckpointAndIgnoresOneThatDoesNotLoad) {
+  httplib::Client c = client();
+  const std::string request = R"({"prompt": "the", "max_tokens": 40, "temperature": 0})";
+  const auto text_now = [&] {
+    const auto r = c.Post("/v1/completions", request, "application/json");
+    EXPECT_TRUE(r && r->status == 200);
+    return r ? body_of(r)["choices"][0]["text"].get<std::string>() : std::string();
+  };
+  EXPECT_EQ(text_now(), generated("the", 40, "0", 0));
+  // training on renames a new checkpoint into place
+  const Result more = run({"train", "--resume", checkpoint(), "--set", "train.steps=80"});
+  ASSERT_EQ(more.exit_code, 0) << more.err;
+  // it renames one at every validation; the last is step 80's
+  ASSERT_TRUE(wait_for_log("reloaded " + checkpoint() + " (step 80)")) << read_all(log_);
+  const std::string newer = generated("the", 40, "0", 0);
+  EXPECT_EQ(text_now(), newer);
+  EXPECT_EQ(body_of(c.Get("/v1/models"))["data"][0]["trained_steps"], 80);
+  // a broken file in its place is logged and ignored: the last good model serves on
+  write_all(dir_ / "broken.pt", "not a checkpoint");
+  fs::rename(dir_ / "broken.pt", checkpoint());
+  ASSERT_TRUE(wait_for_log("ignored the new")) << read_all(log_);
+  EXPECT_EQ(text_now(), newer);
 }
 
 }  // namespace

@@ -15,7 +15,11 @@
 #include <iostream>
 #include <memory>
 #include <random>
+#include <mutex>
+#include <sys/stat.h>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include <httplib.h>
 #include <nlohmann/json.hpp>
@@ -52,6 +56,7 @@ void send_error(httplib::Response& res, const ApiError& e) {
 
 // What one completion request streams or returns, choice by choice.
 struct Completion {
+  std::shared_ptr<ServeEngine> engine;  // kept alive until the last chunk is read
   CompletionRequest request;
   std::vector<std::shared_ptr<ServeStream>> streams;  // index = prompt * n + j
   std::string id, model;
@@ -78,8 +83,9 @@ class Server {
  public:
   Server(const cxxopts::ParseResult& args)
       : checkpoint_path_(require(args, "checkpoint")),
-        engine_(charrnn::load_model_file(checkpoint_path_),
-                ServeEngineOptions{int_flag(args, "slots", 64), int_flag(args, "queue", 256), 0}) {
+        engine_options_{int_flag(args, "slots", 64), int_flag(args, "queue", 256), 0},
+        engine_(std::make_shared<ServeEngine>(charrnn::load_model_file(checkpoint_path_), engine_options_)),
+        watch_(args.count("watch") > 0) {
     host_ = args["host"].as<std::string>();
     port_ = static_cast<int>(int_flag(args, "port", 8080));
     if (port_ < 0 || port_ > 65535) throw UsageError("--port must be in [0, 65535], got " + std::to_string(port_));
@@ -90,15 +96,12 @@ class Server {
     cors_origin_ = args.count("cors-origin") ? args["cors-origin"].as<std::string>() : "";
     const int64_t max_body = int_flag(args, "max-body", 1 << 20);
     if (max_body < 1024) throw UsageError("--max-body must be >= 1024 bytes");
-    const charrnn::SampleOptions& sample = engine_.checkpoint().config.sample;
-    defaults_.max_tokens = sample.length;
-    defaults_.sampling = {sample.temperature, sample.top_k, sample.top_p};
     model_id_ = std::filesystem::path(checkpoint_path_).stem().string();
     if (!is_valid_utf8(model_id_)) model_id_ = "charrnn";
 
     // every streaming client holds a worker while it reads; the pool caps
     // the connections served at once, the rest wait to be accepted
-    const size_t workers = static_cast<size_t>(engine_.options().slots + engine_.options().queue + 16);
+    const size_t workers = static_cast<size_t>(engine_options_.slots + engine_options_.queue + 16);
     http_.new_task_queue = [workers] { return new httplib::ThreadPool(workers); };
     http_.set_payload_max_length(static_cast<size_t>(max_body));
     // a client that sends its request a byte a minute is cut off
@@ -111,21 +114,31 @@ class Server {
   int run() {
     const int bound = port_ == 0 ? http_.bind_to_any_port(host_) : (http_.bind_to_port(host_, port_) ? port_ : -1);
     if (bound < 0) throw Error("cannot listen on " + host_ + ":" + std::to_string(port_) + " (in use, or not an address here)");
-    std::cerr << "serving " << checkpoint_path_ << " (" << to_string(engine_.checkpoint().config.model.cell) << " "
-              << engine_.checkpoint().config.model.num_layers << "x" << engine_.checkpoint().config.model.hidden_size
-              << ", " << engine_.options().slots << " slots) on http://" << host_ << ":" << bound << "/"
-              << (api_key_.empty() ? "" : " (API key required)") << std::endl;
+    const Checkpoint& first = engine()->checkpoint();
+    std::cerr << "serving " << checkpoint_path_ << " (" << to_string(first.config.model.cell) << " "
+              << first.config.model.num_layers << "x" << first.config.model.hidden_size << ", "
+              << engine_options_.slots << " slots) on http://" << host_ << ":" << bound << "/"
+              << (api_key_.empty() ? "" : " (API key required)") << (watch_ ? " (reloading when it changes)" : "")
+              << std::endl;
     install_stop_handlers();
     std::atomic<bool> listener_ended{false};
     std::thread listener([&] {
       http_.listen_after_bind();
       listener_ended = true;
     });
-    while (!g_stop_requested.load() && !listener_ended.load()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    FileStamp seen = stamp_of(checkpoint_path_);
+    for (int tick = 0; !g_stop_requested.load() && !listener_ended.load(); ++tick) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      if (watch_ && tick % 10 == 9) reload_if_replaced(seen);
+    }
     // SIGINT/SIGTERM: refuse new streams, let those in flight end (each
     // with its final chunk) for a few seconds, then close
-    std::cerr << "stopping: finishing " << engine_.active() + engine_.queued() << " stream(s)" << std::endl;
-    engine_.drain(Clock::now() + std::chrono::seconds(3));
+    const std::shared_ptr<ServeEngine> last = engine();
+    std::cerr << "stopping: finishing " << last->active() + last->queued() << " stream(s)" << std::endl;
+    const auto deadline = Clock::now() + std::chrono::seconds(3);
+    for (auto& retired : retiring_) retired.first->drain(deadline);
+    last->drain(deadline);
+    for (auto& retired : retiring_) retired.second.join();
     std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the last chunks reach their clients
     http_.stop();
     listener.join();
@@ -134,6 +147,50 @@ class Server {
   }
 
  private:
+  struct FileStamp {
+    dev_t device = 0;
+    ino_t inode = 0;
+    int64_t size = -1, mtime_ns = 0;
+    bool operator==(const FileStamp& o) const {
+      return device == o.device && inode == o.inode && size == o.size && mtime_ns == o.mtime_ns;
+    }
+  };
+  static FileStamp stamp_of(const std::string& path) {
+    struct stat info {};
+    if (::stat(path.c_str(), &info) != 0) return {};
+    return {info.st_dev, info.st_ino, static_cast<int64_t>(info.st_size),
+            static_cast<int64_t>(info.st_mtim.tv_sec) * 1000000000 + info.st_mtim.tv_nsec};
+  }
+
+  std::shared_ptr<ServeEngine> engine() const {
+    std::lock_guard<std::mutex> lock(engine_mutex_);
+    return engine_;
+  }
+
+  // --watch: training renames a new checkpoint into place. New requests go
+  // to a new engine on the new weights; the old one finishes its streams
+  // on the old weights and goes. A file that does not load is logged and
+  // ignored (it is tried again once it changes again).
+  void reload_if_replaced(FileStamp& seen) {
+    const FileStamp now = stamp_of(checkpoint_path_);
+    if (now == seen || now.size < 0) return;
+    seen = now;
+    try {
+      auto fresh = std::make_shared<ServeEngine>(charrnn::load_model_file(checkpoint_path_), engine_options_);
+      const Checkpoint& c = fresh->checkpoint();
+      std::shared_ptr<ServeEngine> old;
+      {
+        std::lock_guard<std::mutex> lock(engine_mutex_);
+        old = engine_;
+        engine_ = fresh;
+      }
+      std::cerr << "reloaded " << checkpoint_path_ << " (step " << c.progress.step << ")" << std::endl;
+      retiring_.emplace_back(old, std::thread([old] { old->drain(Clock::time_point::max()); }));
+    } catch (const std::exception& e) {
+      std::cerr << "ignored the new " << checkpoint_path_ << ": " << first_line(e.what()) << std::endl;
+    }
+  }
+
   void routes() {
     if (!cors_origin_.empty())
       http_.set_default_headers({{"Access-Control-Allow-Origin", cors_origin_},
@@ -179,7 +236,8 @@ class Server {
       res.set_content(R"({"status":"ok"})", "application/json");
     });
     http_.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
-      res.set_content(metrics_.render(engine_.active(), engine_.queued(), engine_.options().slots),
+      const std::shared_ptr<ServeEngine> e = engine();
+      res.set_content(metrics_.render(e->active(), e->queued(), engine_options_.slots),
                       "text/plain; version=0.0.4");
     });
     http_.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
@@ -209,7 +267,8 @@ class Server {
   }
 
   json model_card() const {
-    const Checkpoint& c = engine_.checkpoint();
+    const std::shared_ptr<ServeEngine> e = engine();
+    const Checkpoint& c = e->checkpoint();
     const auto& p = c.progress;
     return {{"id", model_id_},
             {"object", "model"},
@@ -227,11 +286,16 @@ class Server {
   void complete(const httplib::Request& req, httplib::Response& res) {
     auto c = std::make_shared<Completion>();
     c->start = Clock::now();
+    // one engine for the whole request: a reload meanwhile does not change its model
+    std::shared_ptr<ServeEngine> engine = this->engine();
+    const charrnn::SampleOptions& sample = engine->checkpoint().config.sample;
+    const RequestDefaults defaults{sample.length, {sample.temperature, sample.top_k, sample.top_p}};
     try {
-      c->request = parse_completion_request(req.body, engine_.checkpoint().vocab, limits_, defaults_);
+      c->request = parse_completion_request(req.body, engine->checkpoint().vocab, limits_, defaults);
     } catch (const ApiError& e) {
       return send_error(res, e);
     }
+    c->engine = engine;
     const CompletionRequest& r = c->request;
     const uint64_t seed = r.seed ? *r.seed : std::random_device{}();
     std::vector<StreamRequest> wanted;
@@ -240,7 +304,11 @@ class Server {
       for (int64_t j = 0; j < r.n; ++j)
         wanted.push_back({prompt, r.max_tokens, r.sampling, seed + static_cast<uint64_t>(j), r.stop});
     }
-    c->streams = engine_.submit(std::move(wanted));
+    c->streams = engine->submit(wanted);
+    if (c->streams.empty() && engine != this->engine()) {  // it was retired by a reload just now
+      c->engine = engine = this->engine();
+      c->streams = engine->submit(wanted);
+    }
     if (c->streams.empty()) {
       res.set_header("Retry-After", "1");
       return send_error(res, ApiError(503, "every slot and the queue are taken (or the server is stopping); retry "
@@ -327,11 +395,14 @@ class Server {
   }
 
   std::string checkpoint_path_;
-  ServeEngine engine_;
+  ServeEngineOptions engine_options_;
+  mutable std::mutex engine_mutex_;
+  std::shared_ptr<ServeEngine> engine_;  // the current model; engine() reads it
+  bool watch_ = false;
+  std::vector<std::pair<std::shared_ptr<ServeEngine>, std::thread>> retiring_;  // draining after a reload
   httplib::Server http_;
   ServerMetrics metrics_;
   ServeLimits limits_;
-  RequestDefaults defaults_;
   std::string host_, api_key_, cors_origin_, model_id_;
   int port_ = 8080;
 };
@@ -351,7 +422,8 @@ int cmd_serve(int argc, char** argv) {
        cxxopts::value<std::string>())
       ("max-length", "max_tokens a request may ask for (default 10000)", cxxopts::value<std::string>())
       ("max-body", "largest request body in bytes; past it, 413 (default 1 MiB)", cxxopts::value<std::string>())
-      ("cors-origin", "send CORS headers allowing this origin (none by default)", cxxopts::value<std::string>());
+      ("cors-origin", "send CORS headers allowing this origin (none by default)", cxxopts::value<std::string>())
+      ("watch", "reload the model when the checkpoint file is replaced (training renames each new one into place)");
   const auto args = parse(options, argc, argv);
   charrnn::configure_threads(0);
   Server server(args);
