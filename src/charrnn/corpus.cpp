@@ -159,9 +159,8 @@ Vocab merged_vocab(const Vocab& given, const Vocab& text_vocab) {
 torch::Tensor remap_ids(const torch::Tensor& ids, const Vocab& from, const Vocab& to) {
   std::vector<int64_t> table(static_cast<size_t>(from.size()));
   for (int64_t id = 0; id < from.size(); ++id) table[static_cast<size_t>(id)] = to.id_or_negative(from.char_at(id));
-  const torch::ScalarType type = to.size() <= 256 ? torch::kByte : to.size() <= 32768 ? torch::kShort : torch::kInt;
   const torch::Tensor lookup = to_tensor(table);
-  torch::Tensor out = torch::empty({ids.numel()}, torch::TensorOptions(type));
+  torch::Tensor out = torch::empty({ids.numel()}, torch::TensorOptions(id_type_for(to.size())));
   constexpr int64_t kSlice = int64_t{1} << 22;
   for (int64_t start = 0; start < ids.numel(); start += kSlice) {
     const int64_t length = std::min(kSlice, ids.numel() - start);
@@ -237,9 +236,8 @@ Corpus load_corpus(const DataOptions& data, int64_t seq_length, const std::optio
     corpus.vocab = merged_vocab(*vocab, text.vocab);
   } else {
     corpus.vocab = *vocab;
-    std::u32string missing;
-    for (char32_t c : text.vocab.chars())
-      if (!vocab->contains(c)) missing += c;
+    const std::u32string missing =
+        vocab->unknown_chars(std::u32string(text.vocab.chars().begin(), text.vocab.chars().end()));
     if (!missing.empty()) {
       try {
         vocab->encode(missing, where);  // names the characters

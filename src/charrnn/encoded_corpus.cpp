@@ -135,6 +135,10 @@ void stream_documents(const std::vector<std::string>& paths, std::u32string_view
 
 }  // namespace
 
+torch::ScalarType id_type_for(int64_t vocab_size) {
+  return vocab_size <= 256 ? torch::kByte : vocab_size <= 32768 ? torch::kShort : torch::kInt;
+}
+
 Vocab encode_corpus_file(const std::string& text_path, const std::string& ids_path, size_t chunk_bytes) {
   return encode_corpus_files({text_path}, U"", ids_path, chunk_bytes);
 }
@@ -156,7 +160,7 @@ Vocab encode_corpus_files(const std::vector<std::string>& text_paths, std::u32st
       [&](uint64_t start) { document_starts.push_back(static_cast<int64_t>(start)); });
   Vocab vocab = Vocab::from_histogram(histogram);
   histogram = {};
-  const uint32_t id_bytes = vocab.size() <= 256 ? 1 : vocab.size() <= 32768 ? 2 : 4;
+  const auto id_bytes = static_cast<uint32_t>(c10::elementSize(id_type_for(vocab.size())));
 
   std::string header;
   header.append(kMagic, sizeof kMagic);

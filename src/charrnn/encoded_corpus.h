@@ -50,6 +50,11 @@ bool ids_file_is_fresh(const std::string& ids_path, const std::vector<std::strin
                        std::u32string_view separator);
 bool ids_file_is_fresh(const std::string& ids_path, const std::string& text_path);
 
+/// The narrowest integer type that holds every id of a vocabulary of
+/// `vocab_size` characters: uint8, int16 or int32, as id files store them
+/// and as a remapped corpus keeps them.
+torch::ScalarType id_type_for(int64_t vocab_size);
+
 struct MappedIds {
   Vocab vocab;
   torch::Tensor ids;  ///< (N) uint8, int16 or int32 over the mapping, read-only by contract
