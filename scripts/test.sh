@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 source scripts/lib/deps.sh
 
 apt_ensure "${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
+ensure_npm
 build_charrnn
 # Each test process uses one LibTorch thread so that two tests can share the
 # two cores without their thread pools fighting.

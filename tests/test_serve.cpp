@@ -201,6 +201,52 @@ TEST(ServeEngine, EachStreamGetsGeneratesTextAloneOrAmongOthers) {
   EXPECT_GT(engine.rebuilds(), 1);
 }
 
+TEST(ServeEngine, PromptsThatArriveTogetherAreReadTogether) {
+  const charrnn::Checkpoint& c = trained();
+  charrnn::ServeEngine engine(c, {16, 16, 2});
+  const charrnn::SamplingParams warm{0.9, 0, 1.0};
+  const std::string text = "hello world, abc hello world, abc";
+  std::vector<charrnn::StreamRequest> requests;
+  std::vector<std::string> prompts;
+  for (int i = 0; i < 16; ++i) {
+    prompts.push_back(text.substr(static_cast<size_t>(i % 8), 20));  // 20 characters each
+    requests.push_back({charrnn::decode_utf8(prompts.back()), 12, warm, static_cast<uint64_t>(40 + i), {}});
+  }
+  auto streams = engine.submit(requests);
+  ASSERT_EQ(streams.size(), 16u);
+  for (int i = 0; i < 16; ++i)
+    EXPECT_EQ(read_all(*streams[static_cast<size_t>(i)]), generated(c, prompts[static_cast<size_t>(i)], 12, warm, 40 + i))
+        << i;
+  // one submit() queues all of them at once: their prompts are read side by
+  // side, 20 steps in all, not 20 per stream
+  EXPECT_EQ(engine.prefill_steps(), 20);
+  EXPECT_EQ(engine.steps(), 11) << "the first character comes from the prefill batch";
+}
+
+TEST(ServeEngine, ALongPromptDoesNotHoldUpTheStreamsGenerating) {
+  const charrnn::Checkpoint& c = trained();
+  charrnn::ServeEngine engine(c, {4, 4, 2});
+  const charrnn::SamplingParams greedy{0, 0, 1}, warm{0.9, 0, 1.0};
+  auto running = engine.submit({{U"hel", 100000000, greedy, 0, {}}});
+  ASSERT_EQ(running.size(), 1u);
+  for (int i = 0; i < 400 && running[0]->generated() < 10; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  std::string long_prompt;
+  while (long_prompt.size() < 4000) long_prompt += "hello world, abc ";
+  const int64_t before = running[0]->generated();
+  auto joining = engine.submit({{charrnn::decode_utf8(long_prompt), 30, warm, 9, {}}});
+  ASSERT_EQ(joining.size(), 1u);
+  while (joining[0]->generated() == 0 && joining[0]->finish_reason().empty())
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  // while 4,000 characters of prompt were read, the other stream went on
+  EXPECT_GT(running[0]->generated() - before, 100);
+  EXPECT_GE(engine.prefill_steps(), 4000);
+  EXPECT_EQ(read_all(*joining[0]), generated(c, long_prompt, 30, warm, 9));
+  running[0]->cancel();
+  std::string rest;
+  while (running[0]->read(rest, std::chrono::milliseconds(50))) rest.clear();
+  EXPECT_EQ(running[0]->finish_reason(), "cancelled");
+}
+
 TEST(ServeEngine, StopStringsCancellationAndAFullQueue) {
   const charrnn::Checkpoint& c = trained();
   charrnn::ServeEngine engine(c, {2, 1, 1});

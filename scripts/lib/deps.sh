@@ -28,8 +28,17 @@ BUILD_PACKAGES=(cmake g++ make libtorch-dev libopenblas0-pthread libcxxopts-dev 
                 pkg-config libcpp-httplib-dev)
 # Python with the same torch, for the export interop test (tests/interop);
 # tmux, for the test that drives `charrnn chat` on a real terminal;
-# iproute2, for the test that trains across network namespaces.
-TEST_PACKAGES=(python3-torch tmux iproute2)
+# iproute2, for the test that trains across network namespaces;
+# chromium, chromium-driver and python3-selenium, for the playground test in
+# a real browser (tests/browser); nodejs, for the test with the official
+# OpenAI client from npm (tests/openai_client).
+TEST_PACKAGES=(python3-torch tmux iproute2 chromium chromium-driver python3-selenium nodejs)
+
+# npm: Debian packages it apart from nodejs; NodeSource's nodejs has it inside
+# (and conflicts with Debian's npm).
+ensure_npm() {
+  command -v npm >/dev/null || apt_ensure npm
+}
 # Only for benchmarks/kernels.sh, which measures these libraries' products
 # against charrnn's kernels; charrnn itself uses none of them. (libblis-dev
 # registers BLIS as a libblas.so.3 alternative below OpenBLAS's priority, so

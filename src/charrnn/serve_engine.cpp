@@ -2,8 +2,7 @@
 
 #include <algorithm>
 
-#include "charrnn/corpus.h"
-#include "charrnn/generate.h"
+#include "charrnn/error.h"
 #include "charrnn/step_decoder.h"
 
 namespace charrnn {
@@ -47,25 +46,51 @@ void ServeStream::finish(const std::string& reason) {
 }
 
 struct ServeEngine::Active {
-  explicit Active(StreamRequest r)
-      : request(std::move(r)), rng(request.seed), filter(request.stop), remaining(request.max_chars),
-        stream(std::make_shared<ServeStream>()) {}
+  Active(StreamRequest r, std::vector<int64_t> ids)
+      : request(std::move(r)), prompt_ids(std::move(ids)), rng(request.seed), filter(request.stop),
+        remaining(request.max_chars), stream(std::make_shared<ServeStream>()) {}
   StreamRequest request;
+  std::vector<int64_t> prompt_ids;
   SampleRng rng;
   StopFilter filter;
   int64_t remaining;
   std::shared_ptr<ServeStream> stream;
+  size_t read = 0;     // prompt characters read (prefill)
+  bool draws = false;  // draws a character from this step's logits (prefill: its prompt's last one is read)
   int64_t last_id = 0;
-  bool done = false;  // ended; its row is stepped, unread, until the next rebuild
-  State primed;       // while joining: the state after its prompt
+  bool done = false;   // ended; its row is stepped, unread, until the next rebuild
+  State primed;        // between the batches: the state after its prompt
+};
+
+// A decoder and its streams, one per row; a row past them may be padding.
+// In the prefill batch a row whose stream moved on is null.
+struct ServeEngine::Batch {
+  std::unique_ptr<StepDecoder> decoder;
+  std::vector<std::unique_ptr<Active>> rows;
+  std::vector<RowSampler> scratch;  // one per decoder part
+  std::vector<int64_t> ids, next;
+  std::vector<float> uniforms;
+
+  static bool running(const std::unique_ptr<Active>& a) { return a && !a->done; }
+  int64_t live() const {
+    return std::count_if(rows.begin(), rows.end(), [](const auto& a) { return running(a); });
+  }
+  int64_t gone() const { return static_cast<int64_t>(rows.size()) - live(); }
+  // finished rows are stepped unread until enough of them make a rebuild worth it
+  bool worth_rebuilding() const {
+    const int64_t g = gone();
+    return g > 0 && (g == static_cast<int64_t>(rows.size()) || g * 4 >= static_cast<int64_t>(rows.size()));
+  }
 };
 
 ServeEngine::ServeEngine(const Checkpoint& checkpoint, ServeEngineOptions options)
-    : checkpoint_(checkpoint), options_(options) {
+    : checkpoint_(checkpoint), options_(options), generating_(std::make_unique<Batch>()),
+      prefilling_(std::make_unique<Batch>()) {
   if (options_.slots < 1) throw UsageError("--slots must be >= 1, got " + std::to_string(options_.slots));
   if (options_.queue < 0) throw UsageError("--queue must be >= 0, got " + std::to_string(options_.queue));
   model_ = restore_model(checkpoint_, torch::kCPU);
   model_->eval();
+  weights_ = std::make_shared<const DecoderWeights>(*model_, /*several_streams=*/true);
   thread_ = std::thread([this] { loop(); });
 }
 
@@ -80,14 +105,20 @@ ServeEngine::~ServeEngine() {
 }
 
 std::vector<std::shared_ptr<ServeStream>> ServeEngine::submit(std::vector<StreamRequest> requests) {
+  // checked here, on the caller's thread: a bad prompt throws to the caller
+  std::vector<std::vector<int64_t>> prompts;
+  for (const StreamRequest& r : requests) {
+    if (r.prompt.empty()) throw UsageError("a stream needs a prompt of at least one character");
+    prompts.push_back(checkpoint_.vocab.encode(r.prompt, "prompt"));
+  }
   std::vector<std::shared_ptr<ServeStream>> streams;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     // what waits beyond the free slots must fit in the queue
     const int64_t waiting = static_cast<int64_t>(queue_.size() + requests.size()) - (options_.slots - active());
     if (stopping_ || waiting > options_.queue) return {};
-    for (StreamRequest& r : requests) {
-      auto a = std::make_unique<Active>(std::move(r));
+    for (size_t i = 0; i < requests.size(); ++i) {
+      auto a = std::make_unique<Active>(std::move(requests[i]), std::move(prompts[i]));
       streams.push_back(a->stream);
       queue_.push_back(std::move(a));
     }
@@ -119,6 +150,22 @@ void ServeEngine::end(Active& a, const std::string& reason) {
   a.stream->finish(reason);
 }
 
+void ServeEngine::end_all(Batch& batch) {
+  for (auto& a : batch.rows)
+    if (Batch::running(a)) {
+      a->stream->append(a->filter.flush(), 0);
+      end(*a, "length");
+    }
+  batch.rows.clear();
+  batch.decoder.reset();
+}
+
+int64_t ServeEngine::sweep(Batch& batch) {
+  for (auto& a : batch.rows)
+    if (Batch::running(a) && a->stream->cancelled()) end(*a, "cancelled");
+  return batch.live();
+}
+
 void ServeEngine::emit(Active& a, int64_t id) {
   a.last_id = id;
   std::string piece;
@@ -136,117 +183,148 @@ void ServeEngine::emit(Active& a, int64_t id) {
   }
 }
 
-void ServeEngine::admit(std::vector<std::unique_ptr<Active>>& joining) {
-  RowSampler scratch;
-  for (auto& a : joining) {
-    if (a->stream->cancelled()) {
-      end(*a, "cancelled");
-      continue;
-    }
-    if (a->remaining <= 0) {  // max_tokens 0: nothing to generate, nothing drawn
-      end(*a, "length");
-      continue;
-    }
-    // as generate() primes one sample, and draws its first character
-    std::vector<int64_t> ids = checkpoint_.vocab.encode(a->request.prompt, "prompt");
-    Primed primed = prime_model(model_, to_tensor(ids).unsqueeze(0));
-    a->primed = primed.state;
-    int64_t id = 0;
-    sample_into(primed.logits, a->request.sampling, a->rng, scratch, &id);
-    emit(*a, id);
-  }
-}
-
-void ServeEngine::rebuild(std::vector<std::unique_ptr<Active>>& joining) {
-  // the surviving rows' states, then the joiners', side by side
+void ServeEngine::rebuild(Batch& batch, std::vector<std::unique_ptr<Active>>& joining) {
+  // the surviving rows' states, then the joiners' (zeros before a prompt), side by side
   std::vector<std::unique_ptr<Active>> rows;
   std::vector<torch::Tensor> h, c;
-  if (decoder_) {
-    const State old = decoder_->state();
+  const bool lstm = checkpoint_.config.model.cell == CellType::LSTM;
+  if (batch.decoder) {
     std::vector<int64_t> kept;
-    for (size_t r = 0; r < active_.size(); ++r)
-      if (!active_[r]->done) {
+    for (size_t r = 0; r < batch.rows.size(); ++r)
+      if (Batch::running(batch.rows[r])) {
         kept.push_back(static_cast<int64_t>(r));
-        rows.push_back(std::move(active_[r]));
+        rows.push_back(std::move(batch.rows[r]));
       }
     if (!kept.empty()) {
+      const State old = batch.decoder->state();
       const torch::Tensor index = torch::tensor(kept, torch::kLong);
       h.push_back(old.h.index_select(1, index));
-      if (old.c.defined()) c.push_back(old.c.index_select(1, index));
+      if (lstm) c.push_back(old.c.index_select(1, index));
     }
   }
+  const auto zeros = [&] {
+    return torch::zeros({checkpoint_.config.model.num_layers, 1, checkpoint_.config.model.hidden_size});
+  };
   for (auto& a : joining)
-    if (!a->done) {
-      h.push_back(a->primed.h);
-      if (a->primed.c.defined()) c.push_back(a->primed.c);
+    if (Batch::running(a)) {
+      h.push_back(a->primed.defined() ? a->primed.h : zeros());
+      if (lstm) c.push_back(a->primed.defined() ? a->primed.c : zeros());
       a->primed = State();
       rows.push_back(std::move(a));
     }
-  active_ = std::move(rows);
-  if (active_.empty()) {
-    decoder_.reset();
+  joining.clear();
+  batch.rows = std::move(rows);
+  if (batch.rows.empty()) {
+    batch.decoder.reset();
     return;
   }
   // a lone stream gets a padding row: two rows or more run the packed row
   // kernel, so its text does not depend on whether it is alone
-  if (active_.size() == 1) {
+  if (batch.rows.size() == 1) {
     h.push_back(torch::zeros_like(h.front()));
-    if (!c.empty()) c.push_back(torch::zeros_like(c.front()));
+    if (lstm) c.push_back(torch::zeros_like(c.front()));
   }
-  State state{torch::cat(h, 1), c.empty() ? torch::Tensor() : torch::cat(c, 1)};
-  const int64_t batch = state.h.size(1);
-  decoder_ = std::make_unique<StepDecoder>(*model_, batch, options_.threads);
-  decoder_->set_state(state);
-  scratch_.assign(static_cast<size_t>(decoder_->parts()), RowSampler());
-  ids_.assign(static_cast<size_t>(batch), 0);
-  next_.assign(static_cast<size_t>(batch), 0);
-  uniforms_.assign(static_cast<size_t>(batch), 0.0f);
+  State state{torch::cat(h, 1), lstm ? torch::cat(c, 1) : torch::Tensor()};
+  const int64_t size = state.h.size(1);
+  batch.decoder = std::make_unique<StepDecoder>(weights_, size, options_.threads);
+  batch.decoder->set_state(state);
+  batch.scratch.assign(static_cast<size_t>(batch.decoder->parts()), RowSampler());
+  batch.ids.assign(static_cast<size_t>(size), 0);
+  batch.next.assign(static_cast<size_t>(size), 0);
+  batch.uniforms.assign(static_cast<size_t>(size), 0.0f);
   ++rebuilds_;
 }
 
-void ServeEngine::step() {
-  const size_t n = active_.size();
-  for (size_t r = 0; r < n; ++r) {
-    Active& a = *active_[r];
-    ids_[r] = a.last_id;
-    // one uniform per step, as generate() draws it for its one sample
-    if (!a.done && !is_greedy(a.request.sampling)) uniforms_[r] = a.rng.next_uniform();
-  }
-  decoder_->for_each_part([&](int64_t part, int64_t first, int64_t rows) {
-    decoder_->step_part(part, ids_.data());
+namespace {
+
+// One decoder step of `batch`, drawing for the rows whose `draws` is set
+// (their uniforms drawn beforehand, in row order, as generate() draws).
+template <class Batch>
+void step_and_draw(Batch& batch) {
+  StepDecoder& decoder = *batch.decoder;
+  decoder.for_each_part([&](int64_t part, int64_t first, int64_t rows) {
+    decoder.step_part(part, batch.ids.data());
     for (int64_t r = first; r < first + rows; ++r) {
-      if (static_cast<size_t>(r) >= n || active_[static_cast<size_t>(r)]->done) continue;
-      sample_rows_into(decoder_->logits().narrow(0, r, 1), active_[static_cast<size_t>(r)]->request.sampling,
-                       uniforms_.data() + r, scratch_[static_cast<size_t>(part)], next_.data() + r);
+      const size_t row = static_cast<size_t>(r);
+      if (row >= batch.rows.size() || !Batch::running(batch.rows[row]) || !batch.rows[row]->draws) continue;
+      sample_rows_into(decoder.logits().narrow(0, r, 1), batch.rows[row]->request.sampling, batch.uniforms.data() + r,
+                       batch.scratch[static_cast<size_t>(part)], batch.next.data() + r);
     }
   });
-  for (size_t r = 0; r < n; ++r)
-    if (!active_[r]->done) emit(*active_[r], next_[r]);
+}
+
+}  // namespace
+
+void ServeEngine::step() {
+  Batch& b = *generating_;
+  for (size_t r = 0; r < b.rows.size(); ++r) {
+    Active& a = *b.rows[r];
+    b.ids[r] = a.last_id;
+    a.draws = !a.done;
+    // one uniform per step, as generate() draws it for its one sample
+    if (a.draws && !is_greedy(a.request.sampling)) b.uniforms[r] = a.rng.next_uniform();
+  }
+  step_and_draw(b);
+  for (size_t r = 0; r < b.rows.size(); ++r)
+    if (b.rows[r]->draws) emit(*b.rows[r], b.next[r]);
   ++steps_;
+}
+
+void ServeEngine::prefill(std::chrono::steady_clock::duration budget, std::vector<std::unique_ptr<Active>>& primed) {
+  Batch& b = *prefilling_;
+  const auto until = std::chrono::steady_clock::now() + budget;
+  do {
+    bool drawn = false;
+    for (size_t r = 0; r < b.rows.size(); ++r) {
+      Active* a = b.rows[r].get();
+      if (!Batch::running(b.rows[r])) {
+        b.ids[r] = 0;  // unread until the next rebuild
+        continue;
+      }
+      b.ids[r] = a->prompt_ids[a->read++];
+      a->draws = a->read == a->prompt_ids.size();
+      // the first character is drawn as generate() draws it after its prime
+      if (a->draws && !is_greedy(a->request.sampling)) b.uniforms[r] = a->rng.next_uniform();
+      drawn = drawn || a->draws;
+    }
+    step_and_draw(b);
+    ++prefill_steps_;
+    if (drawn) {
+      const State state = b.decoder->state();
+      for (size_t r = 0; r < b.rows.size(); ++r) {
+        if (!Batch::running(b.rows[r]) || !b.rows[r]->draws) continue;
+        Active& a = *b.rows[r];
+        const torch::Tensor row = torch::tensor({static_cast<int64_t>(r)}, torch::kLong);
+        a.primed = state.select_batch(row);
+        a.draws = false;
+        emit(a, b.next[r]);
+        primed.push_back(std::move(b.rows[r]));
+      }
+      return;
+    }
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (exiting_ || (!queue_.empty() && active() < options_.slots)) return;  // new prompts start with these
+    }
+  } while (std::chrono::steady_clock::now() < until);
 }
 
 void ServeEngine::loop() {
   torch::NoGradGuard no_grad;  // grad mode is per thread
+  using std::chrono::steady_clock;
+  steady_clock::duration last_step = std::chrono::milliseconds(1);
   while (true) {
     std::vector<std::unique_ptr<Active>> joining;
-    int64_t live = 0;
-    for (auto& a : active_)
-      if (!a->done && a->stream->cancelled()) end(*a, "cancelled");
-    for (auto& a : active_) live += a->done ? 0 : 1;
+    int64_t live = sweep(*generating_) + sweep(*prefilling_);
     {
       std::unique_lock<std::mutex> lock(mutex_);
       wake_.wait(lock, [&] { return exiting_ || !queue_.empty() || live > 0; });
-      if (exiting_ || std::chrono::steady_clock::now() >= deadline_) {
+      if (exiting_ || steady_clock::now() >= deadline_) {
         // stopping: what is left ends now, each with its last text
         for (auto& a : queue_) a->stream->finish("length");
         queue_.clear();
-        for (auto& a : active_)
-          if (!a->done) {
-            a->stream->append(a->filter.flush(), 0);
-            end(*a, "length");
-          }
-        active_.clear();
-        decoder_.reset();
+        end_all(*generating_);
+        end_all(*prefilling_);
         if (exiting_) return;
         continue;
       }
@@ -256,16 +334,28 @@ void ServeEngine::loop() {
         ++active_count_;  // it holds a slot from now until it ends
       }
     }
-    admit(joining);
-    int64_t joined = 0, finished = 0;
-    for (auto& a : joining) joined += a->done ? 0 : 1;
-    for (auto& a : active_) finished += a->done ? 1 : 0;
-    live = 0;
-    for (auto& a : active_) live += a->done ? 0 : 1;
-    // finished rows are stepped unread until enough of them make a rebuild worth it
-    if (joined > 0 || (finished > 0 && (live == 0 || finished * 4 >= static_cast<int64_t>(active_.size()))))
-      rebuild(joining);
-    if (decoder_) step();
+    for (auto& a : joining) {
+      if (a->stream->cancelled())
+        end(*a, "cancelled");
+      else if (a->remaining <= 0)  // max_tokens 0: nothing to generate, nothing drawn
+        end(*a, "length");
+    }
+    if (std::any_of(joining.begin(), joining.end(), Batch::running) || prefilling_->worth_rebuilding())
+      rebuild(*prefilling_, joining);
+    // prompts are read for about as long as a step of the streams generating
+    // takes, so those see at most twice their usual gap between characters
+    std::vector<std::unique_ptr<Active>> primed;
+    if (prefilling_->decoder)
+      prefill(generating_->live() > 0 ? std::max<steady_clock::duration>(last_step, std::chrono::microseconds(500))
+                                      : std::chrono::milliseconds(20),
+              primed);
+    if (std::any_of(primed.begin(), primed.end(), Batch::running) || generating_->worth_rebuilding())
+      rebuild(*generating_, primed);
+    if (generating_->decoder) {
+      const auto start = steady_clock::now();
+      step();
+      last_step = steady_clock::now() - start;
+    }
   }
 }
 

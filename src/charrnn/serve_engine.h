@@ -1,18 +1,27 @@
 // Continuous batching for the server: every stream in flight advances one
 // character per decoder step, all of them as one batch. A stream joins at
-// the next step (its prime run first, on its own), leaves when it has its
-// characters, hits a stop string or is cancelled (a client that went
-// away), and waits in a queue while every slot is taken.
+// the next step, leaves when it has its characters, hits a stop string or is
+// cancelled (a client that went away), and waits in a queue while every
+// slot is taken.
+//
+// A joining stream first reads its prompt, one character per step, in a
+// second batch of its own (the prefill batch), so that many prompts that
+// arrive together are read together instead of one after another, and the
+// streams already generating are not held up by a long one: while both
+// batches have work, the prefill batch steps for about as long as a step of
+// the other. When a stream's prompt is read, its first character is drawn
+// from the prefill batch's logits and its state moves to the generating
+// batch.
 //
 // Same request and seed, same text, whatever else is being served: each
 // stream has its own random stream, drawn exactly as `charrnn generate`
-// draws for one sample, and the batch always runs on the CPU's packed
-// row kernel (step_decoder.h), whose sums for a row do not depend on the
-// other rows, even when a stream is alone (a padding row keeps it off the
-// one-stream path). `charrnn generate` runs one stream through BLAS gemv,
-// which rounds differently in the last bits: the texts are the same unless
-// a draw falls within that rounding of a boundary, which tests have not
-// seen happen.
+// draws for one sample, and both batches always run the CPU's packed row
+// kernel (step_decoder.h), whose sums for a row do not depend on the other
+// rows, even when a stream is alone (a padding row keeps it off the
+// one-stream path). `charrnn generate` reads the prompt with the model's
+// forward() and steps one stream through BLAS gemv, which round differently
+// in the last bits: the texts are the same unless a draw falls within that
+// rounding of a boundary, which tests have not seen happen.
 #pragma once
 
 #include <atomic>
@@ -74,6 +83,8 @@ struct StreamRequest {
   std::vector<std::string> stop;
 };
 
+struct DecoderWeights;
+
 struct ServeEngineOptions {
   int64_t slots = 64;   ///< streams stepped together at most
   int64_t queue = 256;  ///< streams waiting for a slot at most
@@ -99,29 +110,37 @@ class ServeEngine {
   int64_t queued() const;
   const Checkpoint& checkpoint() const { return checkpoint_; }
   const ServeEngineOptions& options() const { return options_; }
-  /// Decoder steps taken, and how often the batch was rebuilt (a stream
-  /// joined, or enough left): for the load benchmark and tests.
+  /// Decoder steps taken by the generating batch and by the prefill batch,
+  /// and how often a batch was rebuilt (a stream joined, or enough left):
+  /// for the load benchmark and tests.
   int64_t steps() const { return steps_.load(); }
+  int64_t prefill_steps() const { return prefill_steps_.load(); }
   int64_t rebuilds() const { return rebuilds_.load(); }
 
  private:
   struct Active;
+  struct Batch;
   void loop();
-  void admit(std::vector<std::unique_ptr<Active>>& joining);
-  void rebuild(std::vector<std::unique_ptr<Active>>& joining);
+  /// Ends what is cancelled, and counts the streams still running.
+  int64_t sweep(Batch& batch);
+  /// Moves the rows that are not done, then `joining`, into a new decoder.
+  void rebuild(Batch& batch, std::vector<std::unique_ptr<Active>>& joining);
+  /// Reads prompts until one is read, the queue has a stream that can
+  /// join, or `budget` has passed; the streams whose prompts were read join
+  /// `primed`.
+  void prefill(std::chrono::steady_clock::duration budget, std::vector<std::unique_ptr<Active>>& primed);
   void step();
   void emit(Active& a, int64_t id);
   /// Ends a stream that holds a slot.
   void end(Active& a, const std::string& reason);
+  void end_all(Batch& batch);
+  bool can_admit_locked(int64_t live) const;
 
   Checkpoint checkpoint_;
   ServeEngineOptions options_;
   CharRNN model_{nullptr};
-  std::unique_ptr<class StepDecoder> decoder_;
-  std::vector<std::unique_ptr<Active>> active_;  // in decoder row order; row active_.size() may be padding
-  std::vector<RowSampler> scratch_;
-  std::vector<int64_t> ids_, next_;
-  std::vector<float> uniforms_;
+  std::shared_ptr<const DecoderWeights> weights_;  // packed once, shared by every rebuilt decoder
+  std::unique_ptr<Batch> generating_, prefilling_;
 
   mutable std::mutex mutex_;
   std::condition_variable wake_;
@@ -130,7 +149,7 @@ class ServeEngine {
   bool exiting_ = false;    // the thread ends
   std::chrono::steady_clock::time_point deadline_ = std::chrono::steady_clock::time_point::max();
   std::atomic<int64_t> active_count_{0};  // streams holding a slot: taken from the queue, not ended
-  std::atomic<int64_t> steps_{0}, rebuilds_{0};
+  std::atomic<int64_t> steps_{0}, prefill_steps_{0}, rebuilds_{0};
   std::thread thread_;
 };
 

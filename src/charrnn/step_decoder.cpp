@@ -22,17 +22,15 @@ torch::Tensor rows(const torch::Tensor& t, int64_t first, int64_t count) { retur
 }  // namespace
 
 // Everything here is repeated op for op by _decoder_weights() in export.cpp.
-StepDecoder::StepDecoder(const CharRNNImpl& model, int64_t streams, int64_t threads)
-    : cell_(model.options().cell),
-      streams_(streams),
-      layers_(model.options().num_layers),
-      hidden_size_(model.options().hidden_size),
-      embedding_dim_(model.options().embedding_dim) {
-  TORCH_CHECK(streams >= 1, "StepDecoder needs at least one stream");
+DecoderWeights::DecoderWeights(const CharRNNImpl& model, bool several_streams)
+    : cell(model.options().cell),
+      layers(model.options().num_layers),
+      hidden_size(model.options().hidden_size),
+      embedding_dim(model.options().embedding_dim) {
   torch::NoGradGuard no_grad;
-  const int64_t H = hidden_size_, B = streams_;
-  embedding_ = param(model, "embedding.weight").clone().contiguous();
-  const bool cpu_rows = B > 1 && embedding_.is_cpu() && embedding_.scalar_type() == torch::kFloat;
+  const int64_t H = hidden_size;
+  embedding = param(model, "embedding.weight").clone().contiguous();
+  const bool pack = several_streams && embedding.is_cpu() && embedding.scalar_type() == torch::kFloat;
   const auto make_affine = [&](const torch::Tensor& w, const torch::Tensor& b) {
     Affine a;
     a.weight = w.contiguous();
@@ -40,15 +38,15 @@ StepDecoder::StepDecoder(const CharRNNImpl& model, int64_t streams, int64_t thre
     a.bias = b.contiguous();
     // the widest kernel rather than Best, which picks LibTorch's product while
     // BLAS has several threads: the parts run with BLAS on one thread
-    if (cpu_rows) a.packed = std::make_unique<PackedWeight>(a.weight_t, PackedWeight::widest_kernel());
+    if (pack) a.packed = std::make_unique<PackedWeight>(a.weight_t, PackedWeight::widest_kernel());
     return a;
   };
-  for (int64_t l = 0; l < layers_; ++l) {
+  for (int64_t l = 0; l < layers; ++l) {
     const std::string s = "_l" + std::to_string(l);
     const torch::Tensor w_ih = param(model, "rnn.weight_ih" + s), w_hh = param(model, "rnn.weight_hh" + s);
     const torch::Tensor b_ih = param(model, "rnn.bias_ih" + s), b_hh = param(model, "rnn.bias_hh" + s);
     torch::Tensor w, b;
-    switch (cell_) {
+    switch (cell) {
       case CellType::LSTM: {
         // (i, f, g, o) -> (i, f, o, g)
         const auto reorder = [H](const torch::Tensor& t) {
@@ -72,10 +70,28 @@ StepDecoder::StepDecoder(const CharRNNImpl& model, int64_t streams, int64_t thre
         b = b_ih + b_hh;
         break;
     }
-    layer_.push_back(make_affine(w, b));
+    layer.push_back(make_affine(w, b));
   }
-  head_ = make_affine(param(model, "head.weight").clone(), param(model, "head.bias").clone());
+  head = make_affine(param(model, "head.weight").clone(), param(model, "head.bias").clone());
+}
 
+StepDecoder::StepDecoder(const CharRNNImpl& model, int64_t streams, int64_t threads)
+    : StepDecoder(std::make_shared<const DecoderWeights>(model, streams > 1), streams, threads) {}
+
+StepDecoder::StepDecoder(std::shared_ptr<const DecoderWeights> weights, int64_t streams, int64_t threads)
+    : weights_(std::move(weights)),
+      cell_(weights_->cell),
+      streams_(streams),
+      layers_(weights_->layers),
+      hidden_size_(weights_->hidden_size),
+      embedding_dim_(weights_->embedding_dim),
+      embedding_(weights_->embedding),
+      layer_(weights_->layer),
+      head_(weights_->head) {
+  TORCH_CHECK(streams >= 1, "StepDecoder needs at least one stream");
+  torch::NoGradGuard no_grad;
+  const int64_t H = hidden_size_, B = streams_;
+  const bool cpu_rows = B > 1 && weights_->packed();
   const torch::TensorOptions options = embedding_.options();
   const int64_t E = embedding_dim_, gate_width = layer_[0].bias.size(0);
   x_ = torch::zeros({B, E + layers_ * H}, options);

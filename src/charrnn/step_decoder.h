@@ -41,12 +41,38 @@
 
 namespace charrnn {
 
+/// A model's weights as StepDecoder steps them: rearranged, and packed for
+/// several CPU streams, once. Decoders of any batch size can share one, so
+/// a server that rebuilds its batch whenever a stream joins or leaves does
+/// not repack the weights each time (which costs more than a step).
+struct DecoderWeights {
+  /// Copies of the model's weights as they are now, on their device.
+  /// `several_streams`: also pack them for the CPU's row kernel (a decoder
+  /// of one stream does not use it).
+  DecoderWeights(const CharRNNImpl& model, bool several_streams);
+
+  /// One matrix product's weights: out = bias + input · weightᵀ.
+  struct Affine {
+    torch::Tensor weight, weight_t, bias;    // (N, K), its transpose, (N)
+    std::unique_ptr<PackedWeight> packed;    // weight_t packed, for several streams on the CPU
+  };
+  CellType cell;
+  int64_t layers, hidden_size, embedding_dim;
+  torch::Tensor embedding;                 // (V, E)
+  std::vector<Affine> layer;
+  Affine head;
+  bool packed() const { return head.packed != nullptr; }
+};
+
 class StepDecoder {
  public:
   /// Takes copies of the model's weights as they are now, on their device.
   /// `threads` <= 0 means current_threads() (runtime.h); several streams on
   /// the CPU are split over up to that many threads.
   StepDecoder(const CharRNNImpl& model, int64_t streams, int64_t threads = 0);
+  /// Shares `weights`; several CPU streams use the row kernel only when
+  /// they were packed (DecoderWeights(model, true)).
+  StepDecoder(std::shared_ptr<const DecoderWeights> weights, int64_t streams, int64_t threads = 0);
   ~StepDecoder();
   StepDecoder(const StepDecoder&) = delete;
   StepDecoder& operator=(const StepDecoder&) = delete;
@@ -80,11 +106,7 @@ class StepDecoder {
   static constexpr int64_t kMinStreamsPerPart = 4;
 
  private:
-  /// One matrix product's weights: out = bias + input · weightᵀ.
-  struct Affine {
-    torch::Tensor weight, weight_t, bias;    // (N, K), its transpose, (N)
-    std::unique_ptr<PackedWeight> packed;    // weight_t packed, for several streams on the CPU
-  };
+  using Affine = DecoderWeights::Affine;
   /// Views into the buffers, made once: creating a view costs as much as a
   /// small element-wise op. Each part has its own, over its rows.
   struct LayerViews {
@@ -115,11 +137,12 @@ class StepDecoder {
   void gru_layer(const Affine& w, LayerViews& l, Part& p);
   void rnn_layer(const Affine& w, LayerViews& l, Part& p);
 
-  CellType cell_;
-  int64_t streams_, layers_, hidden_size_, embedding_dim_;
-  torch::Tensor embedding_;                // (V, E)
-  std::vector<Affine> layer_;
-  Affine head_;
+  std::shared_ptr<const DecoderWeights> weights_;
+  const CellType cell_;
+  const int64_t streams_, layers_, hidden_size_, embedding_dim_;
+  const torch::Tensor& embedding_;         // (V, E), weights_'s
+  const std::vector<Affine>& layer_;
+  const Affine& head_;
   torch::Tensor x_;                        // (B, E + L*H)
   torch::Tensor c_;                        // (L, B, H), LSTM only
   std::vector<torch::Tensor> hidden_;      // (B, H) views of x_, one per layer
