@@ -91,6 +91,44 @@ TEST_P(StepDecoderTest, RejectsIdsOutsideTheVocabulary) {
   EXPECT_CONTAINS(thrown_message<charrnn::Error>([&] { decoder.step(ids.data()); }), "outside the vocabulary");
 }
 
+TEST_P(StepDecoderTest, OneRowsStateGoesInAndOutLeavingTheOthers) {
+  // a server puts a new stream into a free row: the row continues exactly as
+  // a decoder given the whole state would, and the other rows do not notice
+  charrnn::CharRNN model = make_model(torch::kCPU);
+  torch::NoGradGuard no_grad;
+  const int64_t B = GetParam().streams, L = GetParam().layers, H = 7, row = B - 1;
+  const bool lstm = GetParam().cell == CellType::LSTM;
+  charrnn::State start{torch::randn({L, B, H}), lstm ? torch::randn({L, B, H}) : torch::Tensor()};
+  charrnn::State row_start{torch::randn({L, 1, H}), lstm ? torch::randn({L, 1, H}) : torch::Tensor()};
+  charrnn::State whole{start.h.clone(), lstm ? start.c.clone() : torch::Tensor()};
+  whole.h.narrow(1, row, 1).copy_(row_start.h);
+  if (lstm) whole.c.narrow(1, row, 1).copy_(row_start.c);
+
+  charrnn::StepDecoder by_row(*model, B), by_whole(*model, B);
+  EXPECT_EQ(by_row.streams(), B);
+  by_row.set_state(start);
+  by_row.set_row_state(row, row_start);
+  by_whole.set_state(whole);
+  const charrnn::State read_back = by_row.row_state(row);
+  EXPECT_TRUE(torch::equal(read_back.h, row_start.h));
+  if (lstm) EXPECT_TRUE(torch::equal(read_back.c, row_start.c));
+  std::vector<int64_t> ids(static_cast<size_t>(B));
+  for (int64_t t = 0; t < kSteps; ++t) {
+    for (int64_t b = 0; b < B; ++b) ids[static_cast<size_t>(b)] = (3 * b + t) % kVocab;
+    const torch::Tensor a = by_row.step(ids.data()).clone();
+    EXPECT_TRUE(torch::equal(a, by_whole.step(ids.data()))) << "step " << t;
+  }
+  // an undefined state is zeros for that row alone
+  by_row.set_row_state(0, {});
+  const charrnn::State zero = by_row.row_state(0);
+  EXPECT_EQ(zero.h.sizes(), torch::IntArrayRef({L, 1, H}));
+  EXPECT_EQ(zero.h.abs().sum().item<float>(), 0.0f);
+  if (B > 1) EXPECT_TRUE(torch::equal(by_row.row_state(1).h, by_whole.row_state(1).h));
+  EXPECT_CONTAINS(thrown_message<charrnn::UsageError>([&] { by_row.row_state(B); }), "row");
+  EXPECT_CONTAINS(thrown_message<charrnn::UsageError>([&] { by_row.set_row_state(-1, {}); }), "row");
+  EXPECT_CONTAINS(thrown_message<charrnn::UsageError>([&] { by_row.set_row_state(0, start); }), "(");
+}
+
 TEST_P(StepDecoderTest, TakesTheWeightsAsTheyAreWhenBuilt) {
   // the decoder copies (rearranges) the weights; training afterwards does not reach it
   charrnn::CharRNN model = make_model(torch::kCPU);

@@ -15,6 +15,11 @@ bool ServeStream::read(std::string& out, std::chrono::milliseconds timeout) {
   return !ended_;
 }
 
+bool ServeStream::wait_ended(std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  return ended_ || end_.wait_for(lock, timeout, [&] { return ended_; });
+}
+
 std::string ServeStream::finish_reason() const {
   std::lock_guard<std::mutex> lock(mutex_);
   return reason_;
@@ -43,6 +48,7 @@ void ServeStream::finish(const std::string& reason) {
     reason_ = reason;
   }
   ready_.notify_all();
+  end_.notify_all();
 }
 
 struct ServeEngine::Active {
@@ -62,11 +68,14 @@ struct ServeEngine::Active {
   State primed;        // between the batches: the state after its prompt
 };
 
-// A decoder and its streams, one per row; a row past them may be padding.
-// In the prefill batch a row whose stream moved on is null.
+// A decoder and its streams, one per row. A row without a running stream
+// (null, or a stream that ended) is free: it is stepped unread until a
+// joining stream takes it, so a stream joins or leaves without a new
+// decoder. A new one is built, with room to spare, only when the rows run
+// out or half of them are free.
 struct ServeEngine::Batch {
   std::unique_ptr<StepDecoder> decoder;
-  std::vector<std::unique_ptr<Active>> rows;
+  std::vector<std::unique_ptr<Active>> rows;  // as many as the decoder has
   std::vector<RowSampler> scratch;  // one per decoder part
   std::vector<int64_t> ids, next;
   std::vector<float> uniforms;
@@ -75,11 +84,19 @@ struct ServeEngine::Batch {
   int64_t live() const {
     return std::count_if(rows.begin(), rows.end(), [](const auto& a) { return running(a); });
   }
-  int64_t gone() const { return static_cast<int64_t>(rows.size()) - live(); }
-  // finished rows are stepped unread until enough of them make a rebuild worth it
-  bool worth_rebuilding() const {
-    const int64_t g = gone();
-    return g > 0 && (g == static_cast<int64_t>(rows.size()) || g * 4 >= static_cast<int64_t>(rows.size()));
+  int64_t capacity() const { return static_cast<int64_t>(rows.size()); }
+  // Rows for `streams`: at least two, so that a lone stream runs the packed
+  // row kernel as it does among others and its text does not depend on
+  // whether it is alone; powers of two up to 8, then multiples of 8, so
+  // that streams arriving one by one rarely need a new decoder.
+  static int64_t capacity_for(int64_t streams) {
+    if (streams <= 2) return 2;
+    if (streams <= 8) return streams <= 4 ? 4 : 8;
+    return (streams + 7) / 8 * 8;
+  }
+  bool worth_shrinking() const {
+    const int64_t c = capacity(), l = live();
+    return c > 2 && l * 2 <= c && capacity_for(l) < c;
   }
 };
 
@@ -183,8 +200,23 @@ void ServeEngine::emit(Active& a, int64_t id) {
   }
 }
 
+void ServeEngine::join(Batch& batch, std::vector<std::unique_ptr<Active>>& joining) {
+  joining.erase(std::remove_if(joining.begin(), joining.end(), [](const auto& a) { return !Batch::running(a); }),
+                joining.end());
+  if (joining.empty()) return;
+  if (batch.capacity() - batch.live() < static_cast<int64_t>(joining.size())) return rebuild(batch, joining);
+  size_t row = 0;
+  for (auto& a : joining) {
+    while (Batch::running(batch.rows[row])) ++row;
+    batch.decoder->set_row_state(static_cast<int64_t>(row), a->primed);  // zeros before a prompt
+    a->primed = State();
+    batch.rows[row] = std::move(a);
+  }
+  joining.clear();
+}
+
 void ServeEngine::rebuild(Batch& batch, std::vector<std::unique_ptr<Active>>& joining) {
-  // the surviving rows' states, then the joiners' (zeros before a prompt), side by side
+  // the running rows' states, then the joiners' (zeros before a prompt), side by side
   std::vector<std::unique_ptr<Active>> rows;
   std::vector<torch::Tensor> h, c;
   const bool lstm = checkpoint_.config.model.cell == CellType::LSTM;
@@ -202,32 +234,28 @@ void ServeEngine::rebuild(Batch& batch, std::vector<std::unique_ptr<Active>>& jo
       if (lstm) c.push_back(old.c.index_select(1, index));
     }
   }
-  const auto zeros = [&] {
-    return torch::zeros({checkpoint_.config.model.num_layers, 1, checkpoint_.config.model.hidden_size});
+  const auto zeros = [&](int64_t streams) {
+    return torch::zeros({checkpoint_.config.model.num_layers, streams, checkpoint_.config.model.hidden_size});
   };
   for (auto& a : joining)
     if (Batch::running(a)) {
-      h.push_back(a->primed.defined() ? a->primed.h : zeros());
-      if (lstm) c.push_back(a->primed.defined() ? a->primed.c : zeros());
+      h.push_back(a->primed.defined() ? a->primed.h : zeros(1));
+      if (lstm) c.push_back(a->primed.defined() ? a->primed.c : zeros(1));
       a->primed = State();
       rows.push_back(std::move(a));
     }
   joining.clear();
+  const int64_t live = static_cast<int64_t>(rows.size());
+  batch.decoder.reset();
+  batch.rows.clear();
+  if (live == 0) return;
+  const int64_t size = Batch::capacity_for(live);
+  h.push_back(zeros(size - live));  // the free rows
+  if (lstm) c.push_back(zeros(size - live));
+  rows.resize(static_cast<size_t>(size));
   batch.rows = std::move(rows);
-  if (batch.rows.empty()) {
-    batch.decoder.reset();
-    return;
-  }
-  // a lone stream gets a padding row: two rows or more run the packed row
-  // kernel, so its text does not depend on whether it is alone
-  if (batch.rows.size() == 1) {
-    h.push_back(torch::zeros_like(h.front()));
-    if (lstm) c.push_back(torch::zeros_like(c.front()));
-  }
-  State state{torch::cat(h, 1), lstm ? torch::cat(c, 1) : torch::Tensor()};
-  const int64_t size = state.h.size(1);
   batch.decoder = std::make_unique<StepDecoder>(weights_, size, options_.threads);
-  batch.decoder->set_state(state);
+  batch.decoder->set_state({torch::cat(h, 1), lstm ? torch::cat(c, 1) : torch::Tensor()});
   batch.scratch.assign(static_cast<size_t>(batch.decoder->parts()), RowSampler());
   batch.ids.assign(static_cast<size_t>(size), 0);
   batch.next.assign(static_cast<size_t>(size), 0);
@@ -258,63 +286,93 @@ void step_and_draw(Batch& batch) {
 void ServeEngine::step() {
   Batch& b = *generating_;
   for (size_t r = 0; r < b.rows.size(); ++r) {
+    if (!Batch::running(b.rows[r])) {
+      b.ids[r] = 0;  // a free row
+      continue;
+    }
     Active& a = *b.rows[r];
     b.ids[r] = a.last_id;
-    a.draws = !a.done;
+    a.draws = true;
     // one uniform per step, as generate() draws it for its one sample
-    if (a.draws && !is_greedy(a.request.sampling)) b.uniforms[r] = a.rng.next_uniform();
+    if (!is_greedy(a.request.sampling)) b.uniforms[r] = a.rng.next_uniform();
   }
   step_and_draw(b);
   for (size_t r = 0; r < b.rows.size(); ++r)
-    if (b.rows[r]->draws) emit(*b.rows[r], b.next[r]);
+    if (Batch::running(b.rows[r])) emit(*b.rows[r], b.next[r]);
   ++steps_;
 }
 
-void ServeEngine::prefill(std::chrono::steady_clock::duration budget, std::vector<std::unique_ptr<Active>>& primed) {
+bool ServeEngine::admit() {
+  std::vector<std::unique_ptr<Active>> joining;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (exiting_ || std::chrono::steady_clock::now() >= deadline_) return false;
+    while (!queue_.empty() && active() < options_.slots) {
+      joining.push_back(std::move(queue_.front()));
+      queue_.pop_front();
+      ++active_count_;  // it holds a slot from now until it ends
+    }
+  }
+  for (auto& a : joining) {
+    if (a->stream->cancelled())
+      end(*a, "cancelled");
+    else if (a->remaining <= 0)  // max_tokens 0: nothing to generate, nothing drawn
+      end(*a, "length");
+  }
+  join(*prefilling_, joining);
+  return true;
+}
+
+void ServeEngine::prefill(std::chrono::steady_clock::duration budget) {
   Batch& b = *prefilling_;
-  const auto until = std::chrono::steady_clock::now() + budget;
-  do {
+  const auto start = std::chrono::steady_clock::now();
+  while (sweep(b) > 0) {
     bool drawn = false;
     for (size_t r = 0; r < b.rows.size(); ++r) {
-      Active* a = b.rows[r].get();
       if (!Batch::running(b.rows[r])) {
-        b.ids[r] = 0;  // unread until the next rebuild
+        b.ids[r] = 0;  // a free row
         continue;
       }
-      b.ids[r] = a->prompt_ids[a->read++];
-      a->draws = a->read == a->prompt_ids.size();
+      Active& a = *b.rows[r];
+      b.ids[r] = a.prompt_ids[a.read++];
+      a.draws = a.read == a.prompt_ids.size();
       // the first character is drawn as generate() draws it after its prime
-      if (a->draws && !is_greedy(a->request.sampling)) b.uniforms[r] = a->rng.next_uniform();
-      drawn = drawn || a->draws;
+      if (a.draws && !is_greedy(a.request.sampling)) b.uniforms[r] = a.rng.next_uniform();
+      drawn = drawn || a.draws;
     }
     step_and_draw(b);
     ++prefill_steps_;
     if (drawn) {
-      const State state = b.decoder->state();
+      // read prompts move to the generating batch, with their first character
+      std::vector<std::unique_ptr<Active>> primed;
       for (size_t r = 0; r < b.rows.size(); ++r) {
         if (!Batch::running(b.rows[r]) || !b.rows[r]->draws) continue;
         Active& a = *b.rows[r];
-        const torch::Tensor row = torch::tensor({static_cast<int64_t>(r)}, torch::kLong);
-        a.primed = state.select_batch(row);
+        a.primed = b.decoder->row_state(static_cast<int64_t>(r));
         a.draws = false;
         emit(a, b.next[r]);
         primed.push_back(std::move(b.rows[r]));
       }
-      return;
+      join(*generating_, primed);
+      if (b.worth_shrinking()) rebuild(b, primed);
     }
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      if (exiting_ || (!queue_.empty() && active() < options_.slots)) return;  // new prompts start with these
-    }
-  } while (std::chrono::steady_clock::now() < until);
+    // while streams generate, prompts are read for about two of their
+    // steps (`budget`), so they see at most three times their usual gap
+    // between characters while prompts wait (a first character matters more
+    // to a reader than a few milliseconds more between the others, and the
+    // server sends text in 10 ms events anyway); new prompts join at every
+    // step
+    if (generating_->live() > 0 && std::chrono::steady_clock::now() - start >= budget) return;
+    if (!admit()) return;
+  }
 }
 
 void ServeEngine::loop() {
   torch::NoGradGuard no_grad;  // grad mode is per thread
   using std::chrono::steady_clock;
   steady_clock::duration last_step = std::chrono::milliseconds(1);
+  std::vector<std::unique_ptr<Active>> none;
   while (true) {
-    std::vector<std::unique_ptr<Active>> joining;
     int64_t live = sweep(*generating_) + sweep(*prefilling_);
     {
       std::unique_lock<std::mutex> lock(mutex_);
@@ -328,30 +386,12 @@ void ServeEngine::loop() {
         if (exiting_) return;
         continue;
       }
-      while (!queue_.empty() && live + static_cast<int64_t>(joining.size()) < options_.slots) {
-        joining.push_back(std::move(queue_.front()));
-        queue_.pop_front();
-        ++active_count_;  // it holds a slot from now until it ends
-      }
     }
-    for (auto& a : joining) {
-      if (a->stream->cancelled())
-        end(*a, "cancelled");
-      else if (a->remaining <= 0)  // max_tokens 0: nothing to generate, nothing drawn
-        end(*a, "length");
-    }
-    if (std::any_of(joining.begin(), joining.end(), Batch::running) || prefilling_->worth_rebuilding())
-      rebuild(*prefilling_, joining);
-    // prompts are read for about as long as a step of the streams generating
-    // takes, so those see at most twice their usual gap between characters
-    std::vector<std::unique_ptr<Active>> primed;
-    if (prefilling_->decoder)
-      prefill(generating_->live() > 0 ? std::max<steady_clock::duration>(last_step, std::chrono::microseconds(500))
-                                      : std::chrono::milliseconds(20),
-              primed);
-    if (std::any_of(primed.begin(), primed.end(), Batch::running) || generating_->worth_rebuilding())
-      rebuild(*generating_, primed);
-    if (generating_->decoder) {
+    if (!admit()) continue;
+    prefill(std::max<steady_clock::duration>(2 * last_step, std::chrono::microseconds(500)));
+    if (generating_->worth_shrinking()) rebuild(*generating_, none);
+    if (prefilling_->worth_shrinking()) rebuild(*prefilling_, none);
+    if (generating_->live() > 0) {
       const auto start = steady_clock::now();
       step();
       last_step = steady_clock::now() - start;

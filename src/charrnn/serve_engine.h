@@ -8,10 +8,15 @@
 // second batch of its own (the prefill batch), so that many prompts that
 // arrive together are read together instead of one after another, and the
 // streams already generating are not held up by a long one: while both
-// batches have work, the prefill batch steps for about as long as a step of
-// the other. When a stream's prompt is read, its first character is drawn
-// from the prefill batch's logits and its state moves to the generating
-// batch.
+// batches have work, the prefill batch steps for about as long as two steps
+// of the other. When a stream's prompt is read, its first character is
+// drawn from the prefill batch's logits and its state moves to the
+// generating batch.
+//
+// A stream joins a batch in a free row (one whose stream ended or moved
+// on): a new decoder, with rows to spare, is built only when none is free
+// or half of them are. Streams that arrive one by one, as HTTP clients do,
+// then cost no rebuild each: a rebuild costs about as much as a step.
 //
 // Same request and seed, same text, whatever else is being served: each
 // stream has its own random stream, drawn exactly as `charrnn generate`
@@ -50,6 +55,8 @@ class ServeStream {
   /// Waits up to `timeout` for text; appends it to `out`. Returns false once
   /// the stream has ended and everything was read.
   bool read(std::string& out, std::chrono::milliseconds timeout);
+  /// Waits up to `timeout` for the stream to end; true once it has.
+  bool wait_ended(std::chrono::milliseconds timeout);
   /// The client went away: the engine drops the stream at its next step.
   void cancel() { cancelled_.store(true); }
   bool cancelled() const { return cancelled_.load(); }
@@ -66,7 +73,8 @@ class ServeStream {
   void finish(const std::string& reason);
 
   mutable std::mutex mutex_;
-  std::condition_variable ready_;
+  std::condition_variable ready_;  // text, or the end
+  std::condition_variable end_;    // the end only: a reader of the whole text is not woken per character
   std::string pending_;
   bool ended_ = false;
   std::string reason_;
@@ -123,18 +131,23 @@ class ServeEngine {
   void loop();
   /// Ends what is cancelled, and counts the streams still running.
   int64_t sweep(Batch& batch);
-  /// Moves the rows that are not done, then `joining`, into a new decoder.
+  /// Puts `joining` into free rows of `batch`, or rebuilds it when too few
+  /// are free.
+  void join(Batch& batch, std::vector<std::unique_ptr<Active>>& joining);
+  /// Moves the running rows, then `joining`, into a new decoder with room
+  /// to spare.
   void rebuild(Batch& batch, std::vector<std::unique_ptr<Active>>& joining);
-  /// Reads prompts until one is read, the queue has a stream that can
-  /// join, or `budget` has passed; the streams whose prompts were read join
-  /// `primed`.
-  void prefill(std::chrono::steady_clock::duration budget, std::vector<std::unique_ptr<Active>>& primed);
+  /// Moves streams from the queue into the prefill batch while slots are
+  /// free. False when the engine is exiting or past its drain deadline.
+  bool admit();
+  /// Reads prompts, moving each read one to the generating batch, until
+  /// none is left or, while streams generate, `budget` has passed.
+  void prefill(std::chrono::steady_clock::duration budget);
   void step();
   void emit(Active& a, int64_t id);
   /// Ends a stream that holds a slot.
   void end(Active& a, const std::string& reason);
   void end_all(Batch& batch);
-  bool can_admit_locked(int64_t live) const;
 
   Checkpoint checkpoint_;
   ServeEngineOptions options_;

@@ -168,6 +168,42 @@ State StepDecoder::state() const {
   return {torch::stack(hidden_), c_.defined() ? c_.clone() : torch::Tensor()};
 }
 
+State StepDecoder::row_state(int64_t row) const {
+  check_row(row);
+  std::vector<torch::Tensor> h;
+  for (const torch::Tensor& layer : hidden_) h.push_back(layer.narrow(0, row, 1));
+  return {torch::stack(h), c_.defined() ? c_.narrow(1, row, 1).clone() : torch::Tensor()};
+}
+
+void StepDecoder::set_row_state(int64_t row, const State& state) {
+  check_row(row);
+  const auto fits = [&](const torch::Tensor& t) {
+    return t.dim() == 3 && t.size(0) == layers_ && t.size(1) == 1 && t.size(2) == hidden_size_;
+  };
+  if (state.defined() && (!fits(state.h) || (c_.defined() && state.c.defined() && !fits(state.c))))
+    throw UsageError("a stream's state must be (" + std::to_string(layers_) + ", 1, " + std::to_string(hidden_size_) + ")");
+  torch::NoGradGuard no_grad;
+  for (int64_t l = 0; l < layers_; ++l) {
+    torch::Tensor h = hidden_[static_cast<size_t>(l)].narrow(0, row, 1);
+    if (state.defined())
+      h.copy_(state.h[l]);
+    else
+      h.zero_();
+  }
+  if (c_.defined()) {
+    torch::Tensor c = c_.narrow(1, row, 1);
+    if (state.c.defined())
+      c.copy_(state.c);
+    else
+      c.zero_();
+  }
+}
+
+void StepDecoder::check_row(int64_t row) const {
+  if (row < 0 || row >= streams_)
+    throw UsageError("stream row " + std::to_string(row) + " is outside the decoder's " + std::to_string(streams_));
+}
+
 // out = bias + input · Wᵀ: gemv for one stream (what the export runs), the
 // packed kernel for a part of several CPU streams, gemm otherwise (CUDA).
 // out_row and input_row are row 0 of out and input.

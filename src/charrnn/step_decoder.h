@@ -82,6 +82,12 @@ class StepDecoder {
   void set_state(const State& state);
   /// The current state in forward()'s layout (copies).
   State state() const;
+  /// One stream's state, (L, 1, H) tensors, copied out or in; the other
+  /// streams are untouched, so a server can put a new stream into a free row
+  /// instead of building a new decoder. An undefined state sets zeros.
+  State row_state(int64_t row) const;
+  void set_row_state(int64_t row, const State& state);
+  int64_t streams() const { return streams_; }
 
   /// Feeds one id per stream; returns the logits (B, V). The tensor is a
   /// buffer that the next step overwrites.
@@ -129,6 +135,7 @@ class StepDecoder {
     torch::Tensor logits, logits_row;    // (rows, V) view of logits_; row 0 of it
   };
   void check_ids(const Part& part, const int64_t* ids) const;
+  void check_row(int64_t row) const;
   /// step_part() once the part's ids are checked.
   void step_rows(Part& part, const int64_t* ids);
   void affine(const Affine& w, torch::Tensor& out, torch::Tensor& out_row, const torch::Tensor& input,

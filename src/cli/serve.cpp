@@ -90,6 +90,9 @@ class Server {
     port_ = static_cast<int>(int_flag(args, "port", 8080));
     if (port_ < 0 || port_ > 65535) throw UsageError("--port must be in [0, 65535], got " + std::to_string(port_));
     limits_.max_tokens = int_flag(args, "max-length", 10000);
+    const int64_t interval = int_flag(args, "stream-interval", 10);
+    if (interval < 0 || interval > 1000) throw UsageError("--stream-interval must be in [0, 1000] ms");
+    stream_interval_ = std::chrono::milliseconds(interval);
     if (limits_.max_tokens < 1) throw UsageError("--max-length must be >= 1");
     const char* env_key = std::getenv("CHARRNN_API_KEY");
     api_key_ = args.count("api-key") ? args["api-key"].as<std::string>() : env_key ? env_key : "";
@@ -324,8 +327,9 @@ class Server {
       ChoiceText choice;
       choice.index = static_cast<int64_t>(i);
       if (r.echo) choice.text = encode_utf8(c->prompt_of(i));
-      while (c->streams[i]->read(choice.text, std::chrono::milliseconds(100))) {
+      while (!c->streams[i]->wait_ended(std::chrono::milliseconds(100))) {
       }
+      c->streams[i]->read(choice.text, std::chrono::milliseconds(0));
       choice.finish_reason = c->streams[i]->finish_reason();
       choices.push_back(std::move(choice));
     }
@@ -342,9 +346,10 @@ class Server {
     res.set_header("X-Accel-Buffering", "no");
     auto ended = std::make_shared<std::vector<char>>(c->streams.size(), 0);
     auto started = std::make_shared<bool>(false);
+    auto last_sent = std::make_shared<Clock::time_point>();
     res.set_chunked_content_provider(
         "text/event-stream",
-        [this, c, ended, started](size_t, httplib::DataSink& sink) {
+        [this, c, ended, started, last_sent](size_t, httplib::DataSink& sink) {
           const auto send = [&](size_t i, const std::string& text, const std::string& reason) {
             const ChoiceText choice{static_cast<int64_t>(i), text, reason};
             const std::string event = "data: " + completion_body(c->id, c->created, c->model, {choice}, std::nullopt).dump() + "\n\n";
@@ -361,6 +366,12 @@ class Server {
               for (size_t i = 0; i < c->streams.size(); ++i)
                 if (!send(i, encode_utf8(c->prompt_of(i)), "")) return cancel_all();
           }
+          // text that comes within a frame of the last event goes out with
+          // the next one: a stream makes thousands of characters a second,
+          // and an event per character costs the server and its client
+          // more than generating it
+          if (*last_sent != Clock::time_point{}) std::this_thread::sleep_until(*last_sent + stream_interval_);
+          *last_sent = Clock::now();
           bool waited = false;
           for (size_t i = 0; i < c->streams.size(); ++i) {
             if ((*ended)[i]) continue;
@@ -405,6 +416,7 @@ class Server {
   ServeLimits limits_;
   std::string host_, api_key_, cors_origin_, model_id_;
   int port_ = 8080;
+  std::chrono::milliseconds stream_interval_{10};
 };
 
 }  // namespace
@@ -422,6 +434,8 @@ int cmd_serve(int argc, char** argv) {
        cxxopts::value<std::string>())
       ("max-length", "max_tokens a request may ask for (default 10000)", cxxopts::value<std::string>())
       ("max-body", "largest request body in bytes; past it, 413 (default 1 MiB)", cxxopts::value<std::string>())
+      ("stream-interval", "streaming: the text of this many milliseconds goes out as one event (default 10; 0: an event "
+                          "per read, as soon as there is text)", cxxopts::value<std::string>())
       ("cors-origin", "send CORS headers allowing this origin (none by default)", cxxopts::value<std::string>())
       ("watch", "reload the model when the checkpoint file is replaced (training renames each new one into place)");
   const auto args = parse(options, argc, argv);
