@@ -126,7 +126,8 @@ TEST_P(StepDecoderTest, OneRowsStateGoesInAndOutLeavingTheOthers) {
   if (B > 1) EXPECT_TRUE(torch::equal(by_row.row_state(1).h, by_whole.row_state(1).h));
   EXPECT_CONTAINS(thrown_message<charrnn::UsageError>([&] { by_row.row_state(B); }), "row");
   EXPECT_CONTAINS(thrown_message<charrnn::UsageError>([&] { by_row.set_row_state(-1, {}); }), "row");
-  EXPECT_CONTAINS(thrown_message<charrnn::UsageError>([&] { by_row.set_row_state(0, start); }), "(");
+  const charrnn::State two_rows{torch::randn({L, 2, H}), lstm ? torch::randn({L, 2, H}) : torch::Tensor()};
+  EXPECT_CONTAINS(thrown_message<charrnn::UsageError>([&] { by_row.set_row_state(0, two_rows); }), "(");
 }
 
 TEST_P(StepDecoderTest, TakesTheWeightsAsTheyAreWhenBuilt) {
