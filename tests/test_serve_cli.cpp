@@ -156,6 +156,12 @@ TEST_F(Serve, BadRequestsGetOpenAiErrorsAndTheServerGoesOn) {
   httplib::Client wrong("127.0.0.1", port_);
   wrong.set_default_headers({{"Authorization", "Bearer nope"}});
   expect_error(wrong.Get("/v1/models"), 401, "API key");
+  expect_error(wrong.Get("/metrics"), 401, "API key");
+  // the page opens without the key (a browser cannot send one); the API it calls needs it
+  const auto page = client(false).Get("/");
+  ASSERT_TRUE(page);
+  EXPECT_EQ(page->status, 200);
+  EXPECT_NE(page->body.find("id=\"key\""), std::string::npos);
   expect_error(c.Post("/v1/completions", R"({"prompt": "the", "max_tokens": )", "application/json"), 400, "JSON");
   expect_error(c.Post("/v1/completions", R"({"prompt": "Zebra"})", "application/json"), 400, "never saw");
   expect_error(c.Post("/v1/completions", R"({"prompt": "the", "top_p": 7})", "application/json"), 400, "top_p");

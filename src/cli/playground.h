@@ -63,6 +63,7 @@ async function showModel() {
 }
 
 async function generate() {
+  if (!$("model").textContent) showModel();  // a server with a key names its model once the key is in
   const body = {
     prompt: $("prompt").value,
     max_tokens: Number($("length").value),

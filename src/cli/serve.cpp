@@ -204,7 +204,11 @@ class Server {
         res.status = cors_origin_.empty() ? 405 : 204;
         return httplib::Server::HandlerResponse::Handled;
       }
-      if (!api_key_.empty() && req.path != "/health" && req.get_header_value("Authorization") != "Bearer " + api_key_) {
+      // the playground page is served without the key, as a browser cannot
+      // send one when it opens a page: the page holds nothing of the model,
+      // and asks for the key before it calls the API
+      const bool open_route = req.path == "/health" || (req.path == "/" && req.method == "GET");
+      if (!api_key_.empty() && !open_route && req.get_header_value("Authorization") != "Bearer " + api_key_) {
         send_error(res, ApiError(401, "missing or wrong API key: send the header \"Authorization: Bearer KEY\"",
                                  "invalid_request_error", "", "invalid_api_key"));
         return httplib::Server::HandlerResponse::Handled;
@@ -430,7 +434,7 @@ int cmd_serve(int argc, char** argv) {
       ("port", "port; 0 picks a free one (printed)", cxxopts::value<std::string>())
       ("slots", "streams generated together at most (default 64)", cxxopts::value<std::string>())
       ("queue", "streams waiting for a slot at most; past it, 503 (default 256)", cxxopts::value<std::string>())
-      ("api-key", "require \"Authorization: Bearer KEY\" on every route but /health (or set CHARRNN_API_KEY)",
+      ("api-key", "require \"Authorization: Bearer KEY\" on every route but /health and the page at / (or set CHARRNN_API_KEY)",
        cxxopts::value<std::string>())
       ("max-length", "max_tokens a request may ask for (default 10000)", cxxopts::value<std::string>())
       ("max-body", "largest request body in bytes; past it, 413 (default 1 MiB)", cxxopts::value<std::string>())

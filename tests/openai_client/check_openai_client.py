@@ -16,50 +16,13 @@ installed; non-zero on any failed check.
 """
 import json
 import os
-import random
-import re
 import shutil
 import subprocess
 import sys
-import time
 
 here = os.path.dirname(os.path.abspath(__file__))
-failed = []
-
-
-def check(condition, what):
-    print(("ok:   " if condition else "FAIL: ") + what, flush=True)
-    if not condition:
-        failed.append(what)
-
-
-def charrnn(binary, *args):
-    result = subprocess.run([binary, *args], capture_output=True, text=True, encoding="utf-8")
-    if result.returncode != 0:
-        raise RuntimeError(f"charrnn {' '.join(args)} failed ({result.returncode}): {result.stderr}")
-    return result.stdout
-
-
-def make_text(path):
-    rng = random.Random(11)
-    words = "the night is fair and what light through yonder window breaks my love sings softly".split()
-    lines = []
-    while sum(len(line) + 1 for line in lines) < 20000:
-        lines.append(" ".join(rng.choice(words) for _ in range(rng.randint(4, 9))) + ".")
-    with open(path, "w", encoding="utf-8") as f:
-        f.write("\n".join(lines))
-
-
-def continuation(binary, checkpoint, prompt, length, temperature, seed):
-    """What `charrnn generate` prints after the prompt."""
-    out = charrnn(binary, "generate", "--checkpoint", checkpoint, "--prime", prompt, "--length", str(length),
-                  "--temperature", str(temperature), "--seed", str(seed))
-    return out[len(prompt):]
-
-
-def as_printed(text):
-    # charrnn generate ends what it prints with a newline when the text has none
-    return text if text.endswith("\n") else text + "\n"
+sys.path.insert(0, os.path.join(here, ".."))
+from serve_support import Server, as_printed, check, continuation, finish, train_small_model  # noqa: E402
 
 
 def install_client(work):
@@ -79,32 +42,15 @@ def main():
     binary, work = sys.argv[1], sys.argv[2]
     os.makedirs(work, exist_ok=True)
     install_client(work)
-    corpus, checkpoint = os.path.join(work, "text.txt"), os.path.join(work, "songs.pt")
-    make_text(corpus)
-    charrnn(binary, "train", "--config", os.path.join(here, "..", "..", "configs", "tiny.json"), "--set",
-            f"data.path={corpus}", "--set", f"train.checkpoint={checkpoint}", "--set", "train.steps=40",
-            "--set", "train.device=cpu")
-
-    server = subprocess.Popen([binary, "serve", "--checkpoint", checkpoint, "--port", "0", "--api-key", "sekret"],
-                              stderr=subprocess.PIPE, text=True)
-    try:
-        port, deadline = None, time.time() + 60
-        while port is None and time.time() < deadline:
-            line = server.stderr.readline()
-            if not line:
-                raise RuntimeError("charrnn serve ended before listening")
-            m = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
-            port = int(m.group(1)) if m else None
-        config = {"base_url": f"http://127.0.0.1:{port}/v1", "api_key": "sekret", "prompt": "the night is ",
+    checkpoint = train_small_model(binary, work)
+    with Server(binary, checkpoint, "--api-key", "sekret") as server:
+        config = {"base_url": server.url + "/v1", "api_key": "sekret", "prompt": "the night is ",
                   "max_tokens": 80, "prompts": ["my love ", "what light "], "stop": " ", "unseen_prompt": "the Zebra"}
         result = subprocess.run(["node", os.path.join(work, "client.mjs"), json.dumps(config)], cwd=work,
                                 capture_output=True, text=True, timeout=120)
         if result.returncode != 0:
             raise RuntimeError(f"the client failed ({result.returncode}): {result.stderr}")
         got = json.loads(result.stdout)
-    finally:
-        server.terminate()
-        server.wait(30)
 
     check(got["models"] and got["models"][0]["id"] == "songs" and got["models"][0]["object"] == "model"
           and got["models"][0]["cell"] == "lstm", f"models.list names the served model: {got['models']}")
@@ -135,8 +81,7 @@ def main():
     unseen = got["unseen"]
     check(unseen and unseen["type"] == "BadRequestError" and "Z" in unseen["message"],
           f"an unseen character is a BadRequestError naming it: {unseen}")
-    print(f"{len(failed)} failed")
-    return 1 if failed else 0
+    return finish()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,171 @@
+#!/usr/bin/env python3
+"""The playground page of `charrnn serve` in a real browser.
+
+Trains a small model on a text it writes itself, starts `charrnn serve
+--api-key` on a loopback port and drives Debian's chromium (headless, a
+fresh profile) through chromium-driver with selenium, as a user would:
+types a prompt and the sampling settings, clicks Generate, and reads the
+text the page streams in. Checks that the page shows charrnn generate's
+very text for the same prompt, length, settings and seed, that it arrived
+in more than one piece, that a wrong key shows the server's 401 message,
+and that Stop ends a long stream and frees its slot on the server.
+
+Usage: check_playground.py CHARRNN_BINARY WORK_DIR   (run by ctest)
+Exits 77 (skipped) when selenium, chromium or chromium-driver is missing or
+the browser does not start; non-zero on any failed check.
+"""
+import os
+import shutil
+import sys
+import time
+import urllib.request
+
+here = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(here, ".."))
+from serve_support import Server, as_printed, check, continuation, finish, train_small_model  # noqa: E402
+
+CHROMEDRIVER = "/usr/bin/chromedriver"  # Debian's chromium-driver
+KEY = "sekret"
+
+
+def skip(why):
+    print(f"skipped: {why} (scripts/lib/deps.sh installs chromium, chromium-driver and python3-selenium)")
+    sys.exit(77)
+
+
+def start_browser(work):
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        skip("no selenium for this python")
+    if not os.path.exists(CHROMEDRIVER) or not shutil.which("chromium"):
+        skip("no chromium or chromedriver")
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    # headless in a container that runs as root: no sandbox, no GPU, and a
+    # profile of its own so that nothing of a user's browser comes in
+    for flag in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--no-first-run", "--disable-extensions", f"--user-data-dir={os.path.join(work, 'profile')}"]:
+        options.add_argument(flag)
+    try:
+        return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    except Exception as e:  # selenium wraps every way a browser fails to start
+        skip(f"the browser did not start: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+
+
+def wait_for(condition, seconds, what):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise RuntimeError(f"timed out after {seconds} s waiting for {what}")
+
+
+def set_field(browser, element_id, value):
+    field = browser.find_element("id", element_id)
+    field.clear()
+    field.send_keys(str(value))
+
+
+def text_of(browser, element_id):
+    return browser.execute_script(f"return document.getElementById('{element_id}').textContent;")
+
+
+def status_of(browser):
+    return text_of(browser, "status")
+
+
+def fill_in(browser, key, prompt, length, temperature, top_k, top_p, seed):
+    for element_id, value in [("key", key), ("prompt", prompt), ("length", length), ("temperature", temperature),
+                              ("top_k", top_k), ("top_p", top_p), ("seed", seed)]:
+        set_field(browser, element_id, value)
+
+
+def generate(browser):
+    """Clicks Generate and waits for the page to say it is done; returns the
+    streamed text and how many times the page changed it while streaming."""
+    # count the page's updates of the text: more than one means it streamed in
+    browser.execute_script("""
+        window.textUpdates = 0;
+        new MutationObserver(() => { window.textUpdates += 1; })
+            .observe(document.getElementById('text'), {childList: true, characterData: true, subtree: true});""")
+    browser.find_element("id", "generate").click()
+    wait_for(lambda: "(done" in status_of(browser) or "error" in status_of(browser), 60, "the page to finish")
+    return text_of(browser, "text"), browser.execute_script("return window.textUpdates;")
+
+
+def active_streams(url):
+    request = urllib.request.Request(url + "/metrics", headers={"Authorization": f"Bearer {KEY}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith("charrnn_active_streams "):
+                return int(float(line.split()[1]))
+    raise RuntimeError("/metrics has no charrnn_active_streams")
+
+
+def main():
+    binary, work = sys.argv[1], sys.argv[2]
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
+    browser = start_browser(work)
+    try:
+        checkpoint = train_small_model(binary, work)
+        # --max-length: a stream long enough (about a million characters)
+        # to be still running when Stop is clicked
+        with Server(binary, checkpoint, "--api-key", KEY, "--max-length", "1000000") as server:
+            browser.get(server.url + "/")
+            check(browser.title and "charrnn" in browser.title.lower(), f"GET / is the playground: {browser.title!r}")
+
+            fill_in(browser, "wrong", "the night is ", 50, 0.8, 0, 1, 5)
+            generate(browser)
+            status = status_of(browser)
+            check(status.startswith("error 401") and "error" in browser.find_element("id", "status").get_attribute("class"),
+                  f"a wrong key shows the server's 401: {status!r}")
+
+            prompt = "the night is "
+            fill_in(browser, KEY, prompt, 3000, 0.8, 0, 1, 5)
+            text, updates = generate(browser)
+            expected = continuation(binary, checkpoint, prompt, 3000, 0.8, 5)
+            check(as_printed(text) == expected,
+                  f"the page shows charrnn generate's text for the same seed ({len(text)} characters)\n"
+                  f"  page:     {text[:80]!r}...\n  generate: {expected[:80]!r}...")
+            check(text_of(browser, "prompt-echo") == prompt, "the prompt is shown before the text")
+            check(updates > 1, f"the text streamed in: {updates} updates of the page")
+            status = status_of(browser)
+            check("chars/s" in status and "(done: length)" in status, f"the status shows chars/s and the end: {status!r}")
+
+            fill_in(browser, KEY, "my love ", 400, 1.2, 5, 0.9, 9)
+            text, _ = generate(browser)
+            expected = continuation(binary, checkpoint, "my love ", 400, 1.2, 9, top_k=5, top_p=0.9)
+            check(as_printed(text) == expected, f"top-k 5, top-p 0.9, temperature 1.2: generate's text too ({text[:40]!r}...)")
+
+            # Stop: a stream as long as the server allows, stopped once text arrives
+            fill_in(browser, KEY, prompt, 1000000, 0.8, 0, 1, "")
+            browser.find_element("id", "generate").click()
+            wait_for(lambda: len(text_of(browser, "text")) > 0, 30, "the first text")
+            browser.find_element("id", "stop").click()
+            wait_for(lambda: "(stopped)" in status_of(browser) or "(done" in status_of(browser), 30, "the page to stop")
+            shown = len(text_of(browser, "text"))
+            check("(stopped)" in status_of(browser) and shown < 1000000,
+                  f"Stop ends the stream: {shown} of 1000000 characters, {status_of(browser)!r}")
+            check(browser.find_element("id", "generate").is_enabled()
+                  and not browser.find_element("id", "stop").is_enabled(), "after Stop, Generate is enabled again")
+            freed = False
+            for _ in range(100):
+                freed = active_streams(server.url) == 0
+                if freed:
+                    break
+                time.sleep(0.1)
+            check(freed, "the stopped stream's slot is freed on the server (charrnn_active_streams 0)")
+            model = text_of(browser, "model")
+            check("songs: lstm" in model, f"once the key is in, the page names the model: {model!r}")
+    finally:
+        browser.quit()
+    return finish()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
