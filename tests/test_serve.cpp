@@ -107,6 +107,24 @@ TEST(ServeApi, BadRequestsAre400sNamingTheField) {
   EXPECT_THROW(parse(R"({"prompt": "hello"})", small), ApiError);
 }
 
+TEST(ServeApi, AFramingTwoReadersCouldTakeDifferentlyIsRefused) {
+  using charrnn::request_framing_problem;
+  const std::vector<std::string> none;
+  EXPECT_EQ(request_framing_problem(none, none, true), "");
+  EXPECT_EQ(request_framing_problem({"42"}, none, true), "");
+  EXPECT_EQ(request_framing_problem({"42", "42"}, none, true), "") << "the same length twice says one thing";
+  EXPECT_EQ(request_framing_problem(none, {"chunked"}, true), "");
+  EXPECT_EQ(request_framing_problem(none, {"Chunked"}, true), "") << "the coding is case-insensitive";
+  EXPECT_CONTAINS(request_framing_problem({"42", "3"}, none, true), "two different");
+  for (const std::string bad : {"-1", "", "lots", "4 2", "+5", "0x10", "100000000000000000000"})
+    EXPECT_CONTAINS(request_framing_problem({bad}, none, true), "number of bytes") << bad;
+  EXPECT_CONTAINS(request_framing_problem({"10"}, {"chunked"}, true), "both");
+  EXPECT_CONTAINS(request_framing_problem(none, {"gzip"}, true), "chunked");
+  EXPECT_CONTAINS(request_framing_problem(none, {"gzip, chunked"}, true), "chunked");
+  EXPECT_CONTAINS(request_framing_problem(none, {"chunked", "chunked"}, true), "chunked");
+  EXPECT_CONTAINS(request_framing_problem(none, {"chunked"}, false), "takes a request body");
+}
+
 TEST(ServeApi, StopFilterNeverReleasesAStopStringOrWhatCouldStartOne) {
   charrnn::StopFilter f({"\n\n", "END"});
   std::string out;

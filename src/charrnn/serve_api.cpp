@@ -1,6 +1,7 @@
 #include "charrnn/serve_api.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <iomanip>
 #include <limits>
@@ -18,6 +19,22 @@ json error_body(const ApiError& e) {
             {"type", e.type},
             {"param", e.param.empty() ? json(nullptr) : json(e.param)},
             {"code", e.code.empty() ? json(nullptr) : json(e.code)}}}};
+}
+
+std::string request_framing_problem(const std::vector<std::string>& content_lengths,
+                                    const std::vector<std::string>& transfer_encodings, bool takes_body) {
+  for (const std::string& length : content_lengths) {
+    if (length.empty() || length.size() > 18 || length.find_first_not_of("0123456789") != std::string::npos)
+      return "Content-Length must be a number of bytes, got \"" + length.substr(0, 40) + "\"";
+    if (length != content_lengths.front()) return "two different Content-Length headers";
+  }
+  if (transfer_encodings.empty()) return "";
+  if (!content_lengths.empty()) return "both Content-Length and Transfer-Encoding";
+  std::string encoding = transfer_encodings.size() == 1 ? transfer_encodings.front() : "";
+  for (char& ch : encoding) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  if (encoding != "chunked") return "Transfer-Encoding must be \"chunked\" alone";
+  if (!takes_body) return "only POST /v1/completions takes a request body";
+  return "";
 }
 
 namespace {

@@ -36,6 +36,15 @@ class ApiError : public Error {
 /// {"error": {"message", "type", "param", "code"}}; empty param and code are null.
 nlohmann::json error_body(const ApiError& error);
 
+/// Why a request's framing is refused before its body is read, or "" when
+/// it is not: more than one Content-Length with different values, one that
+/// is not a decimal number of bytes, Transfer-Encoding other than plain
+/// "chunked", both headers at once (which two readers of the request could
+/// take differently), or a chunked body sent to a route that takes none
+/// (`takes_body`). The values are the headers' as received, one per header.
+std::string request_framing_problem(const std::vector<std::string>& content_lengths,
+                                    const std::vector<std::string>& transfer_encodings, bool takes_body);
+
 struct ServeLimits {
   int64_t max_tokens = 10000;         ///< --max-length: characters one choice may ask for
   int64_t max_prompt_chars = 100000;  ///< characters of one prompt

@@ -49,9 +49,39 @@ std::string random_id() {
   return std::string("cmpl-") + buffer;
 }
 
+constexpr const char* kBodyTooLarge = "the request body is larger than this server takes (--max-body)";
+
+std::vector<std::string> header_values(const httplib::Request& req, const char* name) {
+  std::vector<std::string> values;
+  const auto range = req.headers.equal_range(name);  // case-insensitive, as HTTP wants
+  for (auto it = range.first; it != range.second; ++it) values.push_back(it->second);
+  return values;
+}
+
+std::string framing_problem(const httplib::Request& req) {
+  return request_framing_problem(header_values(req, "Content-Length"), header_values(req, "Transfer-Encoding"),
+                                 req.method == "POST" && req.path == "/v1/completions");
+}
+
 void send_error(httplib::Response& res, const ApiError& e) {
   res.status = e.status;
   res.set_content(error_body(e).dump(), "application/json");
+}
+
+// An error after which the connection must close, because the rest of the
+// request was not read (and must not be taken for a next request).
+// cpp-httplib 0.11 keeps a connection open unless the client asked for
+// "close", whatever the response says; a body written by a provider that
+// then reports failure makes it close the socket once the response is out.
+void send_error_and_close(httplib::Response& res, const ApiError& e) {
+  auto body = std::make_shared<const std::string>(error_body(e).dump());
+  res.status = e.status;
+  res.set_header("Connection", "close");
+  res.set_content_provider(body->size(), "application/json",
+                           [body](size_t offset, size_t length, httplib::DataSink& sink) {
+                             sink.write(body->data() + offset, length);
+                             return false;  // all written: failing now closes the connection
+                           });
 }
 
 // What one completion request streams or returns, choice by choice.
@@ -99,6 +129,7 @@ class Server {
     cors_origin_ = args.count("cors-origin") ? args["cors-origin"].as<std::string>() : "";
     const int64_t max_body = int_flag(args, "max-body", 1 << 20);
     if (max_body < 1024) throw UsageError("--max-body must be >= 1024 bytes");
+    max_body_ = static_cast<size_t>(max_body);
     model_id_ = std::filesystem::path(checkpoint_path_).stem().string();
     if (!is_valid_utf8(model_id_)) model_id_ = "charrnn";
 
@@ -107,10 +138,17 @@ class Server {
     const size_t workers = static_cast<size_t>(engine_options_.slots + engine_options_.queue + 16);
     http_.new_task_queue = [workers] { return new httplib::ThreadPool(workers); };
     http_.set_payload_max_length(static_cast<size_t>(max_body));
-    // a client that sends its request a byte a minute is cut off
-    http_.set_read_timeout(std::chrono::seconds(10));
-    http_.set_write_timeout(std::chrono::seconds(10));
+    // a client that sends its request a byte a minute is cut off, and so is
+    // one that stops reading its stream
+    const int64_t timeout = int_flag(args, "timeout", 10);
+    if (timeout < 1 || timeout > 3600) throw UsageError("--timeout must be in [1, 3600] seconds");
+    http_.set_read_timeout(std::chrono::seconds(timeout));
+    http_.set_write_timeout(std::chrono::seconds(timeout));
     http_.set_keep_alive_timeout(2);
+    // small writes (a response's head, then its body; an event of a
+    // stream) go out at once: with Nagle's algorithm each waited for the
+    // client's delayed ACK, 40 ms a response
+    http_.set_tcp_nodelay(true);
     routes();
   }
 
@@ -204,6 +242,12 @@ class Server {
         res.status = cors_origin_.empty() ? 405 : 204;
         return httplib::Server::HandlerResponse::Handled;
       }
+      // before any body is read: a framing that two readers of the request
+      // could take differently is refused, and the connection closed
+      if (const std::string framing = framing_problem(req); !framing.empty()) {
+        send_error_and_close(res, ApiError(400, framing));
+        return httplib::Server::HandlerResponse::Handled;
+      }
       // the playground page is served without the key, as a browser cannot
       // send one when it opens a page: the page holds nothing of the model,
       // and asks for the key before it calls the API
@@ -216,9 +260,10 @@ class Server {
       return httplib::Server::HandlerResponse::Unhandled;
     });
     http_.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
-      if (!res.body.empty() || res.status == 204) return;  // a handler's own error body
+      if (!res.body.empty() || res.status == 204 || res.has_header("Connection"))
+        return;  // a handler's own error body (send_error, send_error_and_close)
       const std::string message = res.status == 404   ? "no route " + req.path
-                                  : res.status == 413 ? "the request body is larger than this server takes (--max-body)"
+                                  : res.status == 413 ? kBodyTooLarge
                                   : res.status == 405 ? req.method + " is not allowed on " + req.path
                                                       : "the request could not be read";
       send_error(res, ApiError(res.status, message));
@@ -253,7 +298,23 @@ class Server {
     http_.Get("/", [](const httplib::Request&, httplib::Response& res) {
       res.set_content(kPlaygroundHtml, "text/html; charset=utf-8");
     });
-    http_.Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res) { complete(req, res); });
+    // the body is read here, up to --max-body, rather than by cpp-httplib,
+    // which (0.11) takes a chunked body of any size into memory
+    http_.Post("/v1/completions",
+               [this](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& read) {
+                 std::string body;
+                 bool too_large = false;
+                 const bool complete_body = read([&](const char* data, size_t size) {
+                   too_large = body.size() + size > max_body_;
+                   if (!too_large) body.append(data, size);
+                   return !too_large;
+                 });
+                 if (too_large || res.status == 413 || !complete_body)  // the rest of it is not read
+                   return send_error_and_close(res, too_large || res.status == 413
+                                                        ? ApiError(413, kBodyTooLarge)
+                                                        : ApiError(400, "the request body could not be read"));
+                 complete(body, res);
+               });
     // the known routes with another method: 405 rather than 404
     const auto not_allowed = [](const char* allow) {
       return [allow](const httplib::Request&, httplib::Response& res) {
@@ -290,7 +351,7 @@ class Server {
             {"best_val_bpc", p.best_step >= 0 ? json(p.best_val_loss / std::log(2.0)) : json(nullptr)}};
   }
 
-  void complete(const httplib::Request& req, httplib::Response& res) {
+  void complete(const std::string& body, httplib::Response& res) {
     auto c = std::make_shared<Completion>();
     c->start = Clock::now();
     // one engine for the whole request: a reload meanwhile does not change its model
@@ -298,7 +359,7 @@ class Server {
     const charrnn::SampleOptions& sample = engine->checkpoint().config.sample;
     const RequestDefaults defaults{sample.length, {sample.temperature, sample.top_k, sample.top_p}};
     try {
-      c->request = parse_completion_request(req.body, engine->checkpoint().vocab, limits_, defaults);
+      c->request = parse_completion_request(body, engine->checkpoint().vocab, limits_, defaults);
     } catch (const ApiError& e) {
       return send_error(res, e);
     }
@@ -421,6 +482,7 @@ class Server {
   std::string host_, api_key_, cors_origin_, model_id_;
   int port_ = 8080;
   std::chrono::milliseconds stream_interval_{10};
+  size_t max_body_ = 0;
 };
 
 }  // namespace
@@ -440,6 +502,8 @@ int cmd_serve(int argc, char** argv) {
       ("max-body", "largest request body in bytes; past it, 413 (default 1 MiB)", cxxopts::value<std::string>())
       ("stream-interval", "streaming: the text of this many milliseconds goes out as one event (default 10; 0: an event "
                           "per read, as soon as there is text)", cxxopts::value<std::string>())
+      ("timeout", "seconds a client may leave the server waiting for its next byte, or for reading what it was sent, "
+                  "before it is cut off (default 10)", cxxopts::value<std::string>())
       ("cors-origin", "send CORS headers allowing this origin (none by default)", cxxopts::value<std::string>())
       ("watch", "reload the model when the checkpoint file is replaced (training renames each new one into place)");
   const auto args = parse(options, argc, argv);
