@@ -147,22 +147,7 @@ StepDecoder::StepDecoder(std::shared_ptr<const DecoderWeights> weights, int64_t 
 
 StepDecoder::~StepDecoder() = default;
 
-void StepDecoder::set_state(const State& state) {
-  torch::NoGradGuard no_grad;
-  for (int64_t l = 0; l < layers_; ++l) {
-    torch::Tensor& h = hidden_[static_cast<size_t>(l)];
-    if (state.defined())
-      h.copy_(state.h[l]);
-    else
-      h.zero_();
-  }
-  if (c_.defined()) {
-    if (state.c.defined())
-      c_.copy_(state.c);
-    else
-      c_.zero_();
-  }
-}
+void StepDecoder::set_state(const State& state) { copy_into_rows(0, streams_, state); }
 
 State StepDecoder::state() const {
   return {torch::stack(hidden_), c_.defined() ? c_.clone() : torch::Tensor()};
@@ -182,16 +167,20 @@ void StepDecoder::set_row_state(int64_t row, const State& state) {
   };
   if (state.defined() && (!fits(state.h) || (c_.defined() && state.c.defined() && !fits(state.c))))
     throw UsageError("a stream's state must be (" + std::to_string(layers_) + ", 1, " + std::to_string(hidden_size_) + ")");
+  copy_into_rows(row, 1, state);
+}
+
+void StepDecoder::copy_into_rows(int64_t first, int64_t rows, const State& state) {
   torch::NoGradGuard no_grad;
   for (int64_t l = 0; l < layers_; ++l) {
-    torch::Tensor h = hidden_[static_cast<size_t>(l)].narrow(0, row, 1);
+    torch::Tensor h = hidden_[static_cast<size_t>(l)].narrow(0, first, rows);
     if (state.defined())
       h.copy_(state.h[l]);
     else
       h.zero_();
   }
   if (c_.defined()) {
-    torch::Tensor c = c_.narrow(1, row, 1);
+    torch::Tensor c = c_.narrow(1, first, rows);
     if (state.c.defined())
       c.copy_(state.c);
     else

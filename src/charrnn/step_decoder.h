@@ -136,6 +136,9 @@ class StepDecoder {
   };
   void check_ids(const Part& part, const int64_t* ids) const;
   void check_row(int64_t row) const;
+  /// Rows [first, first + rows) of the state from `state`'s (L, rows, H)
+  /// tensors; zeros where it is undefined.
+  void copy_into_rows(int64_t first, int64_t rows, const State& state);
   /// step_part() once the part's ids are checked.
   void step_rows(Part& part, const int64_t* ids);
   void affine(const Affine& w, torch::Tensor& out, torch::Tensor& out_row, const torch::Tensor& input,
