@@ -137,7 +137,7 @@ class Server {
     // the connections served at once, the rest wait to be accepted
     const size_t workers = static_cast<size_t>(engine_options_.slots + engine_options_.queue + 16);
     http_.new_task_queue = [workers] { return new httplib::ThreadPool(workers); };
-    http_.set_payload_max_length(static_cast<size_t>(max_body));
+    http_.set_payload_max_length(max_body_);
     // a client that sends its request a byte a minute is cut off, and so is
     // one that stops reading its stream
     const int64_t timeout = int_flag(args, "timeout", 10);
@@ -309,10 +309,10 @@ class Server {
                    if (!too_large) body.append(data, size);
                    return !too_large;
                  });
-                 if (too_large || res.status == 413 || !complete_body)  // the rest of it is not read
-                   return send_error_and_close(res, too_large || res.status == 413
-                                                        ? ApiError(413, kBodyTooLarge)
-                                                        : ApiError(400, "the request body could not be read"));
+                 // cpp-httplib says 413 itself for a Content-Length past --max-body
+                 if (too_large || res.status == 413)  // the rest of it is not read
+                   return send_error_and_close(res, ApiError(413, kBodyTooLarge));
+                 if (!complete_body) return send_error_and_close(res, ApiError(400, "the request body could not be read"));
                  complete(body, res);
                });
     // the known routes with another method: 405 rather than 404
