@@ -20,10 +20,12 @@ import json
 import os
 import random
 import shutil
-import subprocess
 import sys
 
 import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from script_support import charrnn  # noqa: E402
 
 passed = 0
 failed = 0
@@ -36,13 +38,6 @@ def check(condition, what):
     else:
         failed += 1
         print("FAIL:", what, flush=True)
-
-
-def charrnn(binary, *args):
-    result = subprocess.run([binary, *args], capture_output=True, text=True, encoding="utf-8")
-    if result.returncode != 0:
-        raise RuntimeError(f"charrnn {' '.join(args)} failed ({result.returncode}): {result.stderr}")
-    return result.stdout
 
 
 def make_play(path):

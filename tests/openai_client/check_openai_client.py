@@ -22,7 +22,7 @@ import sys
 
 here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(here, ".."))
-from serve_support import Server, as_printed, check, continuation, finish, train_small_model  # noqa: E402
+from script_support import Server, as_printed, check, continuation, finish, train_small_model  # noqa: E402
 
 
 def install_client(work):

@@ -36,7 +36,7 @@ import time
 
 here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(here, ".."))
-from serve_support import Server, as_printed, check, continuation, finish, train_small_model  # noqa: E402
+from script_support import Server, as_printed, check, continuation, finish, train_small_model  # noqa: E402
 
 PROMPT = "the night is "
 MAX_BODY = 4096

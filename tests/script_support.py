@@ -1,9 +1,10 @@
-"""What the end-to-end tests of `charrnn serve` share: a small model trained
-on a text written here, a server started on a loopback port and stopped,
-checks that are counted, and `charrnn generate`'s text to compare with.
+"""What the Python test scripts share: running the charrnn binary; for the
+end-to-end tests of `charrnn serve`, a small model trained on a text
+written here, a server started on a loopback port and stopped, checks that
+are counted, and `charrnn generate`'s text to compare with.
 
-Imported by tests/openai_client, tests/browser and tests/serve_e2e (each
-puts this folder on sys.path).
+Imported by tests/interop, tests/openai_client, tests/browser and
+tests/serve_e2e (each puts this folder on sys.path).
 """
 import os
 import random
