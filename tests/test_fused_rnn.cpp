@@ -144,10 +144,64 @@ INSTANTIATE_TEST_SUITE_P(GatedCells, FusedCellStep,
                                   charrnn::to_string(std::get<1>(info.param));
                          });
 
+// One layer fed by a plain input (the model's first layer is fed by its
+// embedding's table instead): the output, the final state and the gradients
+// of the input, h0 and every weight against nn::LSTM/GRU/RNN.
+TEST_P(FusedRnn, LayerOnAnInputMatchesNnModule) {
+  const auto [cell, layers, blas_threads] = GetParam();
+  if (layers != 1) GTEST_SKIP() << "one layer is enough";
+  const int64_t T = 7, B = 6, I = 9, H = 33;  // 6 rows: a full AVX2 tile; 33 columns: a partial panel
+  torch::nn::LSTM lstm(torch::nn::LSTMOptions(I, H));
+  torch::nn::GRU gru(torch::nn::GRUOptions(I, H));
+  torch::nn::RNN rnn(torch::nn::RNNOptions(I, H));
+  const std::vector<torch::Tensor> w = cell == CellType::LSTM  ? lstm->all_weights()
+                                       : cell == CellType::GRU ? gru->all_weights()
+                                                               : rnn->all_weights();
+  const torch::Tensor x0 = torch::randn({T, B, I}), h00 = torch::randn({B, H}), c00 = torch::randn({B, H});
+  const torch::Tensor w_out = torch::randn({T, B, H}), w_h = torch::randn({B, H});
+
+  auto grads = [&](bool fused) {
+    const torch::Tensor x = x0.clone().requires_grad_(true), h0 = h00.clone().requires_grad_(true);
+    torch::Tensor out, h;
+    if (fused) {
+      charrnn::FusedLayerOutput r = charrnn::fused_rnn_layer(cell, x, h0, c00, w[0], w[1], w[2], w[3]);
+      out = r.out, h = r.h;
+    } else if (cell == CellType::LSTM) {
+      auto [o, hc] = lstm(x, std::make_tuple(h0.unsqueeze(0), c00.unsqueeze(0)));
+      out = o, h = std::get<0>(hc)[0];
+    } else {
+      auto [o, hn] = cell == CellType::GRU ? gru(x, h0.unsqueeze(0)) : rnn(x, h0.unsqueeze(0));
+      out = o, h = hn[0];
+    }
+    for (const auto& p : w) p.mutable_grad() = torch::Tensor();
+    ((out * w_out).sum() + (h * w_h).sum()).backward();
+    std::vector<torch::Tensor> result{out.detach(), h.detach(), x.grad(), h0.grad()};
+    for (const auto& p : w) result.push_back(p.grad().clone());
+    return result;
+  };
+  const auto fused = grads(true), reference = grads(false);
+  const char* names[] = {"output", "final h", "gradient of x", "gradient of h0",
+                         "gradient of w_ih", "gradient of w_hh", "gradient of b_ih", "gradient of b_hh"};
+  for (size_t i = 0; i < reference.size(); ++i) expect_close(fused[i], reference[i], names[i]);
+}
+
 TEST(FusedRnnGuards, OnlyFloatCpuInputIsSupported) {
   EXPECT_TRUE(charrnn::fused_rnn_supported(torch::zeros({2, 3, 4})));
   EXPECT_FALSE(charrnn::fused_rnn_supported(torch::zeros({2, 3, 4}, torch::kDouble)));
   EXPECT_FALSE(charrnn::fused_rnn_supported(torch::zeros({3, 4})));
+}
+
+TEST(FusedRnnGuards, EmbeddedLayerNeedsTimeByBatchIds) {
+  const torch::Tensor emb = torch::randn({5, 3}), w_ih = torch::randn({4, 3}), w_hh = torch::randn({4, 4}),
+                      b = torch::zeros({4}), h0 = torch::zeros({2, 4});
+  const auto layer = [&](const torch::Tensor& ids) {
+    return charrnn::fused_rnn_embedded_layer(CellType::RNN, ids, emb, h0, h0, w_ih, w_hh, b, b);
+  };
+  EXPECT_EQ(layer(torch::randint(0, 5, {3, 2}, torch::kLong)).out.sizes(), (std::vector<int64_t>{3, 2, 4}));
+  EXPECT_THROW(layer(torch::randint(0, 5, {6}, torch::kLong)), c10::Error);
+  EXPECT_THROW(layer(torch::randint(0, 5, {3, 2}, torch::kInt)), c10::Error);
+  EXPECT_THROW(layer(torch::zeros({0, 2}, torch::kLong)), c10::Error);
+  EXPECT_THROW(layer(torch::full({3, 2}, 5, torch::kLong)), c10::Error);  // an id past the table
 }
 
 TEST(FusedRnnGuards, InferenceUsesLibTorchKernels) {

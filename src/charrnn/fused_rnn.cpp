@@ -365,14 +365,44 @@ CHARRNN_FOR_EACH_ISA(gru_decoder_step, (int64_t B, int64_t H, const float* gates
 
 namespace {
 
+// The input part of every time step's gates, (T*B, G*H), in one pass. Either
+// x W_ih^T + bias for x (T, B, I), or, for a first layer fed by the
+// embedding, rows of table = embedding W_ih^T + bias picked by the ids
+// (T, B): the embedding followed by W_ih is a linear map of a one-hot, so
+// its (V, G*H) products replace a (T*B, E) x (E, G*H) one in the forward and
+// two in the backward (model.cpp builds the table). `ids` is empty for x.
+struct LayerInput {
+  const Tensor& x;    // (T, B, I), or the (V, G*H) table when ids is not empty
+  const Tensor& ids;  // (T, B) int64, or empty
+  bool from_table() const { return ids.numel() > 0; }
+  int64_t steps() const { return from_table() ? ids.size(0) : x.size(0); }
+  int64_t batch() const { return from_table() ? ids.size(1) : x.size(1); }
+
+  Tensor gates(const Tensor& bias, const Tensor& w_ih) const {
+    if (from_table()) return x.index_select(0, ids.reshape({-1}));
+    return torch::addmm(bias, x.reshape({steps() * batch(), -1}), w_ih.t());
+  }
+
+  struct Gradients {
+    Tensor x, w_ih, bias;  // the table's gradient in x, the others undefined, when from_table()
+  };
+  /// d_gates: (T*B, G*H), the gradient of gates()'s result.
+  Gradients gradients(const Tensor& d_gates, const Tensor& w_ih) const {
+    if (from_table()) return {torch::zeros_like(x).index_add_(0, ids.reshape({-1}), d_gates), {}, {}};
+    return {d_gates.mm(w_ih).view(x.sizes()), d_gates.t().mm(x.reshape({steps() * batch(), -1})),
+            d_gates.sum(0)};
+  }
+};
+
 // ---------------------------------------------------------------- LSTM
 // gates per row: [i | f | g | o], each H wide (PyTorch's order).
 struct LstmFunction : public torch::autograd::Function<LstmFunction> {
-  static variable_list forward(AutogradContext* ctx, Tensor x, Tensor h0, Tensor c0, Tensor w_ih, Tensor w_hh,
-                               Tensor b_ih, Tensor b_hh) {
-    const int64_t T = x.size(0), B = x.size(1), H = w_hh.size(1);
+  static variable_list forward(AutogradContext* ctx, Tensor x, Tensor ids, Tensor h0, Tensor c0, Tensor w_ih,
+                               Tensor w_hh, Tensor b_ih, Tensor b_hh) {
+    const LayerInput input{x, ids};
+    const int64_t T = input.steps(), B = input.batch(), H = w_hh.size(1);
     // all input projections at once: (T*B, I) x (I, 4H) -> gates (T, B, 4H)
-    Tensor gates = torch::addmm(b_ih + b_hh, x.reshape({T * B, -1}), w_ih.t()).view({T, B, 4 * H});
+    Tensor gates = input.gates(b_ih + b_hh, w_ih).view({T, B, 4 * H});
     Tensor out = torch::empty({T, B, H}, x.options());
     Tensor c = torch::empty({T + 1, B, H}, x.options());  // c[0] = c0, c[t+1] after step t
     Tensor tanh_c = torch::empty({T, B, H}, x.options());
@@ -386,15 +416,16 @@ struct LstmFunction : public torch::autograd::Function<LstmFunction> {
                      tanh_c[t].data_ptr<float>(), out[t].data_ptr<float>());
       h_prev = out[t];
     }
-    ctx->save_for_backward({x, h0, w_ih, w_hh, gates, out, c, tanh_c});
+    ctx->save_for_backward({x, ids, h0, w_ih, w_hh, gates, out, c, tanh_c});
     return {out, out[T - 1].clone(), c[T].clone()};
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto saved = ctx->get_saved_variables();
-    const Tensor &x = saved[0], &h0 = saved[1], &w_ih = saved[2], &w_hh = saved[3], &gates = saved[4],
-                 &out = saved[5], &c = saved[6], &tanh_c = saved[7];
-    const int64_t T = x.size(0), B = x.size(1), H = w_hh.size(1);
+    const Tensor &x = saved[0], &ids = saved[1], &h0 = saved[2], &w_ih = saved[3], &w_hh = saved[4],
+                 &gates = saved[5], &out = saved[6], &c = saved[7], &tanh_c = saved[8];
+    const LayerInput input{x, ids};
+    const int64_t T = input.steps(), B = input.batch(), H = w_hh.size(1);
     const Tensor d_out = grads[0].defined() ? grads[0].contiguous() : Tensor();
     Tensor dh = grads[1].defined() ? grads[1].clone().contiguous() : torch::zeros({B, H}, x.options());
     Tensor dc = grads[2].defined() ? grads[2].clone().contiguous() : torch::zeros({B, H}, x.options());
@@ -406,14 +437,11 @@ struct LstmFunction : public torch::autograd::Function<LstmFunction> {
                           dc.data_ptr<float>(), d_gates[t].data_ptr<float>());
       w_hh_packed.multiply(d_gates[t], dh, /*accumulate=*/false);  // (B, 4H) x (4H, H)
     }
-    const Tensor dg2 = d_gates.view({T * B, 4 * H});
-    const Tensor dx = dg2.mm(w_ih).view(x.sizes());
+    const LayerInput::Gradients d_input = input.gradients(d_gates.view({T * B, 4 * H}), w_ih);
     Tensor dw_hh = d_gates[0].t().mm(h0);
     if (T > 1) dw_hh.addmm_(d_gates.narrow(0, 1, T - 1).reshape({(T - 1) * B, 4 * H}).t(),
                             out.narrow(0, 0, T - 1).reshape({(T - 1) * B, H}));
-    const Tensor dw_ih = dg2.t().mm(x.reshape({T * B, -1}));
-    const Tensor db = dg2.sum(0);
-    return {dx, dh, dc, dw_ih, dw_hh, db, db};
+    return {d_input.x, Tensor(), dh, dc, d_input.w_ih, dw_hh, d_input.bias, d_input.bias};
   }
 };
 
@@ -421,10 +449,11 @@ struct LstmFunction : public torch::autograd::Function<LstmFunction> {
 // gates per row: [r | z | n]. n = tanh(x_n + r * (h W_hn^T + b_hn)), so the
 // recurrent part is kept apart from the input part.
 struct GruFunction : public torch::autograd::Function<GruFunction> {
-  static variable_list forward(AutogradContext* ctx, Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, Tensor b_ih,
-                               Tensor b_hh) {
-    const int64_t T = x.size(0), B = x.size(1), H = w_hh.size(1);
-    const Tensor xg = torch::addmm(b_ih, x.reshape({T * B, -1}), w_ih.t()).view({T, B, 3 * H});  // (T, B, 3H)
+  static variable_list forward(AutogradContext* ctx, Tensor x, Tensor ids, Tensor h0, Tensor w_ih, Tensor w_hh,
+                               Tensor b_ih, Tensor b_hh) {
+    const LayerInput input{x, ids};
+    const int64_t T = input.steps(), B = input.batch(), H = w_hh.size(1);
+    const Tensor xg = input.gates(b_ih, w_ih).view({T, B, 3 * H});  // (T, B, 3H)
     Tensor hg = b_hh.expand({T, B, 3 * H}).contiguous();  // b_hh now, h_{t-1} W_hh^T + b_hh after step t
     Tensor act = torch::empty({T, B, 3 * H}, x.options());  // r, z, n after activation
     Tensor out = torch::empty({T, B, H}, x.options());
@@ -437,15 +466,16 @@ struct GruFunction : public torch::autograd::Function<GruFunction> {
                     act[t].data_ptr<float>(), out[t].data_ptr<float>());
       h_prev = out[t];
     }
-    ctx->save_for_backward({x, h0, w_ih, w_hh, hg, act, out});
+    ctx->save_for_backward({x, ids, h0, w_ih, w_hh, hg, act, out});
     return {out, out[T - 1].clone()};
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto saved = ctx->get_saved_variables();
-    const Tensor &x = saved[0], &h0 = saved[1], &w_ih = saved[2], &w_hh = saved[3], &hg = saved[4],
-                 &act = saved[5], &out = saved[6];
-    const int64_t T = x.size(0), B = x.size(1), H = w_hh.size(1);
+    const Tensor &x = saved[0], &ids = saved[1], &h0 = saved[2], &w_ih = saved[3], &w_hh = saved[4],
+                 &hg = saved[5], &act = saved[6], &out = saved[7];
+    const LayerInput input{x, ids};
+    const int64_t T = input.steps(), B = input.batch(), H = w_hh.size(1);
     const Tensor d_out = grads[0].defined() ? grads[0].contiguous() : Tensor();
     Tensor dh = grads[1].defined() ? grads[1].clone().contiguous() : torch::zeros({B, H}, x.options());
     Tensor d_xg = torch::empty({T, B, 3 * H}, x.options());
@@ -458,21 +488,21 @@ struct GruFunction : public torch::autograd::Function<GruFunction> {
                          d_xg[t].data_ptr<float>(), d_hg[t].data_ptr<float>());
       w_hh_packed.multiply(d_hg[t], dh, /*accumulate=*/true);  // dh_{t-1} = dh_t z + d_hg W_hh
     }
-    const Tensor dxg2 = d_xg.view({T * B, 3 * H}), dhg2 = d_hg.view({T * B, 3 * H});
-    const Tensor dx = dxg2.mm(w_ih).view(x.sizes());
+    const LayerInput::Gradients d_input = input.gradients(d_xg.view({T * B, 3 * H}), w_ih);
     Tensor dw_hh = d_hg[0].t().mm(h0);
     if (T > 1) dw_hh.addmm_(d_hg.narrow(0, 1, T - 1).reshape({(T - 1) * B, 3 * H}).t(),
                             out.narrow(0, 0, T - 1).reshape({(T - 1) * B, H}));
-    return {dx, dh, dxg2.t().mm(x.reshape({T * B, -1})), dw_hh, dxg2.sum(0), dhg2.sum(0)};
+    return {d_input.x, Tensor(), dh, d_input.w_ih, dw_hh, d_input.bias, d_hg.view({T * B, 3 * H}).sum(0)};
   }
 };
 
 // ---------------------------------------------------------------- RNN (tanh)
 struct RnnFunction : public torch::autograd::Function<RnnFunction> {
-  static variable_list forward(AutogradContext* ctx, Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, Tensor b_ih,
-                               Tensor b_hh) {
-    const int64_t T = x.size(0), B = x.size(1), H = w_hh.size(1);
-    Tensor out = torch::addmm(b_ih + b_hh, x.reshape({T * B, -1}), w_ih.t()).view({T, B, H});
+  static variable_list forward(AutogradContext* ctx, Tensor x, Tensor ids, Tensor h0, Tensor w_ih, Tensor w_hh,
+                               Tensor b_ih, Tensor b_hh) {
+    const LayerInput input{x, ids};
+    const int64_t T = input.steps(), B = input.batch(), H = w_hh.size(1);
+    Tensor out = input.gates(b_ih + b_hh, w_ih).view({T, B, H});
     const PackedWeight w_hh_t(w_hh.t());  // (H, H)
     Tensor h_prev = h0.contiguous();
     for (int64_t t = 0; t < T; ++t) {
@@ -481,14 +511,16 @@ struct RnnFunction : public torch::autograd::Function<RnnFunction> {
       o.tanh_();
       h_prev = o;
     }
-    ctx->save_for_backward({x, h0, w_ih, w_hh, out});
+    ctx->save_for_backward({x, ids, h0, w_ih, w_hh, out});
     return {out, out[T - 1].clone()};
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto saved = ctx->get_saved_variables();
-    const Tensor &x = saved[0], &h0 = saved[1], &w_ih = saved[2], &w_hh = saved[3], &out = saved[4];
-    const int64_t T = x.size(0), B = x.size(1), H = w_hh.size(1);
+    const Tensor &x = saved[0], &ids = saved[1], &h0 = saved[2], &w_ih = saved[3], &w_hh = saved[4],
+                 &out = saved[5];
+    const LayerInput input{x, ids};
+    const int64_t T = input.steps(), B = input.batch(), H = w_hh.size(1);
     const Tensor d_out = grads[0].defined() ? grads[0].contiguous() : Tensor();
     Tensor dh = grads[1].defined() ? grads[1].clone().contiguous() : torch::zeros({B, H}, x.options());
     Tensor d_pre = torch::empty({T, B, H}, x.options());
@@ -501,13 +533,11 @@ struct RnnFunction : public torch::autograd::Function<RnnFunction> {
       for (int64_t k = 0; k < B * H; ++k) dp[k] = (dhp[k] + (dop ? dop[k] : 0.0f)) * (1.0f - hp[k] * hp[k]);
       w_hh_packed.multiply(d_pre[t], dh, /*accumulate=*/false);
     }
-    const Tensor dp2 = d_pre.view({T * B, H});
-    const Tensor dx = dp2.mm(w_ih).view(x.sizes());
+    const LayerInput::Gradients d_input = input.gradients(d_pre.view({T * B, H}), w_ih);
     Tensor dw_hh = d_pre[0].t().mm(h0);
     if (T > 1) dw_hh.addmm_(d_pre.narrow(0, 1, T - 1).reshape({(T - 1) * B, H}).t(),
                             out.narrow(0, 0, T - 1).reshape({(T - 1) * B, H}));
-    const Tensor db = dp2.sum(0);
-    return {dx, dh, dp2.t().mm(x.reshape({T * B, -1})), dw_hh, db, db};
+    return {d_input.x, Tensor(), dh, d_input.w_ih, dw_hh, d_input.bias, d_input.bias};
   }
 };
 
@@ -517,26 +547,54 @@ bool fused_rnn_supported(const torch::Tensor& x) {
   return x.device().is_cpu() && x.scalar_type() == torch::kFloat && x.dim() == 3 && x.size(0) > 0;
 }
 
-FusedLayerOutput fused_rnn_layer(CellType cell, const torch::Tensor& x, const torch::Tensor& h0,
-                                 const torch::Tensor& c0, const torch::Tensor& w_ih, const torch::Tensor& w_hh,
-                                 const torch::Tensor& b_ih, const torch::Tensor& b_hh) {
-  TORCH_CHECK(fused_rnn_supported(x), "fused RNN layers need float32 CPU input of shape (T, B, I)");
-  const torch::Tensor xc = x.contiguous();
+namespace {
+
+// x: (T, B, I) input, or the (V, G*H) table when ids (T, B) is not empty
+FusedLayerOutput apply_layer(CellType cell, const torch::Tensor& x, const torch::Tensor& ids, const torch::Tensor& h0,
+                             const torch::Tensor& c0, const torch::Tensor& w_ih, const torch::Tensor& w_hh,
+                             const torch::Tensor& b_ih, const torch::Tensor& b_hh) {
   switch (cell) {
     case CellType::LSTM: {
-      auto r = LstmFunction::apply(xc, h0, c0, w_ih, w_hh, b_ih, b_hh);
+      auto r = LstmFunction::apply(x, ids, h0, c0, w_ih, w_hh, b_ih, b_hh);
       return {r[0], r[1], r[2]};
     }
     case CellType::GRU: {
-      auto r = GruFunction::apply(xc, h0, w_ih, w_hh, b_ih, b_hh);
+      auto r = GruFunction::apply(x, ids, h0, w_ih, w_hh, b_ih, b_hh);
       return {r[0], r[1], {}};
     }
     case CellType::RNN: {
-      auto r = RnnFunction::apply(xc, h0, w_ih, w_hh, b_ih, b_hh);
+      auto r = RnnFunction::apply(x, ids, h0, w_ih, w_hh, b_ih, b_hh);
       return {r[0], r[1], {}};
     }
   }
   TORCH_CHECK(false, "unknown cell");
+}
+
+}  // namespace
+
+FusedLayerOutput fused_rnn_layer(CellType cell, const torch::Tensor& x, const torch::Tensor& h0,
+                                 const torch::Tensor& c0, const torch::Tensor& w_ih, const torch::Tensor& w_hh,
+                                 const torch::Tensor& b_ih, const torch::Tensor& b_hh) {
+  TORCH_CHECK(fused_rnn_supported(x), "fused RNN layers need float32 CPU input of shape (T, B, I)");
+  return apply_layer(cell, x.contiguous(), torch::empty({0}, torch::kLong), h0, c0, w_ih, w_hh, b_ih, b_hh);
+}
+
+FusedLayerOutput fused_rnn_embedded_layer(CellType cell, const torch::Tensor& ids,
+                                          const torch::Tensor& embedding_weight, const torch::Tensor& h0,
+                                          const torch::Tensor& c0, const torch::Tensor& w_ih,
+                                          const torch::Tensor& w_hh, const torch::Tensor& b_ih,
+                                          const torch::Tensor& b_hh) {
+  TORCH_CHECK(ids.dim() == 2 && ids.numel() > 0 && ids.scalar_type() == torch::kLong && ids.device().is_cpu(),
+              "fused_rnn_embedded_layer needs (T, B) int64 CPU ids");
+  TORCH_CHECK(embedding_weight.dim() == 2 && embedding_weight.device().is_cpu() &&
+                  embedding_weight.scalar_type() == torch::kFloat,
+              "fused_rnn_embedded_layer needs a float32 CPU embedding");
+  // the GRU keeps b_hh inside its reset gate's product, the others add both
+  // biases to the input part (as the Functions do with x)
+  const torch::Tensor bias = cell == CellType::GRU ? b_ih : b_ih + b_hh;
+  // autograd carries the table's gradient back to the embedding, W_ih and the biases
+  const torch::Tensor table = torch::addmm(bias, embedding_weight, w_ih.t());  // (V, G*H)
+  return apply_layer(cell, table, ids.contiguous(), h0, c0, w_ih, w_hh, b_ih, b_hh);
 }
 
 }  // namespace charrnn

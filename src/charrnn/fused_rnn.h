@@ -33,6 +33,18 @@ FusedLayerOutput fused_rnn_layer(CellType cell, const torch::Tensor& x, const to
                                  const torch::Tensor& c0, const torch::Tensor& w_ih, const torch::Tensor& w_hh,
                                  const torch::Tensor& b_ih, const torch::Tensor& b_hh);
 
+/// The same for a first layer fed by an embedding: x = embedding_weight[ids],
+/// ids (T, B) int64, embedding_weight (V, I). Its input projections are rows
+/// of embedding_weight W_ih^T + bias, one (V, I) x (I, G*H) product instead of
+/// a (T*B, I) one, and its backward scatters the gates' gradients into V rows
+/// instead of two more (T*B)-row products; differentiable with respect to the
+/// embedding too.
+FusedLayerOutput fused_rnn_embedded_layer(CellType cell, const torch::Tensor& ids,
+                                          const torch::Tensor& embedding_weight, const torch::Tensor& h0,
+                                          const torch::Tensor& c0, const torch::Tensor& w_ih,
+                                          const torch::Tensor& w_hh, const torch::Tensor& b_ih,
+                                          const torch::Tensor& b_hh);
+
 /// Whether the fused layers handle this input (float32 on the CPU).
 bool fused_rnn_supported(const torch::Tensor& x);
 

@@ -99,18 +99,22 @@ bool CharRNNImpl::uses_fused_layers(const torch::Device& device) const {
          embedding_->weight.scalar_type() == torch::kFloat;
 }
 
-std::pair<torch::Tensor, State> CharRNNImpl::forward_fused(const torch::Tensor& embedded, const State& state,
+std::pair<torch::Tensor, State> CharRNNImpl::forward_fused(const torch::Tensor& input_ids, const State& state,
                                                            const std::vector<torch::Tensor>* dropout_masks) {
-  const int64_t L = options_.num_layers, B = embedded.size(0), H = options_.hidden_size;
+  const int64_t L = options_.num_layers, B = input_ids.size(0), H = options_.hidden_size;
   const std::vector<torch::Tensor> weights = recurrent_weights();  // per layer: w_ih, w_hh, b_ih, b_hh
-  torch::Tensor x = embedded.transpose(0, 1);                      // (T, B, E), time-major
-  const torch::Tensor zeros = torch::zeros({B, H}, embedded.options());
+  const torch::Tensor ids = input_ids.t().to(torch::kLong);          // (T, B), time-major
+  const torch::Tensor zeros = torch::zeros({B, H}, embedding_->weight.options());
+  torch::Tensor x;  // (T, B, H): the layer below's output
   std::vector<torch::Tensor> hs, cs;
   for (int64_t l = 0; l < L; ++l) {
     const torch::Tensor h0 = state.defined() ? state.h[l] : zeros;
     const torch::Tensor c0 = state.c.defined() ? state.c[l] : zeros;
-    FusedLayerOutput layer = fused_rnn_layer(options_.cell, x, h0, c0, weights[4 * l], weights[4 * l + 1],
-                                             weights[4 * l + 2], weights[4 * l + 3]);
+    const torch::Tensor &w_ih = weights[4 * l], &w_hh = weights[4 * l + 1], &b_ih = weights[4 * l + 2],
+                        &b_hh = weights[4 * l + 3];
+    FusedLayerOutput layer =
+        l == 0 ? fused_rnn_embedded_layer(options_.cell, ids, embedding_->weight, h0, c0, w_ih, w_hh, b_ih, b_hh)
+               : fused_rnn_layer(options_.cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh);
     x = layer.out;  // (T, B, H)
     if (options_.dropout > 0 && l + 1 < L)
       x = x * (dropout_masks ? (*dropout_masks)[static_cast<size_t>(l)] : dropout_mask(x.size(0), B, x.options()));
@@ -122,9 +126,9 @@ std::pair<torch::Tensor, State> CharRNNImpl::forward_fused(const torch::Tensor& 
 }
 
 std::pair<torch::Tensor, State> CharRNNImpl::forward(const torch::Tensor& input_ids, const State& state) {
+  if (uses_fused_layers(input_ids.device()) && input_ids.dim() == 2 && input_ids.numel() > 0)
+    return forward_fused(input_ids, state, nullptr);
   const torch::Tensor embedded = embedding_(input_ids);  // (B, T, E)
-  if (uses_fused_layers(input_ids.device()) && fused_rnn_supported(embedded))
-    return forward_fused(embedded, state, nullptr);
   torch::Tensor hidden;                                   // (B, T, H)
   State next;
   if (lstm_) {
@@ -150,7 +154,8 @@ std::pair<torch::Tensor, State> CharRNNImpl::forward(const torch::Tensor& input_
   TORCH_CHECK(uses_fused_layers(input_ids.device()), "dropout masks are for training through the fused CPU layers");
   const size_t expected = options_.dropout > 0 ? static_cast<size_t>(options_.num_layers - 1) : 0;
   TORCH_CHECK(dropout_masks.size() == expected, "expected ", expected, " dropout masks, got ", dropout_masks.size());
-  return forward_fused(embedding_(input_ids), state, &dropout_masks);
+  TORCH_CHECK(input_ids.dim() == 2 && input_ids.numel() > 0, "expected (batch, time) ids with both sizes >= 1");
+  return forward_fused(input_ids, state, &dropout_masks);
 }
 
 int64_t CharRNNImpl::parameter_count() const {

@@ -69,7 +69,8 @@ class CharRNNImpl : public torch::nn::Module {
 
  private:
   std::vector<torch::Tensor> recurrent_weights() const;
-  std::pair<torch::Tensor, State> forward_fused(const torch::Tensor& embedded, const State& state,
+  /// input_ids: (B, T); the embedding is folded into the first layer (fused_rnn_embedded_layer)
+  std::pair<torch::Tensor, State> forward_fused(const torch::Tensor& input_ids, const State& state,
                                                 const std::vector<torch::Tensor>* dropout_masks);
   torch::Tensor dropout_mask(int64_t time, int64_t batch, const torch::TensorOptions& options) const;
 

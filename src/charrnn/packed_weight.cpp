@@ -122,23 +122,32 @@ constexpr TileKernel kPortableTiles[] = {nullptr, tile_portable<1>, tile_portabl
 
 // Panels outer, row blocks inner: a panel (K x 32 floats, 32 KiB for K=256)
 // stays in the first-level cache while every row block passes over it.
+// The M rows are cut into as few blocks as the tallest tile allows, of sizes
+// that differ by at most one: a short last block has too few independent
+// accumulators to hide the multiply-add latency (an AVX2 tile of 2 rows has
+// 4, where the two FMA ports of 4 cycles' latency need 8), so 16 rows run as
+// 6 + 5 + 5 rather than 6 + 6 + 4 and 32 as 6 + 6 + 5 + 5 + 5 + 5, not
+// 6 x 5 + 2. Each entry of c is still summed over k in order.
 void multiply_panels(const TileKernel* tiles, int64_t max_rows, int64_t M, int64_t N, int64_t K, const float* a,
                      int64_t lda, const float* panels, float* c, int64_t ldc, bool accumulate) {
+  if (M == 0) return;
   float edge[8 * kPanel];  // a partial last panel's tile, padded to 32 columns
+  const int64_t blocks = (M + max_rows - 1) / max_rows;
+  const int64_t short_rows = M / blocks, taller_blocks = M % blocks;  // the first taller_blocks get one row more
   for (int64_t p = 0; p * kPanel < N; ++p) {
     const float* panel = panels + p * K * kPanel;
     const int64_t cols = std::min(kPanel, N - p * kPanel);
-    for (int64_t m = 0; m < M; m += max_rows) {
-      const int64_t rows = std::min(max_rows, M - m);
-      float* tile_c = c + m * ldc + p * kPanel;
+    for (int64_t block = 0, first = 0, rows = 0; block < blocks; ++block, first += rows) {
+      rows = short_rows + (block < taller_blocks);
+      float* tile_c = c + first * ldc + p * kPanel;
       if (cols == kPanel) {
-        tiles[rows](K, a + m * lda, lda, panel, tile_c, ldc, accumulate);
+        tiles[rows](K, a + first * lda, lda, panel, tile_c, ldc, accumulate);
         continue;
       }
       std::fill(edge, edge + rows * kPanel, 0.0f);
       if (accumulate)
         for (int64_t r = 0; r < rows; ++r) std::memcpy(edge + r * kPanel, tile_c + r * ldc, sizeof(float) * cols);
-      tiles[rows](K, a + m * lda, lda, panel, edge, kPanel, accumulate);
+      tiles[rows](K, a + first * lda, lda, panel, edge, kPanel, accumulate);
       for (int64_t r = 0; r < rows; ++r) std::memcpy(tile_c + r * ldc, edge + r * kPanel, sizeof(float) * cols);
     }
   }
