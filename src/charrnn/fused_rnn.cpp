@@ -370,7 +370,8 @@ namespace {
 // embedding, rows of table = embedding W_ih^T + bias picked by the ids
 // (T, B): the embedding followed by W_ih is a linear map of a one-hot, so
 // its (V, G*H) products replace a (T*B, E) x (E, G*H) one in the forward and
-// two in the backward (model.cpp builds the table). `ids` is empty for x.
+// two in the backward (fused_rnn_embedded_layer builds the table). `ids` is
+// empty for x.
 struct LayerInput {
   const Tensor& x;    // (T, B, I), or the (V, G*H) table when ids is not empty
   const Tensor& ids;  // (T, B) int64, or empty
@@ -401,7 +402,7 @@ struct LstmFunction : public torch::autograd::Function<LstmFunction> {
                                Tensor w_hh, Tensor b_ih, Tensor b_hh) {
     const LayerInput input{x, ids};
     const int64_t T = input.steps(), B = input.batch(), H = w_hh.size(1);
-    // all input projections at once: (T*B, I) x (I, 4H) -> gates (T, B, 4H)
+    // the input part of every step's gates at once, (T, B, 4H)
     Tensor gates = input.gates(b_ih + b_hh, w_ih).view({T, B, 4 * H});
     Tensor out = torch::empty({T, B, H}, x.options());
     Tensor c = torch::empty({T + 1, B, H}, x.options());  // c[0] = c0, c[t+1] after step t

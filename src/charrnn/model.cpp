@@ -99,6 +99,13 @@ bool CharRNNImpl::uses_fused_layers(const torch::Device& device) const {
          embedding_->weight.scalar_type() == torch::kFloat;
 }
 
+namespace {
+
+// what the fused layers take: (B, T) ids with both sizes at least 1
+bool is_batch_of_sequences(const torch::Tensor& input_ids) { return input_ids.dim() == 2 && input_ids.numel() > 0; }
+
+}  // namespace
+
 std::pair<torch::Tensor, State> CharRNNImpl::forward_fused(const torch::Tensor& input_ids, const State& state,
                                                            const std::vector<torch::Tensor>* dropout_masks) {
   const int64_t L = options_.num_layers, B = input_ids.size(0), H = options_.hidden_size;
@@ -126,7 +133,7 @@ std::pair<torch::Tensor, State> CharRNNImpl::forward_fused(const torch::Tensor& 
 }
 
 std::pair<torch::Tensor, State> CharRNNImpl::forward(const torch::Tensor& input_ids, const State& state) {
-  if (uses_fused_layers(input_ids.device()) && input_ids.dim() == 2 && input_ids.numel() > 0)
+  if (uses_fused_layers(input_ids.device()) && is_batch_of_sequences(input_ids))
     return forward_fused(input_ids, state, nullptr);
   const torch::Tensor embedded = embedding_(input_ids);  // (B, T, E)
   torch::Tensor hidden;                                   // (B, T, H)
@@ -154,7 +161,7 @@ std::pair<torch::Tensor, State> CharRNNImpl::forward(const torch::Tensor& input_
   TORCH_CHECK(uses_fused_layers(input_ids.device()), "dropout masks are for training through the fused CPU layers");
   const size_t expected = options_.dropout > 0 ? static_cast<size_t>(options_.num_layers - 1) : 0;
   TORCH_CHECK(dropout_masks.size() == expected, "expected ", expected, " dropout masks, got ", dropout_masks.size());
-  TORCH_CHECK(input_ids.dim() == 2 && input_ids.numel() > 0, "expected (batch, time) ids with both sizes >= 1");
+  TORCH_CHECK(is_batch_of_sequences(input_ids), "expected (batch, time) ids with both sizes >= 1");
   return forward_fused(input_ids, state, &dropout_masks);
 }
 
