@@ -325,11 +325,16 @@ TEST_F(Distributed, TwoHostsInNetworkNamespacesTrainLikeLoopback) {
   local.insert(local.end(), {"--set", "train.checkpoint=" + (dir_ / "loopback.pt").string()});
   ASSERT_EQ(run(launch_args(2, local)).exit_code, 0);
 
-  // each "host" runs `charrnn launch --nnodes 2 --node-rank I` in its namespace
+  // each "host" runs `charrnn launch --nnodes 2 --node-rank I` in its namespace.
+  // Both share this machine's cores, so each gets the one thread a loopback
+  // worker gets: with two, the layers' products go to OpenBLAS instead of
+  // the tile kernels (PackedWeight::best_kernel), whose last bits differ by
+  // CPU and OpenBLAS core, and the test would compare thread counts, not
+  // the network.
   std::vector<std::string> remote = train_args(common);
   remote.insert(remote.end(), {"--set", "train.checkpoint=" + (dir_ / "hosts.pt").string()});
   const auto host_command = [&](const std::string& ns, int node, const std::string& interface) {
-    std::string command = "ip netns exec " + ns + " env GLOO_SOCKET_IFNAME=" + interface + " " + quote(CHARRNN_BIN) +
+    std::string command = "ip netns exec " + ns + " env CHARRNN_THREADS=1 GLOO_SOCKET_IFNAME=" + interface + " " + quote(CHARRNN_BIN) +
                           " launch --nproc 1 --nnodes 2 --node-rank " + std::to_string(node) +
                           " --master-addr 10.231.0.1 --master-port 29611 --";
     for (const std::string& a : remote) command += " " + quote(a);
