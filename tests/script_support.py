@@ -47,13 +47,14 @@ def make_text(path):
         f.write("\n".join(lines))
 
 
-def train_small_model(binary, work, name="songs", steps=40):
-    """configs/tiny.json trained for `steps` on make_text's text; returns the checkpoint."""
+def train_small_model(binary, work, name="songs", steps=40, prime=""):
+    """configs/tiny.json trained for `steps` on make_text's text, `prime` its
+    sample.prime; returns the checkpoint."""
     corpus, checkpoint = os.path.join(work, "text.txt"), os.path.join(work, name + ".pt")
     make_text(corpus)
     charrnn(binary, "train", "--config", os.path.join(here, "..", "configs", "tiny.json"), "--set",
             f"data.path={corpus}", "--set", f"train.checkpoint={checkpoint}", "--set", f"train.steps={steps}",
-            "--set", "train.device=cpu")
+            "--set", "train.device=cpu", "--set", f"sample.prime={prime}")
     return checkpoint
 
 

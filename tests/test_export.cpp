@@ -5,6 +5,7 @@
 #include <torch/script.h>
 #include <torch/torch.h>
 
+#include "charrnn/char_fold.h"
 #include "charrnn/checkpoint.h"
 #include "charrnn/error.h"
 #include "charrnn/export.h"
@@ -98,6 +99,22 @@ TEST_P(Export, GreedyAndSampledTextMatchCharrnnGenerate) {
   EXPECT_EQ(script_generate("ROMEO:", 150, 0.8, 5, 0.9, 123456789), cpp_generate("ROMEO:", 150, 0.8, 5, 0.9, 123456789));
   EXPECT_EQ(script_generate("", 50, 1.2, 0, 0.7, 42), cpp_generate("", 50, 1.2, 0, 0.7, 42));
   EXPECT_EQ(script_generate("x", 0, 1.0, 0, 1.0, 1), "x");
+}
+
+TEST_P(Export, FoldsPrimesAsCharrnnDoes) {
+  const charrnn::CharFolder folder(checkpoint_.vocab);
+  // a no-break space, a decomposed é, fullwidth letters, an accent the model lacks, a Windows line break
+  for (const std::string text : {"ROMEO:\u00A0ab", "cafe\u0301", "\uFF32\uFF2F\uFF2D\uFF25\uFF2F:", "h\u00E0\r\nx",
+                                 "\u00E9\u20AC", "a\u2003\u2003b"}) {
+    const std::string expected = charrnn::encode_utf8(folder.fold(charrnn::decode_utf8(text)).text);
+    EXPECT_EQ(module_.run_method("fold_prime", text).toStringRef(), expected) << text;
+  }
+  // generate() reads the folded prime: the text the model's own characters give
+  EXPECT_EQ(script_generate("ROMEO:\u00A0ab", 60, 0.8, 0, 1.0, 3), cpp_generate("ROMEO: ab", 60, 0.8, 0, 1.0, 3));
+  EXPECT_EQ(script_generate("ROMEO:\u00A0ab", 60, 0.8, 0, 1.0, 3), cpp_generate("ROMEO:\u00A0ab", 60, 0.8, 0, 1.0, 3));
+  // strict, or a character with no equivalent, is refused
+  EXPECT_ANY_THROW(module_.run_method("generate", std::string("ROMEO:\u00A0"), 5, 0.8, 0, 1.0, 3, true));
+  EXPECT_ANY_THROW(module_.run_method("fold_prime", std::string("Q")));
 }
 
 TEST_P(Export, CarriesVocabularyAndMetadata) {

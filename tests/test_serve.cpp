@@ -53,6 +53,30 @@ TEST(ServeApi, ReadsOpenAisFields) {
   EXPECT_EQ(d.stop, std::vector<std::string>{"o"});
 }
 
+TEST(ServeApi, PromptCharactersTheModelNeverSawAreFolded) {
+  // a no-break space and an en space, as pasted text has them
+  const CompletionRequest r = parse("{\"prompt\": [\"hello\u00A0world\", \"abc\u2002\u00A0\"]}");
+  ASSERT_EQ(r.prompts.size(), 2u);
+  EXPECT_EQ(r.prompts[0], U"hello world");
+  EXPECT_EQ(r.prompts[1], U"abc  ");
+  ASSERT_EQ(r.substitutions.size(), 2u);
+  EXPECT_EQ(r.substitutions[0].from, U"\u00A0");
+  EXPECT_EQ(r.substitutions[0].count, 2);
+  EXPECT_EQ(r.substitutions[1].from, U"\u2002");
+  EXPECT_EQ(charrnn::substitutions_json(r.substitutions)[0],
+            json({{"from", "\u00A0"}, {"to", " "}, {"count", 2}}));
+  EXPECT_TRUE(parse(R"({"prompt": "hello"})").substitutions.empty());
+  charrnn::ServeLimits strict;
+  strict.strict_prompts = true;
+  try {
+    parse("{\"prompt\": \"hello\u00A0world\"}", strict);
+    ADD_FAILURE() << "a strict server folds nothing";
+  } catch (const ApiError& e) {
+    EXPECT_EQ(e.status, 400);
+    EXPECT_NE(std::string(e.what()).find("U+00A0 NO-BREAK SPACE"), std::string::npos) << e.what();
+  }
+}
+
 TEST(ServeApi, BadRequestsAre400sNamingTheField) {
   struct Case {
     std::string body, param, needle;

@@ -197,6 +197,43 @@ TEST_F(Serve, SigtermEndsStreamsInFlightAndExitsZero) {
   EXPECT_NE(read_all(log_).find("stopped"), std::string::npos);
 }
 
+TEST_F(Serve, PromptCharactersTheModelNeverSawAreFoldedAndReported) {
+  httplib::Client c = client();
+  // a no-break space and the "\uFB01" ligature, as pasted text has them
+  const std::string body = R"({"prompt": "the\u00A0sea o\ufb01", "max_tokens": 20, "temperature": 0})";
+  const auto r = c.Post("/v1/completions", body, "application/json");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(r->get_header_value("X-Charrnn-Prompt-Substitutions"), "U+00A0 -> U+0020 (x1), U+FB01 -> U+0066 U+0069 (x1)");
+  const nlohmann::json j = body_of(r);
+  EXPECT_EQ(j["prompt_substitutions"][1], nlohmann::json({{"from", "\uFB01"}, {"to", "fi"}, {"count", 1}})) << j;
+  EXPECT_EQ(j["choices"][0]["text"], generated("the sea ofi", 20, "0", 0));
+  // streamed, the header says it too
+  const auto streamed = c.Post("/v1/completions", R"({"prompt": "the\u00A0sea", "max_tokens": 5, "stream": true})",
+                               "application/json");
+  ASSERT_TRUE(streamed);
+  EXPECT_EQ(streamed->get_header_value("X-Charrnn-Prompt-Substitutions"), "U+00A0 -> U+0020 (x1)");
+  // nothing replaced, no header
+  const auto plain = c.Post("/v1/completions", R"({"prompt": "the sea", "max_tokens": 5})", "application/json");
+  ASSERT_TRUE(plain);
+  EXPECT_FALSE(plain->has_header("X-Charrnn-Prompt-Substitutions"));
+  EXPECT_FALSE(body_of(plain).contains("prompt_substitutions"));
+  // the playground's prompt starts as the model's own prime
+  EXPECT_TRUE(body_of(c.Get("/v1/models"))["data"][0].contains("sample_prime"));
+}
+
+class ServeStrict : public Serve {
+ protected:
+  std::vector<std::string> extra_args() const override { return {"--strict-prompts"}; }
+};
+
+TEST_F(ServeStrict, RefusesPromptCharactersTheModelNeverSaw) {
+  const auto r = client().Post("/v1/completions", R"({"prompt": "the\u00A0sea"})", "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 400);
+  EXPECT_NE(r->body.find("U+00A0 NO-BREAK SPACE"), std::string::npos) << r->body;
+}
+
 class ServeWatch : public Serve {
  protected:
   std::vector<std::string> extra_args() const override { return {"--watch"}; }

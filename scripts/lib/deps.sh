@@ -24,8 +24,10 @@ apt_ensure() {
 # libgloo-dev holds the Gloo headers that c10d's process group includes
 # (distributed training).
 # libcpp-httplib-dev (found with pkg-config): the HTTP server of `charrnn serve`.
+# libicu-dev: Unicode names and normalisation (prompt characters folded into
+# the model's vocabulary).
 BUILD_PACKAGES=(cmake g++ make libtorch-dev libopenblas0-pthread libcxxopts-dev nlohmann-json3-dev libgtest-dev libgloo-dev
-                pkg-config libcpp-httplib-dev)
+                pkg-config libcpp-httplib-dev libicu-dev)
 # Python with the same torch, for the export interop test (tests/interop);
 # tmux, for the test that drives `charrnn chat` on a real terminal;
 # iproute2, for the test that trains across network namespaces;

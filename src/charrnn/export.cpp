@@ -1,5 +1,6 @@
 #include "charrnn/export.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <cstdlib>
@@ -11,6 +12,7 @@
 #include <torch/script.h>
 
 #include "charrnn/atomic_file.h"
+#include "charrnn/char_fold.h"
 #include "charrnn/error.h"
 #include "charrnn/utf8.h"
 
@@ -133,6 +135,53 @@ def encode(self, text: str) -> List[int]:
         assert found, "the text holds a character the model never saw in training"
     return ids
 
+def _fold(self, text: str) -> Tuple[str, List[str]]:
+    # char_fold.h's rule, with the tables charrnn built for this vocabulary:
+    # at each position the longest sequence key, else the character itself
+    # when the model knows it, else its equivalent (the opening form of a
+    # quote after an opener or at the start). Byte slices, as in encode();
+    # a key or a vocabulary entry is always a whole character.
+    pieces: List[str] = []
+    notes: List[str] = []
+    i = 0
+    n = len(text)
+    prev = ""
+    while i < n:
+        matched = False
+        k = min(self.fold_max_bytes, n - i)
+        while k >= 2 and not matched:
+            piece = text[i:i + k]
+            if piece in self.fold_sequences:
+                to = self.fold_sequences[piece]
+                pieces.append(to)
+                notes.append(piece + " -> " + to)
+                prev = piece[k - 1:k]
+                i += k
+                matched = True
+            k -= 1
+        for k in range(1, 5):
+            if not matched and i + k <= n:
+                piece = text[i:i + k]
+                if piece in self.char_to_id:
+                    pieces.append(piece)
+                    matched = True
+                elif piece in self.fold_after_opening and (prev == "" or prev in self.fold_openers):
+                    pieces.append(self.fold_after_opening[piece])
+                    notes.append(piece + " -> " + self.fold_after_opening[piece])
+                    matched = True
+                elif piece in self.fold_single:
+                    pieces.append(self.fold_single[piece])
+                    notes.append(piece + " -> " + self.fold_single[piece])
+                    matched = True
+                if matched:
+                    prev = piece
+                    i += k
+        assert matched, "the text holds a character the model never saw in training and knows no equivalent for"
+    return "".join(pieces), notes
+
+def fold_prime(self, text: str) -> str:
+    return self._fold(text)[0]
+
 def decode(self, ids: List[int]) -> str:
     pieces: List[str] = []
     for i in ids:
@@ -206,9 +255,16 @@ def _step(self, token: int, x: Tensor, c: Tensor, ws: List[Tensor]) -> Tensor:
             width = 2 * H
         gates = torch.addmv(ws[2 * l + 1], ws[2 * l], x.narrow(0, first, width)))" + decoder_cell + R"(    return torch.addmv(self.head_bias, self.head_weight, x.narrow(0, E + (L - 1) * H, H)).unsqueeze(0)
 
-def generate(self, prime: str, length: int, temperature: float, top_k: int, top_p: float, seed: int) -> str:
+def generate(self, prime: str, length: int, temperature: float, top_k: int, top_p: float, seed: int,
+             strict: bool = False) -> str:
     assert length >= 0, "length must be >= 0"
     assert top_p > 0.0, "top_p must be > 0"
+    if not strict:
+        folded = self._fold(prime)
+        prime = folded[0]
+        if len(folded[1]) > 0:
+            # aten::warn, a UserWarning in Python (define() knows no `warnings` module)
+            torch.warn("prime: replaced characters the model never saw: " + ", ".join(folded[1]), 2)
 )" + sizes + R"(    rng = self._rng_seed(seed)
     pieces: List[str] = []
     ws = self._decoder_weights()
@@ -290,6 +346,26 @@ void export_torchscript(const Checkpoint& checkpoint, const std::string& path) {
   module.register_attribute("vocab_code_points", c10::ListType::ofInts(), code_points);
   module.register_attribute("counts", c10::ListType::ofInts(), counts);
   module.register_attribute("char_to_id", c10::DictType::create(str, integer), char_to_id);
+  // the prime's fold table for this vocabulary (char_fold.h), applied by _fold()
+  const CharFolder::Table fold = CharFolder(checkpoint.vocab).table();
+  c10::Dict<std::string, std::string> sequences, single, after_opening;
+  c10::Dict<std::string, int64_t> openers;
+  int64_t max_key_bytes = 0;
+  for (const auto& [from, to] : fold.sequences) {
+    const std::string key = encode_utf8(from);
+    max_key_bytes = std::max<int64_t>(max_key_bytes, static_cast<int64_t>(key.size()));
+    sequences.insert(key, encode_utf8(to));
+  }
+  for (const auto& [from, to] : fold.single) single.insert(encode_utf8(std::u32string(1, from)), encode_utf8(to));
+  for (const auto& [from, to] : fold.after_opening)
+    after_opening.insert(encode_utf8(std::u32string(1, from)), encode_utf8(to));
+  for (char32_t c : fold.openers) openers.insert(encode_utf8(std::u32string(1, c)), 1);
+  const auto str_dict = c10::DictType::create(str, str);
+  module.register_attribute("fold_sequences", str_dict, sequences);
+  module.register_attribute("fold_single", str_dict, single);
+  module.register_attribute("fold_after_opening", str_dict, after_opening);
+  module.register_attribute("fold_openers", c10::DictType::create(str, integer), openers);
+  module.register_attribute("fold_max_bytes", integer, max_key_bytes);
   const torch::Tensor input = check_input(checkpoint.vocab.size());
   module.register_attribute("check_input_ids", c10::TensorType::get(), input);
   module.register_attribute("check_logits", c10::TensorType::get(), model->forward(input).first.contiguous());

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "charrnn/char_fold.h"
 #include "charrnn/corpus.h"
 #include "charrnn/error.h"
 #include "charrnn/runtime.h"
@@ -64,6 +65,10 @@ std::vector<std::string> generate(CharRNN& model, const Vocab& vocab, const Gene
   } catch (const Error& e) {
     throw UsageError(e.what());  // the user typed it: a usage error, not a runtime failure
   }
+  // characters the model never saw become equivalents it knows (char_fold.h)
+  FoldedText folded = fold_for_vocab(prime, vocab, options.strict_prime, options.prime_source);
+  if (!folded.substitutions.empty() && options.on_fold) options.on_fold(options.prime_source, folded.substitutions);
+  prime = std::move(folded.text);
   std::vector<int64_t> prime_ids = vocab.encode(prime, options.prime_source);
 
   {

@@ -11,6 +11,7 @@
 
 #include <torch/torch.h>
 
+#include "charrnn/char_fold.h"
 #include "charrnn/model.h"
 #include "charrnn/sampler.h"
 #include "charrnn/vocab.h"
@@ -25,6 +26,13 @@ struct GenerateOptions {
   uint64_t seed = 0;         ///< same seed, same text. Default: 0
   int64_t num_samples = 1;   ///< samples generated together as one batch. Default: 1
   std::string stop;          ///< a sample ends once it has produced this text; "" never. Default: ""
+  /// false: a prime character the vocabulary lacks is replaced by an
+  /// equivalent it has (char_fold.h), where there is one, and the text
+  /// starts with the replaced prime; true: it is an error. Default: false
+  bool strict_prime = false;
+  /// told (with prime_source) what the prime's folding replaced, once,
+  /// before any text; unset: nobody is. Default: unset
+  std::function<void(const std::string& prime_source, const std::vector<Substitution>&)> on_fold;
   bool collect = true;       ///< also return the texts; false keeps memory flat for huge lengths. Default: true
   int64_t threads = 0;       ///< threads the samples are split over (CPU); 0: current_threads(). The text
                              ///< is the same for any count. Default: 0
@@ -43,8 +51,9 @@ struct Primed {
 };
 Primed prime_model(CharRNN& model, const torch::Tensor& inputs);
 
-/// Generates `num_samples` texts, each starting with the prime. Throws
-/// UsageError when the prime holds characters the vocabulary lacks.
+/// Generates `num_samples` texts, each starting with the prime (folded,
+/// unless options.strict_prime). Throws UsageError when the prime holds
+/// characters the vocabulary lacks and has no equivalent for.
 std::vector<std::string> generate(CharRNN& model, const Vocab& vocab, const GenerateOptions& options,
                                   const torch::Device& device, const TextCallback& on_text = {});
 

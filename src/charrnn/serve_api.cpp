@@ -108,15 +108,20 @@ CompletionRequest parse_completion_request(std::string_view body, const Vocab& v
     if (static_cast<int64_t>(decoded.size()) > limits.max_prompt_chars)
       bad("prompt", "prompt has " + std::to_string(decoded.size()) + " characters; this server takes at most " +
                         std::to_string(limits.max_prompt_chars), "prompt_too_long");
-    const std::u32string unknown = vocab.unknown_chars(decoded);
-    if (!unknown.empty()) {
-      try {
-        vocab.encode(unknown, "prompt");  // its message names them, as the CLI's does
-      } catch (const UsageError& e) {
-        bad("prompt", e.what(), "unknown_characters");
-      }
+    FoldedText folded;
+    try {
+      folded = fold_for_vocab(decoded, vocab, limits.strict_prompts, "prompt");  // names them, as the CLI does
+    } catch (const UsageError& e) {
+      bad("prompt", e.what(), "unknown_characters");
     }
-    r.prompts.push_back(std::move(decoded));
+    for (Substitution& s : folded.substitutions) {
+      const auto same = std::find_if(r.substitutions.begin(), r.substitutions.end(), [&](const Substitution& t) {
+        return t.from == s.from && t.to == s.to;
+      });
+      if (same == r.substitutions.end()) r.substitutions.push_back(std::move(s));
+      else same->count += s.count;
+    }
+    r.prompts.push_back(std::move(folded.text));
   }
 
   if (const json* v = field("max_tokens")) {
@@ -175,6 +180,13 @@ CompletionRequest parse_completion_request(std::string_view body, const Vocab& v
   if (const json* v = field("logprobs"); v && !(is_integer(*v) && v->get<int64_t>() == 0))
     bad("logprobs", "logprobs are not supported by this server");
   return r;
+}
+
+json substitutions_json(const std::vector<Substitution>& substitutions) {
+  json list = json::array();
+  for (const Substitution& s : substitutions)
+    list.push_back({{"from", encode_utf8(s.from)}, {"to", encode_utf8(s.to)}, {"count", s.count}});
+  return list;
 }
 
 json completion_body(const std::string& id, int64_t created, const std::string& model,

@@ -17,6 +17,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "charrnn/char_fold.h"
 #include "charrnn/error.h"
 #include "charrnn/sampler.h"
 #include "charrnn/vocab.h"
@@ -49,6 +50,9 @@ struct ServeLimits {
   int64_t max_tokens = 10000;         ///< --max-length: characters one choice may ask for
   int64_t max_prompt_chars = 100000;  ///< characters of one prompt
   int64_t max_choices = 64;           ///< prompts x n in one request
+  /// --strict-prompts: a prompt character the model never saw is a 400,
+  /// instead of being replaced by an equivalent it knows (char_fold.h)
+  bool strict_prompts = false;
 };
 
 /// What a request asks for when it leaves a setting out: the model's own
@@ -60,7 +64,8 @@ struct RequestDefaults {
 
 struct CompletionRequest {
   std::string model;                 ///< echoed back; any name is accepted (one model is served)
-  std::vector<std::u32string> prompts;  ///< one choice each (times n)
+  std::vector<std::u32string> prompts;  ///< one choice each (times n), folded into the vocabulary
+  std::vector<Substitution> substitutions;  ///< what folding replaced in the prompts, all of them together
   int64_t max_tokens = 16;           ///< characters generated after the prompt, per choice
   SamplingParams sampling;
   int64_t n = 1;                     ///< choices per prompt; choice j of a prompt uses seed + j
@@ -74,10 +79,17 @@ struct CompletionRequest {
 /// Parses and checks a /v1/completions body. Throws ApiError (400, naming
 /// the field in `param`) for malformed JSON or UTF-8, a wrong type, a value
 /// outside the shared sampling ranges (sampler.h) or the limits, and a
-/// prompt with characters `vocab` lacks (the message names them, as the CLI
-/// does). Unknown fields are ignored, as OpenAI's clients send many.
+/// prompt with characters `vocab` lacks and has no equivalent for (the
+/// message names them, as the CLI does; with limits.strict_prompts, any
+/// character it lacks). Unknown fields are ignored, as OpenAI's clients send many.
 CompletionRequest parse_completion_request(std::string_view body, const Vocab& vocab, const ServeLimits& limits,
                                            const RequestDefaults& defaults);
+
+/// The response header naming what folding replaced in the prompts, in
+/// ASCII ("U+0027 -> U+2019 (x2)"); sent, streamed or not, only when it did.
+inline constexpr const char* kSubstitutionsHeader = "X-Charrnn-Prompt-Substitutions";
+/// The same as a response field: [{"from": "'", "to": "’", "count": 2}].
+nlohmann::json substitutions_json(const std::vector<Substitution>& substitutions);
 
 /// One choice of a response or a stream chunk. finish_reason is "" while a
 /// stream is still running (null in the JSON).

@@ -2,6 +2,8 @@
 
 #include <cstdio>
 
+#include <unicode/uchar.h>
+
 #include "charrnn/error.h"
 
 namespace charrnn {
@@ -69,6 +71,30 @@ std::string describe_char(char32_t cp) {
   append_utf8(out, cp);
   out += "'";
   return out;
+}
+
+std::string unicode_name(char32_t cp) {
+  // control characters have no name in Unicode, and ICU's aliases are only
+  // its corrections; the three a text holds are named by their aliases
+  if (cp == '\t') return "CHARACTER TABULATION";
+  if (cp == '\n') return "LINE FEED";
+  if (cp == '\r') return "CARRIAGE RETURN";
+  char buffer[128];
+  for (const UCharNameChoice choice : {U_UNICODE_CHAR_NAME, U_CHAR_NAME_ALIAS}) {
+    UErrorCode status = U_ZERO_ERROR;
+    const int32_t n = u_charName(static_cast<UChar32>(cp), choice, buffer, sizeof buffer, &status);
+    if (U_SUCCESS(status) && n > 0) return std::string(buffer, static_cast<size_t>(n));
+  }
+  return "";
+}
+
+std::string describe_char_named(char32_t cp) {
+  char code[16];
+  std::snprintf(code, sizeof code, "U+%04X", static_cast<unsigned>(cp));
+  std::string named = code;
+  if (const std::string name = unicode_name(cp); !name.empty()) named += " " + name;
+  const std::string plain = describe_char(cp);
+  return plain.front() == '\'' ? plain + " (" + named + ")" : named;
 }
 
 }  // namespace charrnn

@@ -34,6 +34,13 @@ std::string encode_utf8(std::u32string_view text);
 /// A printable description of one character for error messages:
 /// 'x' for visible characters, U+000A for control and invisible ones.
 std::string describe_char(char32_t code_point);
+/// Unicode's name of a character ("APOSTROPHE"), from ICU; "LINE FEED",
+/// "CHARACTER TABULATION" and "CARRIAGE RETURN" for those controls; "" when
+/// it has none.
+std::string unicode_name(char32_t code_point);
+/// describe_char with the code point and name, for a character a user has
+/// to find in their text: "''' (U+0027 APOSTROPHE)", "U+000A LINE FEED".
+std::string describe_char_named(char32_t code_point);
 
 [[noreturn]] void throw_invalid_utf8(std::string_view source, uint64_t offset, const char* what);
 /// The error for a NUL byte in a text file: it means a binary file.

@@ -73,7 +73,7 @@ std::vector<int64_t> Vocab::encode(std::u32string_view text, std::string_view wh
       const std::u32string unknown = unknown_chars(text);
       std::string names;
       for (size_t i = 0; i < unknown.size() && i < kMaxNamedUnknown; ++i)
-        names += (i ? " " : "") + describe_char(unknown[i]);
+        names += (i ? ", " : "") + describe_char_named(unknown[i]);
       if (unknown.size() > kMaxNamedUnknown)
         names += " and " + std::to_string(unknown.size() - kMaxNamedUnknown) + " more";
       throw UsageError(std::string(what) + " contains " + std::to_string(unknown.size()) +

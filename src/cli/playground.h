@@ -24,12 +24,13 @@ inline constexpr const char* kPlaygroundHtml = R"html(<!doctype html>
             min-height: 8rem; background: #fafafa; }
   #prompt-echo { color: #777; }
   #status { font-size: 0.85rem; color: #555; margin: 0.4rem 0; min-height: 1.2rem; }
+  #note { font-size: 0.85rem; color: #555; margin: 0.4rem 0; }
   .error { color: #a00; }
 </style>
 </head>
 <body>
 <h1>charrnn playground <span id="model" style="font-weight: normal; color: #666"></span></h1>
-<textarea id="prompt" placeholder="Text for the model to continue">The </textarea>
+<textarea id="prompt" placeholder="Text for the model to continue"></textarea>
 <div class="controls">
   <label>length <input id="length" type="number" min="0" value="300"></label>
   <label>temperature <input id="temperature" type="number" min="0" max="2" step="0.05" value="0.8"></label>
@@ -41,11 +42,13 @@ inline constexpr const char* kPlaygroundHtml = R"html(<!doctype html>
   <button id="stop" disabled>Stop</button>
 </div>
 <div id="status"></div>
+<div id="note"></div>
 <div id="output"><span id="prompt-echo"></span><span id="text"></span></div>
 <script>
 "use strict";
 const $ = (id) => document.getElementById(id);
 let controller = null;
+let promptEdited = false;  // the model's own prime fills the prompt until the user types
 
 function headers() {
   const h = { "Content-Type": "application/json" };
@@ -59,11 +62,13 @@ async function showModel() {
     if (!res.ok) return;
     const m = (await res.json()).data[0];
     $("model").textContent = `${m.id}: ${m.cell} ${m.num_layers}x${m.hidden_size}, ${m.vocab_size} characters`;
+    if (!promptEdited && m.sample_prime) $("prompt").value = m.sample_prime;
   } catch (e) { /* the page works without it */ }
 }
 
 async function generate() {
-  if (!$("model").textContent) showModel();  // a server with a key names its model once the key is in
+  // a server with a key names its model (and fills in its prime) once the key is in
+  if (!$("model").textContent) await showModel();
   const body = {
     prompt: $("prompt").value,
     max_tokens: Number($("length").value),
@@ -89,6 +94,8 @@ async function generate() {
       const err = await res.json().catch(() => ({ error: { message: res.statusText } }));
       throw new Error(`${res.status}: ${err.error.message}`);
     }
+    const replaced = res.headers.get("X-Charrnn-Prompt-Substitutions");
+    $("note").textContent = replaced ? `characters the model never saw were replaced: ${replaced}` : "";
     const reader = res.body.getReader();
     const decoder = new TextDecoder();
     let buffer = "";
@@ -133,6 +140,8 @@ async function generate() {
 $("generate").addEventListener("click", generate);
 $("stop").addEventListener("click", () => controller && controller.abort());
 $("prompt").addEventListener("keydown", (e) => { if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) generate(); });
+$("prompt").addEventListener("input", () => { promptEdited = true; });
+$("key").addEventListener("change", () => { if (!$("model").textContent) showModel(); });
 showModel();
 </script>
 </body>

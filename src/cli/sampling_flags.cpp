@@ -9,6 +9,7 @@
 #include <random>
 #include <unistd.h>
 
+#include "charrnn/char_fold.h"
 #include "charrnn/corpus.h"
 #include "charrnn/export.h"
 #include "charrnn/runtime.h"
@@ -24,6 +25,8 @@ void add_sampling_options(cxxopts::Options& options) {
       ("top-k", "keep the K most likely characters; 0 keeps all", cxxopts::value<std::string>())
       ("top-p", "keep the smallest set with probability P, in (0, 1]; 1 keeps all", cxxopts::value<std::string>())
       ("seed", "random seed; same seed, same text; < 0 picks one", cxxopts::value<std::string>())
+      ("strict", "a prime character the model never saw is an error, instead of being replaced by an "
+                 "equivalent it knows (' for \u2019, - for \u2013, ...)")
       ("device", "auto, cpu, cuda or cuda:N", cxxopts::value<std::string>()->default_value("auto"));
 }
 
@@ -51,6 +54,11 @@ Generator load_generator(const cxxopts::ParseResult& args) {
   check_in_range(charrnn::kTopPRange, g.options.sampling.top_p, "--top-p");
   check_in_range(charrnn::kLengthRange, static_cast<double>(g.options.length), "--length");
   g.options.seed = static_cast<uint64_t>(resolve_seed(int_flag(args, "seed", defaults.seed)));
+  g.options.strict_prime = args.count("strict") > 0;
+  g.options.on_fold = [](const std::string& prime_source, const std::vector<charrnn::Substitution>& substitutions) {
+    std::cerr << "note: " << prime_source << ": " << charrnn::describe_substitutions(substitutions)
+              << " (--strict refuses instead)\n";
+  };
   return g;
 }
 

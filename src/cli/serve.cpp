@@ -120,6 +120,7 @@ class Server {
     port_ = static_cast<int>(int_flag(args, "port", 8080));
     if (port_ < 0 || port_ > 65535) throw UsageError("--port must be in [0, 65535], got " + std::to_string(port_));
     limits_.max_tokens = int_flag(args, "max-length", 10000);
+    limits_.strict_prompts = args.count("strict-prompts") > 0;
     const int64_t interval = int_flag(args, "stream-interval", 10);
     if (interval < 0 || interval > 1000) throw UsageError("--stream-interval must be in [0, 1000] ms");
     stream_interval_ = std::chrono::milliseconds(interval);
@@ -236,7 +237,8 @@ class Server {
     if (!cors_origin_.empty())
       http_.set_default_headers({{"Access-Control-Allow-Origin", cors_origin_},
                                  {"Access-Control-Allow-Headers", "Authorization, Content-Type"},
-                                 {"Access-Control-Allow-Methods", "GET, POST, OPTIONS"}});
+                                 {"Access-Control-Allow-Methods", "GET, POST, OPTIONS"},
+                                 {"Access-Control-Expose-Headers", kSubstitutionsHeader}});
     http_.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
       if (req.method == "OPTIONS") {  // a browser's preflight carries no key
         res.status = cors_origin_.empty() ? 405 : 204;
@@ -348,7 +350,8 @@ class Server {
             {"embedding_dim", c.config.model.embedding_dim},
             {"vocab_size", c.vocab.size()},
             {"trained_steps", p.step},
-            {"best_val_bpc", p.best_step >= 0 ? json(p.best_val_loss / std::log(2.0)) : json(nullptr)}};
+            {"best_val_bpc", p.best_step >= 0 ? json(p.best_val_loss / std::log(2.0)) : json(nullptr)},
+            {"sample_prime", c.config.sample.prime}};
   }
 
   void complete(const std::string& body, httplib::Response& res) {
@@ -385,6 +388,8 @@ class Server {
     c->id = random_id();
     c->model = model_id_;
     c->created = static_cast<int64_t>(std::time(nullptr));
+    if (!r.substitutions.empty())
+      res.set_header(kSubstitutionsHeader, charrnn::describe_substitutions_ascii(r.substitutions));
     if (r.stream) return stream(c, res);
 
     std::vector<ChoiceText> choices;
@@ -398,8 +403,9 @@ class Server {
       choice.finish_reason = c->streams[i]->finish_reason();
       choices.push_back(std::move(choice));
     }
-    res.set_content(completion_body(c->id, c->created, c->model, choices, Usage{c->prompt_chars, c->generated()}).dump(),
-                    "application/json");
+    json response = completion_body(c->id, c->created, c->model, choices, Usage{c->prompt_chars, c->generated()});
+    if (!r.substitutions.empty()) response["prompt_substitutions"] = substitutions_json(r.substitutions);
+    res.set_content(response.dump(), "application/json");
     finished(*c);
   }
 
@@ -505,7 +511,9 @@ int cmd_serve(int argc, char** argv) {
       ("timeout", "seconds a client may leave the server waiting for its next byte, or for reading what it was sent, "
                   "before it is cut off (default 10)", cxxopts::value<std::string>())
       ("cors-origin", "send CORS headers allowing this origin (none by default)", cxxopts::value<std::string>())
-      ("watch", "reload the model when the checkpoint file is replaced (training renames each new one into place)");
+      ("watch", "reload the model when the checkpoint file is replaced (training renames each new one into place)")
+      ("strict-prompts", "a prompt character the model never saw is a 400, instead of being replaced by an equivalent "
+                         "it knows (' for \u2019, - for \u2013, ...)");
   const auto args = parse(options, argc, argv);
   charrnn::configure_threads(0);
   Server server(args);

@@ -112,12 +112,19 @@ def main():
     os.makedirs(work)
     browser = start_browser(work)
     try:
-        checkpoint = train_small_model(binary, work)
+        checkpoint = train_small_model(binary, work, prime="the night ")
         # --max-length: a stream long enough (about a million characters)
         # to be still running when Stop is clicked
         with Server(binary, checkpoint, "--api-key", KEY, "--max-length", "1000000") as server:
             browser.get(server.url + "/")
             check(browser.title and "charrnn" in browser.title.lower(), f"GET / is the playground: {browser.title!r}")
+            # the prompt starts as the model's own prime, once the key lets the page ask for it
+            check(browser.find_element("id", "prompt").get_attribute("value") == "",
+                  "the page holds nothing of the model before the key is in")
+            set_field(browser, "key", KEY)
+            browser.find_element("id", "length").click()  # leaving the key field is its change event
+            wait_for(lambda: browser.find_element("id", "prompt").get_attribute("value") == "the night ", 10,
+                     "the prompt to start as the model's sample.prime")
 
             fill_in(browser, "wrong", "the night is ", 50, 0.8, 0, 1, 5)
             generate(browser)
