@@ -72,6 +72,8 @@ class Cli : public ::testing::Test {
     dir_ = fs::temp_directory_path() / ("charrnn_cli_" + std::to_string(::getpid()) + "_" + info->name());
     fs::remove_all(dir_);
     fs::create_directories(dir_);
+    // encoded corpora go to $XDG_CACHE_HOME/charrnn: this test's own folder
+    ::setenv("XDG_CACHE_HOME", (dir_ / "cache").c_str(), 1);
     corpus_ = (dir_ / "corpus.txt").string();
     write_all(corpus_, make_corpus(20000));
   }

@@ -206,7 +206,8 @@ TEST_F(Cli, BinaryCorpusIsRefused) {
 TEST_F(Cli, PrimeWithUnseenCharacters) {
   train_ok({"--set", "train.steps=2"});
   expect_clean_error(run({"generate", "--checkpoint", checkpoint(), "--prime", "Zebra\xE2\x82\xAC"}), 2,
-                     "never saw in training: 'Z' 'b' '\xE2\x82\xAC'");
+                     "never saw in training: 'Z' (U+005A LATIN CAPITAL LETTER Z), 'b' (U+0062 LATIN SMALL LETTER B), "
+                     "'\xE2\x82\xAC' (U+20AC EURO SIGN)");
 }
 
 TEST_F(Cli, BadGenerateArguments) {
@@ -294,7 +295,12 @@ TEST_F(Cli, FolderCorpusTrainsEvaluatesAndValidatesOnWholeDocuments) {
                                    "--set", "data.val_split=documents", "--set", "train.steps=4",
                                    "--set", "train.eval_every=2"}));
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_TRUE(fs::exists(dir_ / "songs.ids"));
+  // the encoded corpus is in the cache folder, named for its source, not beside the checkpoint
+  EXPECT_FALSE(fs::exists(dir_ / "songs.ids"));
+  bool cached = false;
+  for (const auto& entry : fs::directory_iterator(dir_ / "cache" / "charrnn"))
+    cached = cached || entry.path().filename().string().rfind("songs-", 0) == 0;
+  EXPECT_TRUE(cached);
   const nlohmann::json info = nlohmann::json::parse(run({"info", "--checkpoint", checkpoint(), "--json"}).out);
   EXPECT_EQ(info["config"]["data"]["val_split"], "documents");
   EXPECT_EQ(info["config"]["data"]["glob"], "*.txt");
@@ -568,6 +574,288 @@ TEST_F(Cli, BenchReportsTheInstructionSetAndKernelsItRan) {
   const ScopedEnv bad("CHARRNN_ISA", "sse9");
   expect_clean_error(run(bench), 2, "CHARRNN_ISA must be avx512, avx2 or generic");
   expect_clean_error(run(train_args()), 2, "CHARRNN_ISA must be avx512, avx2 or generic");
+}
+
+// ---- a newcomer's first hour: prompts people type, resume, defaults, messages
+
+// A corpus with curly quotes only, as Moby-Dick has.
+std::string curly_corpus() {
+  std::string text;
+  for (int i = 0; i < 40; ++i)
+    text += make_corpus(450, static_cast<unsigned>(i + 3)) + "\nwe don\u2019t saw the \u201Cwhale\u201D.\n";
+  return text;
+}
+
+TEST_F(Cli, PromptsWithPlainQuotesAreFoldedIntoTheModelsQuotes) {
+  write_all(corpus_, curly_corpus());
+  train_ok({"--set", "train.steps=2"});
+  const auto generate = [&](std::vector<std::string> extra) {
+    std::vector<std::string> args = {"generate", "--checkpoint", checkpoint(), "--length", "40", "--seed", "3"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return run(args);
+  };
+  const Result typed = generate({"--prime", "we don't saw the \"whale\""});
+  ASSERT_EQ(typed.exit_code, 0) << typed.err;
+  EXPECT_EQ(typed.out.rfind("we don\u2019t saw the \u201Cwhale\u201D", 0), 0u) << typed.out;
+  EXPECT_NE(typed.err.find("note: --prime: replaced 3 character(s) the model never saw: ''' (U+0027 APOSTROPHE) -> "
+                           "'\u2019' (U+2019 RIGHT SINGLE QUOTATION MARK)"),
+            std::string::npos)
+      << typed.err;
+  EXPECT_NE(typed.err.find("U+201C LEFT DOUBLE QUOTATION MARK"), std::string::npos) << typed.err;
+  // the same text as the model's own characters give, every time
+  const Result curly = generate({"--prime", "we don\u2019t saw the \u201Cwhale\u201D"});
+  EXPECT_EQ(typed.out, curly.out);
+  EXPECT_EQ(curly.err.find("note:"), std::string::npos) << curly.err;
+  EXPECT_EQ(generate({"--prime", "we don't saw the \"whale\""}).out, typed.out);
+  // --strict keeps the refusal, naming the character by code point
+  expect_clean_error(generate({"--prime", "we don't", "--strict"}), 2, "''' (U+0027 APOSTROPHE)");
+  // a character with no equivalent is still refused
+  expect_clean_error(generate({"--prime", "we \xE2\x82\xAC"}), 2, "(U+20AC EURO SIGN)");
+  // chat folds each prompt the same way
+  const Result chat = run({"chat", "--checkpoint", checkpoint(), "--length", "40", "--seed", "3"},
+                          "we don't saw the \"whale\"\n");
+  ASSERT_EQ(chat.exit_code, 0) << chat.err;
+  EXPECT_NE(chat.out.find(typed.out.substr(0, typed.out.size() - 1)), std::string::npos) << chat.out;
+  EXPECT_NE(chat.err.find("note: the prompt: replaced 3 character(s)"), std::string::npos) << chat.err;
+  // and an export generates from the folded prime too
+  const std::string exported = (dir_ / "model.ts.pt").string();
+  ASSERT_EQ(run({"export", "--checkpoint", checkpoint(), "--out", exported}).exit_code, 0);
+  const Result from_export = run({"generate", "--checkpoint", exported, "--length", "40", "--seed", "3", "--prime",
+                                  "we don't saw the \"whale\""});
+  EXPECT_EQ(from_export.out, typed.out) << from_export.err;
+}
+
+// CHARRNN_TEST_SECONDS_PER_STEP makes the budget's clock advance a fixed
+// time per step, so a time-bounded run's steps do not depend on the machine.
+TEST_F(Cli, TimeBoundedRunResumedAfterAnInterruptEndsWhereAnUninterruptedOneEnds) {
+  // 0.125 s a step: exact in binary, so 80 steps are exactly the 10 s
+  const std::vector<std::string> budget = {"--set", "train.steps=100000", "--set", "train.max_seconds=10",
+                                           "--set", "train.eval_every=10", "--set", "train.lr_schedule=cosine",
+                                           "--set", "train.min_lr=0.001", "--set", "model.hidden_size=256"};
+  const std::vector<std::string> env = {"CHARRNN_TEST_SECONDS_PER_STEP=0.125"};
+  const auto wait = [](pid_t pid) {
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  };
+  const auto last_metrics = [&](const std::string& checkpoint_path) {
+    std::ifstream in(fs::path(checkpoint_path).replace_extension(".metrics.jsonl"));
+    std::string line, last;
+    while (std::getline(in, line)) last = line;
+    return nlohmann::json::parse(last);
+  };
+  std::vector<std::string> whole = train_args(budget);
+  whole.insert(whole.end(), {"--set", "train.checkpoint=" + (dir_ / "whole.pt").string()});
+  ASSERT_EQ(wait(spawn(whole, dir_ / "whole.log", env)), 0) << read_all(dir_ / "whole.log");
+  const nlohmann::json uninterrupted = last_metrics((dir_ / "whole.pt").string());
+  EXPECT_EQ(uninterrupted["step"], 80);
+
+  const pid_t pid = spawn(train_args(budget), dir_ / "parts.log", env);
+  for (int i = 0; i < 6000 && read_all(dir_ / "parts.log").find("step 10/") == std::string::npos; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  ::kill(pid, SIGINT);
+  ASSERT_EQ(wait(pid), 130) << read_all(dir_ / "parts.log");
+  const std::string log = read_all(dir_ / "parts.log");
+  const int64_t stopped_at = std::stoll(log.substr(log.find("interrupted at step ") + 20));
+  EXPECT_GT(stopped_at, 0);
+  EXPECT_LT(stopped_at, 80) << log;
+  ASSERT_EQ(wait(spawn({"train", "--resume", checkpoint()}, dir_ / "resume.log", env)), 0)
+      << read_all(dir_ / "resume.log");
+  const nlohmann::json resumed = last_metrics(checkpoint());
+  // the same steps, the same point of the schedule, the same weights
+  EXPECT_EQ(resumed["step"], uninterrupted["step"]);
+  EXPECT_EQ(resumed["lr"], uninterrupted["lr"]);
+  EXPECT_DOUBLE_EQ(resumed["elapsed_s"].get<double>(), uninterrupted["elapsed_s"].get<double>());
+  EXPECT_EQ(resumed["val_loss"], uninterrupted["val_loss"]);
+
+  // a run whose budget is spent says how to go on
+  expect_error_after_progress(run({"train", "--resume", checkpoint()}), 2,
+                              "raise it, e.g. --set train.max_seconds=20");
+  // and a new total continues it
+  ASSERT_EQ(wait(spawn({"train", "--resume", checkpoint(), "--set", "train.max_seconds=11.25"}, dir_ / "more.log", env)),
+            0)
+      << read_all(dir_ / "more.log");
+  EXPECT_EQ(last_metrics(checkpoint())["step"], 90);
+}
+
+TEST_F(Cli, TimeBoundedRunWithTheRealClockResumesTheTimeLeft) {
+  const pid_t pid = spawn(train_args({"--set", "train.steps=1000000", "--set", "train.max_seconds=4", "--set",
+                                      "train.eval_every=1000000"}),
+                          dir_ / "train.log");
+  for (int i = 0; i < 600 && read_all(dir_ / "train.log").find("recipe:") == std::string::npos; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  std::this_thread::sleep_for(std::chrono::milliseconds(2000));
+  ::kill(pid, SIGINT);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 130) << read_all(dir_ / "train.log");
+  const auto elapsed = [&] {
+    return nlohmann::json::parse(run({"info", "--checkpoint", checkpoint(), "--json"}).out)["elapsed_seconds"]
+        .get<double>();
+  };
+  const double before = elapsed();
+  ASSERT_LT(before, 4.0);
+  const auto start = std::chrono::steady_clock::now();
+  const Result r = run({"train", "--resume", checkpoint()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  // the run's total is the budget (within a step and the final validation),
+  // and the resumed process trained what was left, not another 4 s
+  EXPECT_GE(elapsed(), 4.0);
+  EXPECT_LT(elapsed(), 5.0);
+  EXPECT_LT(took, 4.0 - before + 3.0) << r.err;
+}
+
+TEST_F(Cli, ProgressShowsTheStepTheTimeLimitEndsAt) {
+  const std::vector<std::string> env = {"CHARRNN_TEST_SECONDS_PER_STEP=0.125"};
+  const pid_t pid = spawn(train_args({"--set", "train.steps=1000", "--set", "train.max_seconds=3.75", "--set",
+                                      "train.eval_every=10"}),
+                          dir_ / "train.log", env);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  const std::string log = read_all(dir_ / "train.log");
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << log;
+  EXPECT_NE(log.find("step 10/~30 "), std::string::npos) << log;
+  EXPECT_NE(log.find("done: 30 steps"), std::string::npos) << log;
+  EXPECT_EQ(log.find("/1000"), std::string::npos) << log;
+}
+
+TEST_F(Cli, TrainsWithoutAConfigOnTheBuiltInDefaults) {
+  const Result r = run({"train", "--set", "data.path=" + corpus_, "--set", "train.steps=2", "--set",
+                        "train.checkpoint=" + checkpoint(), "--set", "model.hidden_size=32"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("training lstm 2x32"), std::string::npos) << r.err;
+  EXPECT_TRUE(fs::exists(checkpoint()));
+}
+
+TEST_F(Cli, MisspeltKeysGetTheNearestKnownKey) {
+  expect_clean_error(run(train_args({"--set", "train.max_secnds=10"})), 2,
+                     "unknown key \"train.max_secnds\"; did you mean \"train.max_seconds\"?");
+  expect_clean_error(run(train_args({"--set", "train.hidden_size=64"})), 2, "did you mean \"model.hidden_size\"?");
+  write_all(dir_ / "typo.json", R"({"model": {"hiden_size": 64}})");
+  expect_clean_error(run({"train", "--config", (dir_ / "typo.json").string()}), 2,
+                     "typo.json: unknown key \"model.hiden_size\"; did you mean \"model.hidden_size\"?");
+  const Result far = run(train_args({"--set", "train.colour=red"}));
+  EXPECT_EQ(far.exit_code, 2);
+  EXPECT_EQ(far.err.find("did you mean"), std::string::npos) << far.err;
+}
+
+TEST_F(Cli, SamplesUseAPrimeTheCorpusHas) {
+  // the config's prime has a character this text lacks ('T')
+  const Result r = run(train_args({"--set", "train.steps=2", "--set", "sample.prime=The whale "}));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string first_words = make_corpus(20000).substr(0, 12);
+  EXPECT_NE(r.err.find("samples: prime \"" + first_words), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("has characters this text lacks"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("(no sample"), std::string::npos) << r.err;
+  const nlohmann::json info = nlohmann::json::parse(run({"info", "--checkpoint", checkpoint(), "--json"}).out);
+  EXPECT_EQ(info["config"]["sample"]["prime"].get<std::string>().rfind(first_words, 0), 0u);
+
+  // a config's prime, written for its own text, is not used on another one
+  write_all(dir_ / "own.json", R"({"data": {"path": "elsewhere.txt"}, "sample": {"prime": "sea "},
+                                   "model": {"hidden_size": 16, "num_layers": 1}, "train": {"steps": 2}})");
+  const Result other = run({"train", "--config", (dir_ / "own.json").string(), "--set", "data.path=" + corpus_,
+                            "--set", "train.checkpoint=" + checkpoint()});
+  ASSERT_EQ(other.exit_code, 0) << other.err;
+  EXPECT_NE(other.err.find("samples: prime \"" + first_words), std::string::npos) << other.err;
+  EXPECT_NE(other.err.find("--set data.path chose another text"), std::string::npos) << other.err;
+  // its own prime, on its own text, stays
+  const Result own = run(train_args({"--set", "train.steps=2", "--set", "sample.prime=sea "}));
+  EXPECT_NE(own.err.find("samples: prime \"sea \" (sample.prime)"), std::string::npos) << own.err;
+}
+
+TEST_F(Cli, SeveralSamplesAreToldApart) {
+  train_ok({"--set", "train.steps=2"});
+  const std::vector<std::string> base = {"generate", "--checkpoint", checkpoint(), "--num-samples", "3", "--length",
+                                         "150",      "--seed",       "5",          "--prime",       "the"};
+  const auto with = [&](std::vector<std::string> extra) {
+    std::vector<std::string> args = base;
+    args.insert(args.end(), extra.begin(), extra.end());
+    return run(args);
+  };
+  const Result json = with({"--json"});
+  ASSERT_EQ(json.exit_code, 0) << json.err;
+  std::istringstream lines(json.out);
+  std::vector<nlohmann::json> samples;
+  for (std::string line; std::getline(lines, line);) samples.push_back(nlohmann::json::parse(line));
+  ASSERT_EQ(samples.size(), 3u) << json.out;
+  for (size_t k = 0; k < 3; ++k) {
+    EXPECT_EQ(samples[k]["sample"], k + 1);
+    EXPECT_EQ(samples[k]["seed"], 5);
+    EXPECT_EQ(samples[k]["text"].get<std::string>().rfind("the", 0), 0u);
+  }
+  // not on a terminal: the separator between samples, a blank line by default
+  const auto joined = [&](const std::string& separator) {
+    std::string expected;
+    for (size_t k = 0; k < 3; ++k) {
+      const std::string text = samples[k]["text"];
+      expected += (k ? separator : "") + text + (text.back() == '\n' ? "" : "\n");
+    }
+    return expected;
+  };
+  ASSERT_NE(joined("").find('\n'), joined("").size() - 1) << "the samples should span several lines";
+  EXPECT_EQ(with({"--separator", "\\n=====\\n"}).out, joined("\n=====\n"));
+  EXPECT_EQ(with({}).out, joined("\n"));
+  // on a terminal: a header per sample
+  const std::string command = "script -qec " +
+                              quote(quote(CHARRNN_BIN) + " generate --checkpoint " + quote(checkpoint()) +
+                                    " --num-samples 3 --length 150 --seed 5 --prime the") +
+                              " /dev/null";
+  FILE* pipe = ::popen(command.c_str(), "r");
+  ASSERT_NE(pipe, nullptr);
+  std::string tty;
+  char buffer[4096];
+  for (size_t n; (n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0;) tty.append(buffer, n);
+  ::pclose(pipe);
+  EXPECT_NE(tty.find("--- sample 1 of 3 (seed 5) ---"), std::string::npos) << tty;
+  EXPECT_NE(tty.find("--- sample 3 of 3 (seed 5) ---"), std::string::npos) << tty;
+}
+
+TEST_F(Cli, FineTuningSaysItsRateAndWarnsWhenValidationLossRises) {
+  // trained on "ab" pairs, scored on a text of "a" runs: the better the
+  // model learns the training text, the worse it predicts the held-out one
+  std::string text;
+  while (text.size() < 9000) text += "ab";
+  while (text.size() < 10000) text += "a";
+  write_all(corpus_, text);
+  const Result r = run(train_args({"--set", "train.steps=60", "--set", "train.eval_every=5", "--set",
+                                   "train.learning_rate=0.02", "--set", "data.val_fraction=0.1"}));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("warning: the validation loss has risen 3 evaluations in a row"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(".best.pt"), std::string::npos) << r.err;
+
+  write_all(dir_ / "more.txt", make_corpus(20000, 5));
+  const Result tuned = run({"train", "--init-from", checkpoint(), "--set", "data.path=" + (dir_ / "more.txt").string(),
+                            "--set", "train.checkpoint=" + (dir_ / "tuned.pt").string(), "--set", "train.steps=2"});
+  ASSERT_EQ(tuned.exit_code, 0) << tuned.err;
+  EXPECT_NE(tuned.err.find("fine-tuning with the base's config's rate and length: random batching, constant lr 0.02; "
+                           "2 steps"),
+            std::string::npos)
+      << tuned.err;
+}
+
+TEST_F(Cli, UnknownCommandsListEveryCommand) {
+  const Result r = run({"serv"});
+  expect_clean_error(r, 2, "unknown command \"serv\" (did you mean \"serve\"?)");
+  for (const char* command : {"train", "generate", "chat", "eval", "serve", "info", "export", "plot", "bench", "launch"})
+    EXPECT_NE(r.err.find(command), std::string::npos) << command;
+  const Result help = run({"--help"});
+  EXPECT_NE(help.out.find("  serve     --checkpoint"), std::string::npos) << help.out;
+}
+
+TEST_F(Cli, EncodedCorporaGoToTheCacheFolderAndTheFirstRunSaysSo) {
+  const Result first = run(train_args({"--set", "train.steps=2"}));
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  const fs::path folder = dir_ / "cache" / "charrnn";
+  EXPECT_NE(first.err.find("encoded the corpus once into " + folder.string() + "/corpus.txt-"), std::string::npos)
+      << first.err;
+  EXPECT_NE(first.err.find(" MB)"), std::string::npos) << first.err;
+  size_t files = 0;
+  for (const auto& entry : fs::directory_iterator(folder)) files += entry.path().extension() == ".ids";
+  EXPECT_EQ(files, 1u);
+  for (const auto& entry : fs::directory_iterator(dir_)) EXPECT_NE(entry.path().extension(), ".ids") << entry.path();
+  const Result second = run(train_args({"--set", "train.steps=2"}));
+  EXPECT_EQ(second.err.find("encoded the corpus"), std::string::npos) << second.err;
 }
 
 }  // namespace

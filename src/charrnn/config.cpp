@@ -1,9 +1,11 @@
 #include "charrnn/config.h"
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <set>
 #include <sstream>
+#include <vector>
 
 #include "charrnn/error.h"
 #include "charrnn/sampler.h"
@@ -36,6 +38,46 @@ std::string type_name(const json& v) {
   if (v.is_number()) return "a number";
   if (v.is_boolean()) return "a boolean";
   return std::string("a ") + v.type_name();
+}
+
+// Optimal string alignment distance: insertions, deletions, substitutions
+// and swaps of two neighbours ("max_secnds", "max_seocnds") cost one each.
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<std::vector<size_t>> d(a.size() + 1, std::vector<size_t>(b.size() + 1));
+  for (size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
+  for (size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
+  for (size_t i = 1; i <= a.size(); ++i)
+    for (size_t j = 1; j <= b.size(); ++j) {
+      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+    }
+  return d[a.size()][b.size()];
+}
+
+// "; did you mean \"train.max_seconds\"?" for the known key nearest to
+// `wrong` ("section.key"), or "" when none is near: a key put in the wrong
+// section, or one within a few typing mistakes.
+std::string did_you_mean(const std::string& wrong) {
+  const json defaults = to_json(Config{});
+  const auto dot = wrong.find('.');
+  const std::string key = dot == std::string::npos ? wrong : wrong.substr(dot + 1);
+  std::string best;
+  size_t best_distance = std::max<size_t>(2, wrong.size() / 4) + 1;
+  for (const auto& section : defaults.items())
+    for (const auto& item : section.value().items()) {
+      const std::string name = section.key() + "." + item.key();
+      const size_t distance = item.key() == key ? 1 : edit_distance(wrong, name);
+      if (distance < best_distance) {
+        best = name;
+        best_distance = distance;
+      }
+    }
+  return best.empty() ? "" : "; did you mean \"" + best + "\"?";
+}
+
+// The error for a key no section has.
+[[noreturn]] void unknown_key(const std::string& source, const std::string& name) {
+  throw UsageError(source + ": unknown key \"" + name + "\"" + did_you_mean(name));
 }
 
 // Reads one section, remembering which keys it consumed, so finish() can
@@ -111,7 +153,7 @@ class SectionReader {
     if (!node_) return;
     for (const auto& item : node_->items())
       if (!seen_.count(item.key()))
-        throw UsageError(source_ + ": unknown key \"" + section_ + "." + item.key() + "\"");
+        unknown_key(source_, section_ + "." + item.key());
   }
 
  private:
@@ -199,8 +241,13 @@ Config config_from_json(const json& j, const std::string& source, const Config& 
   if (!j.is_object()) throw UsageError(source + ": the config must be a JSON object");
   for (const auto& item : j.items()) {
     const std::string& k = item.key();
-    if (k != "data" && k != "model" && k != "train" && k != "sample" && k != "distributed")
-      throw UsageError(source + ": unknown key \"" + k + "\" (sections are data, model, train, sample, distributed)");
+    if (k != "data" && k != "model" && k != "train" && k != "sample" && k != "distributed") {
+      std::string hint;
+      for (const char* section : {"data", "model", "train", "sample", "distributed"})
+        if (edit_distance(k, section) <= 2) hint = std::string("; did you mean \"") + section + "\"?";
+      throw UsageError(source + ": unknown key \"" + k + "\" (sections are data, model, train, sample, distributed)" +
+                       hint);
+    }
   }
   Config c = base;
   SectionReader data(j, "data", source);
@@ -291,7 +338,7 @@ Config apply_overrides(const Config& config, const std::vector<std::string>& ass
     const std::string text = assignment.substr(eq + 1);
     const std::string where = "--set " + section + "." + key;
     if (!defaults.contains(section) || !defaults[section].contains(key))
-      throw UsageError(where + ": unknown key \"" + section + "." + key + "\"");
+      unknown_key(where, section + "." + key);
     json value;
     if (section == "data" && key == "path" && !text.empty() && text.front() == '[') {
       // a list of paths, written as JSON: --set 'data.path=["a.txt","lyrics"]'

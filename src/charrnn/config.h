@@ -31,7 +31,7 @@ struct DataOptions {
   /// seeds val_split=documents' choice, apart from train.seed, so that runs
   /// with other seeds are scored on the same text. Default: 0
   int64_t val_seed = 0;
-  bool cache = true;  ///< encode once to an id file beside the checkpoint and memory-map it. Default: true
+  bool cache = true;  ///< encode once to an id file in ~/.cache/charrnn (trainer.h) and memory-map it. Default: true
 };
 
 struct ModelOptions {

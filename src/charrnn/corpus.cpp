@@ -120,14 +120,19 @@ struct EncodedText {
   torch::Tensor ids;
   Vocab vocab;
   std::vector<int64_t> document_starts;
+  int64_t cache_bytes_written = 0;
 };
 
 EncodedText encode_text(const std::vector<std::string>& files, std::u32string_view separator,
                         const std::string& cache_path) {
   if (!cache_path.empty()) {
-    if (!ids_file_is_fresh(cache_path, files, separator)) encode_corpus_files(files, separator, cache_path);
+    int64_t written = 0;
+    if (!ids_file_is_fresh(cache_path, files, separator)) {
+      encode_corpus_files(files, separator, cache_path);
+      written = static_cast<int64_t>(std::filesystem::file_size(cache_path));
+    }
     MappedIds mapped = map_ids_file(cache_path);
-    return {mapped.ids, std::move(mapped.vocab), std::move(mapped.document_starts)};
+    return {mapped.ids, std::move(mapped.vocab), std::move(mapped.document_starts), written};
   }
   EncodedText encoded;
   const std::u32string text = read_documents(files, separator, &encoded.document_starts);
@@ -230,6 +235,7 @@ Corpus load_corpus(const DataOptions& data, int64_t seq_length, const std::optio
 
   Corpus corpus;
   corpus.documents = static_cast<int64_t>(text.document_starts.size());
+  corpus.cache_bytes_written = text.cache_bytes_written;
   if (!vocab) {
     corpus.vocab = text.vocab;
   } else if (use == VocabUse::kExtending) {

@@ -55,6 +55,7 @@ struct Corpus {
   torch::Tensor val;    // (N_val) integer ids; empty when val_fraction is 0
   int64_t documents = 1;      ///< files the text was read from
   int64_t val_documents = 0;  ///< of which held out (val_split=documents)
+  int64_t cache_bytes_written = 0;  ///< the size of the id file this load wrote; 0 when it reused one (or none)
 };
 
 /// Loads the corpus named by `data`. With `vocab` given, the text is encoded

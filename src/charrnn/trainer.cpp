@@ -157,16 +157,33 @@ std::string rank_suffix(int64_t rank) { return rank == 0 ? "" : "_rank" + std::t
 
 }  // namespace
 
+std::string corpus_cache_folder() {
+  // the XDG base directory convention, as other tools' caches
+  if (const char* xdg = std::getenv("XDG_CACHE_HOME"); xdg && *xdg == '/') return std::string(xdg) + "/charrnn";
+  if (const char* home = std::getenv("HOME"); home && *home) return std::string(home) + "/.cache/charrnn";
+  return (std::filesystem::temp_directory_path() / "charrnn-cache").string();
+}
+
 std::string corpus_cache_path(const Config& config) {
-  const std::filesystem::path checkpoint(config.train.checkpoint);
   // named after the first path ("lyrics/" counts as "lyrics"), with how many
-  // more a list holds; the id file's fingerprint tells any two corpora apart
+  // more a list holds, and a hash of what the text is made of (the absolute
+  // paths, glob and separator), so that two corpora with one name never
+  // share a file; the id file's fingerprint tells a changed text apart
   std::filesystem::path first = std::filesystem::path(config.data.path.front()).lexically_normal();
   if (first.filename().empty()) first = first.parent_path();
   std::string name = first.filename().string();
   if (name.empty() || name == "." || name == "..") name = "corpus";
   if (config.data.path.size() > 1) name += "+" + std::to_string(config.data.path.size() - 1);
-  return (checkpoint.parent_path() / (name + ".ids")).string();
+  uint64_t hash = 0xcbf29ce484222325ull;  // FNV-1a
+  const auto mix = [&](const std::string& text) {
+    for (const char c : text + '\0') hash = (hash ^ static_cast<unsigned char>(c)) * 0x100000001b3ull;
+  };
+  for (const std::string& path : config.data.path) mix(std::filesystem::absolute(path).lexically_normal().string());
+  mix(config.data.glob);
+  mix(config.data.separator);
+  char suffix[24];
+  std::snprintf(suffix, sizeof suffix, "-%016llx.ids", static_cast<unsigned long long>(hash));
+  return corpus_cache_folder() + "/" + name + suffix;
 }
 
 std::string best_checkpoint_path(const std::string& checkpoint) { return strip_extension(checkpoint) + ".best.pt"; }
@@ -190,6 +207,14 @@ Trainer::Trainer(const Checkpoint& checkpoint, const Config& config, TrainerIO i
     throw UsageError("--resume: the checkpoint is already at step " + std::to_string(progress_.step) +
                      " and train.steps is " + std::to_string(config_.train.steps) +
                      "; raise it, e.g. --set train.steps=" + std::to_string(progress_.step * 2));
+  if (config_.train.max_seconds > 0 && progress_.elapsed_seconds >= config_.train.max_seconds) {
+    std::ostringstream message;
+    message << "--resume: the checkpoint has trained " << std::fixed << std::setprecision(1) << progress_.elapsed_seconds
+            << " s and train.max_seconds is " << std::defaultfloat << config_.train.max_seconds
+            << " (the run's total, not this process's); raise it, e.g. --set train.max_seconds="
+            << static_cast<int64_t>(std::ceil(config_.train.max_seconds * 2));
+    throw UsageError(message.str());
+  }
   setup(checkpoint.vocab);
   if (writes_files()) drop_metrics_after(metrics_path(config_.train.checkpoint), progress_.step);
   restore(checkpoint);
@@ -324,7 +349,14 @@ void Trainer::setup(const std::optional<Vocab>& vocab, VocabUse use) {
     throw UsageError("train.precision=bf16 trains under CUDA autocast, but this run is on " + device_.str() +
                      "; set train.precision=fp32, or train.device=cuda on a machine with a GPU");
   load_corpus_once_per_machine(vocab, use);
+  if (corpus_.cache_bytes_written > 0 && io_.log)
+    *io_.log << "encoded the corpus once into " << corpus_cache_path(config_) << " (" << std::fixed
+             << std::setprecision(1) << static_cast<double>(corpus_.cache_bytes_written) / 1e6
+             << " MB); runs on the same text map it (data.cache=false turns this off)\n" << std::defaultfloat;
   check_memory(config_, corpus_.vocab.size(), device_);
+  // a new run's samples start from a prime this corpus can be primed with
+  if ((!vocab || use == VocabUse::kExtending) && !corpus_.vocab.unknown_chars(decode_utf8(config_.sample.prime)).empty())
+    use_corpus_prime("the config's sample.prime \"" + config_.sample.prime + "\" has characters this text lacks");
   // one seed fixes the weights, dropout and the batch order; the batch
   // sampler gets its own stream so model changes don't shift the data order.
   torch::manual_seed(static_cast<uint64_t>(config_.train.seed));
@@ -354,6 +386,40 @@ void Trainer::setup(const std::optional<Vocab>& vocab, VocabUse use) {
   // every rank built the same weights from the same seed; dropout masks differ per rank
   if (group_ && group_->rank() > 0)
     torch::manual_seed(mix_seed(static_cast<uint64_t>(config_.train.seed), static_cast<uint64_t>(group_->rank())));
+}
+
+std::string Trainer::corpus_prime() const {
+  // the text's first words: up to 12 characters, finished to the end of a
+  // word (24 at most), within the first line that holds any
+  const int64_t n = std::min<int64_t>(corpus_.train.size(0), 400);
+  const torch::Tensor head = corpus_.train.narrow(0, 0, n).to(torch::kLong).contiguous();
+  std::u32string text;
+  for (int64_t i = 0; i < n; ++i) text.push_back(corpus_.vocab.char_at(head[i].item<int64_t>()));
+  const size_t begin = text.find_first_not_of(U" \t\n");
+  if (begin == std::u32string::npos) return "";
+  std::u32string prime;
+  for (size_t i = begin; i < text.size() && text[i] != '\n' && prime.size() < 24; ++i) {
+    if (prime.size() >= 12 && text[i] == ' ') break;
+    prime.push_back(text[i]);
+  }
+  return encode_utf8(prime);
+}
+
+void Trainer::use_corpus_prime(const std::string& why) {
+  config_.sample.prime = corpus_prime();
+  sample_prime_note_ = why;
+}
+
+std::string Trainer::step_label() const {
+  const std::string done = std::to_string(progress_.step) + "/";
+  const double max_seconds = config_.train.max_seconds;
+  if (max_seconds > 0 && seconds_per_step_ > 0) {
+    // the step the clock will stop at, at the pace so far (validation included)
+    const double left = std::max(0.0, max_seconds - progress_.elapsed_seconds);
+    const int64_t end = progress_.step + static_cast<int64_t>(left / seconds_per_step_);
+    if (end < config_.train.steps) return done + "~" + std::to_string(end);
+  }
+  return done + std::to_string(config_.train.steps);
 }
 
 uint64_t Trainer::batch_seed() const {
@@ -602,6 +668,7 @@ bool Trainer::evaluate_and_save(double train_loss, double chars_per_second) {
                             {"elapsed_s", progress_.elapsed_seconds},
                             {"chars_trained", progress_.chars_trained}};
   bool improved = false;
+  std::string overfit_warning;
   if (corpus_.val.numel() >= 2) {
     const int64_t cap = config_.train.eval_max_chars;
     const torch::Tensor held_out = cap > 0 && corpus_.val.size(0) > cap + 1 ? corpus_.val.narrow(0, 0, cap + 1) : corpus_.val;
@@ -617,6 +684,18 @@ bool Trainer::evaluate_and_save(double train_loss, double chars_per_second) {
     if (improved) {
       progress_.best_val_loss = val.loss;
       progress_.best_step = progress_.step;
+    }
+    rising_evaluations_ = val.loss > last_val_loss_ ? rising_evaluations_ + 1 : 0;
+    last_val_loss_ = val.loss;
+    if (rising_evaluations_ == kRisingEvaluationsWarned) {
+      std::ostringstream warning;
+      warning << std::fixed << std::setprecision(4) << "warning: the validation loss has risen "
+              << kRisingEvaluationsWarned << " evaluations in a row; the best, " << progress_.best_val_loss
+              << " at step " << progress_.best_step << ", stays in "
+              << best_checkpoint_path(config_.train.checkpoint)
+              << ". The model is learning this text by heart: stop here (Ctrl-C saves), or train fewer steps, "
+                 "with a lower train.learning_rate or more model.dropout\n";
+      overfit_warning = warning.str();
     }
   }
   GenerateOptions sample_options;
@@ -661,13 +740,13 @@ bool Trainer::evaluate_and_save(double train_loss, double chars_per_second) {
   if (io_.log) {
     std::ostream& log = *io_.log;
     if (io_.redraw) log << "\r\033[K";
-    log << "step " << progress_.step << "/" << config_.train.steps << std::fixed << std::setprecision(4)
+    log << "step " << step_label() << std::fixed << std::setprecision(4)
         << "  train loss " << train_loss << "  lr " << std::defaultfloat << std::setprecision(3) << learning_rate()
         << std::fixed << std::setprecision(4);
     if (metrics.contains("val_loss"))
       log << "  val loss " << metrics["val_loss"].get<double>() << "  val bpc " << std::setprecision(3)
           << metrics["val_bpc"].get<double>() << (improved ? "  (best)" : "");
-    log << "\n--- sample ---\n" << sample_text << "\n--------------\n" << std::flush;
+    log << "\n--- sample ---\n" << sample_text << "\n--------------\n" << overfit_warning << std::flush;
   }
   return true;
 }
@@ -689,6 +768,17 @@ TrainSummary Trainer::run() {
   int64_t last_saved_step = -1;
   model_->train();
 
+  // the budget's clock: training time, validation included. A test hook
+  // makes every step take a fixed time instead, so that a time-bounded
+  // run's step count does not depend on the machine's speed.
+  const char* fixed_step = std::getenv("CHARRNN_TEST_SECONDS_PER_STEP");
+  const double seconds_per_step = fixed_step ? std::atof(fixed_step) : 0.0;
+  const auto run_seconds = [&] {
+    return seconds_per_step > 0 ? seconds_per_step * static_cast<double>(progress_.step - first_step)
+                                : seconds_since(start);
+  };
+  seconds_per_step_ = 0;
+
   const auto rate_now = [&] {
     const double s = seconds_since(start);
     return s > 0 ? static_cast<double>((progress_.step - first_step) * chars_per_step) / s : 0.0;
@@ -697,7 +787,8 @@ TrainSummary Trainer::run() {
   agreed_stop_ = agreed_time_up_ = false;
   while (progress_.step < total) {
     const bool stop_requested = io_.stop_requested && io_.stop_requested->load();
-    const bool time_up = max_seconds > 0 && seconds_since(start) >= max_seconds;
+    // the budget is the run's: a resumed run trains what is left of it
+    const bool time_up = max_seconds > 0 && elapsed_before + run_seconds() >= max_seconds;
     if (group_) {
       // a Ctrl-C or the clock reaches ranks at different steps; they act on
       // the requests agreed with the last step's gradients, all at once
@@ -717,7 +808,8 @@ TrainSummary Trainer::run() {
     }
 
     const double loss = train_step();
-    progress_.elapsed_seconds = elapsed_before + seconds_since(start);
+    progress_.elapsed_seconds = elapsed_before + run_seconds();
+    seconds_per_step_ = run_seconds() / static_cast<double>(std::max<int64_t>(1, progress_.step - first_step));
     if (!std::isfinite(loss)) {
       on_divergence(std::string("the loss is ") + (std::isnan(loss) ? "NaN" : "infinite"));
       last_saved_step = progress_.step;  // rolled back to a saved step
@@ -735,10 +827,10 @@ TrainSummary Trainer::run() {
       const double rate = static_cast<double>((progress_.step - report_step) * chars_per_step) / since_report;
       const double per_step = since_report / static_cast<double>(progress_.step - report_step);
       double eta = per_step * static_cast<double>(total - progress_.step);
-      if (max_seconds > 0) eta = std::min(eta, max_seconds - seconds_since(start));
+      if (max_seconds > 0) eta = std::min(eta, max_seconds - progress_.elapsed_seconds);
       std::ostream& log = *io_.log;
       if (io_.redraw) log << "\r\033[K";
-      log << "step " << progress_.step << "/" << total << std::fixed << std::setprecision(4) << "  loss "
+      log << "step " << step_label() << std::fixed << std::setprecision(4) << "  loss "
           << loss_sum / static_cast<double>(loss_count) << "  lr " << std::defaultfloat << std::setprecision(3)
           << learning_rate() << "  " << format_rate(rate) << "  ETA "
           << format_duration(eta) << (io_.redraw ? "" : "\n") << std::flush;
@@ -760,7 +852,7 @@ TrainSummary Trainer::run() {
   summary.seconds = seconds_since(start);
   summary.steps_done = progress_.step - first_step;
   summary.chars_per_second = rate_now();
-  progress_.elapsed_seconds = elapsed_before + summary.seconds;
+  progress_.elapsed_seconds = elapsed_before + run_seconds();
 
   if (summary.interrupted) {
     const Checkpoint checkpoint = make_checkpoint();  // no eval: stop quickly

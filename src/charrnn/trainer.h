@@ -14,6 +14,7 @@
 
 #include <atomic>
 #include <iosfwd>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <string>
@@ -44,9 +45,14 @@ struct TrainSummary {
   bool interrupted = false;    ///< stopped by a stop request
 };
 
-/// Paths written next to the checkpoint: the encoded corpus
-/// (<checkpoint folder>/<corpus file name>.ids), the best checkpoint and metrics.
+/// Where encoded corpora are kept (data.cache): $XDG_CACHE_HOME/charrnn, or
+/// ~/.cache/charrnn.
+std::string corpus_cache_folder();
+/// The encoded corpus of `config.data` in that folder: NAME-HASH.ids, NAME
+/// the first path's file or folder name, HASH that of the absolute paths,
+/// glob and separator.
 std::string corpus_cache_path(const Config& config);
+/// Paths written next to the checkpoint: the best checkpoint and metrics.
 std::string best_checkpoint_path(const std::string& checkpoint);
 std::string metrics_path(const std::string& checkpoint);
 
@@ -95,6 +101,14 @@ class Trainer {
   /// must call it: it collects all ranks' random streams.
   Checkpoint make_checkpoint() const;
 
+  /// The first words of the training text, a prime it is sure to know.
+  std::string corpus_prime() const;
+  /// Samples (and the checkpoint's sample.prime, generate's default) use
+  /// corpus_prime() from now on; `why` is kept for sample_prime_note().
+  void use_corpus_prime(const std::string& why);
+  /// Why the samples' prime is not the config's; "" when it is.
+  const std::string& sample_prime_note() const { return sample_prime_note_; }
+
   /// How many threads a CPU step splits its batch over (1: no split).
   int64_t batch_parts(int64_t batch_size) const;
 
@@ -133,6 +147,15 @@ class Trainer {
   State initial_state(const Batch& batch);
   /// Seeds this rank's streams: rank 0 uses the single-process seeds.
   uint64_t batch_seed() const;
+  /// "562/3000", or "562/~2036" when train.max_seconds ends the run first
+  /// (an estimate at the pace so far).
+  std::string step_label() const;
+  double seconds_per_step_ = 0;  // this run's pace so far, by the budget's clock
+  std::string sample_prime_note_;
+  // validation losses that rose one after another, warned about at kRisingEvaluationsWarned
+  static constexpr int64_t kRisingEvaluationsWarned = 3;
+  int64_t rising_evaluations_ = 0;
+  double last_val_loss_ = std::numeric_limits<double>::infinity();
 
 
   Config config_;

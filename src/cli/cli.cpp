@@ -100,6 +100,17 @@ std::string unescape(const std::string& text) {
   return out;
 }
 
+std::string escape_for_display(const std::string& text) {
+  std::string out;
+  for (const char c : text) {
+    if (c == '\n') out += "\\n";
+    else if (c == '\t') out += "\\t";
+    else if (c == '\\') out += "\\\\";
+    else out += c;
+  }
+  return out;
+}
+
 std::string describe_added_chars(const std::string& added_utf8) {
   const std::u32string added = charrnn::decode_utf8(added_utf8, "added characters");
   if (added.empty()) return "the text adds no character to the vocabulary";
@@ -122,8 +133,10 @@ std::vector<std::string> set_flags(const cxxopts::ParseResult& args) { return re
 
 // --config FILE then --set overrides, validated with the file named in messages.
 charrnn::Config config_from_flags(const cxxopts::ParseResult& args) {
-  const std::string path = require(args, "config");
-  charrnn::Config config = charrnn::apply_overrides(charrnn::load_config_file(path), set_flags(args));
+  const bool file = args.count("config") > 0;
+  const std::string path = file ? args["config"].as<std::string>() : "the built-in defaults";
+  charrnn::Config config =
+      charrnn::apply_overrides(file ? charrnn::load_config_file(path) : charrnn::Config{}, set_flags(args));
   charrnn::validate(config, path);
   return config;
 }

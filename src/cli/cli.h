@@ -41,12 +41,15 @@ double parse_number(const std::string& text, const std::string& what);
 double number_flag(const cxxopts::ParseResult& args, const std::string& name, double fallback);
 /// \n, \t, \r and \\ in a flag's text.
 std::string unescape(const std::string& text);
+/// The inverse of unescape(): newlines and tabs as \n and \t, for one line of output.
+std::string escape_for_display(const std::string& text);
 /// "the text adds 2 character(s) to the vocabulary: 'ö' 'ü'" (train, info).
 std::string describe_added_chars(const std::string& added_utf8);
 /// Every value given to a repeatable flag, verbatim and in order.
 std::vector<std::string> repeated_flag(const cxxopts::ParseResult& args, const std::string& name);
 std::vector<std::string> set_flags(const cxxopts::ParseResult& args);
-/// --config FILE then --set overrides, validated with the file named in messages.
+/// --config FILE (or, without it, the built-in defaults) then --set
+/// overrides, validated with the file named in messages.
 charrnn::Config config_from_flags(const cxxopts::ParseResult& args);
 
 /// The model and the generation settings the flags ask for; the checkpoint's

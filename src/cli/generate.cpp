@@ -1,8 +1,12 @@
 // charrnn generate: one streamed sample, a batch of samples, or a temperature sweep.
 #include "cli.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <sstream>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
 
 namespace charrnn::cli {
 
@@ -14,7 +18,10 @@ int cmd_generate(int argc, char** argv) {
       ("prime-file", "prime with this UTF-8 file's text, exactly as it is (a trailing newline too)",
        cxxopts::value<std::string>())
       ("num-samples", "samples to generate as one batch", cxxopts::value<std::string>())
-      ("stop", "end a sample once it produces TEXT (\\n, \\t understood)", cxxopts::value<std::string>());
+      ("stop", "end a sample once it produces TEXT (\\n, \\t understood)", cxxopts::value<std::string>())
+      ("separator", "--num-samples, not on a terminal: written between samples when any spans several lines "
+                    "(default: a blank line; \\n, \\t understood)", cxxopts::value<std::string>())
+      ("json", "print each sample as a JSON line: {\"sample\", \"seed\", \"temperature\", \"text\"}");
   options.custom_help("[OPTION...]  (--temperature 0.2,0.5,1.0 prints one labelled sample per temperature)");
   const auto args = parse(options, argc, argv);
   Generator g = load_generator(args);
@@ -24,6 +31,9 @@ int cmd_generate(int argc, char** argv) {
   if (args.count("prime-file")) set_prime_from_file(g.options, args["prime-file"].as<std::string>(), "--prime-file ");
   g.options.num_samples = int_flag(args, "num-samples", 1);
   g.options.stop = args.count("stop") ? unescape(args["stop"].as<std::string>()) : "";
+  const bool json_lines = args.count("json") > 0;
+  const bool terminal = ::isatty(STDOUT_FILENO) != 0;
+  const std::string separator = args.count("separator") ? unescape(args["separator"].as<std::string>()) : "\n";
 
   // --temperature T or a comma-separated sweep, each from the same prime and seed
   std::vector<double> temperatures = {g.checkpoint.config.sample.temperature};
@@ -36,18 +46,41 @@ int cmd_generate(int argc, char** argv) {
   const bool sweep = temperatures.size() > 1;
   for (const double temperature : temperatures) {
     g.options.sampling.temperature = temperature;
-    if (sweep) {
+    if (sweep && !json_lines) {
       std::ostringstream label;
       label << "=== temperature " << temperature << " ===\n";
       write_out(label.str());
     }
-    if (g.options.num_samples == 1) {
+    if (json_lines) {
+      g.options.collect = true;
+      const std::vector<std::string> texts = charrnn::generate(g.model, g.checkpoint.vocab, g.options, g.device);
+      for (size_t k = 0; k < texts.size(); ++k)
+        write_out(nlohmann::json({{"sample", k + 1}, {"seed", g.options.seed}, {"temperature", temperature},
+                                  {"text", texts[k]}})
+                      .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) +
+                  "\n");
+    } else if (g.options.num_samples == 1) {
       stream_sample(g);
     } else {
       g.options.collect = true;
-      for (const std::string& text : charrnn::generate(g.model, g.checkpoint.vocab, g.options, g.device)) {
-        write_out(text);
-        if (text.empty() || text.back() != '\n') write_out("\n");
+      const std::vector<std::string> texts = charrnn::generate(g.model, g.checkpoint.vocab, g.options, g.device);
+      // samples of one line each (a name, say) read best one per line;
+      // longer ones need to be told apart
+      const bool one_line_each = std::all_of(texts.begin(), texts.end(), [](const std::string& text) {
+        const auto first = text.find_first_not_of('\n'), last = text.find_last_not_of('\n');
+        return first == std::string::npos || text.find('\n', first) > last;
+      });
+      for (size_t k = 0; k < texts.size(); ++k) {
+        if (!one_line_each) {
+          if (terminal) {
+            write_out((k > 0 ? "\n" : "") + std::string("--- sample ") + std::to_string(k + 1) + " of " +
+                      std::to_string(texts.size()) + " (seed " + std::to_string(g.options.seed) + ") ---\n");
+          } else if (k > 0) {
+            write_out(separator);
+          }
+        }
+        write_out(texts[k]);
+        if (texts[k].empty() || texts[k].back() != '\n') write_out("\n");
       }
     }
   }

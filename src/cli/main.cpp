@@ -6,6 +6,7 @@
 #include <iostream>
 #include <string>
 #include <unistd.h>
+#include <vector>
 
 #include <cxxopts.hpp>
 
@@ -17,26 +18,62 @@ namespace {
 
 using namespace charrnn::cli;
 
-constexpr const char* kUsage =
-    "usage: charrnn <command> [options]\n"
-    "\n"
-    "commands:\n"
-    "  train     --config FILE [--set KEY=VALUE]... [--resume CHECKPOINT | --init-from CHECKPOINT]\n"
-    "  generate  --checkpoint FILE [--prime TEXT | --prime-file FILE] [--length N] [--temperature T]\n"
-    "            [--top-k K] [--top-p P] [--seed S] [--num-samples N] [--stop TEXT]\n"
-    "            (--temperature 0.2,0.5,1.0 prints a labelled sample per temperature)\n"
-    "  chat      --checkpoint FILE [sampling flags]: one prompt per line, :help for settings\n"
-    "  eval      --checkpoint FILE --data PATH [--data PATH]... [--glob PATTERN] [--json]\n"
-    "  serve     --checkpoint FILE [--host 127.0.0.1] [--port 8080] [--slots 64] [--api-key KEY]\n"
-    "            (OpenAI-compatible /v1/completions with streaming, a playground at /)\n"
-    "  info      --checkpoint FILE [--json]\n"
-    "  export    --checkpoint FILE --out FILE.pt\n"
-    "  plot      METRICS_FILE... --out FILE.svg   (training also keeps NAME.loss.svg)\n"
-    "  bench     --config FILE [--set KEY=VALUE]... [--steps N]\n"
-    "  launch    --nproc N [--nnodes M --node-rank I --master-addr A --master-port P] -- train ...\n"
-    "            (starts N workers of a distributed run; see README, Training on several machines)\n"
-    "\n"
-    "Run 'charrnn <command> --help' for a command's options.\n";
+// The command table: the usage text, the dispatch and the unknown-command
+// message all come from it, so a new command cannot be left out of one.
+struct Command {
+  const char* name;
+  int (*run)(int argc, char** argv);
+  const char* synopsis;  // the usage lines after the name
+};
+
+const std::vector<Command>& commands() {
+  static const std::vector<Command> table = {
+      {"train", cmd_train,
+       "[--config FILE] [--set KEY=VALUE]... [--resume CHECKPOINT | --init-from CHECKPOINT]\n"
+       "            (without --config: the built-in defaults, e.g. --set data.path=notes.txt)"},
+      {"generate", cmd_generate,
+       "--checkpoint FILE [--prime TEXT | --prime-file FILE] [--length N] [--temperature T]\n"
+       "            [--top-k K] [--top-p P] [--seed S] [--num-samples N] [--stop TEXT] [--strict]\n"
+       "            (--temperature 0.2,0.5,1.0 prints a labelled sample per temperature)"},
+      {"chat", cmd_chat, "--checkpoint FILE [sampling flags]: one prompt per line, :help for settings"},
+      {"eval", cmd_eval, "--checkpoint FILE --data PATH [--data PATH]... [--glob PATTERN] [--json]"},
+      {"serve", cmd_serve,
+       "--checkpoint FILE [--host 127.0.0.1] [--port 8080] [--slots 64] [--api-key KEY]\n"
+       "            (OpenAI-compatible /v1/completions with streaming, a playground at /)"},
+      {"info", cmd_info, "--checkpoint FILE [--json]"},
+      {"export", cmd_export, "--checkpoint FILE --out FILE.pt"},
+      {"plot", cmd_plot, "METRICS_FILE... --out FILE.svg   (training also keeps NAME.loss.svg)"},
+      {"bench", cmd_bench, "[--config FILE] [--set KEY=VALUE]... [--steps N]"},
+      {"launch", cmd_launch,
+       "--nproc N [--nnodes M --node-rank I --master-addr A --master-port P] -- train ...\n"
+       "            (starts N workers of a distributed run; see README, Training on several machines)"},
+  };
+  return table;
+}
+
+std::string usage() {
+  std::string text = "usage: charrnn <command> [options]\n\ncommands:\n";
+  for (const Command& c : commands()) {
+    std::string name = c.name;
+    name.resize(10, ' ');
+    text += "  " + name + c.synopsis + "\n";
+  }
+  text += "  version\n\nRun 'charrnn <command> --help' for a command's options.\n";
+  return text;
+}
+
+// unknown command "serv" (did you mean "serve"?); commands are train, ...
+std::string unknown_command(const std::string& given) {
+  std::string names, nearest;
+  for (const Command& c : commands()) {
+    names += (names.empty() ? "" : ", ") + std::string(c.name);
+    const std::string name = c.name;
+    const bool prefix = !given.empty() && name.rfind(given, 0) == 0;
+    if (nearest.empty() && (prefix || given.rfind(name, 0) == 0)) nearest = name;
+  }
+  return "unknown command \"" + given + "\"" + (nearest.empty() ? "" : " (did you mean \"" + nearest + "\"?)") +
+         "; commands are " + names + ", version";
+}
 
 }  // namespace
 
@@ -52,13 +89,13 @@ int main(int argc, char** argv) {
     ::execv("/proc/self/exe", argv);
   }
   if (argc < 2) {
-    std::cerr << kUsage;
+    std::cerr << usage();
     return 2;
   }
   const std::string command = argv[1];
   try {
     if (command == "-h" || command == "--help" || command == "help") {
-      std::cout << kUsage;
+      std::cout << usage();
       return 0;
     }
     if (command == "--version" || command == "version") {
@@ -67,17 +104,9 @@ int main(int argc, char** argv) {
                 << "\nisa: " << charrnn::to_string(charrnn::kernel_isa()) << "\n";
       return 0;
     }
-    if (command == "train") return cmd_train(argc - 1, argv + 1);
-    if (command == "generate") return cmd_generate(argc - 1, argv + 1);
-    if (command == "chat") return cmd_chat(argc - 1, argv + 1);
-    if (command == "plot") return cmd_plot(argc - 1, argv + 1);
-    if (command == "eval") return cmd_eval(argc - 1, argv + 1);
-    if (command == "info") return cmd_info(argc - 1, argv + 1);
-    if (command == "export") return cmd_export(argc - 1, argv + 1);
-    if (command == "bench") return cmd_bench(argc - 1, argv + 1);
-    if (command == "launch") return cmd_launch(argc - 1, argv + 1);
-    if (command == "serve") return cmd_serve(argc - 1, argv + 1);
-    std::cerr << "error: unknown command \"" << command << "\"; commands are train, generate, chat, eval, info, export, plot, bench, launch\n";
+    for (const Command& c : commands())
+      if (command == c.name) return c.run(argc - 1, argv + 1);
+    std::cerr << "error: " << unknown_command(command) << "\n";
     return 2;
   } catch (const charrnn::UsageError& e) {
     std::cerr << "error: " << first_line(e.what()) << "\n";

@@ -20,15 +20,13 @@ namespace charrnn::cli {
 int cmd_train(int argc, char** argv) {
   cxxopts::Options options("charrnn train", "Train a character-level model from a JSON config.");
   options.add_options()
-      ("config", "JSON config file", cxxopts::value<std::string>())
+      ("config", "JSON config file (default: the built-in defaults, docs/config.md)", cxxopts::value<std::string>())
       ("set", "override a config key, e.g. --set model.cell=gru (repeatable)", cxxopts::value<std::vector<std::string>>())
       ("resume", "continue training from this checkpoint", cxxopts::value<std::string>())
       ("init-from", "fine-tune: start from this checkpoint's (or export's) weights, on the config's data, with a "
                     "fresh optimizer at step 0; characters the text adds join the vocabulary",
        cxxopts::value<std::string>());
   const auto args = parse(options, argc, argv);
-  if (!args.count("config") && !args.count("resume") && !args.count("init-from"))
-    throw UsageError("--config FILE is required (or --resume CHECKPOINT, or --init-from CHECKPOINT)");
   if (args.count("resume") && args.count("init-from"))
     throw UsageError("--resume continues a run and --init-from starts a new one from a model; give one of them "
                      "(a fine-tuned run is resumed with --resume alone)");
@@ -62,6 +60,7 @@ int cmd_train(int argc, char** argv) {
     config = charrnn::apply_overrides(config, set_flags(args));
     charrnn::validate(config, args.count("config") ? args["config"].as<std::string>() : "config");
   } else {
+    // without --config, the built-in defaults (docs/config.md) and --set
     config = config_from_flags(args);
   }
   // torchrun's variables make this process one rank of a distributed run;
@@ -78,12 +77,28 @@ int cmd_train(int argc, char** argv) {
       : base     ? std::make_unique<charrnn::Trainer>(*base, args["init-from"].as<std::string>(), config, io, group)
                  : std::make_unique<charrnn::Trainer>(config, io, group);
   base.reset();  // its weights are in the trainer now
+  // a prime written for the config's own text does not fit another one
+  if (!checkpoint) {
+    bool data_set = false, prime_set = false;
+    for (const std::string& assignment : set_flags(args)) {
+      data_set = data_set || assignment.rfind("data.path=", 0) == 0;
+      prime_set = prime_set || assignment.rfind("sample.prime=", 0) == 0;
+    }
+    if (data_set && !prime_set && !config.sample.prime.empty() && trainer->config().sample.prime == config.sample.prime)
+      trainer->use_corpus_prime("--set data.path chose another text than the one the config's sample.prime \"" +
+                                config.sample.prime + "\" was written for");
+  }
   if (checkpoint && reports)
     std::cerr << "resuming " << args["resume"].as<std::string>() << " at step " << checkpoint->progress.step << "\n";
   if (args.count("init-from") && reports) {
     const charrnn::ModelOrigin& origin = trainer->lineage().front();
     std::cerr << "fine-tuning " << origin.checkpoint << " (step " << origin.step << ", trained on " << origin.data
               << "); " << describe_added_chars(origin.added_chars) << "\n";
+    const charrnn::TrainOptions& t = config.train;
+    std::cerr << "fine-tuning with " << (args.count("config") ? args["config"].as<std::string>() : "the base's config")
+              << "'s rate and length: " << charrnn::describe_recipe(t) << "; " << t.steps << " steps"
+              << (t.max_seconds > 0 ? " or " + std::to_string(static_cast<int64_t>(t.max_seconds)) + " s" : "")
+              << " (README, \"Fine-tune\")\n";
   }
   if (reports) {
     std::cerr << "training " << charrnn::to_string(config.model.cell) << " " << config.model.num_layers << "x"
@@ -100,6 +115,18 @@ int cmd_train(int argc, char** argv) {
       std::cerr << " per process, " << group->size() << " processes (effective batch " << config.train.batch_size
                 << " x " << group->size() << " = " << config.train.batch_size * group->size() << ")";
     std::cerr << "\nrecipe: " << charrnn::describe_recipe(config.train) << "\n";
+    if (!checkpoint) {
+      const std::string& prime = trainer->config().sample.prime;
+      if (prime.empty())
+        std::cerr << "samples: each starts from a character drawn by frequency (sample.prime is empty)\n";
+      else
+        std::cerr << "samples: prime \"" << escape_for_display(prime) << "\""
+                  << (trainer->sample_prime_note().empty()
+                          ? " (sample.prime)"
+                          : " (the text's first words: " + trainer->sample_prime_note() +
+                                "; --set sample.prime=TEXT chooses another)")
+                  << "\n";
+    }
   }
   install_stop_handlers();
   const charrnn::TrainSummary summary = trainer->run();
