@@ -375,8 +375,10 @@ void export_torchscript(const Checkpoint& checkpoint, const std::string& path) {
     module.define(source);
   } catch (const c10::Error& e) {
     throw Error(std::string("export: TorchScript compilation failed: ") + e.what_without_backtrace());
-  } catch (const std::exception& e) {  // torch::jit::ErrorReport
-    throw Error(std::string("export: TorchScript compilation failed: ") + e.what());
+  } catch (const std::exception& e) {  // torch::jit::ErrorReport, whose message starts on a new line
+    std::string what = e.what();
+    what.erase(0, what.find_first_not_of(" \n"));
+    throw Error("export: TorchScript compilation failed: " + what);
   }
   std::ostringstream out;
   module.save(out);

@@ -348,11 +348,16 @@ void Trainer::setup(const std::optional<Vocab>& vocab, VocabUse use) {
   if (config_.train.precision == "bf16" && !device_.is_cuda())
     throw UsageError("train.precision=bf16 trains under CUDA autocast, but this run is on " + device_.str() +
                      "; set train.precision=fp32, or train.device=cuda on a machine with a GPU");
+  // a checkpoint folder that cannot be made fails now, not after the first steps
+  if (writes_files()) ensure_parent_directory(config_.train.checkpoint);
   load_corpus_once_per_machine(vocab, use);
-  if (corpus_.cache_bytes_written > 0 && io_.log)
-    *io_.log << "encoded the corpus once into " << corpus_cache_path(config_) << " (" << std::fixed
-             << std::setprecision(1) << static_cast<double>(corpus_.cache_bytes_written) / 1e6
-             << " MB); runs on the same text map it (data.cache=false turns this off)\n" << std::defaultfloat;
+  if (corpus_.cache_bytes_written > 0) {
+    std::ostringstream note;
+    note << "encoded the corpus once into " << corpus_cache_path(config_) << " (" << std::fixed << std::setprecision(1)
+         << static_cast<double>(corpus_.cache_bytes_written) / 1e6
+         << " MB); runs on the same text map it (data.cache=false turns this off)";
+    cache_note_ = note.str();
+  }
   check_memory(config_, corpus_.vocab.size(), device_);
   // a new run's samples start from a prime this corpus can be primed with
   if ((!vocab || use == VocabUse::kExtending) && !corpus_.vocab.unknown_chars(decode_utf8(config_.sample.prime)).empty())

@@ -106,6 +106,9 @@ class Trainer {
   /// Samples (and the checkpoint's sample.prime, generate's default) use
   /// corpus_prime() from now on; `why` is kept for sample_prime_note().
   void use_corpus_prime(const std::string& why);
+  /// "encoded the corpus once into PATH (N MB)..." when this run wrote the
+  /// encoded corpus (data.cache); "" when it mapped one already there.
+  const std::string& corpus_cache_note() const { return cache_note_; }
   /// Why the samples' prime is not the config's; "" when it is.
   const std::string& sample_prime_note() const { return sample_prime_note_; }
 
@@ -152,6 +155,7 @@ class Trainer {
   std::string step_label() const;
   double seconds_per_step_ = 0;  // this run's pace so far, by the budget's clock
   std::string sample_prime_note_;
+  std::string cache_note_;
   // validation losses that rose one after another, warned about at kRisingEvaluationsWarned
   static constexpr int64_t kRisingEvaluationsWarned = 3;
   int64_t rising_evaluations_ = 0;

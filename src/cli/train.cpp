@@ -1,7 +1,9 @@
 // charrnn train: a fresh run, or --resume from a checkpoint.
 #include "cli.h"
 
+#include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <iomanip>
 #include <iostream>
 #include <memory>
@@ -62,6 +64,14 @@ int cmd_train(int argc, char** argv) {
   } else {
     // without --config, the built-in defaults (docs/config.md) and --set
     config = config_from_flags(args);
+    const std::vector<std::string> sets = set_flags(args);
+    const bool data_given = std::any_of(sets.begin(), sets.end(), [](const std::string& assignment) {
+      return assignment.rfind("data.path=", 0) == 0;
+    });
+    if (!args.count("config") && !data_given && !std::filesystem::exists(config.data.path.front()))
+      throw UsageError("nothing to train on: give --config FILE, or --set data.path=TEXT (a file or folder); the "
+                       "built-in default, " + config.data.path.front() + ", is not there (scripts/get-data.sh "
+                       "fetches it)");
   }
   // torchrun's variables make this process one rank of a distributed run;
   // rank 0 alone reports progress and writes files
@@ -115,6 +125,7 @@ int cmd_train(int argc, char** argv) {
       std::cerr << " per process, " << group->size() << " processes (effective batch " << config.train.batch_size
                 << " x " << group->size() << " = " << config.train.batch_size * group->size() << ")";
     std::cerr << "\nrecipe: " << charrnn::describe_recipe(config.train) << "\n";
+    if (!trainer->corpus_cache_note().empty()) std::cerr << trainer->corpus_cache_note() << "\n";
     if (!checkpoint) {
       const std::string& prime = trainer->config().sample.prime;
       if (prime.empty())
