@@ -342,6 +342,8 @@ TEST_F(Cli, FineTuneFromACheckpointOntoTextWithNewCharacters) {
   const Result r = run(fine_tune);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.err.find("fine-tuning " + checkpoint()), std::string::npos) << r.err;
+  // the config file names its rate: the fine-tune keeps it
+  EXPECT_NE(r.err.find("tiny.json's recipe and length: random batching, constant lr 0.01;"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("adds 2 character(s)"), std::string::npos) << r.err;
   const std::vector<nlohmann::json> metrics = read_metrics(dir_ / "tuned.metrics.jsonl");
   ASSERT_GE(metrics.size(), 2u);
@@ -828,10 +830,18 @@ TEST_F(Cli, FineTuningSaysItsRateAndWarnsWhenValidationLossRises) {
   const Result tuned = run({"train", "--init-from", checkpoint(), "--set", "data.path=" + (dir_ / "more.txt").string(),
                             "--set", "train.checkpoint=" + (dir_ / "tuned.pt").string(), "--set", "train.steps=2"});
   ASSERT_EQ(tuned.exit_code, 0) << tuned.err;
-  EXPECT_NE(tuned.err.find("fine-tuning with the base's config's rate and length: random batching, constant lr 0.02; "
-                           "2 steps"),
+  // no rate named: a sixteenth of the base config's
+  EXPECT_NE(tuned.err.find("fine-tuning with the base's config's recipe and length at 1/16 of its rate "
+                           "(--set train.learning_rate=R chooses one): random batching, constant lr 0.00125; 2 steps"),
             std::string::npos)
       << tuned.err;
+  const Result named = run({"train", "--init-from", checkpoint(), "--set", "data.path=" + (dir_ / "more.txt").string(),
+                            "--set", "train.checkpoint=" + (dir_ / "tuned.pt").string(), "--set", "train.steps=2",
+                            "--set", "train.learning_rate=0.004"});
+  ASSERT_EQ(named.exit_code, 0) << named.err;
+  EXPECT_NE(named.err.find("fine-tuning with the base's config's recipe and length: random batching, constant lr 0.004;"),
+            std::string::npos)
+      << named.err;
 }
 
 TEST_F(Cli, UnknownCommandsListEveryCommand) {

@@ -7,6 +7,12 @@
 
 namespace charrnn {
 
+TrainOptions fine_tune_rate(TrainOptions train) {
+  train.learning_rate /= kFineTuneRateDivisor;
+  train.min_lr /= kFineTuneRateDivisor;
+  return train;
+}
+
 std::string added_characters(const Vocab& base, const Vocab& extended) {
   std::string added;
   for (char32_t c : extended.chars())

@@ -13,6 +13,16 @@
 
 namespace charrnn {
 
+/// A fine-tune whose config names no train.learning_rate of its own trains
+/// at the config's rate (and min_lr) divided by this. Measured on a 20 KB
+/// text from a base trained with configs/default.json's recipe: at 1/16 of
+/// that recipe's rate the best checkpoint scored better on the new text's
+/// held-out part and kept more of the base's text than at its full rate or
+/// a quarter of it (docs/benchmarks.md, "Fine-tuning").
+inline constexpr double kFineTuneRateDivisor = 16;
+/// `train` with its rate and min_lr divided by kFineTuneRateDivisor.
+TrainOptions fine_tune_rate(TrainOptions train);
+
 /// The characters of `extended` that `base` lacks, as UTF-8, in order.
 std::string added_characters(const Vocab& base, const Vocab& extended);
 

@@ -1,12 +1,15 @@
 // Argument parsing and the stop signal, shared by the commands (cli.h).
 #include "cli.h"
 
+#include "charrnn/corpus.h"
 #include "charrnn/utf8.h"
 
 #include <cmath>
 #include <csignal>
 #include <cstdlib>
 #include <iostream>
+
+#include <nlohmann/json.hpp>
 
 namespace charrnn::cli {
 
@@ -130,6 +133,12 @@ std::vector<std::string> repeated_flag(const cxxopts::ParseResult& args, const s
 }
 
 std::vector<std::string> set_flags(const cxxopts::ParseResult& args) { return repeated_flag(args, "set"); }
+
+bool config_file_names(const std::string& path, const std::string& section, const std::string& key) {
+  // the file was read and checked already (load_config_file); this asks only whether the key is there
+  const nlohmann::json j = nlohmann::json::parse(charrnn::read_file(path), nullptr, /*allow_exceptions=*/false);
+  return j.is_object() && j.contains(section) && j[section].is_object() && j[section].contains(key);
+}
 
 // --config FILE then --set overrides, validated with the file named in messages.
 charrnn::Config config_from_flags(const cxxopts::ParseResult& args) {

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "charrnn/distributed.h"
+#include "charrnn/fine_tune.h"
 #include "charrnn/lr_schedule.h"
 #include "charrnn/runtime.h"
 #include "charrnn/trainer.h"
@@ -41,6 +42,7 @@ int cmd_train(int argc, char** argv) {
   std::optional<charrnn::Checkpoint> checkpoint;  // --resume
   std::optional<charrnn::Checkpoint> base;        // --init-from
   charrnn::Config config;
+  bool fine_tune_rate_lowered = false;
   if (args.count("resume")) {
     checkpoint = charrnn::load_checkpoint(args["resume"].as<std::string>());
     // defaults < checkpoint's config < config file < --set
@@ -60,6 +62,13 @@ int cmd_train(int argc, char** argv) {
       config = base->config;
     }
     config = charrnn::apply_overrides(config, set_flags(args));
+    // a fine-tune learns a small text quickly and forgets the base at a
+    // from-scratch rate: unless the user names a rate, it takes a lower one
+    const std::vector<std::string> sets = set_flags(args);
+    fine_tune_rate_lowered = !std::any_of(sets.begin(), sets.end(), [](const std::string& assignment) {
+      return assignment.rfind("train.learning_rate=", 0) == 0;
+    }) && !(args.count("config") && config_file_names(args["config"].as<std::string>(), "train", "learning_rate"));
+    if (fine_tune_rate_lowered) config.train = charrnn::fine_tune_rate(config.train);
     charrnn::validate(config, args.count("config") ? args["config"].as<std::string>() : "config");
   } else {
     // without --config, the built-in defaults (docs/config.md) and --set
@@ -106,9 +115,13 @@ int cmd_train(int argc, char** argv) {
               << "); " << describe_added_chars(origin.added_chars) << "\n";
     const charrnn::TrainOptions& t = config.train;
     std::cerr << "fine-tuning with " << (args.count("config") ? args["config"].as<std::string>() : "the base's config")
-              << "'s rate and length: " << charrnn::describe_recipe(t) << "; " << t.steps << " steps"
+              << "'s recipe and length"
+              << (fine_tune_rate_lowered ? " at 1/" + std::to_string(static_cast<int>(charrnn::kFineTuneRateDivisor)) +
+                                               " of its rate (--set train.learning_rate=R chooses one)"
+                                         : "")
+              << ": " << charrnn::describe_recipe(t) << "; " << t.steps << " steps"
               << (t.max_seconds > 0 ? " or " + std::to_string(static_cast<int64_t>(t.max_seconds)) + " s" : "")
-              << " (README, \"Fine-tune\")\n";
+              << "\n";
   }
   if (reports) {
     std::cerr << "training " << charrnn::to_string(config.model.cell) << " " << config.model.num_layers << "x"

@@ -10,6 +10,9 @@ export with torch.jit.load and checks:
     `charrnn generate --prime "ROMEO:" --length 200 --temperature 0`,
     and sampled text with a seed, top-k and top-p equals charrnn's too;
   - encode/decode round trips, including non-ASCII characters;
+  - a prime as typed (a no-break space, a decomposed é) is folded into the
+    model's characters as charrnn folds it, with a UserWarning, and refused
+    with strict=True;
   - `charrnn generate` and `charrnn eval` give the same results from the
     export as from the checkpoint.
 
@@ -21,6 +24,7 @@ import os
 import random
 import shutil
 import sys
+import warnings
 
 import torch
 
@@ -96,6 +100,23 @@ def main():
             cli = charrnn(binary, "generate", "--checkpoint", ckpt, "--prime", "ROMEO:", "--length", "200",
                           "--temperature", str(temperature), "--top-k", str(top_k), "--top-p", str(top_p), "--seed", str(seed))
             check(as_printed(sampled) == cli, f"{cell}: sampled generate (T={temperature}, k={top_k}, p={top_p}, seed={seed}) equals charrnn's")
+
+        # a prime as typed or pasted (a no-break space, a decomposed é): folded
+        # into the model's characters by the export as by charrnn, with a warning
+        typed = "JULIET:\u00a0the night\u00a0e\u0301"
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            folded = m.generate(typed, 100, 0.8, 0, 1.0, 5)
+        cli = charrnn(binary, "generate", "--checkpoint", ckpt, "--prime", typed, "--length", "100", "--seed", "5")
+        check(as_printed(folded) == cli and folded.startswith("JULIET: the night é"),
+              f"{cell}: a typed prime is folded as charrnn folds it\n  py:  {folded!r}\n  cli: {cli!r}")
+        check(m.fold_prime(typed) == "JULIET: the night é", f"{cell}: fold_prime")
+        check(any("never saw" in str(w.message) for w in caught), f"{cell}: the export warns about what it replaced")
+        try:
+            m.generate(typed, 10, 0.8, 0, 1.0, 5, True)
+            check(False, f"{cell}: strict=True refuses the typed prime")
+        except Exception as e:  # torch.jit.Error
+            check("never saw" in str(e), f"{cell}: strict=True refuses the typed prime: {e}")
 
         from_export = charrnn(binary, "generate", "--checkpoint", export, "--prime", "JULIET:", "--length", "100", "--seed", "9")
         from_ckpt = charrnn(binary, "generate", "--checkpoint", ckpt, "--prime", "JULIET:", "--length", "100", "--seed", "9")
