@@ -149,6 +149,16 @@ def main():
             expected = continuation(binary, checkpoint, "my love ", 400, 1.2, 9, top_k=5, top_p=0.9)
             check(as_printed(text) == expected, f"top-k 5, top-p 0.9, temperature 1.2: generate's text too ({text[:40]!r}...)")
 
+            # a pasted prompt: its no-break space is replaced, the page says so, and the
+            # text is what charrnn generate gives for the same typed prompt
+            check(text_of(browser, "note") == "", "no note while nothing was replaced")
+            fill_in(browser, KEY, "my\u00a0love ", 200, 0.8, 0, 1, 4)
+            text, _ = generate(browser)
+            expected = continuation(binary, checkpoint, "my love ", 200, 0.8, 4)
+            check(as_printed(text) == expected, f"a folded prompt gives generate's text ({text[:40]!r}...)")
+            note = text_of(browser, "note")
+            check("U+00A0 -> U+0020 (x1)" in note, f"the page names what was replaced: {note!r}")
+
             # Stop: a stream as long as the server allows, stopped once text arrives
             fill_in(browser, KEY, prompt, 1000000, 0.8, 0, 1, "")
             browser.find_element("id", "generate").click()
