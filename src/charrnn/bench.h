@@ -27,7 +27,7 @@ struct BenchOptions {
 /// standard 3x-forward count: the analytic work behind train_gflops.
 double training_step_flops(const Config& config, int64_t vocab_size);
 
-/// Runs the measurements and returns one JSON object (see README).
+/// Runs the measurements and returns one JSON object (docs/cli.md, charrnn bench).
 nlohmann::json run_bench(const Config& config, const BenchOptions& options);
 
 }  // namespace charrnn

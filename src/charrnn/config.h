@@ -92,7 +92,7 @@ struct SampleOptions {
   int64_t seed = 0;          ///< same seed, same text; < 0 picks a random seed. Default: 0
 };
 
-/// Training on several processes (WORLD_SIZE > 1; see README, "Training on
+/// Training on several processes (WORLD_SIZE > 1; see docs/cli.md, "Training on
 /// several machines"). Ignored by a single process.
 struct DistributedOptions {
   /// seconds to wait for the other ranks at rendezvous and at every

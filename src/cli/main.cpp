@@ -46,7 +46,7 @@ const std::vector<Command>& commands() {
       {"bench", cmd_bench, "[--config FILE] [--set KEY=VALUE]... [--steps N]"},
       {"launch", cmd_launch,
        "--nproc N [--nnodes M --node-rank I --master-addr A --master-port P] -- train ...\n"
-       "            (starts N workers of a distributed run; see README, Training on several machines)"},
+       "            (starts N workers of a distributed run; see docs/cli.md, Training on several machines)"},
   };
   return table;
 }
