@@ -120,11 +120,4 @@ TEST(CharFold, TableAgreesWithFold) {
     EXPECT_EQ(folder.fold(std::u32string(1, U'x') + from).text, U"x" + to) << static_cast<uint32_t>(from);
 }
 
-TEST(Utf8, NamesCharacters) {
-  EXPECT_EQ(charrnn::unicode_name(U'\''), "APOSTROPHE");
-  EXPECT_EQ(charrnn::unicode_name(U'\n'), "LINE FEED");
-  EXPECT_EQ(charrnn::describe_char_named(0x2019), "'\u2019' (U+2019 RIGHT SINGLE QUOTATION MARK)");
-  EXPECT_EQ(charrnn::describe_char_named(U'\n'), "U+000A LINE FEED");
-}
-
 }  // namespace

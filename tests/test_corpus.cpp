@@ -1,4 +1,4 @@
-// corpus: folders and lists of files as one corpus of documents, the
+// corpus: reading a text file, folders and lists of files as one corpus of documents, the
 // separator between them, validation by whole documents, the id cache's
 // freshness over many files, and a vocabulary extended for fine-tuning.
 #include <algorithm>
@@ -229,6 +229,25 @@ TEST(CorpusFiles, AGivenVocabularyIsExtendedForFineTuningAndExactOtherwise) {
     EXPECT_EQ(exact.vocab.chars(), c.vocab.chars());
     EXPECT_EQ(decoded(exact.vocab, exact.train), "\xC3\xBC" "ber alles, ab");
   }
+}
+
+TEST(Corpus, ReadTextFileDropsBomAndRejectsNul) {
+  charrnn_test::TempDir dir;
+  const std::string bom = dir.file("bom.txt");
+  charrnn_test::write_file(bom, "\xEF\xBB\xBF" "ab" "\xE2\x82\xAC");
+  EXPECT_EQ(charrnn::read_text_file(bom), (std::u32string{U'a', U'b', 0x20AC}));
+
+  const std::string binary = dir.file("binary.bin");
+  charrnn_test::write_file(binary, std::string("abc\0def", 7));
+  const std::string message = thrown_message<charrnn::Error>([&] { charrnn::read_text_file(binary); });
+  EXPECT_CONTAINS(message, "byte offset 3");
+  EXPECT_CONTAINS(message, binary);
+
+  const std::string bad = dir.file("latin1.txt");
+  charrnn_test::write_file(bad, "caf\xE9!");
+  const std::string bad_message = thrown_message<charrnn::Error>([&] { charrnn::read_text_file(bad); });
+  EXPECT_CONTAINS(bad_message, "byte offset 3");
+  EXPECT_CONTAINS(bad_message, bad);
 }
 
 }  // namespace

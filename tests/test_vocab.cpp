@@ -1,11 +1,10 @@
-// utf8 and vocab: strict UTF-8 with byte offsets in every error, and a
-// vocabulary whose ids are the sorted code points of the corpus.
+// vocab: a vocabulary whose ids are the sorted code points of the corpus,
+// encoding that names what it lacks, and its JSON form.
 #include <string>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "charrnn/corpus.h"
 #include "charrnn/error.h"
 #include "charrnn/utf8.h"
 #include "charrnn/vocab.h"
@@ -22,88 +21,6 @@ using charrnn_test::thrown_message;
 const std::string kE_acute = "\xC3\xA9";       // U+00E9 é
 const std::string kEuro = "\xE2\x82\xAC";      // U+20AC €
 const std::string kGrin = "\xF0\x9F\x98\x80";  // U+1F600 😀
-
-TEST(Utf8, DecodesOneToFourByteCharacters) {
-  const std::string text = "a" + kE_acute + kEuro + kGrin + "z";
-  const std::u32string decoded = decode_utf8(text);
-  EXPECT_EQ(decoded, (std::u32string{U'a', 0xE9, 0x20AC, 0x1F600, U'z'}));
-}
-
-TEST(Utf8, RoundTripsEveryEncodingLength) {
-  // the boundaries of each encoding length, plus ordinary characters
-  const std::u32string points = {0x0,    0x7F,   0x80,    0x7FF,   0x800,    0xD7FF,
-                                 0xE000, 0xFFFD, 0xFFFF,  0x10000, 0x1F600,  0x10FFFF,
-                                 0xE9,   0x20AC, U'\n',   U'x'};
-  const std::string bytes = encode_utf8(points);
-  EXPECT_EQ(decode_utf8(bytes), points);
-  // and bytes -> code points -> bytes
-  const std::string text = "caf" + kE_acute + " costs 3" + kEuro + " " + kGrin;
-  EXPECT_EQ(encode_utf8(decode_utf8(text)), text);
-}
-
-TEST(Utf8, EncodesToTheExpectedBytes) {
-  EXPECT_EQ(encode_utf8(std::u32string{0xE9}), kE_acute);
-  EXPECT_EQ(encode_utf8(std::u32string{0x20AC}), kEuro);
-  EXPECT_EQ(encode_utf8(std::u32string{0x1F600}), kGrin);
-  std::string out = "x";
-  charrnn::append_utf8(out, 0x20AC);
-  EXPECT_EQ(out, "x" + kEuro);
-}
-
-TEST(Utf8, EmptyInputDecodesToEmpty) { EXPECT_TRUE(decode_utf8("").empty()); }
-
-struct InvalidCase {
-  const char* name;
-  std::string bytes;
-  size_t offset;
-};
-
-TEST(Utf8, InvalidInputThrowsWithByteOffset) {
-  const InvalidCase cases[] = {
-      {"stray continuation byte", std::string("ab\x80" "c"), 2},
-      {"stray continuation after 2-byte char", "x" + kE_acute + "\xBF", 3},
-      {"truncated 3-byte sequence at the end", std::string("abc\xE2\x82"), 3},
-      {"truncated 4-byte sequence at the end", kEuro + std::string("\xF0\x9F\x98"), 3},
-      {"lead byte followed by ASCII", std::string("\xE2(a"), 0},
-      {"overlong slash", std::string("x\xC0\xAF"), 1},
-      {"overlong 3-byte NUL", std::string("\xE0\x80\x80"), 0},
-      {"UTF-16 surrogate", kE_acute + std::string("\xED\xA0\x80"), 2},
-      {"code point above U+10FFFF", kGrin + std::string("\xF4\x90\x80\x80"), 4},
-      {"invalid lead byte 0xFF", std::string("ok\xFF"), 2},
-      {"5-byte lead", std::string("\xF8\x88\x80\x80\x80"), 0},
-  };
-  for (const auto& c : cases) {
-    SCOPED_TRACE(c.name);
-    const std::string message =
-        thrown_message<charrnn::Error>([&] { decode_utf8(c.bytes, "corpus.txt"); });
-    EXPECT_CONTAINS(message, "byte offset " + std::to_string(c.offset) + " ");
-    EXPECT_CONTAINS(message, "corpus.txt");
-  }
-}
-
-TEST(Utf8, InvalidInputIsNotAUsageError) {
-  // bad bytes in a file are a runtime failure (exit 1), not a bad flag
-  try {
-    decode_utf8("\x80");
-    FAIL() << "did not throw";
-  } catch (const charrnn::UsageError&) {
-    FAIL() << "threw UsageError";
-  } catch (const charrnn::Error&) {
-  }
-}
-
-TEST(Utf8, DescribeCharQuotesVisibleAndNamesInvisible) {
-  EXPECT_EQ(charrnn::describe_char(U'x'), "'x'");
-  EXPECT_EQ(charrnn::describe_char(0xE9), "'" + kE_acute + "'");
-  EXPECT_EQ(charrnn::describe_char(0x1F600), "'" + kGrin + "'");
-  EXPECT_EQ(charrnn::describe_char(U'\n'), "U+000A");
-  EXPECT_EQ(charrnn::describe_char(U'\t'), "U+0009");
-  EXPECT_EQ(charrnn::describe_char(U' '), "U+0020");
-  EXPECT_EQ(charrnn::describe_char(0x7F), "U+007F");
-  EXPECT_EQ(charrnn::describe_char(0x85), "U+0085");
-  EXPECT_EQ(charrnn::describe_char(0x200B), "U+200B");
-  EXPECT_EQ(charrnn::describe_char(0xFEFF), "U+FEFF");
-}
 
 TEST(Vocab, FromTextSortsByCodePointAndCounts) {
   const std::u32string text = decode_utf8("banana " + kEuro + kE_acute + kEuro);
@@ -187,25 +104,6 @@ TEST(Vocab, MalformedJsonOrCharsThrowError) {
   EXPECT_THROW(Vocab::from_json({{"code_points", {0xD800}}, {"counts", {1}}}), charrnn::Error);     // surrogate
   EXPECT_THROW(Vocab::from_json({{"code_points", {0x110000}}, {"counts", {1}}}), charrnn::Error);   // too big
   EXPECT_THROW(Vocab({U'a', U'a'}), charrnn::Error);  // not distinct
-}
-
-TEST(Corpus, ReadTextFileDropsBomAndRejectsNul) {
-  charrnn_test::TempDir dir;
-  const std::string bom = dir.file("bom.txt");
-  charrnn_test::write_file(bom, "\xEF\xBB\xBF" "ab" + kEuro);
-  EXPECT_EQ(charrnn::read_text_file(bom), (std::u32string{U'a', U'b', 0x20AC}));
-
-  const std::string binary = dir.file("binary.bin");
-  charrnn_test::write_file(binary, std::string("abc\0def", 7));
-  const std::string message = thrown_message<charrnn::Error>([&] { charrnn::read_text_file(binary); });
-  EXPECT_CONTAINS(message, "byte offset 3");
-  EXPECT_CONTAINS(message, binary);
-
-  const std::string bad = dir.file("latin1.txt");
-  charrnn_test::write_file(bad, "caf\xE9!");
-  const std::string bad_message = thrown_message<charrnn::Error>([&] { charrnn::read_text_file(bad); });
-  EXPECT_CONTAINS(bad_message, "byte offset 3");
-  EXPECT_CONTAINS(bad_message, bad);
 }
 
 }  // namespace
