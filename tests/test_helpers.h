@@ -55,6 +55,13 @@ inline std::vector<charrnn::Isa> all_isas() {
 /// A fresh, empty folder under the system temp dir, removed on destruction.
 /// The name holds the pid and the test's name, so tests run in parallel
 /// (ctest -j) never share one.
+// 1-, 2-, 3- and 4-byte characters, written as explicit bytes.
+namespace utf8_samples {
+inline const std::string kE_acute = "\xC3\xA9";       // U+00E9 é
+inline const std::string kEuro = "\xE2\x82\xAC";      // U+20AC €
+inline const std::string kGrin = "\xF0\x9F\x98\x80";  // U+1F600 😀
+}  // namespace utf8_samples
+
 class TempDir {
  public:
   TempDir() {

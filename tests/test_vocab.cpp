@@ -13,14 +13,9 @@
 namespace {
 
 using charrnn::decode_utf8;
-using charrnn::encode_utf8;
 using charrnn::Vocab;
 using charrnn_test::thrown_message;
-
-// 1-, 2-, 3- and 4-byte characters, written as explicit bytes.
-const std::string kE_acute = "\xC3\xA9";       // U+00E9 é
-const std::string kEuro = "\xE2\x82\xAC";      // U+20AC €
-const std::string kGrin = "\xF0\x9F\x98\x80";  // U+1F600 😀
+using namespace charrnn_test::utf8_samples;
 
 TEST(Vocab, FromTextSortsByCodePointAndCounts) {
   const std::u32string text = decode_utf8("banana " + kEuro + kE_acute + kEuro);

@@ -10,9 +10,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "charrnn/atomic_file.h"
-#include "charrnn/corpus.h"
 #include "charrnn/error.h"
+#include "charrnn/export.h"
+#include "charrnn/file_io.h"
 
 namespace charrnn {
 
@@ -198,6 +198,11 @@ void save_checkpoint(const std::string& path, const Checkpoint& checkpoint) {
 }
 
 Checkpoint load_checkpoint(const std::string& path) { return parse_checkpoint(read_file(path), path); }
+
+Checkpoint load_model_file(const std::string& path) {
+  if (is_torchscript_file(path)) return checkpoint_from_torchscript(path);
+  return load_checkpoint(path);
+}
 
 namespace {
 

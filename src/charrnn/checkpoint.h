@@ -72,6 +72,9 @@ void save_checkpoint(const std::string& path, const Checkpoint& checkpoint);
 
 /// Reads and verifies a checkpoint; throws Error saying what is wrong.
 Checkpoint load_checkpoint(const std::string& path);
+/// A checkpoint or a TorchScript export (export.h), whichever `path` holds:
+/// what every command that takes a model reads.
+Checkpoint load_model_file(const std::string& path);
 /// Verifies and parses a checkpoint's bytes; `source` names them in messages.
 /// load_checkpoint is read_file plus this; it exists on its own so that the
 /// fuzzer (fuzz/fuzz_checkpoint.cpp) can feed it from memory.

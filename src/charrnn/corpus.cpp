@@ -12,30 +12,10 @@
 
 #include "charrnn/encoded_corpus.h"
 #include "charrnn/error.h"
+#include "charrnn/file_io.h"
 #include "charrnn/utf8.h"
 
 namespace charrnn {
-
-std::string read_file(const std::string& path) {
-  struct stat info {};
-  if (::stat(path.c_str(), &info) != 0)
-    throw Error(path + ": " + std::strerror(errno));
-  if (S_ISDIR(info.st_mode)) throw Error(path + ": is a directory, not a file");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(path + ": cannot open: " + std::strerror(errno));
-  std::string bytes;
-  bytes.resize(static_cast<size_t>(info.st_size));
-  in.read(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  if (in.gcount() != static_cast<std::streamsize>(bytes.size())) {
-    // the file changed size under us (or is a pipe); fall back to streaming
-    in.clear();
-    in.seekg(0);
-    std::stringstream buffer;
-    buffer << in.rdbuf();
-    bytes = buffer.str();
-  }
-  return bytes;
-}
 
 std::u32string read_text_file(const std::string& path) {
   std::string bytes = read_file(path);

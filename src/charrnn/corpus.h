@@ -20,9 +20,6 @@
 
 namespace charrnn {
 
-/// Reads a whole file; throws Error when it cannot.
-std::string read_file(const std::string& path);
-
 /// Reads and strictly decodes a UTF-8 text file. A leading byte-order mark is
 /// dropped; NUL bytes are rejected (they mean a binary file).
 std::u32string read_text_file(const std::string& path);

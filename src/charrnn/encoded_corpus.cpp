@@ -1,7 +1,10 @@
 #include "charrnn/encoded_corpus.h"
 
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fcntl.h>
 #include <fstream>
 #include <memory>
@@ -12,8 +15,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "charrnn/atomic_file.h"
 #include "charrnn/error.h"
+#include "charrnn/file_io.h"
 #include "charrnn/utf8.h"
 
 namespace charrnn {
@@ -306,6 +309,35 @@ MappedIds map_ids_file(const std::string& ids_path) {
   torch::Tensor ids = torch::from_blob(const_cast<unsigned char*>(bytes) + h.data_offset,
                                        {static_cast<int64_t>(h.count)}, [mapping](void*) {}, torch::TensorOptions(type));
   return {std::move(h.vocab), ids, std::move(h.document_starts)};
+}
+
+std::string corpus_cache_folder() {
+  // the XDG base directory convention, as other tools' caches
+  if (const char* xdg = std::getenv("XDG_CACHE_HOME"); xdg && *xdg == '/') return std::string(xdg) + "/charrnn";
+  if (const char* home = std::getenv("HOME"); home && *home) return std::string(home) + "/.cache/charrnn";
+  return (std::filesystem::temp_directory_path() / "charrnn-cache").string();
+}
+
+std::string corpus_cache_path(const DataOptions& data) {
+  // named after the first path ("lyrics/" counts as "lyrics"), with how many
+  // more a list holds, and a hash of what the text is made of (the absolute
+  // paths, glob and separator), so that two corpora with one name never
+  // share a file; the id file's fingerprint tells a changed text apart
+  std::filesystem::path first = std::filesystem::path(data.path.front()).lexically_normal();
+  if (first.filename().empty()) first = first.parent_path();
+  std::string name = first.filename().string();
+  if (name.empty() || name == "." || name == "..") name = "corpus";
+  if (data.path.size() > 1) name += "+" + std::to_string(data.path.size() - 1);
+  uint64_t hash = 0xcbf29ce484222325ull;  // FNV-1a
+  const auto mix = [&](const std::string& text) {
+    for (const char c : text + '\0') hash = (hash ^ static_cast<unsigned char>(c)) * 0x100000001b3ull;
+  };
+  for (const std::string& path : data.path) mix(std::filesystem::absolute(path).lexically_normal().string());
+  mix(data.glob);
+  mix(data.separator);
+  char suffix[24];
+  std::snprintf(suffix, sizeof suffix, "-%016llx.ids", static_cast<unsigned long long>(hash));
+  return corpus_cache_folder() + "/" + name + suffix;
 }
 
 }  // namespace charrnn

@@ -8,6 +8,9 @@
 // a separator, with where each document starts, so that validation can hold
 // out whole documents.
 //
+// The id files live in one cache folder (corpus_cache_folder), one per
+// corpus, named for it.
+//
 // Id file layout (little-endian):
 //   8 bytes  magic "CRNNIDS\n"
 //   u32      format version (2)
@@ -28,6 +31,8 @@
 #include <vector>
 
 #include <torch/torch.h>
+
+#include "charrnn/config.h"
 
 #include "charrnn/vocab.h"
 
@@ -64,5 +69,13 @@ struct MappedIds {
 /// Memory-maps an id file. The tensor holds the mapping open; it is unmapped
 /// when the last tensor viewing it is gone. Throws Error on a malformed file.
 MappedIds map_ids_file(const std::string& ids_path);
+
+/// Where encoded corpora are kept (data.cache): $XDG_CACHE_HOME/charrnn, or
+/// ~/.cache/charrnn.
+std::string corpus_cache_folder();
+/// The id file of the corpus `data` names, in that folder: NAME-HASH.ids,
+/// NAME the first path's file or folder name, HASH that of the absolute
+/// paths, glob and separator.
+std::string corpus_cache_path(const DataOptions& data);
 
 }  // namespace charrnn

@@ -11,9 +11,9 @@
 #include <nlohmann/json.hpp>
 #include <torch/script.h>
 
-#include "charrnn/atomic_file.h"
 #include "charrnn/char_fold.h"
 #include "charrnn/error.h"
+#include "charrnn/file_io.h"
 #include "charrnn/utf8.h"
 
 namespace charrnn {
@@ -437,9 +437,5 @@ Checkpoint checkpoint_from_torchscript(const std::string& path) {
   return c;
 }
 
-Checkpoint load_model_file(const std::string& path) {
-  if (is_torchscript_file(path)) return checkpoint_from_torchscript(path);
-  return load_checkpoint(path);
-}
 
 }  // namespace charrnn

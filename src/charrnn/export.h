@@ -33,7 +33,4 @@ bool is_torchscript_file(const std::string& path);
 /// weights; no optimizer state). Throws Error when it is not a charrnn export.
 Checkpoint checkpoint_from_torchscript(const std::string& path);
 
-/// A checkpoint or an export, whichever `path` holds.
-Checkpoint load_model_file(const std::string& path);
-
 }  // namespace charrnn

@@ -10,8 +10,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "charrnn/atomic_file.h"
 #include "charrnn/error.h"
+#include "charrnn/file_io.h"
 
 namespace charrnn {
 

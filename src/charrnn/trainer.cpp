@@ -16,8 +16,9 @@
 #include <cstdlib>
 #include <nlohmann/json.hpp>
 
-#include "charrnn/atomic_file.h"
+#include "charrnn/encoded_corpus.h"
 #include "charrnn/error.h"
+#include "charrnn/file_io.h"
 #include "charrnn/fine_tune.h"
 #include "charrnn/utf8.h"
 #include "charrnn/generate.h"
@@ -156,35 +157,6 @@ torch::Tensor byte_tensor(const std::string& bytes) {
 std::string rank_suffix(int64_t rank) { return rank == 0 ? "" : "_rank" + std::to_string(rank); }
 
 }  // namespace
-
-std::string corpus_cache_folder() {
-  // the XDG base directory convention, as other tools' caches
-  if (const char* xdg = std::getenv("XDG_CACHE_HOME"); xdg && *xdg == '/') return std::string(xdg) + "/charrnn";
-  if (const char* home = std::getenv("HOME"); home && *home) return std::string(home) + "/.cache/charrnn";
-  return (std::filesystem::temp_directory_path() / "charrnn-cache").string();
-}
-
-std::string corpus_cache_path(const Config& config) {
-  // named after the first path ("lyrics/" counts as "lyrics"), with how many
-  // more a list holds, and a hash of what the text is made of (the absolute
-  // paths, glob and separator), so that two corpora with one name never
-  // share a file; the id file's fingerprint tells a changed text apart
-  std::filesystem::path first = std::filesystem::path(config.data.path.front()).lexically_normal();
-  if (first.filename().empty()) first = first.parent_path();
-  std::string name = first.filename().string();
-  if (name.empty() || name == "." || name == "..") name = "corpus";
-  if (config.data.path.size() > 1) name += "+" + std::to_string(config.data.path.size() - 1);
-  uint64_t hash = 0xcbf29ce484222325ull;  // FNV-1a
-  const auto mix = [&](const std::string& text) {
-    for (const char c : text + '\0') hash = (hash ^ static_cast<unsigned char>(c)) * 0x100000001b3ull;
-  };
-  for (const std::string& path : config.data.path) mix(std::filesystem::absolute(path).lexically_normal().string());
-  mix(config.data.glob);
-  mix(config.data.separator);
-  char suffix[24];
-  std::snprintf(suffix, sizeof suffix, "-%016llx.ids", static_cast<unsigned long long>(hash));
-  return corpus_cache_folder() + "/" + name + suffix;
-}
 
 std::string best_checkpoint_path(const std::string& checkpoint) { return strip_extension(checkpoint) + ".best.pt"; }
 std::string metrics_path(const std::string& checkpoint) { return strip_extension(checkpoint) + ".metrics.jsonl"; }
@@ -353,7 +325,7 @@ void Trainer::setup(const std::optional<Vocab>& vocab, VocabUse use) {
   load_corpus_once_per_machine(vocab, use);
   if (corpus_.cache_bytes_written > 0) {
     std::ostringstream note;
-    note << "encoded the corpus once into " << corpus_cache_path(config_) << " (" << std::fixed << std::setprecision(1)
+    note << "encoded the corpus once into " << corpus_cache_path(config_.data) << " (" << std::fixed << std::setprecision(1)
          << static_cast<double>(corpus_.cache_bytes_written) / 1e6
          << " MB); runs on the same text map it (data.cache=false turns this off)";
     cache_note_ = note.str();
@@ -435,7 +407,7 @@ uint64_t Trainer::batch_seed() const {
 }
 
 void Trainer::load_corpus_once_per_machine(const std::optional<Vocab>& vocab, VocabUse use) {
-  const std::string cache = config_.data.cache ? corpus_cache_path(config_) : std::string();
+  const std::string cache = config_.data.cache ? corpus_cache_path(config_.data) : std::string();
   const auto load = [&] { corpus_ = load_corpus(config_.data, config_.train.seq_length, vocab, cache, use); };
   if (!group_ || cache.empty()) return load();
   // Every rank maps the same encoded file, so the corpus sits in memory once

@@ -45,13 +45,6 @@ struct TrainSummary {
   bool interrupted = false;    ///< stopped by a stop request
 };
 
-/// Where encoded corpora are kept (data.cache): $XDG_CACHE_HOME/charrnn, or
-/// ~/.cache/charrnn.
-std::string corpus_cache_folder();
-/// The encoded corpus of `config.data` in that folder: NAME-HASH.ids, NAME
-/// the first path's file or folder name, HASH that of the absolute paths,
-/// glob and separator.
-std::string corpus_cache_path(const Config& config);
 /// Paths written next to the checkpoint: the best checkpoint and metrics.
 std::string best_checkpoint_path(const std::string& checkpoint);
 std::string metrics_path(const std::string& checkpoint);

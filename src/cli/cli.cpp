@@ -1,7 +1,7 @@
 // Argument parsing and the stop signal, shared by the commands (cli.h).
 #include "cli.h"
 
-#include "charrnn/corpus.h"
+#include "charrnn/file_io.h"
 #include "charrnn/utf8.h"
 
 #include <cmath>

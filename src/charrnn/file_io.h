@@ -1,6 +1,7 @@
-// Writes a file so that a kill, a crash or a full disk never leaves a
-// half-written one in place: write to a temporary file in the same folder,
-// fsync it, rename it over the target, then fsync the folder.
+// Files in and out. Reading is whole-file; writing never leaves a
+// half-written file in place after a kill, a crash or a full disk: write to
+// a temporary file in the same folder, fsync it, rename it over the target,
+// then fsync the folder.
 #pragma once
 
 #include <cstddef>
@@ -29,6 +30,9 @@ class AtomicFileWriter {
   std::string temporary_;
   int fd_ = -1;
 };
+
+/// Reads a whole file; throws Error when it cannot.
+std::string read_file(const std::string& path);
 
 /// Replaces `path` with `bytes` atomically (see AtomicFileWriter).
 void write_file_atomically(const std::string& path, const std::string& bytes);

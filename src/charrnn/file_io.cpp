@@ -1,4 +1,4 @@
-#include "charrnn/atomic_file.h"
+#include "charrnn/file_io.h"
 
 #include <cerrno>
 #include <chrono>
@@ -7,6 +7,9 @@
 #include <cstring>
 #include <fcntl.h>
 #include <filesystem>
+#include <sys/stat.h>
+#include <sstream>
+#include <fstream>
 #include <system_error>
 #include <thread>
 #include <unistd.h>
@@ -55,6 +58,27 @@ int pause_in_write_ms() {
 }
 
 }  // namespace
+
+std::string read_file(const std::string& path) {
+  struct stat info {};
+  if (::stat(path.c_str(), &info) != 0)
+    throw Error(path + ": " + std::strerror(errno));
+  if (S_ISDIR(info.st_mode)) throw Error(path + ": is a directory, not a file");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(path + ": cannot open: " + std::strerror(errno));
+  std::string bytes;
+  bytes.resize(static_cast<size_t>(info.st_size));
+  in.read(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  if (in.gcount() != static_cast<std::streamsize>(bytes.size())) {
+    // the file changed size under us (or is a pipe); fall back to streaming
+    in.clear();
+    in.seekg(0);
+    std::stringstream buffer;
+    buffer << in.rdbuf();
+    bytes = buffer.str();
+  }
+  return bytes;
+}
 
 void ensure_parent_directory(const std::string& path) {
   std::error_code ec;

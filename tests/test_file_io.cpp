@@ -1,4 +1,4 @@
-// atomic_file: nothing is visible at the path before commit(), a writer that
+// file_io: a whole file read; nothing is visible at the path before commit(), a writer that
 // never commits leaves the old file and no temporary, a dead writer's
 // temporary is cleaned up by the next one, and failures name the path.
 #include <filesystem>
@@ -6,8 +6,7 @@
 
 #include <gtest/gtest.h>
 
-#include "charrnn/atomic_file.h"
-#include "charrnn/corpus.h"
+#include "charrnn/file_io.h"
 #include "charrnn/error.h"
 #include "test_helpers.h"
 
@@ -23,7 +22,7 @@ size_t files_in(const std::string& folder) {
   return n;
 }
 
-TEST(AtomicFile, NothingIsVisibleBeforeCommit) {
+TEST(FileIo, NothingIsVisibleBeforeCommit) {
   TempDir dir;
   const std::string path = dir.file("model.pt");
   charrnn::write_file_atomically(path, "old");
@@ -38,7 +37,7 @@ TEST(AtomicFile, NothingIsVisibleBeforeCommit) {
   EXPECT_EQ(files_in(dir.path().string()), 1u) << "no temporary file is left";
 }
 
-TEST(AtomicFile, AWriterThatNeverCommitsLeavesTheOldFile) {
+TEST(FileIo, AWriterThatNeverCommitsLeavesTheOldFile) {
   TempDir dir;
   const std::string path = dir.file("model.pt");
   charrnn::write_file_atomically(path, "old");
@@ -50,7 +49,7 @@ TEST(AtomicFile, AWriterThatNeverCommitsLeavesTheOldFile) {
   EXPECT_EQ(files_in(dir.path().string()), 1u);
 }
 
-TEST(AtomicFile, ADeadWritersTemporaryIsRemovedByTheNextWrite) {
+TEST(FileIo, ADeadWritersTemporaryIsRemovedByTheNextWrite) {
   TempDir dir;
   const std::string path = dir.file("model.pt");
   // pid 0x7FFFFFF0 is above any pid Linux hands out: its writer is gone
@@ -62,7 +61,18 @@ TEST(AtomicFile, ADeadWritersTemporaryIsRemovedByTheNextWrite) {
   EXPECT_TRUE(fs::exists(dir.file("model.pt.tmp.notapid"))) << "only PATH.tmp.PID files are charrnn's";
 }
 
-TEST(AtomicFile, FoldersAreMadeAndFailuresNameThePath) {
+TEST(FileIo, ReadFileReadsWholeFilesAndNamesWhatItCannot) {
+  TempDir dir;
+  const std::string bytes("a\0b\xFF", 4);
+  charrnn_test::write_file(dir.file("f.bin"), bytes);
+  EXPECT_EQ(charrnn::read_file(dir.file("f.bin")), bytes);
+  EXPECT_NE(thrown_message<charrnn::Error>([&] { charrnn::read_file(dir.file("missing")); }).find("missing"),
+            std::string::npos);
+  EXPECT_NE(thrown_message<charrnn::Error>([&] { charrnn::read_file(dir.path().string()); }).find("is a directory"),
+            std::string::npos);
+}
+
+TEST(FileIo, FoldersAreMadeAndFailuresNameThePath) {
   TempDir dir;
   const std::string nested = dir.file("a/b/c/model.pt");
   charrnn::ensure_parent_directory(nested);
