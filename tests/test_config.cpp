@@ -460,36 +460,4 @@ TEST(Config, ShippedConfigsParseAndValidate) {
   EXPECT_GE(checked, 1);
 }
 
-// restore_model checks a checkpoint's archive against this count before it
-// builds the model, so it must be exact for every cell and depth.
-TEST(Config, ParameterCountMatchesTheModel) {
-  for (const auto cell : {charrnn::CellType::RNN, charrnn::CellType::GRU, charrnn::CellType::LSTM}) {
-    for (const int64_t layers : {1, 3}) {
-      charrnn::ModelOptions options;
-      options.cell = cell;
-      options.embedding_dim = 5;
-      options.hidden_size = 7;
-      options.num_layers = layers;
-      SCOPED_TRACE(charrnn::to_string(cell) + " x" + std::to_string(layers));
-      EXPECT_EQ(charrnn::parameter_count(options, 11), charrnn::CharRNN(11, options)->parameter_count());
-    }
-  }
-  charrnn::ModelOptions absurd;
-  absurd.hidden_size = absurd.embedding_dim = int64_t{1} << 40;  // no int64 overflow, just a huge number
-  EXPECT_GT(charrnn::parameter_count(absurd, 1 << 20), 1e24);
-}
-
-TEST(Config, EstimateTrainingBytesGrowsWithTheModel) {
-  Config small;
-  small.model.hidden_size = 32;
-  Config big = small;
-  big.model.hidden_size = 64;
-  const double a = charrnn::estimate_training_bytes(small, 50);
-  const double b = charrnn::estimate_training_bytes(big, 50);
-  EXPECT_GT(a, 0);
-  EXPECT_GT(b, a);
-  // at least the fp32 weights: 4 bytes per parameter
-  EXPECT_GT(a, 4.0 * 50 * 64);
-}
-
 }  // namespace

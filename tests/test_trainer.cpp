@@ -394,4 +394,17 @@ INSTANTIATE_TEST_SUITE_P(Cells, ResumeTest,
                                            ResumeParam{CellType::LSTM, 2, 0.2, 2}),
                          resume_name);
 
+TEST(Trainer, EstimateTrainingBytesGrowsWithTheModel) {
+  charrnn::Config small;
+  small.model.hidden_size = 32;
+  Config big = small;
+  big.model.hidden_size = 64;
+  const double a = charrnn::estimate_training_bytes(small, 50);
+  const double b = charrnn::estimate_training_bytes(big, 50);
+  EXPECT_GT(a, 0);
+  EXPECT_GT(b, a);
+  // at least the fp32 weights: 4 bytes per parameter
+  EXPECT_GT(a, 4.0 * 50 * 64);
+}
+
 }  // namespace

@@ -477,23 +477,4 @@ void validate(const Config& c, const std::string& source) {
     bad_value(source, "distributed.bucket_mb", "must be in (0, 4096]", number(c.distributed.bucket_mb));
 }
 
-double parameter_count(const ModelOptions& m, int64_t vocab_size) {
-  const double V = static_cast<double>(vocab_size), E = static_cast<double>(m.embedding_dim),
-               H = static_cast<double>(m.hidden_size), L = static_cast<double>(m.num_layers);
-  const double gates = m.cell == CellType::LSTM ? 4 : m.cell == CellType::GRU ? 3 : 1;
-  // embedding; first layer (w_ih, w_hh, two biases); the other layers; head
-  return V * E + gates * H * (E + H + 2) + (L - 1) * gates * H * (2 * H + 2) + H * V + V;
-}
-
-double estimate_training_bytes(const Config& c, int64_t vocab_size) {
-  const double V = static_cast<double>(vocab_size), E = c.model.embedding_dim, H = c.model.hidden_size,
-               L = c.model.num_layers, B = c.train.batch_size, T = c.train.seq_length;
-  const double gates = c.model.cell == CellType::LSTM ? 4 : c.model.cell == CellType::GRU ? 3 : 1;
-  const double params = parameter_count(c.model, vocab_size);
-  // weights, gradients and two Adam moments; activations keep every gate of every
-  // step for backward, plus logits, probabilities and their gradients.
-  const double activations = B * T * (L * H * (gates + 2) + E + 3 * V);
-  return 4.0 * (4 * params + 2 * activations);
-}
-
 }  // namespace charrnn

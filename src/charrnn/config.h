@@ -130,13 +130,4 @@ std::string describe_paths(const std::vector<std::string>& paths);
 /// Checks ranges and cross-field rules; throws UsageError naming the key.
 void validate(const Config& config, const std::string& source = "config");
 
-/// The number of weights a model of these sizes has, computed without
-/// building it. A double: sizes read from an untrusted checkpoint can
-/// overflow int64.
-double parameter_count(const ModelOptions& model, int64_t vocab_size);
-
-/// Rough bytes a training step needs (weights, gradients, Adam moments and
-/// activations), used to refuse sizes that would exhaust memory before allocating.
-double estimate_training_bytes(const Config& config, int64_t vocab_size);
-
 }  // namespace charrnn

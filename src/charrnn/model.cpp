@@ -171,4 +171,12 @@ int64_t CharRNNImpl::parameter_count() const {
   return n;
 }
 
+double parameter_count(const ModelOptions& m, int64_t vocab_size) {
+  const double V = static_cast<double>(vocab_size), E = static_cast<double>(m.embedding_dim),
+               H = static_cast<double>(m.hidden_size), L = static_cast<double>(m.num_layers);
+  const double gates = m.cell == CellType::LSTM ? 4 : m.cell == CellType::GRU ? 3 : 1;
+  // embedding; first layer (w_ih, w_hh, two biases); the other layers; head
+  return V * E + gates * H * (E + H + 2) + (L - 1) * gates * H * (2 * H + 2) + H * V + V;
+}
+
 }  // namespace charrnn

@@ -86,4 +86,9 @@ class CharRNNImpl : public torch::nn::Module {
 };
 TORCH_MODULE(CharRNN);
 
+/// The number of weights a model of these sizes has, computed without
+/// building it. A double: sizes read from an untrusted checkpoint can
+/// overflow int64.
+double parameter_count(const ModelOptions& model, int64_t vocab_size);
+
 }  // namespace charrnn

@@ -158,6 +158,17 @@ std::string rank_suffix(int64_t rank) { return rank == 0 ? "" : "_rank" + std::t
 
 }  // namespace
 
+double estimate_training_bytes(const Config& c, int64_t vocab_size) {
+  const double V = static_cast<double>(vocab_size), E = c.model.embedding_dim, H = c.model.hidden_size,
+               L = c.model.num_layers, B = c.train.batch_size, T = c.train.seq_length;
+  const double gates = c.model.cell == CellType::LSTM ? 4 : c.model.cell == CellType::GRU ? 3 : 1;
+  const double params = parameter_count(c.model, vocab_size);
+  // weights, gradients and two Adam moments; activations keep every gate of every
+  // step for backward, plus logits, probabilities and their gradients.
+  const double activations = B * T * (L * H * (gates + 2) + E + 3 * V);
+  return 4.0 * (4 * params + 2 * activations);
+}
+
 std::string best_checkpoint_path(const std::string& checkpoint) { return strip_extension(checkpoint) + ".best.pt"; }
 std::string metrics_path(const std::string& checkpoint) { return strip_extension(checkpoint) + ".metrics.jsonl"; }
 

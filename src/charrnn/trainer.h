@@ -45,6 +45,10 @@ struct TrainSummary {
   bool interrupted = false;    ///< stopped by a stop request
 };
 
+/// Rough bytes a training step needs (weights, gradients, Adam moments and
+/// activations), used to refuse sizes that would exhaust memory before allocating.
+double estimate_training_bytes(const Config& config, int64_t vocab_size);
+
 /// Paths written next to the checkpoint: the best checkpoint and metrics.
 std::string best_checkpoint_path(const std::string& checkpoint);
 std::string metrics_path(const std::string& checkpoint);
