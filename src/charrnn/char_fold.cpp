@@ -164,6 +164,15 @@ std::string code_points(std::u32string_view text) {
 
 }  // namespace
 
+void add_substitution(std::vector<Substitution>& list, const Substitution& s) {
+  for (Substitution& t : list)
+    if (t.from == s.from && t.to == s.to) {
+      t.count += s.count;
+      return;
+    }
+  list.push_back(s);
+}
+
 CharFolder::CharFolder(const Vocab& vocab) : vocab_(vocab) {
   // "\r\n" is one line break; a precomposed character the vocabulary has
   // is also matched in its decomposed (NFD) form
@@ -206,12 +215,7 @@ FoldedText CharFolder::fold(std::u32string_view text) const {
   FoldedText result;
   result.text.reserve(text.size());
   const auto record = [&](std::u32string from, const std::u32string& to) {
-    for (Substitution& s : result.substitutions)
-      if (s.from == from && s.to == to) {
-        ++s.count;
-        return;
-      }
-    result.substitutions.push_back({std::move(from), to, 1});
+    add_substitution(result.substitutions, {std::move(from), to, 1});
   };
   if (known(text)) {
     result.text = text;
@@ -261,7 +265,8 @@ CharFolder::Table CharFolder::table() const {
 
 FoldedText fold_for_vocab(std::u32string_view text, const Vocab& vocab, bool strict, std::string_view what) {
   FoldedText folded;
-  if (strict) folded.text = text;
+  // a text the model knows (most prompts) needs no fold table built
+  if (strict || vocab.unknown_chars(text).empty()) folded.text = text;
   else folded = CharFolder(vocab).fold(text);
   vocab.encode(folded.text, what);  // throws, naming what is left unknown
   return folded;

@@ -46,6 +46,10 @@ struct Substitution {
   int64_t count = 0;
 };
 
+/// Adds `s` to `list`: to the entry with the same `from` and `to` when
+/// there is one (their counts summed), else as a new entry at the end.
+void add_substitution(std::vector<Substitution>& list, const Substitution& s);
+
 struct FoldedText {
   std::u32string text;
   std::vector<Substitution> substitutions;  ///< in order of first appearance; empty: the text was unchanged

@@ -114,13 +114,7 @@ CompletionRequest parse_completion_request(std::string_view body, const Vocab& v
     } catch (const UsageError& e) {
       bad("prompt", e.what(), "unknown_characters");
     }
-    for (Substitution& s : folded.substitutions) {
-      const auto same = std::find_if(r.substitutions.begin(), r.substitutions.end(), [&](const Substitution& t) {
-        return t.from == s.from && t.to == s.to;
-      });
-      if (same == r.substitutions.end()) r.substitutions.push_back(std::move(s));
-      else same->count += s.count;
-    }
+    for (const Substitution& s : folded.substitutions) add_substitution(r.substitutions, s);
     r.prompts.push_back(std::move(folded.text));
   }
 

@@ -796,8 +796,9 @@ TrainSummary Trainer::run() {
     }
 
     const double loss = train_step();
-    progress_.elapsed_seconds = elapsed_before + run_seconds();
-    seconds_per_step_ = run_seconds() / static_cast<double>(std::max<int64_t>(1, progress_.step - first_step));
+    const double trained = run_seconds();
+    progress_.elapsed_seconds = elapsed_before + trained;
+    seconds_per_step_ = trained / static_cast<double>(std::max<int64_t>(1, progress_.step - first_step));
     if (!std::isfinite(loss)) {
       on_divergence(std::string("the loss is ") + (std::isnan(loss) ? "NaN" : "infinite"));
       last_saved_step = progress_.step;  // rolled back to a saved step

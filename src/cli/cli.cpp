@@ -4,6 +4,7 @@
 #include "charrnn/file_io.h"
 #include "charrnn/utf8.h"
 
+#include <algorithm>
 #include <cmath>
 #include <csignal>
 #include <cstdlib>
@@ -133,6 +134,12 @@ std::vector<std::string> repeated_flag(const cxxopts::ParseResult& args, const s
 }
 
 std::vector<std::string> set_flags(const cxxopts::ParseResult& args) { return repeated_flag(args, "set"); }
+
+bool sets_key(const cxxopts::ParseResult& args, const std::string& key) {
+  const std::vector<std::string> sets = set_flags(args);
+  return std::any_of(sets.begin(), sets.end(),
+                     [&](const std::string& assignment) { return assignment.rfind(key + "=", 0) == 0; });
+}
 
 bool config_file_names(const std::string& path, const std::string& section, const std::string& key) {
   // the file was read and checked already (load_config_file); this asks only whether the key is there

@@ -48,6 +48,8 @@ std::string describe_added_chars(const std::string& added_utf8);
 /// Every value given to a repeatable flag, verbatim and in order.
 std::vector<std::string> repeated_flag(const cxxopts::ParseResult& args, const std::string& name);
 std::vector<std::string> set_flags(const cxxopts::ParseResult& args);
+/// Whether a --set flag assigns `key` ("data.path").
+bool sets_key(const cxxopts::ParseResult& args, const std::string& key);
 /// Whether the config file at `path` sets `section`.`key` itself.
 bool config_file_names(const std::string& path, const std::string& section, const std::string& key);
 /// --config FILE (or, without it, the built-in defaults) then --set

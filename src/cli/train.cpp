@@ -1,7 +1,6 @@
 // charrnn train: a fresh run, or --resume from a checkpoint.
 #include "cli.h"
 
-#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <iomanip>
@@ -64,20 +63,15 @@ int cmd_train(int argc, char** argv) {
     config = charrnn::apply_overrides(config, set_flags(args));
     // a fine-tune learns a small text quickly and forgets the base at a
     // from-scratch rate: unless the user names a rate, it takes a lower one
-    const std::vector<std::string> sets = set_flags(args);
-    fine_tune_rate_lowered = !std::any_of(sets.begin(), sets.end(), [](const std::string& assignment) {
-      return assignment.rfind("train.learning_rate=", 0) == 0;
-    }) && !(args.count("config") && config_file_names(args["config"].as<std::string>(), "train", "learning_rate"));
+    fine_tune_rate_lowered =
+        !sets_key(args, "train.learning_rate") &&
+        !(args.count("config") && config_file_names(args["config"].as<std::string>(), "train", "learning_rate"));
     if (fine_tune_rate_lowered) config.train = charrnn::fine_tune_rate(config.train);
     charrnn::validate(config, args.count("config") ? args["config"].as<std::string>() : "config");
   } else {
     // without --config, the built-in defaults (docs/config.md) and --set
     config = config_from_flags(args);
-    const std::vector<std::string> sets = set_flags(args);
-    const bool data_given = std::any_of(sets.begin(), sets.end(), [](const std::string& assignment) {
-      return assignment.rfind("data.path=", 0) == 0;
-    });
-    if (!args.count("config") && !data_given && !std::filesystem::exists(config.data.path.front()))
+    if (!args.count("config") && !sets_key(args, "data.path") && !std::filesystem::exists(config.data.path.front()))
       throw UsageError("nothing to train on: give --config FILE, or --set data.path=TEXT (a file or folder); the "
                        "built-in default, " + config.data.path.front() + ", is not there (scripts/get-data.sh "
                        "fetches it)");
@@ -97,16 +91,10 @@ int cmd_train(int argc, char** argv) {
                  : std::make_unique<charrnn::Trainer>(config, io, group);
   base.reset();  // its weights are in the trainer now
   // a prime written for the config's own text does not fit another one
-  if (!checkpoint) {
-    bool data_set = false, prime_set = false;
-    for (const std::string& assignment : set_flags(args)) {
-      data_set = data_set || assignment.rfind("data.path=", 0) == 0;
-      prime_set = prime_set || assignment.rfind("sample.prime=", 0) == 0;
-    }
-    if (data_set && !prime_set && !config.sample.prime.empty() && trainer->config().sample.prime == config.sample.prime)
-      trainer->use_corpus_prime("--set data.path chose another text than the one the config's sample.prime \"" +
-                                config.sample.prime + "\" was written for");
-  }
+  if (!checkpoint && sets_key(args, "data.path") && !sets_key(args, "sample.prime") && !config.sample.prime.empty() &&
+      trainer->config().sample.prime == config.sample.prime)
+    trainer->use_corpus_prime("--set data.path chose another text than the one the config's sample.prime \"" +
+                              config.sample.prime + "\" was written for");
   if (checkpoint && reports)
     std::cerr << "resuming " << args["resume"].as<std::string>() << " at step " << checkpoint->progress.step << "\n";
   if (args.count("init-from") && reports) {
