@@ -355,4 +355,45 @@ TEST(Crc32, KnownValues) {
   EXPECT_EQ(charrnn::crc32("a", 1), 0xE8B7BE43u);
 }
 
+// The "rng" section keeps every rank's streams: rank 0's under the plain
+// names (what a run of one process writes), the others' suffixed.
+TEST(RankStreams, EveryRanksStreamsComeBackAndRankZerosUnderThePlainNames) {
+  const auto generator_state = [](uint64_t seed) { return charrnn::make_generator(seed).get_state(); };
+  std::vector<charrnn::RankStreams> ranks(2);
+  ranks[0] = {generator_state(1), generator_state(2), charrnn::State{torch::randn({2, 3, 4}), torch::randn({2, 3, 4})}};
+  ranks[1] = {generator_state(3), generator_state(4), charrnn::State()};  // before its first batch
+  const torch::Tensor position = torch::tensor({5, 6}, torch::kLong);
+  const std::string rng = charrnn::archive_training_streams(ranks, position);
+
+  EXPECT_TRUE(torch::equal(charrnn::read_archived_tensor(rng, "batcher"), ranks[0].batcher));
+  EXPECT_TRUE(torch::equal(charrnn::read_archived_tensor(rng, "torch_cpu_rank1"), ranks[1].torch_cpu));
+  EXPECT_TRUE(torch::equal(charrnn::read_batcher_position(rng), position));
+  for (int64_t r = 0; r < 2; ++r) {
+    const charrnn::RankStreams back = charrnn::read_rank_streams(rng, r);
+    const charrnn::RankStreams& sent = ranks[static_cast<size_t>(r)];
+    EXPECT_TRUE(torch::equal(back.batcher, sent.batcher)) << r;
+    EXPECT_TRUE(torch::equal(back.torch_cpu, sent.torch_cpu)) << r;
+    ASSERT_EQ(back.carried.defined(), sent.carried.defined()) << r;
+    if (sent.carried.defined()) {
+      EXPECT_TRUE(torch::equal(back.carried.h, sent.carried.h));
+      EXPECT_TRUE(torch::equal(back.carried.c, sent.carried.c));
+    }
+  }
+  // a rank the run did not have, and a checkpoint that kept no streams
+  const charrnn::RankStreams absent = charrnn::read_rank_streams(rng, 2);
+  EXPECT_FALSE(absent.batcher.defined() || absent.torch_cpu.defined() || absent.carried.defined());
+  EXPECT_FALSE(charrnn::read_rank_streams("", 0).batcher.defined());
+  EXPECT_FALSE(charrnn::read_batcher_position("").defined());
+}
+
+TEST(RankStreams, SurviveTheBytesRanksSendEachOther) {
+  const charrnn::RankStreams sent{charrnn::make_generator(7).get_state(), charrnn::make_generator(8).get_state(),
+                                  charrnn::State{torch::randn({1, 2, 3}), torch::Tensor()}};
+  const charrnn::RankStreams back = charrnn::parse_rank_streams(charrnn::serialize_rank_streams(sent));
+  EXPECT_TRUE(torch::equal(back.batcher, sent.batcher));
+  EXPECT_TRUE(torch::equal(back.torch_cpu, sent.torch_cpu));
+  EXPECT_TRUE(torch::equal(back.carried.h, sent.carried.h));
+  EXPECT_FALSE(back.carried.c.defined());
+}
+
 }  // namespace

@@ -63,7 +63,7 @@ Config everything_changed() {
   c.data.glob = "*.txt";
   c.data.separator = "\n---\n";
   c.data.val_fraction = 0.25;
-  c.data.val_split = "documents";
+  c.data.val_split = charrnn::ValSplit::Documents;
   c.data.val_seed = 7;
   c.model.cell = CellType::GRU;
   c.model.embedding_dim = 7;
@@ -79,7 +79,7 @@ Config everything_changed() {
   c.train.eval_every = 11;
   c.train.seed = 99;
   c.train.device = "cpu";
-  c.train.precision = "bf16";
+  c.train.precision = charrnn::Precision::Bf16;
   c.train.checkpoint = "out/x.pt";
   c.train.threads = 3;
   c.sample.prime = "The \"quoted\"\n";
@@ -98,7 +98,7 @@ TEST(Config, Defaults) {
   EXPECT_EQ(c.data.path, std::vector<std::string>{"data/moby-dick.txt"});
   EXPECT_EQ(c.data.glob, "");
   EXPECT_EQ(c.data.separator, "\n\n");
-  EXPECT_EQ(c.data.val_split, "tail");
+  EXPECT_EQ(c.data.val_split, charrnn::ValSplit::Tail);
   EXPECT_EQ(c.data.val_seed, 0);
   EXPECT_DOUBLE_EQ(c.data.val_fraction, 0.1);
   EXPECT_EQ(c.model.cell, CellType::LSTM);
@@ -115,7 +115,7 @@ TEST(Config, Defaults) {
   EXPECT_EQ(c.train.eval_every, 200);
   EXPECT_EQ(c.train.seed, 42);
   EXPECT_EQ(c.train.device, "auto");
-  EXPECT_EQ(c.train.precision, "fp32");
+  EXPECT_EQ(c.train.precision, charrnn::Precision::Fp32);
   EXPECT_EQ(c.train.checkpoint, "models/charrnn.pt");
   EXPECT_EQ(c.train.threads, 0);
   EXPECT_EQ(c.sample.prime, "");
@@ -297,6 +297,43 @@ TEST(Config, MalformedOverrideIsRejected) {
                   "section.key=value");
 }
 
+// Modes are words in the config and enums everywhere else: each word
+// reads as its mode and back, and any other word names the key and the choices.
+TEST(Config, ModesAreParsedOnceFromTheirWords) {
+  struct Case {
+    const char* json_text;
+    const char* message;
+  };
+  const Case bad[] = {
+      {R"({"train": {"precision": "fp16"}})", "train.precision must be fp32 or bf16; got \"fp16\""},
+      {R"({"data": {"val_split": "random"}})", "data.val_split must be tail or documents; got \"random\""},
+      {R"({"train": {"batching": "shuffled"}})", "train.batching must be random or sequential; got \"shuffled\""},
+      {R"({"train": {"lr_schedule": "exponential"}})",
+       "train.lr_schedule must be constant, cosine or linear; got \"exponential\""},
+  };
+  for (const auto& c : bad) {
+    SCOPED_TRACE(c.json_text);
+    const std::string message =
+        thrown_message<UsageError>([&] { charrnn::config_from_json(json::parse(c.json_text), "m.json"); });
+    EXPECT_EQ(message, std::string("m.json: ") + c.message);
+  }
+  const Config c = charrnn::config_from_json(
+      json::parse(R"({"data": {"val_split": "documents"}, "train": {"batching": "sequential", "lr_schedule": "linear",
+                      "precision": "bf16"}})"),
+      "m.json");
+  EXPECT_EQ(c.data.val_split, charrnn::ValSplit::Documents);
+  EXPECT_EQ(c.train.batching, charrnn::Batching::Sequential);
+  EXPECT_EQ(c.train.lr_schedule, charrnn::LrSchedule::Linear);
+  EXPECT_EQ(c.train.precision, charrnn::Precision::Bf16);
+  const json back = charrnn::to_json(c);
+  EXPECT_EQ(back["data"]["val_split"], "documents");
+  EXPECT_EQ(back["train"]["batching"], "sequential");
+  EXPECT_EQ(back["train"]["lr_schedule"], "linear");
+  EXPECT_EQ(back["train"]["precision"], "bf16");
+  EXPECT_EQ(charrnn::to_string(charrnn::LrSchedule::Cosine), "cosine");
+  EXPECT_EQ(charrnn::parse_batching("random", "x"), charrnn::Batching::Random);
+}
+
 TEST(Config, ValidateRejectsBadValuesNamingTheKey) {
   struct Case {
     const char* key;
@@ -327,12 +364,10 @@ TEST(Config, ValidateRejectsBadValuesNamingTheKey) {
       {"train.grad_clip", [](Config& c) { c.train.grad_clip = std::numeric_limits<double>::quiet_NaN(); }},
       {"train.device", [](Config& c) { c.train.device = "gpu"; }},
       {"train.device", [](Config& c) { c.train.device = ""; }},
-      {"train.precision", [](Config& c) { c.train.precision = "fp16"; }},
       {"train.checkpoint", [](Config& c) { c.train.checkpoint = ""; }},
       {"data.path", [](Config& c) { c.data.path = {""}; }},
       {"data.path", [](Config& c) { c.data.path = {"a.txt", ""}; }},
       {"data.path", [](Config& c) { c.data.path = {}; }},
-      {"data.val_split", [](Config& c) { c.data.val_split = "random"; }},
       {"sample.temperature", [](Config& c) { c.sample.temperature = -1; }},
       {"sample.temperature", [](Config& c) { c.sample.temperature = 2.5; }},
       {"sample.top_p", [](Config& c) { c.sample.top_p = 7; }},
@@ -344,10 +379,8 @@ TEST(Config, ValidateRejectsBadValuesNamingTheKey) {
       {"sample.temperature", [](Config& c) { c.sample.temperature = std::numeric_limits<double>::infinity(); }},
       {"sample.top_p", [](Config& c) { c.sample.top_p = 0; }},
       {"model.forget_bias", [](Config& c) { c.model.forget_bias = std::numeric_limits<double>::infinity(); }},
-      {"train.batching", [](Config& c) { c.train.batching = "shuffled"; }},
       {"train.burn_in", [](Config& c) { c.train.burn_in = -1; }},
-      {"train.burn_in", [](Config& c) { c.train.batching = "sequential"; c.train.burn_in = 16; }},
-      {"train.lr_schedule", [](Config& c) { c.train.lr_schedule = "exponential"; }},
+      {"train.burn_in", [](Config& c) { c.train.batching = charrnn::Batching::Sequential; c.train.burn_in = 16; }},
       {"train.warmup_steps", [](Config& c) { c.train.warmup_steps = -1; }},
       {"train.min_lr", [](Config& c) { c.train.min_lr = -1e-4; }},
       {"train.min_lr", [](Config& c) { c.train.min_lr = c.train.learning_rate * 2; }},
@@ -379,12 +412,12 @@ TEST(Config, ValidateAcceptsBoundaryValues) {
   c.sample.top_p = 1e-9;
   c.model.dropout = 0.999;
   c.model.forget_bias = -3;
-  c.train.batching = "sequential";
-  c.train.lr_schedule = "linear";
+  c.train.batching = charrnn::Batching::Sequential;
+  c.train.lr_schedule = charrnn::LrSchedule::Linear;
   c.train.min_lr = c.train.learning_rate;  // a schedule that stays put
   c.train.weight_decay = 0.5 / c.train.learning_rate;
   EXPECT_NO_THROW(charrnn::validate(c));
-  c.train.lr_schedule = "cosine";
+  c.train.lr_schedule = charrnn::LrSchedule::Cosine;
   c.train.min_lr = 0;
   EXPECT_NO_THROW(charrnn::validate(c));
   c.train.device = "cpu";

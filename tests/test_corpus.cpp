@@ -141,7 +141,7 @@ TEST(CorpusFiles, ValidationByDocumentsIsSeededWholeDocumentsAndTheSameWithTheCa
   make_tree(dir, files);
   DataOptions data;
   data.path = {dir.file("docs")};
-  data.val_split = "documents";
+  data.val_split = charrnn::ValSplit::Documents;
   data.val_fraction = 0.2;
   const charrnn::Corpus a = charrnn::load_corpus(data, 8);
   const charrnn::Corpus again = charrnn::load_corpus(data, 8);

@@ -88,7 +88,7 @@ Config cuda_config(const charrnn_test::TempDir& dir, CellType cell, const std::s
   Config c = charrnn_test::small_config(dir, "run", cell, /*layers=*/2, /*dropout=*/0.0, /*steps=*/200,
                                         /*eval_every=*/100);
   c.train.device = "cuda";
-  c.train.precision = precision;
+  c.train.precision = charrnn::parse_precision(precision, "test");
   return c;
 }
 

@@ -76,7 +76,7 @@ TEST(GradientAverager, SumsOfBucketsStartDuringBackwardInAFixedOrder) {
   EXPECT_DOUBLE_EQ(control[0], 2 * loss.item<double>());  // summed over the two "ranks"
   EXPECT_DOUBLE_EQ(control[1], 2.0);
   ASSERT_EQ(static_cast<int64_t>(group->starts.size()), 1 + averager.bucket_count());
-  EXPECT_EQ(group->starts[0].what, "agreeing on the step's loss and stop requests");
+  EXPECT_EQ(group->starts[0].what, "summing the step's control values");
   int64_t during_backward = 0, numel = 0;
   for (size_t i = 1; i < group->starts.size(); ++i) {
     during_backward += group->starts[i].after_backward ? 0 : 1;
@@ -95,6 +95,68 @@ TEST(GradientAverager, SumsOfBucketsStartDuringBackwardInAFixedOrder) {
   for (size_t i = 0; i < params.size(); ++i) EXPECT_TRUE(torch::allclose(params[i].grad(), local[i])) << i;
 }
 
+
+// A gradient written to .grad without passing its hook (a batch split in
+// parts computes its gradients with autograd::grad) is averaged all the same.
+TEST(GradientAverager, TakesGradientsThatBypassedTheirHooksFromGrad) {
+  torch::manual_seed(0);
+  auto model = make_model();
+  auto group = std::make_shared<MirrorGroup>();
+  GradientAverager averager(model->parameters(), group, 300);
+  const torch::Tensor loss = model->forward(torch::randn({5, 6})).pow(2).mean();
+  const std::vector<torch::Tensor> params = model->parameters();
+  const std::vector<torch::Tensor> grads = torch::autograd::grad({loss}, params);
+  for (size_t i = 0; i < params.size(); ++i) params[i].mutable_grad() = grads[i].clone() * 3;  // not the hook's
+  averager.begin({loss.item<double>()});
+  const std::vector<double> control = averager.finish();
+  EXPECT_DOUBLE_EQ(control[0], 2 * loss.item<double>());
+  // the mirror's other rank has the same gradient: the average is .grad's
+  for (size_t i = 0; i < params.size(); ++i) EXPECT_TRUE(torch::equal(params[i].grad(), grads[i] * 3)) << i;
+}
+
+// A run of one process has a group too: rank 0 of 1, collectives that
+// return their input, and an averager that moves nothing.
+TEST(SingleProcessGroup, IsRankZeroOfOneAndItsCollectivesReturnTheirInput) {
+  const auto group = ProcessGroup::single();
+  EXPECT_EQ(group->rank(), 0);
+  EXPECT_EQ(group->size(), 1);
+  EXPECT_EQ(group->local_rank(), 0);
+  torch::Tensor t = torch::tensor({1.5, -2.0}, torch::kDouble);
+  group->sum(t, "test");
+  EXPECT_TRUE(torch::equal(t, torch::tensor({1.5, -2.0}, torch::kDouble)));
+  group->broadcast(t, 0, "test");
+  EXPECT_TRUE(torch::equal(t, torch::tensor({1.5, -2.0}, torch::kDouble)));
+  group->barrier("test");
+  const std::string bytes("a\0b\xff", 4);
+  EXPECT_EQ(group->broadcast_bytes(bytes, "test"), bytes);
+  EXPECT_EQ(group->gather_bytes(bytes, "test"), std::vector<std::string>{bytes});
+  EXPECT_EQ(group->any_rank({true, false}, "test"), (std::vector<bool>{true, false}));
+}
+
+TEST(SingleProcessGroup, AveragerLeavesGradientsAsBackwardMadeThemAndReturnsTheControlValues) {
+  torch::manual_seed(0);
+  auto model = make_model();
+  auto twin = std::dynamic_pointer_cast<torch::nn::SequentialImpl>(model->clone());
+  const torch::Tensor x = torch::randn({5, 6});
+  twin->forward(x).pow(2).mean().backward();
+
+  GradientAverager averager(model->parameters(), ProcessGroup::single(), 300);
+  EXPECT_EQ(averager.bucket_count(), 0);
+  const torch::Tensor loss = model->forward(x).pow(2).mean();
+  averager.begin({loss.item<double>(), 7.0});
+  loss.backward();
+  EXPECT_EQ(averager.finish(), (std::vector<double>{loss.item<double>(), 7.0}));
+  const auto params = model->parameters(), expected = twin->parameters();
+  for (size_t i = 0; i < params.size(); ++i) EXPECT_TRUE(torch::equal(params[i].grad(), expected[i].grad())) << i;
+}
+
+// Flags raised on any rank are raised on all: the mirror's sum doubles them.
+TEST(ProcessGroupAnyRank, AFlagRaisedOnOneRankIsRaisedOnAll) {
+  MirrorGroup group;
+  EXPECT_EQ(group.any_rank({false, true, false}, "stop"), (std::vector<bool>{false, true, false}));
+  ASSERT_EQ(group.starts.size(), 1u);
+  EXPECT_EQ(group.starts[0].what, "stop");
+}
 
 // Two ranks over real Gloo, each with its own batch: afterwards both hold
 // the mean of the two batches' gradients, bit for bit the same on both.

@@ -16,7 +16,7 @@ TrainOptions options(const char* schedule, int64_t steps = 1000, double max_seco
   TrainOptions t;
   t.learning_rate = 0.01;
   t.min_lr = 0.001;
-  t.lr_schedule = schedule;
+  t.lr_schedule = charrnn::parse_lr_schedule(schedule, "test");
   t.steps = steps;
   t.max_seconds = max_seconds;
   return t;
@@ -51,7 +51,7 @@ TEST(LrSchedule, WarmupRampsLinearlyThenHandsOverToTheDecay) {
   EXPECT_NEAR(scheduled_learning_rate(t, 4, 0), 0.5 * (0.001 + 0.009 * 0.5 * (1 + std::cos(M_PI * 0.004))), 1e-15);
   EXPECT_NEAR(scheduled_learning_rate(t, 9, 0), 1.0 * (0.001 + 0.009 * 0.5 * (1 + std::cos(M_PI * 0.009))), 1e-15);
   EXPECT_NEAR(scheduled_learning_rate(t, 10, 0), 0.001 + 0.009 * 0.5 * (1 + std::cos(M_PI * 0.01)), 1e-15);
-  t.lr_schedule = "constant";  // warm-up works without a decay too
+  t.lr_schedule = charrnn::LrSchedule::Constant;  // warm-up works without a decay too
   EXPECT_NEAR(scheduled_learning_rate(t, 1, 0), 0.002, 1e-15);
   EXPECT_NEAR(scheduled_learning_rate(t, 10, 0), 0.01, 1e-15);
 }
@@ -77,7 +77,7 @@ TEST(LrSchedule, NoStepsIsTheEnd) {
 
 TEST(LrSchedule, DescribeNamesTheRecipe) {
   TrainOptions t = options("cosine", 1000, 300);
-  t.batching = "sequential";
+  t.batching = charrnn::Batching::Sequential;
   t.warmup_steps = 100;
   t.weight_decay = 0.1;
   const std::string text = charrnn::describe_recipe(t);

@@ -239,12 +239,12 @@ Config recipe_config(const charrnn_test::TempDir& dir, const std::string& name, 
                      int64_t threads, int64_t steps) {
   Config c = small_config(dir, name, cell, 2, 0.2, steps, 1000);
   c.train.threads = threads;
-  c.train.lr_schedule = recipe == Recipe::Sequential ? "cosine" : "linear";
+  c.train.lr_schedule = recipe == Recipe::Sequential ? charrnn::LrSchedule::Cosine : charrnn::LrSchedule::Linear;
   c.train.warmup_steps = 5;
   c.train.min_lr = 0.001;
   c.train.weight_decay = 0.1;
   c.model.forget_bias = 1.0;
-  if (recipe == Recipe::Sequential) c.train.batching = "sequential";
+  if (recipe == Recipe::Sequential) c.train.batching = charrnn::Batching::Sequential;
   else c.train.burn_in = 24;
   return c;
 }
@@ -332,8 +332,8 @@ INSTANTIATE_TEST_SUITE_P(Recipes, RecipeBatchSplitTest,
 TEST(SequentialBatching, CarriesTheStateAndLearnsTheText) {
   charrnn_test::TempDir dir;
   Config config = small_config(dir, "run", CellType::LSTM, 1, 0.0, 150, 50);
-  config.train.batching = "sequential";
-  config.train.lr_schedule = "cosine";
+  config.train.batching = charrnn::Batching::Sequential;
+  config.train.lr_schedule = charrnn::LrSchedule::Cosine;
   config.train.min_lr = 0.001;
   Trainer trainer(config);
   trainer.run();
@@ -350,7 +350,7 @@ TEST(SequentialBatching, CarriesTheStateAndLearnsTheText) {
 TEST(SequentialBatching, TooShortATextForTheTracksIsAUsageError) {
   charrnn_test::TempDir dir;
   Config config = small_config(dir, "run", CellType::GRU, 1, 0.0, 10, 10);
-  config.train.batching = "sequential";
+  config.train.batching = charrnn::Batching::Sequential;
   config.train.batch_size = 100;  // 100 tracks of 32 characters need 3201; there are 2700
   const std::string message = charrnn_test::thrown_message<charrnn::UsageError>([&] { Trainer trainer(config); });
   EXPECT_CONTAINS(message, "train.batching=sequential");

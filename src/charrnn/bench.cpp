@@ -125,7 +125,7 @@ nlohmann::json run_bench(const Config& config, const BenchOptions& options) {
       {"impl", "charrnn"},
       {"version", CHARRNN_VERSION},
       {"device", device.str()},
-      {"precision", config.train.precision},
+      {"precision", to_string(config.train.precision)},
       {"threads", current_threads()},
       {"cpu", cpu_model()},
       {"cpu_isa", to_string(cpu_isa())},

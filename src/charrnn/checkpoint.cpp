@@ -145,6 +145,85 @@ torch::Tensor read_archived_tensor(const std::string& bytes, const std::string& 
   }
 }
 
+namespace {
+
+std::string rank_suffix(int64_t rank) { return rank == 0 ? "" : "_rank" + std::to_string(rank); }
+
+torch::Tensor byte_tensor(const std::string& bytes) {
+  torch::Tensor t = torch::empty({static_cast<int64_t>(bytes.size())}, torch::kUInt8);
+  if (!bytes.empty()) std::memcpy(t.data_ptr(), bytes.data(), bytes.size());
+  return t;
+}
+
+std::string bytes_of_tensor(const torch::Tensor& t) {
+  const torch::Tensor c = t.contiguous().cpu();
+  return std::string(static_cast<const char*>(c.data_ptr()), static_cast<size_t>(c.nbytes()));
+}
+
+// The carried state is an archive of its own inside the section (empty
+// before the first batch), so that ranks can send it as bytes
+torch::Tensor carried_state_entry(const State& carried) {
+  if (!carried.defined()) return byte_tensor("");
+  // as float: exact for a bf16 state too, and what restoring checks for
+  std::vector<std::pair<std::string, torch::Tensor>> parts = {{"h", carried.h.to(torch::kCPU, torch::kFloat)}};
+  if (carried.c.defined()) parts.emplace_back("c", carried.c.to(torch::kCPU, torch::kFloat));
+  return byte_tensor(archive_tensors(parts));
+}
+
+State read_carried_state(const torch::Tensor& entry) {
+  if (!entry.defined() || entry.numel() == 0) return {};
+  const std::string bytes = bytes_of_tensor(entry);
+  return State{read_archived_tensor(bytes, "h"), read_archived_tensor(bytes, "c")};
+}
+
+}  // namespace
+
+std::string serialize_rank_streams(const RankStreams& streams) {
+  std::vector<std::pair<std::string, torch::Tensor>> entries = {{"carried_state", carried_state_entry(streams.carried)}};
+  if (streams.batcher.defined()) entries.emplace_back("batcher", streams.batcher);
+  if (streams.torch_cpu.defined()) entries.emplace_back("torch_cpu", streams.torch_cpu);
+  return archive_tensors(entries);
+}
+
+RankStreams parse_rank_streams(const std::string& bytes) {
+  return RankStreams{read_archived_tensor(bytes, "batcher"), read_archived_tensor(bytes, "torch_cpu"),
+                     read_carried_state(read_archived_tensor(bytes, "carried_state"))};
+}
+
+std::string archive_training_streams(const std::vector<RankStreams>& ranks, const torch::Tensor& batcher_position) {
+  if (ranks.empty()) throw Error("checkpoint: no rank's random streams to save");
+  // rank 0's generator states as they are, the other ranks' as the bytes they sent
+  const auto generator_entry = [](const torch::Tensor& state) {
+    return state.defined() ? byte_tensor(bytes_of_tensor(state)) : byte_tensor("");
+  };
+  std::vector<std::pair<std::string, torch::Tensor>> entries = {{"batcher", ranks[0].batcher},
+                                                                {"torch_cpu", ranks[0].torch_cpu},
+                                                                {"batcher_position", batcher_position},
+                                                                {"carried_state", carried_state_entry(ranks[0].carried)}};
+  for (size_t r = 1; r < ranks.size(); ++r) {
+    const std::string suffix = rank_suffix(static_cast<int64_t>(r));
+    entries.emplace_back("batcher" + suffix, generator_entry(ranks[r].batcher));
+    entries.emplace_back("torch_cpu" + suffix, generator_entry(ranks[r].torch_cpu));
+    entries.emplace_back("carried_state" + suffix, carried_state_entry(ranks[r].carried));
+  }
+  return archive_tensors(entries);
+}
+
+RankStreams read_rank_streams(const std::string& rng_bytes, int64_t rank) {
+  if (rng_bytes.empty()) return {};
+  const std::string suffix = rank_suffix(rank);
+  const auto generator = [&](const std::string& key) {
+    torch::Tensor state = read_archived_tensor(rng_bytes, key + suffix);
+    return state.defined() && state.numel() > 0 ? state : torch::Tensor();
+  };
+  return RankStreams{generator("batcher"), generator("torch_cpu"),
+                     read_carried_state(read_archived_tensor(rng_bytes, "carried_state" + suffix))};
+}
+
+torch::Tensor read_batcher_position(const std::string& rng_bytes) {
+  return rng_bytes.empty() ? torch::Tensor() : read_archived_tensor(rng_bytes, "batcher_position");
+}
+
 json to_json(const ModelOrigin& origin) {
   return {{"checkpoint", origin.checkpoint},
           {"step", origin.step},
@@ -337,6 +416,21 @@ CharRNN restore_model(const Checkpoint& c, const torch::Device& device) {
   }
   model->to(device);
   return model;
+}
+
+void require_resumable(const TrainingProgress& progress, const TrainOptions& train) {
+  if (progress.step >= train.steps)
+    throw UsageError("--resume: the checkpoint is already at step " + std::to_string(progress.step) +
+                     " and train.steps is " + std::to_string(train.steps) +
+                     "; raise it, e.g. --set train.steps=" + std::to_string(progress.step * 2));
+  if (train.max_seconds > 0 && progress.elapsed_seconds >= train.max_seconds) {
+    std::ostringstream message;
+    message << "--resume: the checkpoint has trained " << std::fixed << std::setprecision(1) << progress.elapsed_seconds
+            << " s and train.max_seconds is " << std::defaultfloat << train.max_seconds
+            << " (the run's total, not this process's); raise it, e.g. --set train.max_seconds="
+            << static_cast<int64_t>(std::ceil(train.max_seconds * 2));
+    throw UsageError(message.str());
+  }
 }
 
 }  // namespace charrnn

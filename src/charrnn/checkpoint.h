@@ -90,7 +90,34 @@ void restore_optimizer(torch::optim::Optimizer& optimizer, const std::string& by
 std::string archive_tensors(const std::vector<std::pair<std::string, torch::Tensor>>& tensors);
 torch::Tensor read_archived_tensor(const std::string& bytes, const std::string& key);
 
+/// One rank's place in its random streams, as the "rng" section keeps it:
+/// rank 0's under plain names ("batcher", "torch_cpu", "carried_state"),
+/// rank r's under the same names suffixed "_rankR". A checkpoint of one
+/// process and rank 0's part of a distributed one read alike, and a run
+/// resumed with the same world size continues every rank exactly.
+struct RankStreams {
+  torch::Tensor batcher;    ///< the batch sampler's generator state; undefined: none kept
+  torch::Tensor torch_cpu;  ///< the global CPU generator's (dropout); undefined: none kept
+  State carried;            ///< sequential batching's state after the last batch (float, CPU); undefined: none
+};
+/// One rank's streams as bytes, for gathering them from every rank.
+std::string serialize_rank_streams(const RankStreams& streams);
+RankStreams parse_rank_streams(const std::string& bytes);
+/// The "rng" section: every rank's streams, indexed by rank, and the
+/// batcher's place in its epoch, which all ranks share.
+std::string archive_training_streams(const std::vector<RankStreams>& ranks, const torch::Tensor& batcher_position);
+/// Rank `rank`'s streams in an "rng" section; all undefined where it holds
+/// none (a checkpoint of an older version, or a rank the run did not have).
+RankStreams read_rank_streams(const std::string& rng_bytes, int64_t rank);
+/// The batcher's place in its epoch; undefined where the section holds none.
+torch::Tensor read_batcher_position(const std::string& rng_bytes);
+
 /// CRC-32 (IEEE), exposed for tests.
 uint32_t crc32(const void* data, size_t size);
+
+/// Throws UsageError, saying which key to raise, when a checkpoint at
+/// `progress` has nothing left to train under `train` (its steps or its time
+/// budget, the run's total, are spent).
+void require_resumable(const TrainingProgress& progress, const TrainOptions& train);
 
 }  // namespace charrnn

@@ -33,6 +33,35 @@ CellType parse_cell(const std::string& name, const std::string& where) {
 
 namespace {
 
+[[noreturn]] void bad_value(const std::string& source, const std::string& key, const std::string& rule,
+                            const std::string& got);
+
+// Each mode's words, in the order messages list them
+template <typename Mode>
+using ModeWords = std::vector<std::pair<Mode, const char*>>;
+const ModeWords<ValSplit> kValSplits = {{ValSplit::Tail, "tail"}, {ValSplit::Documents, "documents"}};
+const ModeWords<Batching> kBatchings = {{Batching::Random, "random"}, {Batching::Sequential, "sequential"}};
+const ModeWords<LrSchedule> kLrSchedules = {
+    {LrSchedule::Constant, "constant"}, {LrSchedule::Cosine, "cosine"}, {LrSchedule::Linear, "linear"}};
+const ModeWords<Precision> kPrecisions = {{Precision::Fp32, "fp32"}, {Precision::Bf16, "bf16"}};
+
+template <typename Mode>
+std::string word_of(const ModeWords<Mode>& words, Mode mode) {
+  for (const auto& [m, word] : words)
+    if (m == mode) return word;
+  return "?";
+}
+
+template <typename Mode>
+Mode parse_mode(const ModeWords<Mode>& words, const char* key, const std::string& word, const std::string& where) {
+  std::string listed;
+  for (size_t i = 0; i < words.size(); ++i) {
+    if (words[i].second == word) return words[i].first;
+    listed += (i == 0 ? "" : i + 1 == words.size() ? " or " : ", ") + std::string(words[i].second);
+  }
+  bad_value(where, key, "must be " + listed, "\"" + word + "\"");
+}
+
 std::string type_name(const json& v) {
   if (v.is_number_integer()) return "an integer";
   if (v.is_number()) return "a number";
@@ -148,6 +177,13 @@ class SectionReader {
       out = parse_cell(v->get<std::string>(), source_);
     }
   }
+  template <typename Mode>
+  void read_mode(const char* key, Mode& out, Mode (*parse)(const std::string&, const std::string&)) {
+    if (const json* v = find(key)) {
+      if (!v->is_string()) fail(key, "a string", *v);
+      out = parse(v->get<std::string>(), source_);
+    }
+  }
 
   void finish() const {
     if (!node_) return;
@@ -174,8 +210,7 @@ class SectionReader {
   std::set<std::string> seen_;
 };
 
-[[noreturn]] void bad_value(const std::string& source, const std::string& key, const std::string& rule,
-                            const std::string& got) {
+void bad_value(const std::string& source, const std::string& key, const std::string& rule, const std::string& got) {
   throw UsageError(source + ": " + key + " " + rule + "; got " + got);
 }
 
@@ -187,6 +222,23 @@ std::string number(double v) {
 
 }  // namespace
 
+std::string to_string(ValSplit mode) { return word_of(kValSplits, mode); }
+std::string to_string(Batching mode) { return word_of(kBatchings, mode); }
+std::string to_string(LrSchedule mode) { return word_of(kLrSchedules, mode); }
+std::string to_string(Precision mode) { return word_of(kPrecisions, mode); }
+ValSplit parse_val_split(const std::string& word, const std::string& where) {
+  return parse_mode(kValSplits, "data.val_split", word, where);
+}
+Batching parse_batching(const std::string& word, const std::string& where) {
+  return parse_mode(kBatchings, "train.batching", word, where);
+}
+LrSchedule parse_lr_schedule(const std::string& word, const std::string& where) {
+  return parse_mode(kLrSchedules, "train.lr_schedule", word, where);
+}
+Precision parse_precision(const std::string& word, const std::string& where) {
+  return parse_mode(kPrecisions, "train.precision", word, where);
+}
+
 json to_json(const Config& c) {
   return {
       {"data",
@@ -195,7 +247,7 @@ json to_json(const Config& c) {
         {"glob", c.data.glob},
         {"separator", c.data.separator},
         {"val_fraction", c.data.val_fraction},
-        {"val_split", c.data.val_split},
+        {"val_split", to_string(c.data.val_split)},
         {"val_seed", c.data.val_seed},
         {"cache", c.data.cache}}},
       {"model",
@@ -210,9 +262,9 @@ json to_json(const Config& c) {
         {"seq_length", c.train.seq_length},
         {"learning_rate", c.train.learning_rate},
         {"steps", c.train.steps},
-        {"batching", c.train.batching},
+        {"batching", to_string(c.train.batching)},
         {"burn_in", c.train.burn_in},
-        {"lr_schedule", c.train.lr_schedule},
+        {"lr_schedule", to_string(c.train.lr_schedule)},
         {"warmup_steps", c.train.warmup_steps},
         {"min_lr", c.train.min_lr},
         {"weight_decay", c.train.weight_decay},
@@ -222,7 +274,7 @@ json to_json(const Config& c) {
         {"eval_max_chars", c.train.eval_max_chars},
         {"seed", c.train.seed},
         {"device", c.train.device},
-        {"precision", c.train.precision},
+        {"precision", to_string(c.train.precision)},
         {"checkpoint", c.train.checkpoint},
         {"threads", c.train.threads},
         {"divergence_rollbacks", c.train.divergence_rollbacks}}},
@@ -255,7 +307,7 @@ Config config_from_json(const json& j, const std::string& source, const Config& 
   data.read("glob", c.data.glob);
   data.read("separator", c.data.separator);
   data.read("val_fraction", c.data.val_fraction);
-  data.read("val_split", c.data.val_split);
+  data.read_mode("val_split", c.data.val_split, parse_val_split);
   data.read("val_seed", c.data.val_seed);
   data.read("cache", c.data.cache);
   data.finish();
@@ -274,9 +326,9 @@ Config config_from_json(const json& j, const std::string& source, const Config& 
   train.read("seq_length", c.train.seq_length);
   train.read("learning_rate", c.train.learning_rate);
   train.read("steps", c.train.steps);
-  train.read("batching", c.train.batching);
+  train.read_mode("batching", c.train.batching, parse_batching);
   train.read("burn_in", c.train.burn_in);
-  train.read("lr_schedule", c.train.lr_schedule);
+  train.read_mode("lr_schedule", c.train.lr_schedule, parse_lr_schedule);
   train.read("warmup_steps", c.train.warmup_steps);
   train.read("min_lr", c.train.min_lr);
   train.read("weight_decay", c.train.weight_decay);
@@ -286,7 +338,7 @@ Config config_from_json(const json& j, const std::string& source, const Config& 
   train.read("eval_max_chars", c.train.eval_max_chars);
   train.read("seed", c.train.seed);
   train.read("device", c.train.device);
-  train.read("precision", c.train.precision);
+  train.read_mode("precision", c.train.precision, parse_precision);
   train.read("checkpoint", c.train.checkpoint);
   train.read("threads", c.train.threads);
   train.read("divergence_rollbacks", c.train.divergence_rollbacks);
@@ -397,18 +449,12 @@ void validate(const Config& c, const std::string& source) {
   for (const std::string& path : c.data.path) utf8("data.path", path);
   utf8("data.glob", c.data.glob);
   utf8("data.separator", c.data.separator);
-  utf8("data.val_split", c.data.val_split);
   utf8("train.device", c.train.device);
-  utf8("train.precision", c.train.precision);
-  utf8("train.batching", c.train.batching);
-  utf8("train.lr_schedule", c.train.lr_schedule);
   utf8("train.checkpoint", c.train.checkpoint);
   utf8("sample.prime", c.sample.prime);
   if (c.data.path.empty()) bad_value(source, "data.path", "must name a UTF-8 text file or folder", "[]");
   for (const std::string& path : c.data.path)
     if (path.empty()) bad_value(source, "data.path", "must name a UTF-8 text file or folder", "\"\"");
-  if (c.data.val_split != "tail" && c.data.val_split != "documents")
-    bad_value(source, "data.val_split", "must be tail or documents", "\"" + c.data.val_split + "\"");
   finite("data.val_fraction", c.data.val_fraction);
   if (c.data.val_fraction < 0 || c.data.val_fraction >= 1)
     bad_value(source, "data.val_fraction", "must be in [0, 1)", number(c.data.val_fraction));
@@ -431,14 +477,10 @@ void validate(const Config& c, const std::string& source) {
   finite("train.learning_rate", c.train.learning_rate);
   if (c.train.learning_rate <= 0)
     bad_value(source, "train.learning_rate", "must be > 0", number(c.train.learning_rate));
-  if (c.train.batching != "random" && c.train.batching != "sequential")
-    bad_value(source, "train.batching", "must be random or sequential", "\"" + c.train.batching + "\"");
   at_least("train.burn_in", c.train.burn_in, 0);
-  if (c.train.burn_in > 0 && c.train.batching != "random")
+  if (c.train.burn_in > 0 && c.train.batching != Batching::Random)
     bad_value(source, "train.burn_in", "needs train.batching=random (sequential batching carries the state instead)",
               std::to_string(c.train.burn_in));
-  if (c.train.lr_schedule != "constant" && c.train.lr_schedule != "cosine" && c.train.lr_schedule != "linear")
-    bad_value(source, "train.lr_schedule", "must be constant, cosine or linear", "\"" + c.train.lr_schedule + "\"");
   at_least("train.warmup_steps", c.train.warmup_steps, 0);
   finite("train.min_lr", c.train.min_lr);
   if (c.train.min_lr < 0 || c.train.min_lr > c.train.learning_rate)
@@ -456,8 +498,6 @@ void validate(const Config& c, const std::string& source) {
   const std::string& d = c.train.device;
   if (!(d == "auto" || d == "cpu" || d == "cuda" || d.rfind("cuda:", 0) == 0))
     bad_value(source, "train.device", "must be auto, cpu, cuda or cuda:N", "\"" + d + "\"");
-  if (c.train.precision != "fp32" && c.train.precision != "bf16")
-    bad_value(source, "train.precision", "must be fp32 or bf16", "\"" + c.train.precision + "\"");
 
   // the ranges every sampling interface shares (sampler.h)
   const auto sampling = [&](const SamplingRange& range, double v) {
@@ -475,6 +515,22 @@ void validate(const Config& c, const std::string& source) {
   finite("distributed.bucket_mb", c.distributed.bucket_mb);
   if (c.distributed.bucket_mb <= 0 || c.distributed.bucket_mb > 4096)
     bad_value(source, "distributed.bucket_mb", "must be in (0, 4096]", number(c.distributed.bucket_mb));
+}
+
+void require_same_model_shape(const ModelOptions& stored, const ModelOptions& wanted, const std::string& flag) {
+  const auto differs = [&](const char* key, const std::string& a, const std::string& b) {
+    throw UsageError(flag + ": model." + key + " is " + a + " in the checkpoint but " + b + " in the config; " +
+                     (flag == "--resume" ? "a resumed run keeps the model's shape"
+                                         : "a fine-tuned model keeps its base's shape (leave model." + std::string(key) +
+                                               " out of the config, or set it to " + a + ")"));
+  };
+  if (stored.cell != wanted.cell) differs("cell", to_string(stored.cell), to_string(wanted.cell));
+  if (stored.embedding_dim != wanted.embedding_dim)
+    differs("embedding_dim", std::to_string(stored.embedding_dim), std::to_string(wanted.embedding_dim));
+  if (stored.hidden_size != wanted.hidden_size)
+    differs("hidden_size", std::to_string(stored.hidden_size), std::to_string(wanted.hidden_size));
+  if (stored.num_layers != wanted.num_layers)
+    differs("num_layers", std::to_string(stored.num_layers), std::to_string(wanted.num_layers));
 }
 
 }  // namespace charrnn

@@ -17,6 +17,23 @@ std::string to_string(CellType cell);
 /// Throws UsageError for anything but rnn, gru, lstm.
 CellType parse_cell(const std::string& name, const std::string& where);
 
+/// The modes a config names by word. Each is parsed here once and is an
+/// enum everywhere else; to_string gives the config's word back.
+enum class ValSplit { Tail, Documents };        ///< data.val_split
+enum class Batching { Random, Sequential };     ///< train.batching
+enum class LrSchedule { Constant, Cosine, Linear };  ///< train.lr_schedule
+enum class Precision { Fp32, Bf16 };            ///< train.precision
+std::string to_string(ValSplit mode);
+std::string to_string(Batching mode);
+std::string to_string(LrSchedule mode);
+std::string to_string(Precision mode);
+/// `key`'s mode named `word`; throws UsageError ("KEY must be a, b or c")
+/// naming `where` for any other word.
+ValSplit parse_val_split(const std::string& word, const std::string& where);
+Batching parse_batching(const std::string& word, const std::string& where);
+LrSchedule parse_lr_schedule(const std::string& word, const std::string& where);
+Precision parse_precision(const std::string& word, const std::string& where);
+
 struct DataOptions {
   /// The corpus: UTF-8 text files, folders (every regular file under them,
   /// recursively, in sorted path order, hidden ones skipped) or both; in
@@ -27,7 +44,7 @@ struct DataOptions {
   double val_fraction = 0.1;  ///< fraction held out for validation; 0 disables it. Default: 0.1
   /// tail: the last val_fraction of the text; documents: whole documents,
   /// a seeded choice of them holding at least val_fraction of it. Default: tail
-  std::string val_split = "tail";
+  ValSplit val_split = ValSplit::Tail;
   /// seeds val_split=documents' choice, apart from train.seed, so that runs
   /// with other seeds are scored on the same text. Default: 0
   int64_t val_seed = 0;
@@ -54,14 +71,14 @@ struct TrainOptions {
   /// random: chunks drawn anywhere, each from a zero state; sequential: the
   /// text cut into batch_size tracks read in order, the state carried from
   /// one step to the next. Default: random
-  std::string batching = "random";
+  Batching batching = Batching::Random;
   /// random batching: characters read without gradient before each chunk,
   /// so that it starts from a warmed-up state instead of zeros. Default: 0
   int64_t burn_in = 0;
   /// constant, cosine or linear: the decay from learning_rate to min_lr
   /// over the run's progress, the larger of steps done / steps and
   /// training time / max_seconds. Default: constant
-  std::string lr_schedule = "constant";
+  LrSchedule lr_schedule = LrSchedule::Constant;
   int64_t warmup_steps = 0;      ///< steps of linear warm-up from learning_rate / warmup_steps. Default: 0
   double min_lr = 0.0;           ///< rate the schedule ends at. Default: 0
   /// decoupled weight decay (AdamW's) on the matrices, not biases. Default: 0
@@ -75,7 +92,7 @@ struct TrainOptions {
   /// fp32, or bf16: CUDA autocast runs the matrix products and cuDNN's RNNs
   /// in bfloat16 while weights, gradients and Adam's state stay float
   /// (validation and generation stay float). Default: fp32
-  std::string precision = "fp32";
+  Precision precision = Precision::Fp32;
   std::string checkpoint = "models/charrnn.pt";  ///< latest checkpoint; best goes to *.best.pt. Default: models/charrnn.pt
   int64_t threads = 0;           ///< CPU threads; 0 = all cores. Default: 0
   /// on a NaN or infinite loss, go back to the last checkpoint with half the
@@ -129,5 +146,10 @@ std::string describe_paths(const std::vector<std::string>& paths);
 
 /// Checks ranges and cross-field rules; throws UsageError naming the key.
 void validate(const Config& config, const std::string& source = "config");
+
+/// Throws UsageError naming the first key where the model `wanted` differs
+/// in shape (cell, sizes, layers) from the `stored` one; `flag` is what
+/// brought the stored model: --resume or --init-from.
+void require_same_model_shape(const ModelOptions& stored, const ModelOptions& wanted, const std::string& flag);
 
 }  // namespace charrnn

@@ -239,7 +239,7 @@ Corpus load_corpus(const DataOptions& data, int64_t seq_length, const std::optio
   if (all.numel() == 0) throw UsageError(where + ": the corpus is empty; give it some text to learn from");
 
   const int64_t n = all.size(0);
-  if (data.val_fraction > 0 && data.val_split == "documents") {
+  if (data.val_fraction > 0 && data.val_split == ValSplit::Documents) {
     const Documents docs{text.document_starts, n, static_cast<int64_t>(separator.size())};
     if (docs.size() < 2)
       throw UsageError(where + ": data.val_split=documents holds out whole files, but the corpus is " +
@@ -275,6 +275,21 @@ Corpus load_corpus(const DataOptions& data, int64_t seq_length, const std::optio
                      std::to_string(n_val) +
                      " character(s), too few to validate on; raise it or set it to 0 to train without validation");
   return corpus;
+}
+
+std::string first_words(const Corpus& corpus) {
+  const int64_t n = std::min<int64_t>(corpus.train.size(0), 400);
+  const torch::Tensor head = corpus.train.narrow(0, 0, n).to(torch::kLong).contiguous();
+  std::u32string text;
+  for (int64_t i = 0; i < n; ++i) text.push_back(corpus.vocab.char_at(head[i].item<int64_t>()));
+  const size_t begin = text.find_first_not_of(U" \t\n");
+  if (begin == std::u32string::npos) return "";
+  std::u32string prime;
+  for (size_t i = begin; i < text.size() && text[i] != '\n' && prime.size() < 24; ++i) {
+    if (prime.size() >= 12 && text[i] == ' ') break;
+    prime.push_back(text[i]);
+  }
+  return encode_utf8(prime);
 }
 
 }  // namespace charrnn

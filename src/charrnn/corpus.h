@@ -65,4 +65,9 @@ struct Corpus {
 Corpus load_corpus(const DataOptions& data, int64_t seq_length, const std::optional<Vocab>& vocab = std::nullopt,
                    const std::string& cache_path = "", VocabUse use = VocabUse::kExactly);
 
+/// The first words of the training text, a prime it is sure to know: up to
+/// 12 characters, finished to the end of a word (24 at most), within the
+/// first line that holds any.
+std::string first_words(const Corpus& corpus);
+
 }  // namespace charrnn

@@ -47,7 +47,32 @@ std::optional<ProcessGroupOptions> process_group_from_environment() {
   return o;
 }
 
+namespace {
+
+class SingleProcessGroup final : public ProcessGroup {
+ public:
+  SingleProcessGroup() : ProcessGroup(ProcessGroupOptions{}) {}
+  std::function<void()> start_sum(torch::Tensor, const std::string&) override { return [] {}; }
+  void broadcast(torch::Tensor, int64_t, const std::string&) override {}
+  void barrier(const std::string&) override {}
+};
+
+}  // namespace
+
+std::shared_ptr<ProcessGroup> ProcessGroup::single() { return std::make_shared<SingleProcessGroup>(); }
+
+std::vector<bool> ProcessGroup::any_rank(const std::vector<bool>& flags, const std::string& what) {
+  if (size() == 1) return flags;
+  torch::Tensor raised = torch::zeros({static_cast<int64_t>(flags.size())}, torch::kDouble);
+  for (size_t i = 0; i < flags.size(); ++i) raised[static_cast<int64_t>(i)] = flags[i] ? 1.0 : 0.0;
+  sum(raised, what);
+  std::vector<bool> agreed(flags.size());
+  for (size_t i = 0; i < flags.size(); ++i) agreed[i] = raised[static_cast<int64_t>(i)].item<double>() > 0;
+  return agreed;
+}
+
 std::string ProcessGroup::broadcast_bytes(const std::string& bytes_on_root, const std::string& what) {
+  if (size() == 1) return bytes_on_root;
   torch::Tensor size = torch::tensor({static_cast<int64_t>(rank() == 0 ? bytes_on_root.size() : 0)}, torch::kLong);
   broadcast(size, 0, what);
   torch::Tensor data = torch::zeros({size.item<int64_t>()}, torch::kUInt8);
@@ -57,6 +82,7 @@ std::string ProcessGroup::broadcast_bytes(const std::string& bytes_on_root, cons
 }
 
 std::vector<std::string> ProcessGroup::gather_bytes(const std::string& bytes, const std::string& what) {
+  if (size() == 1) return {bytes};
   // a sum where each rank fills only its own row is a gather, and needs only
   // the collective every backend has
   torch::Tensor sizes = torch::zeros({size()}, torch::kLong);
@@ -197,6 +223,8 @@ GradientAverager::GradientAverager(std::vector<torch::Tensor> parameters, std::s
     : parameters_(std::move(parameters)), group_(std::move(group)) {
   bucket_of_.assign(parameters_.size(), -1);
   slot_of_.assign(parameters_.size(), -1);
+  arrived_.assign(parameters_.size(), false);
+  if (group_->size() == 1) return;  // nothing to average
   // Backward produces the last layers' gradients first, so buckets are
   // filled from the last parameter backwards: the first bucket to be ready
   // is the first one started.
@@ -225,7 +253,6 @@ GradientAverager::GradientAverager(std::vector<torch::Tensor> parameters, std::s
     const torch::Tensor& first = parameters_[static_cast<size_t>(buckets_[k].parameters.front())];
     buckets_[k].flat = torch::empty({numels[k]}, first.options().requires_grad(false));
   }
-  arrived_.assign(parameters_.size(), false);
   for (size_t i = 0; i < parameters_.size(); ++i) {
     if (bucket_of_[i] < 0) continue;
     const int64_t index = static_cast<int64_t>(i);
@@ -243,7 +270,7 @@ GradientAverager::~GradientAverager() {
 
 void GradientAverager::begin(const std::vector<double>& control) {
   control_ = torch::tensor(control, torch::kDouble);
-  control_wait_ = group_->start_sum(control_, "agreeing on the step's loss and stop requests");
+  control_wait_ = group_->start_sum(control_, "summing the step's control values");
   for (Bucket& b : buckets_) {
     b.pending = static_cast<int64_t>(b.parameters.size());
     b.wait = nullptr;
@@ -274,13 +301,18 @@ void GradientAverager::start_ready_buckets() {
 }
 
 std::vector<double> GradientAverager::finish() {
-  // a parameter backward did not reach contributes zeros, on every rank alike
+  // a gradient that did not pass its hook is in .grad (a batch split in
+  // parts) or nowhere: a parameter backward did not reach contributes zeros
   for (size_t i = 0; i < buckets_.size(); ++i) {
     Bucket& b = buckets_[i];
     if (b.pending == 0) continue;
     for (size_t s = 0; s < b.parameters.size(); ++s) {
       const auto parameter = static_cast<size_t>(b.parameters[s]);
-      if (!arrived_[parameter]) b.flat.narrow(0, b.offsets[s], parameters_[parameter].numel()).zero_();
+      if (arrived_[parameter]) continue;
+      torch::Tensor slot = b.flat.narrow(0, b.offsets[s], parameters_[parameter].numel());
+      const torch::Tensor& grad = parameters_[parameter].grad();
+      if (grad.defined()) slot.copy_(grad.reshape({-1}));
+      else slot.zero_();
     }
     b.pending = 0;
   }
@@ -301,6 +333,18 @@ std::vector<double> GradientAverager::finish() {
   std::vector<double> summed(static_cast<size_t>(control_.numel()));
   for (size_t i = 0; i < summed.size(); ++i) summed[i] = control_[static_cast<int64_t>(i)].item<double>();
   return summed;
+}
+
+uint64_t mix_seed(uint64_t base, uint64_t salt) {
+  uint64_t z = base + 0x9E3779B97F4A7C15ull * (salt + 1);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+bool ranks_share_one_batch_order() {
+  const char* value = std::getenv("CHARRNN_TEST_SHARED_BATCH_ORDER");
+  return value && std::string(value) == "1";
 }
 
 }  // namespace charrnn

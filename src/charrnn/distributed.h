@@ -40,11 +40,18 @@ bool distributed_available();
 /// A joined group of training processes. Every collective must be called by
 /// every rank in the same order; a peer that dies or stops answering within
 /// the timeout makes the call throw Error, never hang.
+///
+/// A run of one process has a group too, single(): rank 0 of 1, whose
+/// collectives return their input (as llm.c's multi_gpu_cpu_float_sum does
+/// for one process), so the training loop is the same code for one process
+/// or many and never asks which it is.
 class ProcessGroup {
  public:
   /// Meets the other ranks (rank 0 hosts the store) and connects them.
   /// Throws Error when they do not all arrive within the timeout.
   static std::shared_ptr<ProcessGroup> join(const ProcessGroupOptions& options);
+  /// The group of a run that is one process.
+  static std::shared_ptr<ProcessGroup> single();
   virtual ~ProcessGroup() = default;
 
   int64_t rank() const { return options_.rank; }
@@ -65,6 +72,8 @@ class ProcessGroup {
   std::string broadcast_bytes(const std::string& bytes_on_root, const std::string& what);
   /// Every rank's `bytes`, indexed by rank, on every rank.
   std::vector<std::string> gather_bytes(const std::string& bytes, const std::string& what);
+  /// For each flag, whether any rank raised it (a blocking sum).
+  std::vector<bool> any_rank(const std::vector<bool>& flags, const std::string& what);
 
  protected:
   explicit ProcessGroup(ProcessGroupOptions options) : options_(std::move(options)) {}
@@ -77,6 +86,9 @@ class ProcessGroup {
 /// so communication overlaps the rest of backward. A few control values
 /// (the loss, "stop now" flags) ride along, summed across ranks, so every
 /// rank takes the same decisions at the same step.
+///
+/// In a group of one it registers no hooks and moves no gradient: finish()
+/// returns the control values as given.
 class GradientAverager {
  public:
   GradientAverager(std::vector<torch::Tensor> parameters, std::shared_ptr<ProcessGroup> group,
@@ -88,7 +100,10 @@ class GradientAverager {
   /// Before backward: sets this rank's control values and starts their sum.
   void begin(const std::vector<double>& control);
   /// After backward: waits for every bucket, writes the averaged gradients
-  /// into the parameters' .grad and returns the control values summed over ranks.
+  /// into the parameters' .grad and returns the control values summed over
+  /// ranks. A gradient that did not pass its hook (one computed with
+  /// autograd::grad and written to .grad, as a batch split in parts does) is
+  /// taken from .grad.
   std::vector<double> finish();
 
   int64_t bucket_count() const { return static_cast<int64_t>(buckets_.size()); }
@@ -116,5 +131,13 @@ class GradientAverager {
   size_t next_to_start_ = 0;  // buckets start in a fixed order, the same on every rank
   bool in_step_ = false;
 };
+
+/// splitmix64: well-spread seeds for rank `salt`'s streams from one base seed.
+uint64_t mix_seed(uint64_t base, uint64_t salt);
+/// Test hook (CHARRNN_TEST_SHARED_BATCH_ORDER=1): every rank draws the
+/// chunks of one large batch and keeps its share, so N ranks with batch B
+/// see exactly what one process with batch N*B sees (the distributed
+/// equivalence test).
+bool ranks_share_one_batch_order();
 
 }  // namespace charrnn

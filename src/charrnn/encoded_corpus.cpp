@@ -7,7 +7,9 @@
 #include <filesystem>
 #include <fcntl.h>
 #include <fstream>
+#include <iomanip>
 #include <memory>
+#include <sstream>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -338,6 +340,14 @@ std::string corpus_cache_path(const DataOptions& data) {
   char suffix[24];
   std::snprintf(suffix, sizeof suffix, "-%016llx.ids", static_cast<unsigned long long>(hash));
   return corpus_cache_folder() + "/" + name + suffix;
+}
+
+std::string corpus_cache_note(const DataOptions& data, int64_t bytes_written) {
+  if (bytes_written <= 0) return "";
+  std::ostringstream note;
+  note << "encoded the corpus once into " << corpus_cache_path(data) << " (" << std::fixed << std::setprecision(1)
+       << static_cast<double>(bytes_written) / 1e6 << " MB); runs on the same text map it (data.cache=false turns this off)";
+  return note.str();
 }
 
 }  // namespace charrnn

@@ -77,5 +77,8 @@ std::string corpus_cache_folder();
 /// NAME the first path's file or folder name, HASH that of the absolute
 /// paths, glob and separator.
 std::string corpus_cache_path(const DataOptions& data);
+/// "encoded the corpus once into PATH (N MB)..." for a run that wrote
+/// `bytes_written` bytes of encoded corpus; "" for one that wrote none.
+std::string corpus_cache_note(const DataOptions& data, int64_t bytes_written);
 
 }  // namespace charrnn

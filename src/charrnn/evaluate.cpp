@@ -121,6 +121,7 @@ EvalResult evaluate_chunked(CharRNN& model, const torch::Tensor& ids, int64_t wi
 EvalResult eval_result_from_sum(double loss_sum, int64_t chars) {
   EvalResult result;
   result.chars = chars;
+  result.loss_sum = loss_sum;
   result.loss = chars > 0 ? loss_sum / static_cast<double>(chars) : 0.0;
   result.bpc = result.loss / std::log(2.0);
   result.perplexity = std::exp(result.loss);

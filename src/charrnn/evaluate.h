@@ -16,6 +16,7 @@ namespace charrnn {
 
 struct EvalResult {
   double loss = 0;        ///< mean cross-entropy, nats per character
+  double loss_sum = 0;    ///< the cross-entropies summed: what shares of one evaluation add up
   double bpc = 0;         ///< bits per character: loss / ln 2
   double perplexity = 0;  ///< exp(loss)
   int64_t chars = 0;      ///< characters predicted

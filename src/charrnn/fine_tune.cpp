@@ -1,7 +1,9 @@
 #include "charrnn/fine_tune.h"
 
 #include <cmath>
+#include <filesystem>
 
+#include "charrnn/corpus.h"
 #include "charrnn/error.h"
 #include "charrnn/utf8.h"
 
@@ -59,6 +61,31 @@ CharRNN extend_vocabulary(const CharRNN& model, const Vocab& base, const Vocab& 
     }
   }
   return grown;
+}
+
+std::vector<ModelOrigin> fine_tuned_lineage(const Checkpoint& base, const std::string& base_path,
+                                            const Vocab& extended) {
+  ModelOrigin origin;
+  origin.checkpoint = base_path;
+  origin.step = base.progress.step;
+  origin.chars_trained = base.progress.chars_trained;
+  origin.best_val_loss = base.progress.best_val_loss;
+  origin.data = describe_paths(base.config.data.path);
+  origin.added_chars = added_characters(base.vocab, extended);
+  std::vector<ModelOrigin> lineage = {std::move(origin)};
+  lineage.insert(lineage.end(), base.lineage.begin(), base.lineage.end());
+  return lineage;
+}
+
+void require_fine_tunable(const Checkpoint& base, const std::string& base_path, const Config& config) {
+  require_same_model_shape(base.config.model, config.model, "--init-from");
+  if (!is_valid_utf8(base_path))
+    throw UsageError("--init-from: the path must be UTF-8 text (the new checkpoint records it as JSON)");
+  std::error_code ec;
+  if (std::filesystem::equivalent(base_path, config.train.checkpoint, ec))
+    throw UsageError("--init-from: train.checkpoint is " + config.train.checkpoint +
+                     ", the model being fine-tuned, which the new run would overwrite; set train.checkpoint to "
+                     "another file");
 }
 
 }  // namespace charrnn

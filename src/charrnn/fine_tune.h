@@ -8,6 +8,7 @@
 
 #include <torch/torch.h>
 
+#include "charrnn/checkpoint.h"
 #include "charrnn/model.h"
 #include "charrnn/vocab.h"
 
@@ -37,5 +38,15 @@ std::string added_characters(const Vocab& base, const Vocab& extended);
 /// (dropout); the copy lives on `model`'s device.
 CharRNN extend_vocabulary(const CharRNN& model, const Vocab& base, const Vocab& extended,
                           const ModelOptions& options);
+
+/// What a model fine-tuned from `base` (read from `base_path`) onto a text
+/// whose vocabulary is `extended` descends from, nearest first.
+std::vector<ModelOrigin> fine_tuned_lineage(const Checkpoint& base, const std::string& base_path,
+                                            const Vocab& extended);
+
+/// Throws UsageError when `config` cannot fine-tune `base` (read from
+/// `base_path`): another model shape, a path that is not UTF-8, or a
+/// train.checkpoint that would overwrite the base.
+void require_fine_tunable(const Checkpoint& base, const std::string& base_path, const Config& config);
 
 }  // namespace charrnn

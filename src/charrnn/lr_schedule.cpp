@@ -15,9 +15,9 @@ double schedule_progress(const TrainOptions& train, int64_t steps_done, double e
 double scheduled_learning_rate(const TrainOptions& train, int64_t steps_done, double elapsed_seconds) {
   const double peak = train.learning_rate, floor = std::min(train.min_lr, peak);
   double rate = peak;
-  if (train.lr_schedule != "constant") {
+  if (train.lr_schedule != LrSchedule::Constant) {
     const double p = schedule_progress(train, steps_done, elapsed_seconds);
-    const double kept = train.lr_schedule == "cosine" ? 0.5 * (1.0 + std::cos(M_PI * p)) : 1.0 - p;
+    const double kept = train.lr_schedule == LrSchedule::Cosine ? 0.5 * (1.0 + std::cos(M_PI * p)) : 1.0 - p;
     rate = floor + (peak - floor) * kept;
   }
   if (steps_done < train.warmup_steps)
@@ -27,11 +27,11 @@ double scheduled_learning_rate(const TrainOptions& train, int64_t steps_done, do
 
 std::string describe_recipe(const TrainOptions& train) {
   std::ostringstream out;
-  out << train.batching << " batching";
+  out << to_string(train.batching) << " batching";
   if (train.burn_in > 0) out << " with " << train.burn_in << " characters of burn-in";
-  if (train.lr_schedule == "constant") out << ", constant lr " << train.learning_rate;
+  if (train.lr_schedule == LrSchedule::Constant) out << ", constant lr " << train.learning_rate;
   else
-    out << ", " << train.lr_schedule << " lr " << train.learning_rate << " -> " << train.min_lr << " over "
+    out << ", " << to_string(train.lr_schedule) << " lr " << train.learning_rate << " -> " << train.min_lr << " over "
         << (train.max_seconds > 0 ? "the steps or the time limit, whichever ends first" : "the steps");
   if (train.warmup_steps > 0) out << ", " << train.warmup_steps << " warm-up steps";
   if (train.weight_decay > 0) out << ", weight decay " << train.weight_decay;

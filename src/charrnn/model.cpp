@@ -179,4 +179,15 @@ double parameter_count(const ModelOptions& m, int64_t vocab_size) {
   return V * E + gates * H * (E + H + 2) + (L - 1) * gates * H * (2 * H + 2) + H * V + V;
 }
 
+double estimate_training_bytes(const Config& c, int64_t vocab_size) {
+  const double V = static_cast<double>(vocab_size), E = c.model.embedding_dim, H = c.model.hidden_size,
+               L = c.model.num_layers, B = c.train.batch_size, T = c.train.seq_length;
+  const double gates = c.model.cell == CellType::LSTM ? 4 : c.model.cell == CellType::GRU ? 3 : 1;
+  const double params = parameter_count(c.model, vocab_size);
+  // weights, gradients and two Adam moments; activations keep every gate of every
+  // step for backward, plus logits, probabilities and their gradients.
+  const double activations = B * T * (L * H * (gates + 2) + E + 3 * V);
+  return 4.0 * (4 * params + 2 * activations);
+}
+
 }  // namespace charrnn

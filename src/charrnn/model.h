@@ -90,5 +90,9 @@ TORCH_MODULE(CharRNN);
 /// building it. A double: sizes read from an untrusted checkpoint can
 /// overflow int64.
 double parameter_count(const ModelOptions& model, int64_t vocab_size);
+/// Rough bytes a training step needs (weights, gradients, Adam moments and
+/// activations), used to refuse sizes that would exhaust memory before allocating.
+double estimate_training_bytes(const Config& config, int64_t vocab_size);
+
 
 }  // namespace charrnn

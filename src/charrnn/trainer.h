@@ -4,10 +4,11 @@
 // lines next to the checkpoint), saves the latest checkpoint and keeps the
 // best one. A stop request (Ctrl-C) saves a checkpoint and returns.
 //
-// Given a ProcessGroup, it is one rank of a data-parallel run: each rank
-// draws its own chunks, gradients are averaged across ranks, validation is
-// split between them, and only rank 0 writes files. Every decision (stop,
-// divergence, best) is taken on values all ranks share, so they never part.
+// It is one rank of a data-parallel run, a run of one process being rank 0
+// of 1 (ProcessGroup::single()): each rank draws its own chunks, gradients
+// are averaged across ranks, validation is split between them, and only
+// rank 0 writes files. Every decision (stop, divergence, best) is taken on
+// values all ranks share, so they never part.
 //
 // Shape legend: B batch, T seq_length, V vocabulary.
 #pragma once
@@ -21,6 +22,7 @@
 
 #include <torch/torch.h>
 
+#include "charrnn/batch_split.h"
 #include "charrnn/batcher.h"
 #include "charrnn/checkpoint.h"
 #include "charrnn/config.h"
@@ -28,7 +30,8 @@
 #include "charrnn/distributed.h"
 #include "charrnn/evaluate.h"
 #include "charrnn/model.h"
-#include "charrnn/part_threads.h"
+#include "charrnn/optimizer.h"
+#include "charrnn/run_log.h"
 
 namespace charrnn {
 
@@ -45,17 +48,10 @@ struct TrainSummary {
   bool interrupted = false;    ///< stopped by a stop request
 };
 
-/// Rough bytes a training step needs (weights, gradients, Adam moments and
-/// activations), used to refuse sizes that would exhaust memory before allocating.
-double estimate_training_bytes(const Config& config, int64_t vocab_size);
-
-/// Paths written next to the checkpoint: the best checkpoint and metrics.
-std::string best_checkpoint_path(const std::string& checkpoint);
-std::string metrics_path(const std::string& checkpoint);
-
 class Trainer {
  public:
   /// A fresh run. Loads the corpus and builds the model; throws on bad input.
+  /// `group` is this process's place in a distributed run; nullptr: a run of one process.
   Trainer(const Config& config, TrainerIO io = {}, std::shared_ptr<ProcessGroup> group = nullptr);
   /// Continues `checkpoint` with `config` (the checkpoint's own config with
   /// any overrides applied). The model section must be unchanged.
@@ -94,8 +90,8 @@ class Trainer {
   const torch::Tensor& validation_ids() const { return corpus_.val; }
   const torch::Device& device() const { return device_; }
 
-  /// Everything needed to resume, as of now. With a ProcessGroup every rank
-  /// must call it: it collects all ranks' random streams.
+  /// Everything needed to resume, as of now. Every rank must call it: it
+  /// collects all ranks' random streams.
   Checkpoint make_checkpoint() const;
 
   /// The first words of the training text, a prime it is sure to know.
@@ -112,71 +108,66 @@ class Trainer {
   /// How many threads a CPU step splits its batch over (1: no split).
   int64_t batch_parts(int64_t batch_size) const;
 
-  /// Processes training together (1 without a ProcessGroup).
-  int64_t world_size() const { return group_ ? group_->size() : 1; }
+  /// Processes training together.
+  int64_t world_size() const { return group_->size(); }
   /// True on the process that writes checkpoints, metrics and samples.
-  bool writes_files() const { return !group_ || group_->rank() == 0; }
+  bool writes_files() const { return group_->rank() == 0; }
 
  private:
   void setup(const std::optional<Vocab>& vocab, VocabUse use = VocabUse::kExactly);
   /// Model, optimizer and random streams from `checkpoint` (resume, rollback).
   void restore(const Checkpoint& checkpoint);
-  /// The batcher's place in its epoch and the carried state, where the
-  /// checkpoint holds them for this rank and the same batching.
-  void restore_batch_position(const Checkpoint& checkpoint, const std::string& rank_suffix);
-  /// False when it found divergence and rolled back instead of saving.
-  bool evaluate_and_save(double train_loss, double chars_per_second);
-  /// A NaN or infinite loss: rolls back (train.divergence_rollbacks) or throws.
-  void on_divergence(const std::string& what);
-  int64_t rollbacks_done_ = 0;
+  /// The batcher's place in its epoch and this rank's carried state, where
+  /// the checkpoint holds them and batched the same way.
+  void restore_batch_position(const Checkpoint& checkpoint, const State& carried);
   /// Loads the corpus; with several processes on a machine, local rank 0
   /// encodes the cache first and the others map what it wrote.
   void load_corpus_once_per_machine(const std::optional<Vocab>& vocab, VocabUse use);
-  /// The model, optimizer and (distributed) gradient averaging, after the
-  /// model has been built or restored.
+  /// The optimizer and gradient averaging, after the model has been built or restored.
   void attach_optimizer(const std::string& optimizer_bytes);
-  /// Held-out loss, split between ranks and summed.
-  EvalResult evaluate_held_out(const torch::Tensor& held_out);
-  /// Forward and backward of `parts` slices of the batch on as many
-  /// threads; leaves the batch-mean gradients in .grad, returns the loss.
-  /// Also returns the state after the batch, the parts' rows joined.
-  std::pair<double, State> forward_backward_in_parts(const torch::Tensor& inputs, const torch::Tensor& targets,
-                                                     const State& initial, int64_t parts);
+
   /// What a batch starts from: the carried state (sequential), the state
   /// its burn-in leaves (random with burn-in), or zeros.
   State initial_state(const Batch& batch);
-  /// Seeds this rank's streams: rank 0 uses the single-process seeds.
+  /// Backward from a batch's `loss`; leaves the rank-averaged gradients in
+  /// .grad and returns the loss averaged over ranks.
+  double backward(const torch::Tensor& loss);
+  /// Forward and backward in `parts` slices of the batch on as many threads
+  /// (batch_split.h), averaged over ranks the same way; with the state after the batch.
+  std::pair<double, State> forward_backward_in_parts(const torch::Tensor& inputs, const torch::Tensor& targets,
+                                                     const State& initial, int64_t parts);
+  /// Seeds this rank's batch stream: rank 0 uses the single-process seed.
   uint64_t batch_seed() const;
-  /// "562/3000", or "562/~2036" when train.max_seconds ends the run first
-  /// (an estimate at the pace so far).
-  std::string step_label() const;
-  double seconds_per_step_ = 0;  // this run's pace so far, by the budget's clock
-  std::string sample_prime_note_;
-  std::string cache_note_;
-  // validation losses that rose one after another, warned about at kRisingEvaluationsWarned
-  static constexpr int64_t kRisingEvaluationsWarned = 3;
-  int64_t rising_evaluations_ = 0;
-  double last_val_loss_ = std::numeric_limits<double>::infinity();
 
+  /// False when it found divergence and rolled back instead of saving.
+  bool evaluate_and_save(double train_loss, double chars_per_second);
+  /// Held-out loss, split between ranks and summed.
+  EvalResult evaluate_held_out();
+  /// Rank 0's sample, or nullopt (on every rank) when the model's outputs are not finite.
+  std::optional<std::string> sample_on_rank_0();
+  /// A NaN or infinite loss: rolls back (train.divergence_rollbacks) or throws.
+  void on_divergence(const std::string& what);
+  std::string step_label() const;
 
   Config config_;
   TrainerIO io_;
-  torch::Device device_;
+  std::shared_ptr<ProcessGroup> group_;
+  RunLog run_log_;
+  torch::Device device_{torch::kCPU};
   Corpus corpus_;
   CharRNN model_{nullptr};
-  std::unique_ptr<torch::optim::Adam> optimizer_;
+  std::unique_ptr<AdamW> optimizer_;
+  std::unique_ptr<GradientAverager> averager_;
   std::unique_ptr<Batcher> batcher_;
+  BatchSplit batch_split_;   // a CPU step's batch in parts on threads
   State carried_;            // sequential batching: the state after the last batch, detached
   double current_lr_ = 0;    // the rate of the last step, as the schedule set it
   TrainingProgress progress_;
   std::vector<ModelOrigin> lineage_;
-  std::shared_ptr<ProcessGroup> group_;
-  std::unique_ptr<GradientAverager> averager_;
-  std::unique_ptr<PartThreads> part_threads_;  // the batch split's threads, started at its first step
-  // requests raised on this rank, sent with the next step's gradients ...
-  bool local_stop_ = false, local_time_up_ = false;
-  // ... and what the ranks agreed on, from the last step
-  bool agreed_stop_ = false, agreed_time_up_ = false;
+  int64_t rollbacks_done_ = 0;
+  double seconds_per_step_ = 0;  // this run's pace so far, by the budget's clock
+  std::string sample_prime_note_;
+  std::string cache_note_;
 };
 
 }  // namespace charrnn
