@@ -556,7 +556,8 @@ int64_t Trainer::batch_parts(int64_t batch_size) const {
 // Measured on 2 cores: two threads that each run half the batch with
 // single-threaded matrix products beat one pass with two-threaded ones,
 // because small products hand work between OpenBLAS threads at every time
-// step and the idle one spins through the element-wise work (docs/benchmarks.md).
+// step and the idle one spins through the element-wise work
+// (docs/performance.md, "What was tried").
 // Each part's gradients come from autograd::grad, not .grad, and are summed
 // in part order, so a step is deterministic and resumes exactly.
 std::pair<double, State> Trainer::forward_backward_in_parts(const torch::Tensor& inputs, const torch::Tensor& targets,
