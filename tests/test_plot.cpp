@@ -1,6 +1,6 @@
 // The SVG loss plot: what it draws for one run, several runs, a run with no
 // evaluation yet and a torn metrics file. The picture itself was checked in
-// a real renderer (headless Chromium, docs/benchmarks.md has the command);
+// a real renderer (headless Chromium, README.md has the command);
 // these tests pin the structure a renderer relies on.
 #include <gtest/gtest.h>
 

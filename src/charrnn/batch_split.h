@@ -2,7 +2,8 @@
 // 2 cores: two threads that each run half the batch with single-threaded
 // matrix products beat one pass with two-threaded ones, because small
 // products hand work between OpenBLAS threads at every time step and the
-// idle one spins through the element-wise work (docs/performance.md).
+// idle one spins through the element-wise work (docs/performance.md, "What
+// was tried").
 // Each part's gradients come from autograd::grad, not .grad, and are summed
 // in part order, so a step is deterministic and resumes exactly.
 //

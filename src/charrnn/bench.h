@@ -1,7 +1,7 @@
 // `charrnn bench`: measures training, generation and evaluation speed for a
 // config on this machine, next to the machine's own fp32 matrix-product rate,
 // so a figure can be judged against what the hardware allows. Timing lives
-// here and in docs/benchmarks.md, never in tests.
+// here and in docs/performance.md, never in tests.
 #pragma once
 
 #include <cstdint>

@@ -19,7 +19,7 @@ namespace charrnn {
 /// text from a base trained with configs/default.json's recipe: at 1/16 of
 /// that recipe's rate the best checkpoint scored better on the new text's
 /// held-out part and kept more of the base's text than at its full rate or
-/// a quarter of it (docs/benchmarks.md, "Fine-tuning").
+/// a quarter of it (docs/performance.md, "Fine-tuning").
 inline constexpr double kFineTuneRateDivisor = 16;
 /// `train` with its rate and min_lr divided by kFineTuneRateDivisor.
 TrainOptions fine_tune_rate(TrainOptions train);

@@ -31,7 +31,7 @@ using TileKernel = void (*)(int64_t K, const float* a, int64_t lda, const float*
 // that acc[][] lives in registers. GCC 12 at -O3 left the AVX2 tile's loops
 // rolled and kept acc on the stack: a store after every multiply-add, which
 // held the kernel to 29 GFLOP/s on a Zen 3 core (85 unrolled, against
-// OpenBLAS's 54 on the same product; docs/benchmarks.md).
+// OpenBLAS's 54 on the same product; docs/performance.md).
 #if defined(__clang__)
 #define CHARRNN_UNROLL _Pragma("unroll")
 #else

@@ -8,7 +8,7 @@
 // packs W once per layer call into 32-column panels and runs a register-
 // tiled AVX-512 or AVX2 kernel over them, single-threaded: about 110 GFLOP/s
 // on one AVX-512 core of the project's machine against OpenBLAS's 50-75, and
-// 60-85 on a Zen 3 core against OpenBLAS's 45-60 (docs/benchmarks.md). The
+// 60-85 on a Zen 3 core against OpenBLAS's 45-60 (docs/performance.md). The
 // instruction set is the CPU's widest within CHARRNN_ISA (isa.h). Without
 // AVX2, with more rows than the kernel is meant for, or while BLAS may use
 // several threads (one product then runs on every core, which a

@@ -51,7 +51,7 @@ int64_t g_threads = 1;
 void configure_threads(int64_t threads) {
   const int64_t cores = std::max<int64_t>(1, std::thread::hardware_concurrency());
   if (threads <= 0) threads = env_integer("CHARRNN_THREADS", cores, 1, INT64_MAX);
-  // Measured on 2 cores (LSTM 2x256, batch 32x128, docs/benchmarks.md):
+  // Measured on 2 cores (LSTM 2x256, batch 32x128, docs/performance.md):
   // OpenBLAS with every thread and LibTorch's OpenMP pool at one thread was
   // fastest; both pools at two threads ran 5-8x slower, because OpenMP
   // workers spin-wait on the cores OpenBLAS needs. The time goes into matrix

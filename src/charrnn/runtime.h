@@ -24,7 +24,7 @@ void configure_threads(int64_t threads);
 /// default glibc maps every block over 128 KiB anew and hands freed heap
 /// back at once, so each step of a (T, B, 4H) gate buffer paid page faults
 /// and page clearing again: LSTM 2x256 training ran 20% faster with this
-/// (docs/benchmarks.md). A GLIBC_TUNABLES setting of glibc.malloc.* is the
+/// (docs/performance.md). A GLIBC_TUNABLES setting of glibc.malloc.* is the
 /// user's explicit choice and is left alone; other C libraries are too.
 /// Called by configure_threads(), so every entry point gets it.
 void keep_freed_memory_for_reuse();
@@ -58,7 +58,7 @@ std::string blas_description();
 /// OpenBLAS picks its kernels when it is loaded, from the CPU's model
 /// number, and falls back to SSE3 ones ("Prescott") on a CPU it does not
 /// know: Debian 12's 0.3.21 does so on Emerald Rapids Xeons, where its
-/// products then run at a seventh of their speed (docs/benchmarks.md). For
+/// products then run at a seventh of their speed (docs/performance.md). For
 /// a CPU with AVX2 whose OpenBLAS core `current_core` lacks it, this is the
 /// OPENBLAS_CORETYPE to load instead ("SkylakeX" with AVX-512, "Zen" on AMD,
 /// "Haswell"); otherwise "".

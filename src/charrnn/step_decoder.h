@@ -18,7 +18,7 @@
 // per thread (PartThreads), and each part runs its own matrix products with
 // PackedWeight's single-threaded kernel on weights packed once here (small
 // products on two BLAS threads spent a fifth of the time handing work
-// between them, docs/benchmarks.md), and its LSTM or GRU element-wise work
+// between them, docs/performance.md), and its LSTM or GRU element-wise work
 // in one vectorised pass (fused_rnn.h). That kernel sums each row in the same
 // order whatever rows it is given with, so a stream's logits do not depend
 // on the number of threads or streams. The logits equal forward()'s up to
