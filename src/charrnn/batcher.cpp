@@ -95,4 +95,17 @@ void Batcher::set_position(const torch::Tensor& position) {
   taken_ = taken;
 }
 
+void require_batching_fits(const TrainOptions& train, int64_t training_ids, int64_t world_size) {
+  const int64_t tracks = train.batch_size * world_size;
+  if (train.batching == Batching::Sequential && training_ids < Batcher::min_sequential_ids(tracks, train.seq_length))
+    throw UsageError("train.batching=sequential cuts the training text into " + std::to_string(tracks) +
+                     " tracks of at least train.seq_length=" + std::to_string(train.seq_length) +
+                     " characters, but it has only " + std::to_string(training_ids) +
+                     "; lower train.batch_size or train.seq_length, or use train.batching=random");
+  if (train.burn_in > 0 && training_ids < train.burn_in + train.seq_length + 1)
+    throw UsageError("train.burn_in=" + std::to_string(train.burn_in) + " plus train.seq_length needs " +
+                     std::to_string(train.burn_in + train.seq_length + 1) +
+                     " training characters, but there are only " + std::to_string(training_ids));
+}
+
 }  // namespace charrnn

@@ -18,6 +18,8 @@
 
 #include <torch/torch.h>
 
+#include "charrnn/config.h"
+
 namespace charrnn {
 
 struct Batch {
@@ -83,5 +85,10 @@ class Batcher {
   // taken == -1 means the next batch starts a new epoch
   int64_t track_offset_ = 0, taken_ = -1;
 };
+
+/// Throws UsageError, naming the keys to change, when a text of
+/// `training_ids` characters cannot be batched as `train` says by
+/// `world_size` processes (too short for the sequential tracks or the burn-in).
+void require_batching_fits(const TrainOptions& train, int64_t training_ids, int64_t world_size);
 
 }  // namespace charrnn

@@ -3,6 +3,7 @@
 #include <cerrno>
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
 #include <fstream>
@@ -72,6 +73,20 @@ std::string step_label(int64_t step, int64_t steps, double max_seconds, double e
     if (end < steps) return done + "~" + std::to_string(end);
   }
   return done + std::to_string(steps);
+}
+
+RunClock::RunClock(int64_t first_step)
+    : start_(std::chrono::steady_clock::now()), first_step_(first_step), seconds_per_step_([] {
+        const char* fixed = std::getenv("CHARRNN_TEST_SECONDS_PER_STEP");
+        return fixed ? std::atof(fixed) : 0.0;
+      }()) {}
+
+double RunClock::seconds(int64_t step) const {
+  return seconds_per_step_ > 0 ? seconds_per_step_ * static_cast<double>(step - first_step_) : wall_seconds();
+}
+
+double RunClock::wall_seconds() const {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
 }
 
 RunLog::RunLog(std::string checkpoint, std::ostream* log, bool redraw, bool writes_files)

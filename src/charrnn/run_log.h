@@ -28,6 +28,24 @@ std::string format_rate(double chars_per_second);
 std::string step_label(int64_t step, int64_t steps, double max_seconds, double elapsed_seconds,
                        double seconds_per_step);
 
+/// The clock of a run's time budget: training time, validation included.
+/// The test hook CHARRNN_TEST_SECONDS_PER_STEP makes every step take that
+/// long instead, so that a time-bounded run's step count does not depend on
+/// the machine's speed.
+class RunClock {
+ public:
+  explicit RunClock(int64_t first_step);
+  /// Seconds this process has trained by the budget's clock, at `step`.
+  double seconds(int64_t step) const;
+  /// Wall-clock seconds since the run started.
+  double wall_seconds() const;
+
+ private:
+  std::chrono::steady_clock::time_point start_;
+  int64_t first_step_;
+  double seconds_per_step_;  // the test hook's; 0: the real clock
+};
+
 /// What an evaluation found, for its lines on the terminal.
 struct EvaluationReport {
   std::string step_label;

@@ -1,5 +1,7 @@
 #include "charrnn/runtime.h"
 
+#include <ATen/CPUGeneratorImpl.h>
+
 #include <cerrno>
 #include <cstdint>
 #include <cstdlib>
@@ -42,6 +44,24 @@ torch::Device resolve_device(const std::string& name) {
     return device;
   }
   throw UsageError("device must be auto, cpu, cuda or cuda:N; got \"" + name + "\"");
+}
+
+torch::Device resolve_device(const std::string& name, int64_t local_rank) {
+  const torch::Device device = resolve_device(name);
+  if (!device.is_cuda() || device.has_index()) return device;
+  return torch::Device(torch::kCUDA,
+                       static_cast<c10::DeviceIndex>(local_rank % std::max<int64_t>(1, torch::cuda::device_count())));
+}
+
+torch::Tensor global_cpu_rng_state() { return at::detail::getDefaultCPUGenerator().get_state(); }
+
+void set_global_cpu_rng_state(const torch::Tensor& state) {
+  try {
+    at::Generator global = at::detail::getDefaultCPUGenerator();  // a handle to the shared generator
+    global.set_state(state);
+  } catch (const c10::Error& e) {
+    throw Error(std::string("checkpoint holds an invalid random state: ") + e.what_without_backtrace());
+  }
 }
 
 namespace {

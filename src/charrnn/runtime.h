@@ -10,6 +10,14 @@ namespace charrnn {
 /// "auto" (CUDA when available, else CPU), "cpu", "cuda" or "cuda:N".
 /// Throws UsageError when CUDA is asked for but this build or machine lacks it.
 torch::Device resolve_device(const std::string& name);
+/// The same for process `local_rank` of those on its machine: torchrun's
+/// convention, local rank i on GPU i when the name gives no index.
+torch::Device resolve_device(const std::string& name, int64_t local_rank);
+
+/// The state of LibTorch's global CPU generator (weights, dropout), and
+/// setting it back; throws Error for a state that is not one.
+torch::Tensor global_cpu_rng_state();
+void set_global_cpu_rng_state(const torch::Tensor& state);
 
 /// Gives `threads` CPU threads (0: $CHARRNN_THREADS, else all cores) to
 /// matrix products (OpenBLAS) and keeps LibTorch's OpenMP pool at one thread

@@ -1,7 +1,5 @@
 #include "charrnn/trainer.h"
 
-#include <ATen/CPUGeneratorImpl.h>
-
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
@@ -27,10 +25,6 @@ namespace charrnn {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
 
 void check_memory(const Config& config, int64_t vocab_size, const torch::Device& device) {
   if (!device.is_cpu()) return;
@@ -84,12 +78,7 @@ Trainer::Trainer(const Checkpoint& base, const std::string& base_path, const Con
 
 void Trainer::setup(const std::optional<Vocab>& vocab, VocabUse use) {
   configure_threads(config_.train.threads);
-  device_ = resolve_device(config_.train.device);
-  // torchrun's convention: on a machine with several GPUs, local rank i
-  // uses GPU i (an explicit cuda:N in the config wins)
-  if (device_.is_cuda() && config_.train.device.find(':') == std::string::npos)
-    device_ = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(group_->local_rank() %
-                                                                         std::max<int64_t>(1, torch::cuda::device_count())));
+  device_ = resolve_device(config_.train.device, group_->local_rank());
   if (config_.train.precision == Precision::Bf16 && !device_.is_cuda())
     throw UsageError("train.precision=bf16 trains under CUDA autocast, but this run is on " + device_.str() +
                      "; set train.precision=fp32, or train.device=cuda on a machine with a GPU");
@@ -105,16 +94,7 @@ void Trainer::setup(const std::optional<Vocab>& vocab, VocabUse use) {
   // sampler gets its own stream so model changes don't shift the data order.
   torch::manual_seed(static_cast<uint64_t>(config_.train.seed));
   const bool sequential = config_.train.batching == Batching::Sequential;
-  const int64_t tracks = config_.train.batch_size * world_size();
-  if (sequential && corpus_.train.size(0) < Batcher::min_sequential_ids(tracks, config_.train.seq_length))
-    throw UsageError("train.batching=sequential cuts the training text into " + std::to_string(tracks) +
-                     " tracks of at least train.seq_length=" + std::to_string(config_.train.seq_length) +
-                     " characters, but it has only " + std::to_string(corpus_.train.size(0)) +
-                     "; lower train.batch_size or train.seq_length, or use train.batching=random");
-  if (config_.train.burn_in > 0 && corpus_.train.size(0) < config_.train.burn_in + config_.train.seq_length + 1)
-    throw UsageError("train.burn_in=" + std::to_string(config_.train.burn_in) + " plus train.seq_length needs " +
-                     std::to_string(config_.train.burn_in + config_.train.seq_length + 1) +
-                     " training characters, but there are only " + std::to_string(corpus_.train.size(0)));
+  require_batching_fits(config_.train, corpus_.train.size(0), world_size());
   batcher_ = std::make_unique<Batcher>(corpus_.train, BatcherOptions(config_.train.batch_size, config_.train.seq_length)
                                                           .sequential(sequential)
                                                           .burn_in(config_.train.burn_in)
@@ -176,12 +156,7 @@ void Trainer::restore(const Checkpoint& checkpoint) {
     batcher_->set_rng_state(make_generator(mix_seed(batch_seed(), static_cast<uint64_t>(progress_.step))).get_state());
   restore_batch_position(checkpoint, streams.carried);
   if (streams.torch_cpu.defined()) {
-    try {
-      at::Generator global = at::detail::getDefaultCPUGenerator();  // a handle to the shared generator
-      global.set_state(streams.torch_cpu);
-    } catch (const c10::Error& e) {
-      throw Error(std::string("checkpoint holds an invalid random state: ") + e.what_without_backtrace());
-    }
+    set_global_cpu_rng_state(streams.torch_cpu);
   } else if (rank > 0) {
     torch::manual_seed(mix_seed(static_cast<uint64_t>(config_.train.seed) + static_cast<uint64_t>(rank),
                                 static_cast<uint64_t>(progress_.step)));
@@ -219,7 +194,7 @@ Checkpoint Trainer::make_checkpoint() const {
   c.model_bytes = archive_module(*model_);
   c.optimizer_bytes = optimizer_->archive();
   // every rank's streams, so that the same world size resumes exactly
-  const RankStreams mine{batcher_->rng_state(), at::detail::getDefaultCPUGenerator().get_state(), carried_};
+  const RankStreams mine{batcher_->rng_state(), global_cpu_rng_state(), carried_};
   const std::vector<std::string> sent =
       group_->gather_bytes(serialize_rank_streams(mine), "collecting the ranks' random streams");
   std::vector<RankStreams> ranks(sent.size());
@@ -452,38 +427,27 @@ void Trainer::on_divergence(const std::string& what) {
 
 TrainSummary Trainer::run() {
   TrainSummary summary;
-  const auto start = Clock::now();
+  const RunClock clock(progress_.step);
   const double elapsed_before = progress_.elapsed_seconds;
   const int64_t first_step = progress_.step;
   const int64_t total = config_.train.steps;
   const double max_seconds = config_.train.max_seconds;
   const int64_t chars_per_step = config_.train.batch_size * config_.train.seq_length * world_size();
-
-  double last_loss = progress_.last_train_loss;
-  int64_t last_saved_step = -1;
-  model_->train();
-  run_log_.restart_progress(progress_.step, chars_per_step);
-
-  // the budget's clock: training time, validation included. A test hook
-  // makes every step take a fixed time instead, so that a time-bounded
-  // run's step count does not depend on the machine's speed.
-  const char* fixed_step = std::getenv("CHARRNN_TEST_SECONDS_PER_STEP");
-  const double seconds_per_step = fixed_step ? std::atof(fixed_step) : 0.0;
-  const auto run_seconds = [&] {
-    return seconds_per_step > 0 ? seconds_per_step * static_cast<double>(progress_.step - first_step)
-                                : seconds_since(start);
-  };
-  seconds_per_step_ = 0;
   const auto rate_now = [&] {
-    const double s = seconds_since(start);
+    const double s = clock.wall_seconds();
     return s > 0 ? static_cast<double>((progress_.step - first_step) * chars_per_step) / s : 0.0;
   };
 
+  double last_loss = progress_.last_train_loss;
+  int64_t last_saved_step = -1;
+  seconds_per_step_ = 0;
+  model_->train();
+  run_log_.restart_progress(progress_.step, chars_per_step);
   while (progress_.step < total) {
     // a Ctrl-C or the clock reaches ranks at different moments; they all act
     // on it at once. The budget is the run's: a resumed run trains what is left of it.
     const std::vector<bool> stop = group_->any_rank(
-        {io_.stop_requested && io_.stop_requested->load(), max_seconds > 0 && elapsed_before + run_seconds() >= max_seconds},
+        {io_.stop_requested && io_.stop_requested->load(), max_seconds > 0 && elapsed_before + clock.seconds(progress_.step) >= max_seconds},
         "agreeing on when to stop");
     if (stop[0]) {
       summary.interrupted = true;
@@ -492,7 +456,7 @@ TrainSummary Trainer::run() {
     if (stop[1]) break;
 
     const double loss = train_step();
-    const double trained = run_seconds();
+    const double trained = clock.seconds(progress_.step);
     progress_.elapsed_seconds = elapsed_before + trained;
     seconds_per_step_ = trained / static_cast<double>(std::max<int64_t>(1, progress_.step - first_step));
     if (!std::isfinite(loss)) {
@@ -513,10 +477,10 @@ TrainSummary Trainer::run() {
     }
   }
 
-  summary.seconds = seconds_since(start);
+  summary.seconds = clock.wall_seconds();
   summary.steps_done = progress_.step - first_step;
   summary.chars_per_second = rate_now();
-  progress_.elapsed_seconds = elapsed_before + run_seconds();
+  progress_.elapsed_seconds = elapsed_before + clock.seconds(progress_.step);
 
   if (summary.interrupted) {
     const Checkpoint checkpoint = make_checkpoint();  // no eval: stop quickly
