@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <nlohmann/json.hpp>
 
+#include "charrnn/cell.h"
 #include "charrnn/encoded_corpus.h"
 #include "charrnn/error.h"
 #include "charrnn/file_io.h"
@@ -161,7 +162,7 @@ std::string rank_suffix(int64_t rank) { return rank == 0 ? "" : "_rank" + std::t
 double estimate_training_bytes(const Config& c, int64_t vocab_size) {
   const double V = static_cast<double>(vocab_size), E = c.model.embedding_dim, H = c.model.hidden_size,
                L = c.model.num_layers, B = c.train.batch_size, T = c.train.seq_length;
-  const double gates = c.model.cell == CellType::LSTM ? 4 : c.model.cell == CellType::GRU ? 3 : 1;
+  const double gates = static_cast<double>(cell_facts(c.model.cell).gates);
   const double params = parameter_count(c.model, vocab_size);
   // weights, gradients and two Adam moments; activations keep every gate of every
   // step for backward, plus logits, probabilities and their gradients.
@@ -282,9 +283,9 @@ void Trainer::restore_batch_position(const Checkpoint& checkpoint, const std::st
   const std::string bytes(static_cast<const char*>(carried.data_ptr()), static_cast<size_t>(carried.nbytes()));
   State state{read_archived_tensor(bytes, "h"), read_archived_tensor(bytes, "c")};
   const int64_t L = config_.model.num_layers, B = config_.train.batch_size, H = config_.model.hidden_size;
-  const bool lstm = config_.model.cell == CellType::LSTM;
+  const bool has_c = cell_facts(config_.model.cell).has_cell_state();
   if (!state.h.defined() || state.h.sizes() != torch::IntArrayRef({L, B, H}) || state.h.scalar_type() != torch::kFloat ||
-      state.c.defined() != lstm || (lstm && (state.c.sizes() != state.h.sizes() || state.c.scalar_type() != torch::kFloat)))
+      state.c.defined() != has_c || (has_c && (state.c.sizes() != state.h.sizes() || state.c.scalar_type() != torch::kFloat)))
     throw Error("checkpoint holds a carried state that does not fit this model and train.batch_size");
   carried_ = state.to(device_);
 }
