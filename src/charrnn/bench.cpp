@@ -4,6 +4,7 @@
 #include <fstream>
 #include <sys/resource.h>
 
+#include "charrnn/cell.h"
 #include "charrnn/evaluate.h"
 #include "charrnn/generate.h"
 #include "charrnn/isa.h"
@@ -66,7 +67,7 @@ double peak_rss_mb() {
 double training_step_flops(const Config& config, int64_t vocab_size) {
   const double B = config.train.batch_size, T = config.train.seq_length, E = config.model.embedding_dim,
                H = config.model.hidden_size, V = static_cast<double>(vocab_size);
-  const double G = config.model.cell == CellType::LSTM ? 4 : config.model.cell == CellType::GRU ? 3 : 1;
+  const double G = static_cast<double>(cell_facts(config.model.cell).gates);
   double forward = 0;
   for (int64_t layer = 0; layer < config.model.num_layers; ++layer) {
     const double in = layer == 0 ? E : H;

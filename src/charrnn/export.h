@@ -12,7 +12,10 @@
 //   attributes: vocab (List[str], id -> character), vocab_code_points, counts,
 //     cell, vocab_size, embedding_dim, hidden_size, num_layers, config_json,
 //     charrnn_version, trained_steps, best_val_loss, check_input_ids and
-//     check_logits (charrnn's own logits for a fixed input, to verify a load).
+//     check_logits (charrnn's own logits for a fixed input, to verify a load);
+//     state_tensors, decoder_ih_blocks and decoder_hh_blocks (the cell's
+//     facts, cell.h, that the methods read).
+// The methods are Python, src/charrnn/export_module.py, embedded by the build.
 // The recurrence uses the same ATen kernels (torch.lstm / gru / rnn_tanh) as
 // the C++ model, so logits agree to the last bit on the same LibTorch.
 #pragma once

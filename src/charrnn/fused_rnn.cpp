@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "charrnn/cell.h"
 #include "charrnn/isa.h"
 #include "charrnn/packed_weight.h"
 
@@ -549,6 +550,9 @@ bool fused_rnn_supported(const torch::Tensor& x) {
 }
 
 namespace {
+
+// The Functions above read each layer's gate blocks in PyTorch's order.
+static_assert(kLstmFacts.gate_order == "ifgo" && kGruFacts.gate_order == "rzn" && kRnnFacts.gates == 1);
 
 // x: (T, B, I) input, or the (V, G*H) table when ids (T, B) is not empty
 FusedLayerOutput apply_layer(CellType cell, const torch::Tensor& x, const torch::Tensor& ids, const torch::Tensor& h0,

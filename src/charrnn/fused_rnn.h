@@ -10,7 +10,7 @@
 // Same parameters, same gate order and the same maths as PyTorch's cells;
 // tests/test_fused_rnn.cpp checks outputs and gradients against nn::LSTM/GRU/RNN.
 //
-// Shape legend: T time, B batch, I input size, H hidden, G gates (4 LSTM, 3 GRU, 1 RNN).
+// Shape legend: T time, B batch, I input size, H hidden, G gates (cell.h: 4 LSTM, 3 GRU, 1 RNN).
 // Inputs and outputs are time-major: x (T, B, I) -> out (T, B, H).
 #pragma once
 

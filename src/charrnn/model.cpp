@@ -1,5 +1,6 @@
 #include "charrnn/model.h"
 
+#include "charrnn/cell.h"
 #include "charrnn/fused_rnn.h"
 
 namespace charrnn {
@@ -57,13 +58,12 @@ CharRNNImpl::CharRNNImpl(int64_t vocab_size, const ModelOptions& options)
   }
   head_ = register_module("head", torch::nn::Linear(options.hidden_size, vocab_size));
   if (lstm_ && options.forget_bias != 0) {
-    // PyTorch's gate order is input, forget, cell, output; the two biases
-    // are summed, so the forget slice of one carries the whole value
+    // the two biases are summed, so the forget slice of one carries the whole value
     torch::NoGradGuard no_grad;
-    const int64_t H = options.hidden_size;
+    const int64_t H = options.hidden_size, forget = kLstmFacts.gate('f') * H;
     for (const auto& item : lstm_->named_parameters()) {
-      if (item.key().rfind("bias_ih_l", 0) == 0) item.value().narrow(0, H, H).fill_(options.forget_bias);
-      if (item.key().rfind("bias_hh_l", 0) == 0) item.value().narrow(0, H, H).zero_();
+      if (item.key().rfind("bias_ih_l", 0) == 0) item.value().narrow(0, forget, H).fill_(options.forget_bias);
+      if (item.key().rfind("bias_hh_l", 0) == 0) item.value().narrow(0, forget, H).zero_();
     }
   }
 }
@@ -174,7 +174,7 @@ int64_t CharRNNImpl::parameter_count() const {
 double parameter_count(const ModelOptions& m, int64_t vocab_size) {
   const double V = static_cast<double>(vocab_size), E = static_cast<double>(m.embedding_dim),
                H = static_cast<double>(m.hidden_size), L = static_cast<double>(m.num_layers);
-  const double gates = m.cell == CellType::LSTM ? 4 : m.cell == CellType::GRU ? 3 : 1;
+  const double gates = static_cast<double>(cell_facts(m.cell).gates);
   // embedding; first layer (w_ih, w_hh, two biases); the other layers; head
   return V * E + gates * H * (E + H + 2) + (L - 1) * gates * H * (2 * H + 2) + H * V + V;
 }
@@ -182,7 +182,7 @@ double parameter_count(const ModelOptions& m, int64_t vocab_size) {
 double estimate_training_bytes(const Config& c, int64_t vocab_size) {
   const double V = static_cast<double>(vocab_size), E = c.model.embedding_dim, H = c.model.hidden_size,
                L = c.model.num_layers, B = c.train.batch_size, T = c.train.seq_length;
-  const double gates = c.model.cell == CellType::LSTM ? 4 : c.model.cell == CellType::GRU ? 3 : 1;
+  const double gates = static_cast<double>(cell_facts(c.model.cell).gates);
   const double params = parameter_count(c.model, vocab_size);
   // weights, gradients and two Adam moments; activations keep every gate of every
   // step for backward, plus logits, probabilities and their gradients.

@@ -6,7 +6,10 @@
 // The recurrent module is registered as "rnn" whatever the cell, so parameter
 // names match PyTorch's (rnn.weight_ih_l0, ...) and golden values from Python
 // line up. forward() returns logits: temperature belongs to the sampler and
-// cross-entropy to the trainer. Nothing outside model.cpp branches on the cell.
+// cross-entropy to the trainer. Callers see one State whatever the cell.
+// What differs between cells (gate count and order, state count, weight
+// layouts) is stated in cell.h; besides model.cpp, which picks LibTorch's
+// module for the cell, only the numeric kernels branch on it.
 #pragma once
 
 #include <cstdint>

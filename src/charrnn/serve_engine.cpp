@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "charrnn/cell.h"
 #include "charrnn/error.h"
 #include "charrnn/step_decoder.h"
 
@@ -219,7 +220,7 @@ void ServeEngine::rebuild(Batch& batch, std::vector<std::unique_ptr<Active>>& jo
   // the running rows' states, then the joiners' (zeros before a prompt), side by side
   std::vector<std::unique_ptr<Active>> rows;
   std::vector<torch::Tensor> h, c;
-  const bool lstm = checkpoint_.config.model.cell == CellType::LSTM;
+  const bool has_c = cell_facts(checkpoint_.config.model.cell).has_cell_state();
   if (batch.decoder) {
     std::vector<int64_t> kept;
     for (size_t r = 0; r < batch.rows.size(); ++r)
@@ -231,7 +232,7 @@ void ServeEngine::rebuild(Batch& batch, std::vector<std::unique_ptr<Active>>& jo
       const State old = batch.decoder->state();
       const torch::Tensor index = torch::tensor(kept, torch::kLong);
       h.push_back(old.h.index_select(1, index));
-      if (lstm) c.push_back(old.c.index_select(1, index));
+      if (has_c) c.push_back(old.c.index_select(1, index));
     }
   }
   const auto zeros = [&](int64_t streams) {
@@ -240,7 +241,7 @@ void ServeEngine::rebuild(Batch& batch, std::vector<std::unique_ptr<Active>>& jo
   for (auto& a : joining)
     if (Batch::running(a)) {
       h.push_back(a->primed.defined() ? a->primed.h : zeros(1));
-      if (lstm) c.push_back(a->primed.defined() ? a->primed.c : zeros(1));
+      if (has_c) c.push_back(a->primed.defined() ? a->primed.c : zeros(1));
       a->primed = State();
       rows.push_back(std::move(a));
     }
@@ -251,11 +252,11 @@ void ServeEngine::rebuild(Batch& batch, std::vector<std::unique_ptr<Active>>& jo
   if (live == 0) return;
   const int64_t size = Batch::capacity_for(live);
   h.push_back(zeros(size - live));  // the free rows
-  if (lstm) c.push_back(zeros(size - live));
+  if (has_c) c.push_back(zeros(size - live));
   rows.resize(static_cast<size_t>(size));
   batch.rows = std::move(rows);
   batch.decoder = std::make_unique<StepDecoder>(weights_, size, options_.threads);
-  batch.decoder->set_state({torch::cat(h, 1), lstm ? torch::cat(c, 1) : torch::Tensor()});
+  batch.decoder->set_state({torch::cat(h, 1), has_c ? torch::cat(c, 1) : torch::Tensor()});
   batch.scratch.assign(static_cast<size_t>(batch.decoder->parts()), RowSampler());
   batch.ids.assign(static_cast<size_t>(size), 0);
   batch.next.assign(static_cast<size_t>(size), 0);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "charrnn/cell.h"
 #include "charrnn/error.h"
 #include "charrnn/fused_rnn.h"
 #include "charrnn/runtime.h"
@@ -21,7 +22,8 @@ torch::Tensor rows(const torch::Tensor& t, int64_t first, int64_t count) { retur
 
 }  // namespace
 
-// Everything here is repeated op for op by _decoder_weights() in export.cpp.
+// The export's _decoder_weights() (export_module.py) builds the same
+// matrices from the same layout, so its steps equal these bit for bit.
 DecoderWeights::DecoderWeights(const CharRNNImpl& model, bool several_streams)
     : cell(model.options().cell),
       layers(model.options().num_layers),
@@ -45,31 +47,19 @@ DecoderWeights::DecoderWeights(const CharRNNImpl& model, bool several_streams)
     const std::string s = "_l" + std::to_string(l);
     const torch::Tensor w_ih = param(model, "rnn.weight_ih" + s), w_hh = param(model, "rnn.weight_hh" + s);
     const torch::Tensor b_ih = param(model, "rnn.bias_ih" + s), b_hh = param(model, "rnn.bias_hh" + s);
-    torch::Tensor w, b;
-    switch (cell) {
-      case CellType::LSTM: {
-        // (i, f, g, o) -> (i, f, o, g)
-        const auto reorder = [H](const torch::Tensor& t) {
-          return torch::cat({rows(t, 0, 2 * H), rows(t, 3 * H, H), rows(t, 2 * H, H)}, 0);
-        };
-        w = torch::cat({reorder(w_ih), reorder(w_hh)}, 1);
-        b = reorder(b_ih + b_hh);
-        break;
-      }
-      case CellType::GRU: {
-        const int64_t in = w_ih.size(1);
-        w = torch::cat({torch::cat({rows(w_ih, 0, 2 * H), rows(w_hh, 0, 2 * H)}, 1),
-                        torch::cat({rows(w_ih, 2 * H, H), torch::zeros({H, H}, w_hh.options())}, 1),
-                        torch::cat({torch::zeros({H, in}, w_ih.options()), rows(w_hh, 2 * H, H)}, 1)},
-                       0);
-        b = torch::cat({rows(b_ih, 0, 2 * H) + rows(b_hh, 0, 2 * H), rows(b_ih, 2 * H, H), rows(b_hh, 2 * H, H)}, 0);
-        break;
-      }
-      case CellType::RNN:
-        w = torch::cat({w_ih, w_hh}, 1);
-        b = b_ih + b_hh;
-        break;
+    // the decoder's layout (cell.h): block k is [block ih of w_ih | block hh
+    // of w_hh], zeros where there is none, and the sum of those biases
+    const CellFacts& facts = cell_facts(cell);
+    std::vector<torch::Tensor> w_blocks, b_blocks;
+    for (size_t k = 0; k < static_cast<size_t>(facts.decoder_blocks); ++k) {
+      const int64_t ih = facts.decoder_ih[k], hh = facts.decoder_hh[k];
+      w_blocks.push_back(torch::cat({ih >= 0 ? rows(w_ih, ih * H, H) : torch::zeros({H, w_ih.size(1)}, w_ih.options()),
+                                     hh >= 0 ? rows(w_hh, hh * H, H) : torch::zeros({H, H}, w_hh.options())},
+                                    1));
+      b_blocks.push_back(ih < 0 ? rows(b_hh, hh * H, H)
+                                : hh < 0 ? rows(b_ih, ih * H, H) : rows(b_ih, ih * H, H) + rows(b_hh, hh * H, H));
     }
+    const torch::Tensor w = torch::cat(w_blocks, 0), b = torch::cat(b_blocks, 0);
     layer.push_back(make_affine(w, b));
   }
   head = make_affine(param(model, "head.weight").clone(), param(model, "head.bias").clone());
@@ -95,7 +85,7 @@ StepDecoder::StepDecoder(std::shared_ptr<const DecoderWeights> weights, int64_t 
   const torch::TensorOptions options = embedding_.options();
   const int64_t E = embedding_dim_, gate_width = layer_[0].bias.size(0);
   x_ = torch::zeros({B, E + layers_ * H}, options);
-  if (cell_ == CellType::LSTM) c_ = torch::zeros({layers_, B, H}, options);
+  if (cell_facts(cell_).has_cell_state()) c_ = torch::zeros({layers_, B, H}, options);
   for (int64_t l = 0; l < layers_; ++l) hidden_.push_back(x_.narrow(1, E + l * H, H));
   gates_ = torch::empty({B, gate_width}, options);
   cell_tanh_ = torch::empty({B, H}, options);
@@ -130,12 +120,8 @@ StepDecoder::StepDecoder(std::shared_ptr<const DecoderWeights> weights, int64_t 
       g.g2 = g.all.narrow(1, 2 * H, H);
       g.g3 = g.all.narrow(1, 3 * H, H);
     }
-    if (cell_ == CellType::LSTM) {
-      g.sigmoid_part = g.all.narrow(1, 0, 3 * H);
-      g.tanh_part = g.g3;
-    } else if (cell_ == CellType::GRU) {
-      g.sigmoid_part = g.all.narrow(1, 0, 2 * H);
-    }
+    const int64_t sigmoid_blocks = cell_facts(cell_).decoder_sigmoid_blocks;
+    if (sigmoid_blocks > 0) g.sigmoid_part = g.all.narrow(1, 0, sigmoid_blocks * H);
     p.cell_tanh = mine(cell_tanh_);
     p.embedded = mine(x_.narrow(1, 0, E));
     p.logits = mine(logits_);
@@ -218,6 +204,17 @@ void StepDecoder::affine(const Affine& w, torch::Tensor& out, torch::Tensor& out
   }
 }
 
+// The per-cell steps below and fused_rnn.h's decoder steps are written for
+// these layouts: LSTM blocks (i, f, o, g), GRU blocks (r, z, W_in x, W_hn h).
+static_assert(kLstmFacts.decoder_blocks == 4 && kLstmFacts.decoder_sigmoid_blocks == 3 &&
+              kLstmFacts.decoder_ih[0] == kLstmFacts.gate('i') && kLstmFacts.decoder_ih[1] == kLstmFacts.gate('f') &&
+              kLstmFacts.decoder_ih[2] == kLstmFacts.gate('o') && kLstmFacts.decoder_ih[3] == kLstmFacts.gate('g'));
+static_assert(kGruFacts.decoder_blocks == 4 && kGruFacts.decoder_sigmoid_blocks == 2 &&
+              kGruFacts.decoder_ih[0] == kGruFacts.gate('r') && kGruFacts.decoder_ih[1] == kGruFacts.gate('z') &&
+              kGruFacts.decoder_ih[2] == kGruFacts.gate('n') && kGruFacts.decoder_hh[2] < 0 &&
+              kGruFacts.decoder_ih[3] < 0 && kGruFacts.decoder_hh[3] == kGruFacts.gate('n'));
+static_assert(kRnnFacts.decoder_blocks == 1 && kRnnFacts.decoder_sigmoid_blocks == 0);
+
 void StepDecoder::lstm_layer(const Affine& w, LayerViews& l, Part& p) {
   GateViews& g = p.gates;
   affine(w, g.all, g.row, l.input, l.input_row);
@@ -227,7 +224,7 @@ void StepDecoder::lstm_layer(const Affine& w, LayerViews& l, Part& p) {
     return;
   }
   g.sigmoid_part.sigmoid_();        // i, f, o
-  g.tanh_part.tanh_();              // g
+  g.g3.tanh_();                     // g
   l.c.mul_(g.g1);                   // f * c
   l.c.addcmul_(g.g0, g.g3);         // + i * g
   at::tanh_out(p.cell_tanh, l.c);

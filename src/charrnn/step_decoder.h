@@ -11,7 +11,7 @@
 //   gates  = bias_l + W_l · x[input of l; h_l]         W_l = [W_ih | W_hh]
 //   LSTM gates are reordered to (i, f, o, g) so one sigmoid covers three.
 //   GRU's n gate needs W_in·x and W_hn·h apart: W_l = [[W_ih_rz W_hh_rz];
-//   [W_in 0]; [0 W_hn]].
+//   [W_in 0]; [0 W_hn]]. cell.h states these layouts (CellFacts::decoder_*).
 //
 // With one stream the products are matrix-vector (BLAS gemv, which OpenBLAS
 // threads). With several on the CPU, the streams are split into parts, one
@@ -122,7 +122,7 @@ class StepDecoder {
   };
   struct GateViews {
     torch::Tensor all, row;                    // (rows, G*H); row 0 of it
-    torch::Tensor sigmoid_part, tanh_part;     // LSTM: i,f,o | g; GRU: r,z | -; RNN: - | all
+    torch::Tensor sigmoid_part;                // LSTM: i,f,o; GRU: r,z; RNN: -
     torch::Tensor g0, g1, g2, g3;              // the four H-wide blocks (LSTM, GRU)
   };
   /// A contiguous range of streams, stepped by one thread.

@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "charrnn/cell.h"
 #include "charrnn/encoded_corpus.h"
 #include "charrnn/error.h"
 #include "charrnn/file_io.h"
@@ -176,10 +177,10 @@ void Trainer::restore_batch_position(const Checkpoint& checkpoint, const State& 
   if (position.defined()) batcher_->set_position(position);
   if (config_.train.batching != Batching::Sequential || !carried.defined()) return;
   const int64_t L = config_.model.num_layers, B = config_.train.batch_size, H = config_.model.hidden_size;
-  const bool lstm = config_.model.cell == CellType::LSTM;
+  const bool has_c = cell_facts(config_.model.cell).has_cell_state();
   if (carried.h.sizes() != torch::IntArrayRef({L, B, H}) || carried.h.scalar_type() != torch::kFloat ||
-      carried.c.defined() != lstm ||
-      (lstm && (carried.c.sizes() != carried.h.sizes() || carried.c.scalar_type() != torch::kFloat)))
+      carried.c.defined() != has_c ||
+      (has_c && (carried.c.sizes() != carried.h.sizes() || carried.c.scalar_type() != torch::kFloat)))
     throw Error("checkpoint holds a carried state that does not fit this model and train.batch_size");
   carried_ = carried.to(device_);
 }
