@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "charrnn/error.h"
+#include "charrnn/generate.h"
 #include "charrnn/step_decoder.h"
 
 namespace charrnn {

@@ -83,14 +83,6 @@ class ServeStream {
   std::chrono::steady_clock::time_point first_char_at_{};
 };
 
-struct StreamRequest {
-  std::u32string prompt;       ///< non-empty, every character in the vocabulary
-  int64_t max_chars = 16;      ///< characters generated after it
-  SamplingParams sampling;
-  uint64_t seed = 0;
-  std::vector<std::string> stop;
-};
-
 struct DecoderWeights;
 
 struct ServeEngineOptions {

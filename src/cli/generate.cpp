@@ -36,7 +36,7 @@ int cmd_generate(int argc, char** argv) {
   const std::string separator = args.count("separator") ? unescape(args["separator"].as<std::string>()) : "\n";
 
   // --temperature T or a comma-separated sweep, each from the same prime and seed
-  std::vector<double> temperatures = {g.checkpoint.config.sample.temperature};
+  std::vector<double> temperatures = {g.checkpoint.config.sample.sampling.temperature};
   if (args.count("temperature")) {
     temperatures.clear();
     std::stringstream list(args["temperature"].as<std::string>());

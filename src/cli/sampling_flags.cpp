@@ -44,16 +44,15 @@ Generator load_generator(const cxxopts::ParseResult& args) {
   g.device = charrnn::resolve_device(args["device"].as<std::string>());
   g.checkpoint = charrnn::load_model_file(path);
   g.model = charrnn::restore_model(g.checkpoint, g.device);
-  const charrnn::SampleOptions& defaults = g.checkpoint.config.sample;
-  g.options.prime = defaults.prime;
-  g.options.length = int_flag(args, "length", defaults.length);
-  g.options.sampling.temperature = defaults.temperature;
-  g.options.sampling.top_k = int_flag(args, "top-k", defaults.top_k);
-  g.options.sampling.top_p = number_flag(args, "top-p", defaults.top_p);
+  // the checkpoint's sample section, with the flags over it
+  g.options = charrnn::GenerateOptions(g.checkpoint.config.sample);
+  g.options.length = int_flag(args, "length", g.options.length);
+  g.options.sampling.top_k = int_flag(args, "top-k", g.options.sampling.top_k);
+  g.options.sampling.top_p = number_flag(args, "top-p", g.options.sampling.top_p);
   check_in_range(charrnn::kTopKRange, static_cast<double>(g.options.sampling.top_k), "--top-k");
   check_in_range(charrnn::kTopPRange, g.options.sampling.top_p, "--top-p");
   check_in_range(charrnn::kLengthRange, static_cast<double>(g.options.length), "--length");
-  g.options.seed = static_cast<uint64_t>(resolve_seed(int_flag(args, "seed", defaults.seed)));
+  g.options.seed = resolve_seed(int_flag(args, "seed", g.options.seed));
   g.options.strict_prime = args.count("strict") > 0;
   g.options.on_fold = [](const std::string& prime_source, const std::vector<charrnn::Substitution>& substitutions) {
     std::cerr << "note: " << prime_source << ": " << charrnn::describe_substitutions(substitutions)

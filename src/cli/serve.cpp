@@ -359,22 +359,16 @@ class Server {
     c->start = Clock::now();
     // one engine for the whole request: a reload meanwhile does not change its model
     std::shared_ptr<ServeEngine> engine = this->engine();
-    const charrnn::SampleOptions& sample = engine->checkpoint().config.sample;
-    const RequestDefaults defaults{sample.length, {sample.temperature, sample.top_k, sample.top_p}};
     try {
-      c->request = parse_completion_request(body, engine->checkpoint().vocab, limits_, defaults);
+      c->request = parse_completion_request(body, engine->checkpoint().vocab, limits_, engine->checkpoint().config.sample);
     } catch (const ApiError& e) {
       return send_error(res, e);
     }
     c->engine = engine;
     const CompletionRequest& r = c->request;
     const uint64_t seed = r.seed ? *r.seed : std::random_device{}();
-    std::vector<StreamRequest> wanted;
-    for (const std::u32string& prompt : r.prompts) {
-      c->prompt_chars += static_cast<int64_t>(prompt.size());
-      for (int64_t j = 0; j < r.n; ++j)
-        wanted.push_back({prompt, r.max_tokens, r.sampling, seed + static_cast<uint64_t>(j), r.stop});
-    }
+    for (const std::u32string& prompt : r.prompts) c->prompt_chars += static_cast<int64_t>(prompt.size());
+    const std::vector<StreamRequest> wanted = choice_streams(r, seed);
     c->streams = engine->submit(wanted);
     if (c->streams.empty() && engine != this->engine()) {  // it was retired by a reload just now
       c->engine = engine = this->engine();
