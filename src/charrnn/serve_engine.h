@@ -102,8 +102,12 @@ class ServeEngine {
   /// Queues the streams of one request, all or none: empty when the queue
   /// cannot take them all or the engine is stopping.
   std::vector<std::shared_ptr<ServeStream>> submit(std::vector<StreamRequest> requests);
+  /// Stops taking streams: submit() returns none from now on; those in
+  /// flight and queued run on.
+  void stop_taking();
   /// Stops taking streams; those in flight and queued run on until
-  /// `deadline`, then end with finish_reason "length". Returns when all ended.
+  /// `deadline` (the earliest one given, when called again), then end with
+  /// finish_reason "length". Returns when all ended.
   void drain(std::chrono::steady_clock::time_point deadline);
 
   int64_t active() const { return active_count_.load(); }
