@@ -48,9 +48,9 @@ void expect_same_config(const Config& a, const Config& b) {
   EXPECT_EQ(a.train.threads, b.train.threads);
   EXPECT_EQ(a.sample.prime, b.sample.prime);
   EXPECT_EQ(a.sample.length, b.sample.length);
-  EXPECT_EQ(a.sample.temperature, b.sample.temperature);
-  EXPECT_EQ(a.sample.top_k, b.sample.top_k);
-  EXPECT_EQ(a.sample.top_p, b.sample.top_p);
+  EXPECT_EQ(a.sample.sampling.temperature, b.sample.sampling.temperature);
+  EXPECT_EQ(a.sample.sampling.top_k, b.sample.sampling.top_k);
+  EXPECT_EQ(a.sample.sampling.top_p, b.sample.sampling.top_p);
   EXPECT_EQ(a.sample.seed, b.sample.seed);
   EXPECT_EQ(a.distributed.timeout_s, b.distributed.timeout_s);
   EXPECT_EQ(a.distributed.bucket_mb, b.distributed.bucket_mb);
@@ -84,9 +84,9 @@ Config everything_changed() {
   c.train.threads = 3;
   c.sample.prime = "The \"quoted\"\n";
   c.sample.length = 77;
-  c.sample.temperature = 0;
-  c.sample.top_k = 4;
-  c.sample.top_p = 0.9;
+  c.sample.sampling.temperature = 0;
+  c.sample.sampling.top_k = 4;
+  c.sample.sampling.top_p = 0.9;
   c.sample.seed = -1;
   c.distributed.timeout_s = 42.5;
   c.distributed.bucket_mb = 0.25;
@@ -120,9 +120,9 @@ TEST(Config, Defaults) {
   EXPECT_EQ(c.train.threads, 0);
   EXPECT_EQ(c.sample.prime, "");
   EXPECT_EQ(c.sample.length, 500);
-  EXPECT_DOUBLE_EQ(c.sample.temperature, 0.8);
-  EXPECT_EQ(c.sample.top_k, 0);
-  EXPECT_DOUBLE_EQ(c.sample.top_p, 1.0);
+  EXPECT_DOUBLE_EQ(c.sample.sampling.temperature, 0.8);
+  EXPECT_EQ(c.sample.sampling.top_k, 0);
+  EXPECT_DOUBLE_EQ(c.sample.sampling.top_p, 1.0);
   EXPECT_EQ(c.sample.seed, 0);
   EXPECT_NO_THROW(charrnn::validate(c));
 }
@@ -270,7 +270,7 @@ TEST(Config, OverrideNumbersAreParsed) {
   const Config c = charrnn::apply_overrides(
       Config{}, {"train.batch_size=3", "sample.temperature=1.5", "sample.seed=-4", "data.val_fraction=0"});
   EXPECT_EQ(c.train.batch_size, 3);
-  EXPECT_EQ(c.sample.temperature, 1.5);
+  EXPECT_EQ(c.sample.sampling.temperature, 1.5);
   EXPECT_EQ(c.sample.seed, -4);
   EXPECT_EQ(c.data.val_fraction, 0.0);
   const std::string message =
@@ -368,16 +368,16 @@ TEST(Config, ValidateRejectsBadValuesNamingTheKey) {
       {"data.path", [](Config& c) { c.data.path = {""}; }},
       {"data.path", [](Config& c) { c.data.path = {"a.txt", ""}; }},
       {"data.path", [](Config& c) { c.data.path = {}; }},
-      {"sample.temperature", [](Config& c) { c.sample.temperature = -1; }},
-      {"sample.temperature", [](Config& c) { c.sample.temperature = 2.5; }},
-      {"sample.top_p", [](Config& c) { c.sample.top_p = 7; }},
-      {"sample.top_k", [](Config& c) { c.sample.top_k = -1; }},
+      {"sample.temperature", [](Config& c) { c.sample.sampling.temperature = -1; }},
+      {"sample.temperature", [](Config& c) { c.sample.sampling.temperature = 2.5; }},
+      {"sample.top_p", [](Config& c) { c.sample.sampling.top_p = 7; }},
+      {"sample.top_k", [](Config& c) { c.sample.sampling.top_k = -1; }},
       {"data.val_fraction", [](Config& c) { c.data.val_fraction = 1.0; }},
       {"data.val_fraction", [](Config& c) { c.data.val_fraction = -0.1; }},
       {"data.val_fraction", [](Config& c) { c.data.val_fraction = std::numeric_limits<double>::quiet_NaN(); }},
       {"sample.length", [](Config& c) { c.sample.length = -1; }},
-      {"sample.temperature", [](Config& c) { c.sample.temperature = std::numeric_limits<double>::infinity(); }},
-      {"sample.top_p", [](Config& c) { c.sample.top_p = 0; }},
+      {"sample.temperature", [](Config& c) { c.sample.sampling.temperature = std::numeric_limits<double>::infinity(); }},
+      {"sample.top_p", [](Config& c) { c.sample.sampling.top_p = 0; }},
       {"model.forget_bias", [](Config& c) { c.model.forget_bias = std::numeric_limits<double>::infinity(); }},
       {"train.burn_in", [](Config& c) { c.train.burn_in = -1; }},
       {"train.burn_in", [](Config& c) { c.train.batching = charrnn::Batching::Sequential; c.train.burn_in = 16; }},
@@ -404,12 +404,12 @@ TEST(Config, ValidateAcceptsBoundaryValues) {
   c.train.steps = 0;
   c.train.grad_clip = 0;         // no clipping
   c.train.device = "cuda:1";     // checked when resolved, not here
-  c.sample.temperature = 0;      // greedy
-  c.sample.top_p = 1;            // keeps all
+  c.sample.sampling.temperature = 0;      // greedy
+  c.sample.sampling.top_p = 1;            // keeps all
   c.sample.length = 0;
   EXPECT_NO_THROW(charrnn::validate(c));
-  c.sample.temperature = 2;      // the top of the shared range
-  c.sample.top_p = 1e-9;
+  c.sample.sampling.temperature = 2;      // the top of the shared range
+  c.sample.sampling.top_p = 1e-9;
   c.model.dropout = 0.999;
   c.model.forget_bias = -3;
   c.train.batching = charrnn::Batching::Sequential;

@@ -270,4 +270,21 @@ TEST_F(GenerateTest, RestoresTrainingMode) {
   EXPECT_FALSE(model_->is_training());
 }
 
+TEST(StopFilter, NeverReleasesAStopStringOrWhatCouldStartOne) {
+  charrnn::StopFilter f({"\n\n", "END"});
+  std::string out;
+  for (const char* piece : {"a", "b", "\n", "c", "E", "N", "x", "\n"}) out += f.feed(piece);
+  EXPECT_EQ(out, "ab\ncENx");
+  EXPECT_FALSE(f.stopped());
+  out += f.feed("\n");
+  EXPECT_TRUE(f.stopped());
+  EXPECT_EQ(out, "ab\ncENx");
+  EXPECT_EQ(f.feed("more"), "");
+  charrnn::StopFilter g({"END"});
+  EXPECT_EQ(g.feed("xE"), "x");
+  EXPECT_EQ(g.flush(), "E");  // a choice that ran out of length keeps its text
+  charrnn::StopFilter none;
+  EXPECT_EQ(none.feed("\xC3\xA9"), "\xC3\xA9");
+}
+
 }  // namespace

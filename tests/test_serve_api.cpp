@@ -1,5 +1,5 @@
 // serve_api: the request checks with OpenAI's error shape, prompt folding,
-// the stop filter, and the response and metrics text.
+// the choices a request makes, and the response and metrics text.
 #include <string>
 #include <vector>
 
@@ -18,8 +18,15 @@ using nlohmann::json;
 
 const charrnn::Vocab kVocab = charrnn::Vocab::from_text(U"hello world, abc\n");
 
+// A model's sample section, as the server passes it: what a request leaves out.
+charrnn::SampleOptions model_sample() {
+  charrnn::SampleOptions sample;
+  sample.length = 16;
+  return sample;
+}
+
 CompletionRequest parse(const std::string& body, charrnn::ServeLimits limits = {}) {
-  return charrnn::parse_completion_request(body, kVocab, limits, charrnn::RequestDefaults{});
+  return charrnn::parse_completion_request(body, kVocab, limits, model_sample());
 }
 
 TEST(ServeApi, ReadsOpenAisFields) {
@@ -29,10 +36,10 @@ TEST(ServeApi, ReadsOpenAisFields) {
   EXPECT_EQ(r.model, "m");
   ASSERT_EQ(r.prompts.size(), 2u);
   EXPECT_EQ(r.prompts[1], U"abc");
-  EXPECT_EQ(r.max_tokens, 7);
-  EXPECT_EQ(r.sampling.temperature, 0);
-  EXPECT_EQ(r.sampling.top_p, 0.5);
-  EXPECT_EQ(r.sampling.top_k, 3);
+  EXPECT_EQ(r.sample.length, 7);
+  EXPECT_EQ(r.sample.sampling.temperature, 0);
+  EXPECT_EQ(r.sample.sampling.top_p, 0.5);
+  EXPECT_EQ(r.sample.sampling.top_k, 3);
   EXPECT_EQ(r.n, 2);
   EXPECT_EQ(r.stop, (std::vector<std::string>{"\n", "ab"}));
   EXPECT_EQ(*r.seed, 11u);
@@ -40,8 +47,8 @@ TEST(ServeApi, ReadsOpenAisFields) {
   EXPECT_TRUE(r.echo);
   // left out: the model's own defaults, a random seed, one choice
   const CompletionRequest d = parse(R"({"prompt": "hello", "stop": "o"})");
-  EXPECT_EQ(d.max_tokens, 16);
-  EXPECT_EQ(d.sampling.temperature, charrnn::SamplingParams{}.temperature);
+  EXPECT_EQ(d.sample.length, 16);
+  EXPECT_EQ(d.sample.sampling.temperature, charrnn::SamplingParams{}.temperature);
   EXPECT_FALSE(d.seed.has_value());
   EXPECT_EQ(d.stop, std::vector<std::string>{"o"});
 }
@@ -142,21 +149,34 @@ TEST(ServeApi, AFramingTwoReadersCouldTakeDifferentlyIsRefused) {
   EXPECT_CONTAINS(request_framing_problem(none, {"chunked"}, false), "takes a request body");
 }
 
-TEST(ServeApi, StopFilterNeverReleasesAStopStringOrWhatCouldStartOne) {
-  charrnn::StopFilter f({"\n\n", "END"});
-  std::string out;
-  for (const char* piece : {"a", "b", "\n", "c", "E", "N", "x", "\n"}) out += f.feed(piece);
-  EXPECT_EQ(out, "ab\ncENx");
-  EXPECT_FALSE(f.stopped());
-  out += f.feed("\n");
-  EXPECT_TRUE(f.stopped());
-  EXPECT_EQ(out, "ab\ncENx");
-  EXPECT_EQ(f.feed("more"), "");
-  charrnn::StopFilter g({"END"});
-  EXPECT_EQ(g.feed("xE"), "x");
-  EXPECT_EQ(g.flush(), "E");  // a choice that ran out of length keeps its text
-  charrnn::StopFilter none;
-  EXPECT_EQ(none.feed("\xC3\xA9"), "\xC3\xA9");
+TEST(ServeApi, ChoiceJOfEachPromptGetsSeedPlusJAndTheRequestsSettings) {
+  const CompletionRequest r = parse(R"({"prompt": ["hello", "abc"], "n": 3, "max_tokens": 9, "temperature": 0.5,
+      "top_k": 4, "top_p": 0.75, "stop": ["\n", "ab"], "seed": 100})");
+  const std::vector<charrnn::StreamRequest> streams = charrnn::choice_streams(r, *r.seed);
+  ASSERT_EQ(streams.size(), 6u);  // in the order of the response's "index": prompt * n + j
+  for (size_t i = 0; i < streams.size(); ++i) {
+    const charrnn::StreamRequest& s = streams[i];
+    EXPECT_EQ(s.prompt, i < 3 ? U"hello" : U"abc") << i;
+    EXPECT_EQ(s.seed, 100u + i % 3) << i;  // each prompt's choices start again from the seed
+    EXPECT_EQ(s.max_chars, 9);
+    EXPECT_EQ(s.sampling.temperature, 0.5);
+    EXPECT_EQ(s.sampling.top_k, 4);
+    EXPECT_EQ(s.sampling.top_p, 0.75);
+    EXPECT_EQ(s.stop, (std::vector<std::string>{"\n", "ab"}));
+  }
+  // left out: one choice per prompt, with the model's defaults and no stop
+  const CompletionRequest d = parse(R"({"prompt": "hello"})");
+  const std::vector<charrnn::StreamRequest> one = charrnn::choice_streams(d, 7);
+  ASSERT_EQ(one.size(), 1u);
+  EXPECT_EQ(one[0].seed, 7u);
+  EXPECT_EQ(one[0].max_chars, 16);
+  EXPECT_EQ(one[0].sampling.temperature, model_sample().sampling.temperature);
+  EXPECT_TRUE(one[0].stop.empty());
+  // the seed wraps as an unsigned number, as a request may give any uint64
+  const CompletionRequest wrap = parse(R"({"prompt": "abc", "n": 2, "seed": 18446744073709551615})");
+  const std::vector<charrnn::StreamRequest> wrapped = charrnn::choice_streams(wrap, *wrap.seed);
+  EXPECT_EQ(wrapped[0].seed, 18446744073709551615u);
+  EXPECT_EQ(wrapped[1].seed, 0u);
 }
 
 TEST(ServeApi, ResponseAndMetricsShapes) {

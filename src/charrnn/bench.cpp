@@ -95,7 +95,6 @@ nlohmann::json run_bench(const Config& config, const BenchOptions& options) {
   CharRNN& model = trainer.model();
   GenerateOptions gen;
   gen.prime = "";
-  gen.sampling = {0.8, 0, 1.0};
   gen.collect = false;
   gen.length = options.gen_chars;
   start = Clock::now();

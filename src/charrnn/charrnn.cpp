@@ -17,4 +17,8 @@ std::string TextGenerator::generate(const GenerateOptions& options, const TextCa
   return charrnn::generate(model_, checkpoint_.vocab, one, device_, on_text).front();
 }
 
+std::vector<std::string> TextGenerator::generate_samples(const GenerateOptions& options, const TextCallback& on_text) {
+  return charrnn::generate(model_, checkpoint_.vocab, options, device_, on_text);
+}
+
 }  // namespace charrnn

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "charrnn/checkpoint.h"
 #include "charrnn/error.h"
@@ -29,10 +30,16 @@ class TextGenerator {
   /// One sample: the prime followed by options.length generated characters.
   /// on_text, if given, receives the text as it is produced.
   std::string generate(const GenerateOptions& options, const TextCallback& on_text = {});
+  /// options.num_samples samples generated together as one batch; with
+  /// options.collect false, on_text alone receives them (memory stays flat
+  /// for any length) and nothing is returned.
+  std::vector<std::string> generate_samples(const GenerateOptions& options, const TextCallback& on_text = {});
 
   const Vocab& vocab() const { return checkpoint_.vocab; }
   /// The config the model was trained with (its sample section holds defaults).
   const Config& config() const { return checkpoint_.config; }
+  const Checkpoint& checkpoint() const { return checkpoint_; }
+  const torch::Device& device() const { return device_; }
 
  private:
   Checkpoint checkpoint_;

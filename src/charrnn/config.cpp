@@ -281,9 +281,9 @@ json to_json(const Config& c) {
       {"sample",
        {{"prime", c.sample.prime},
         {"length", c.sample.length},
-        {"temperature", c.sample.temperature},
-        {"top_k", c.sample.top_k},
-        {"top_p", c.sample.top_p},
+        {"temperature", c.sample.sampling.temperature},
+        {"top_k", c.sample.sampling.top_k},
+        {"top_p", c.sample.sampling.top_p},
         {"seed", c.sample.seed}}},
       {"distributed", {{"timeout_s", c.distributed.timeout_s}, {"bucket_mb", c.distributed.bucket_mb}}},
   };
@@ -347,9 +347,9 @@ Config config_from_json(const json& j, const std::string& source, const Config& 
   SectionReader sample(j, "sample", source);
   sample.read("prime", c.sample.prime);
   sample.read("length", c.sample.length);
-  sample.read("temperature", c.sample.temperature);
-  sample.read("top_k", c.sample.top_k);
-  sample.read("top_p", c.sample.top_p);
+  sample.read("temperature", c.sample.sampling.temperature);
+  sample.read("top_k", c.sample.sampling.top_k);
+  sample.read("top_p", c.sample.sampling.top_p);
   sample.read("seed", c.sample.seed);
   sample.finish();
 
@@ -416,9 +416,9 @@ Config apply_overrides(const Config& config, const std::vector<std::string>& ass
 SampleOptions read_legacy_sampling(SampleOptions sample) {
   // before the shared ranges, a negative temperature meant greedy, a top_k
   // below 0 and a top_p above 1 meant "keep all": the same as 0, 0 and 1
-  if (std::isfinite(sample.temperature) && sample.temperature < 0) sample.temperature = 0;
-  if (sample.top_k < 0) sample.top_k = 0;
-  if (std::isfinite(sample.top_p) && sample.top_p > 1) sample.top_p = 1;
+  if (std::isfinite(sample.sampling.temperature) && sample.sampling.temperature < 0) sample.sampling.temperature = 0;
+  if (sample.sampling.top_k < 0) sample.sampling.top_k = 0;
+  if (std::isfinite(sample.sampling.top_p) && sample.sampling.top_p > 1) sample.sampling.top_p = 1;
   return sample;
 }
 
@@ -504,9 +504,9 @@ void validate(const Config& c, const std::string& source) {
     if (!in_range(range, v))
       bad_value(source, std::string("sample.") + range.setting, "must be " + range_requirement(range), number(v));
   };
-  sampling(kTemperatureRange, c.sample.temperature);
-  sampling(kTopKRange, static_cast<double>(c.sample.top_k));
-  sampling(kTopPRange, c.sample.top_p);
+  sampling(kTemperatureRange, c.sample.sampling.temperature);
+  sampling(kTopKRange, static_cast<double>(c.sample.sampling.top_k));
+  sampling(kTopPRange, c.sample.sampling.top_p);
   sampling(kLengthRange, static_cast<double>(c.sample.length));
 
   finite("distributed.timeout_s", c.distributed.timeout_s);

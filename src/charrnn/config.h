@@ -100,13 +100,29 @@ struct TrainOptions {
   int64_t divergence_rollbacks = 0;
 };
 
+/// What the sampler reads at every character (sampler.h): the part of the
+/// sample section that a request, a chat command or a sweep changes from
+/// one text to the next.
+struct SamplingParams {
+  double temperature = 0.8;  ///< in [0, 2]; <= 0 samples greedily (argmax). Default: 0.8
+  int64_t top_k = 0;         ///< keep the k most likely characters; <= 0 keeps all. Default: 0
+  double top_p = 1.0;        ///< in (0, 1]: keep the smallest set with this much probability; >= 1 keeps all. Default: 1
+};
+
+/// The sampling settings, one struct for every way of asking for text: the
+/// config's sample section, generate's and chat's flags, chat's ":"
+/// commands, a server request (which starts from the model's section) and
+/// the trainer's samples all fill it, and generate() takes it (its
+/// GenerateOptions is this plus the knobs of one call). Each default is
+/// written here and nowhere else. In JSON the sampling fields sit flat in
+/// the section: {"temperature": 0.8, "top_k": 0, ...}.
 struct SampleOptions {
   std::string prime = "";    ///< text that primes the state; "" starts from a sampled character. Default: ""
   int64_t length = 500;      ///< characters generated after the prime. Default: 500
-  double temperature = 0.8;  ///< in [0, 2]; 0 samples greedily (argmax). Default: 0.8
-  int64_t top_k = 0;         ///< keep the k most likely characters; 0 keeps all. Default: 0
-  double top_p = 1.0;        ///< in (0, 1]: keep the smallest set with this much probability; 1 keeps all. Default: 1
-  int64_t seed = 0;          ///< same seed, same text; < 0 picks a random seed. Default: 0
+  SamplingParams sampling;   ///< temperature, top_k, top_p (above)
+  /// same seed, same text; < 0 picks a random seed (the commands choose it
+  /// and print it; generate() takes the seed it is given). Default: 0
+  int64_t seed = 0;
 };
 
 /// Training on several processes (WORLD_SIZE > 1; see docs/cli.md, "Training on

@@ -17,23 +17,6 @@ namespace {
 // Priming characters per forward() call; export.cpp's generate() uses the same.
 constexpr int64_t kPrimeChunk = 2048;
 
-// Tracks whether a sample's output has just ended with the stop text,
-// keeping only as many bytes as the stop text has.
-class StopMatcher {
- public:
-  explicit StopMatcher(std::string stop) : stop_(std::move(stop)) {}
-  bool feed(std::string_view piece) {
-    if (stop_.empty()) return false;
-    tail_.append(piece);
-    if (tail_.size() > stop_.size()) tail_.erase(0, tail_.size() - stop_.size());
-    return tail_ == stop_;
-  }
-
- private:
-  std::string stop_;
-  std::string tail_;
-};
-
 }  // namespace
 
 Primed prime_model(CharRNN& model, const torch::Tensor& inputs) {
@@ -47,6 +30,38 @@ Primed prime_model(CharRNN& model, const torch::Tensor& inputs) {
     primed.state = next_state;
   }
   return primed;
+}
+
+StopFilter::StopFilter(std::vector<std::string> stops) : stops_(std::move(stops)) {}
+
+std::string StopFilter::feed(std::string_view piece) {
+  if (stopped_) return "";
+  held_ += piece;
+  size_t first = std::string::npos;
+  for (const std::string& s : stops_) first = std::min(first, held_.find(s));
+  if (first != std::string::npos) {
+    stopped_ = true;
+    std::string out = held_.substr(0, first);
+    held_.clear();
+    return out;
+  }
+  // keep the longest end of the text that some stop string starts with
+  size_t keep = 0;
+  for (const std::string& s : stops_)
+    for (size_t k = std::min(s.size() - 1, held_.size()); k > keep; --k)
+      if (held_.compare(held_.size() - k, k, s, 0, k) == 0) {
+        keep = k;
+        break;
+      }
+  std::string out = held_.substr(0, held_.size() - keep);
+  held_.erase(0, held_.size() - keep);
+  return out;
+}
+
+std::string StopFilter::flush() {
+  std::string out;
+  out.swap(held_);
+  return out;
 }
 
 std::vector<std::string> generate(CharRNN& model, const Vocab& vocab, const GenerateOptions& options,
@@ -87,7 +102,7 @@ std::vector<std::string> generate(CharRNN& model, const Vocab& vocab, const Gene
   torch::NoGradGuard no_grad;
   const bool was_training = model->is_training();
   model->eval();
-  SampleRng rng(options.seed);
+  SampleRng rng(static_cast<uint64_t>(options.seed));
 
   std::vector<std::string> texts(options.collect ? B : 0);
   const auto emit = [&](int64_t sample, const std::string& piece) {
@@ -95,7 +110,9 @@ std::vector<std::string> generate(CharRNN& model, const Vocab& vocab, const Gene
     if (on_text) on_text(sample, piece);
   };
 
-  std::vector<StopMatcher> stops(B, StopMatcher(options.stop));
+  // a sample's text includes its stop text: only stopped() is read here
+  std::vector<StopFilter> stops(
+      B, StopFilter(options.stop.empty() ? std::vector<std::string>{} : std::vector<std::string>{options.stop}));
   std::vector<char> done(B, 0);
   int64_t running = B;
   std::vector<int64_t> ids(static_cast<size_t>(B));
@@ -107,7 +124,9 @@ std::vector<std::string> generate(CharRNN& model, const Vocab& vocab, const Gene
       piece.clear();
       vocab.append_decoded(piece, ids[b]);
       emit(b, piece);
-      if (stops[b].feed(piece)) {
+      if (!stops[b].active()) continue;
+      stops[b].feed(piece);
+      if (stops[b].stopped()) {
         done[b] = 1;
         --running;
       }

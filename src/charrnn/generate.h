@@ -18,12 +18,14 @@
 
 namespace charrnn {
 
-struct GenerateOptions {
-  std::string prime;         ///< "" starts from a character drawn by corpus frequency. Default: ""
+/// The sampling settings (config.h's SampleOptions: prime, length,
+/// temperature, top-k, top-p, seed) and what one call of generate() adds.
+struct GenerateOptions : SampleOptions {
+  GenerateOptions() = default;
+  /// Generates with these settings, e.g. a checkpoint's sample section.
+  explicit GenerateOptions(const SampleOptions& sample) : SampleOptions(sample) {}
+
   std::string prime_source = "--prime";  ///< names the prime in errors, e.g. "--prime-file p.txt". Default: "--prime"
-  int64_t length = 500;      ///< characters generated after the prime. Default: 500
-  SamplingParams sampling;   ///< temperature, top-k, top-p
-  uint64_t seed = 0;         ///< same seed, same text. Default: 0
   int64_t num_samples = 1;   ///< samples generated together as one batch. Default: 1
   std::string stop;          ///< a sample ends once it has produced this text; "" never. Default: ""
   /// false: a prime character the vocabulary lacks is replaced by an
@@ -36,6 +38,30 @@ struct GenerateOptions {
   bool collect = true;       ///< also return the texts; false keeps memory flat for huge lengths. Default: true
   int64_t threads = 0;       ///< threads the samples are split over (CPU); 0: current_threads(). The text
                              ///< is the same for any count. Default: 0
+};
+
+/// Watches a text as it is produced for stop strings: generate() ends a
+/// sample once it has produced its stop text, the server ends a choice
+/// before the first of its stop strings. Holds back text that may be the
+/// start of a stop string (never more than the longest one), so that a
+/// stop string is never released and the text before it always is.
+class StopFilter {
+ public:
+  explicit StopFilter(std::vector<std::string> stops = {});
+  /// Adds produced text; returns what can be released now. Once a stop
+  /// string appears, stopped() is true and the text from it on is dropped.
+  std::string feed(std::string_view piece);
+  /// The held-back text, at the end of a text that did not stop.
+  std::string flush();
+  bool stopped() const { return stopped_; }
+  /// False when there is no stop string: feed() then releases every piece
+  /// as it comes, and a caller that needs no release can skip it.
+  bool active() const { return !stops_.empty(); }
+
+ private:
+  std::vector<std::string> stops_;
+  std::string held_;
+  bool stopped_ = false;
 };
 
 /// Called with (sample index, UTF-8 text) as text is produced; the prime

@@ -23,13 +23,12 @@
 
 #include <torch/torch.h>
 
+#include "charrnn/config.h"
+
 namespace charrnn {
 
-struct SamplingParams {
-  double temperature = 0.8;  // <= 0 samples greedily (argmax)
-  int64_t top_k = 0;         // <= 0 keeps every character
-  double top_p = 1.0;        // >= 1 keeps every character
-};
+// SamplingParams (temperature, top-k, top-p) is declared with the rest of
+// the sampling settings, SampleOptions, in config.h.
 
 /// What a user may ask of a sampling setting. The sampler itself takes any
 /// value (above); this is the one table that the CLI flags, chat's

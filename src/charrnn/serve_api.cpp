@@ -66,7 +66,7 @@ void in_range(const SamplingRange& range, double value, const std::string& name)
 }  // namespace
 
 CompletionRequest parse_completion_request(std::string_view body, const Vocab& vocab, const ServeLimits& limits,
-                                           const RequestDefaults& defaults) {
+                                           const SampleOptions& defaults) {
   json j;
   try {
     j = json::parse(body.begin(), body.end());
@@ -77,8 +77,8 @@ CompletionRequest parse_completion_request(std::string_view body, const Vocab& v
   if (!j.is_object()) bad("", "the body must be a JSON object", "invalid_json");
 
   CompletionRequest r;
-  r.max_tokens = std::min(defaults.max_tokens, limits.max_tokens);
-  r.sampling = defaults.sampling;
+  r.sample = defaults;
+  r.sample.length = std::min(defaults.length, limits.max_tokens);
   const auto field = [&](const char* name) -> const json* {
     const auto it = j.find(name);
     return it == j.end() || it->is_null() ? nullptr : &*it;
@@ -119,22 +119,22 @@ CompletionRequest parse_completion_request(std::string_view body, const Vocab& v
   }
 
   if (const json* v = field("max_tokens")) {
-    r.max_tokens = integer_field(*v, "max_tokens");
-    if (r.max_tokens < 0 || r.max_tokens > limits.max_tokens)
+    r.sample.length = integer_field(*v, "max_tokens");
+    if (r.sample.length < 0 || r.sample.length > limits.max_tokens)
       bad("max_tokens", "max_tokens must be in [0, " + std::to_string(limits.max_tokens) + "] characters, got " +
-                            std::to_string(r.max_tokens));
+                            std::to_string(r.sample.length));
   }
   if (const json* v = field("temperature")) {
-    r.sampling.temperature = number_field(*v, "temperature");
-    in_range(kTemperatureRange, r.sampling.temperature, "temperature");
+    r.sample.sampling.temperature = number_field(*v, "temperature");
+    in_range(kTemperatureRange, r.sample.sampling.temperature, "temperature");
   }
   if (const json* v = field("top_p")) {
-    r.sampling.top_p = number_field(*v, "top_p");
-    in_range(kTopPRange, r.sampling.top_p, "top_p");
+    r.sample.sampling.top_p = number_field(*v, "top_p");
+    in_range(kTopPRange, r.sample.sampling.top_p, "top_p");
   }
   if (const json* v = field("top_k")) {
-    r.sampling.top_k = integer_field(*v, "top_k");
-    in_range(kTopKRange, static_cast<double>(r.sampling.top_k), "top_k");
+    r.sample.sampling.top_k = integer_field(*v, "top_k");
+    in_range(kTopKRange, static_cast<double>(r.sample.sampling.top_k), "top_k");
   }
   if (const json* v = field("n")) {
     r.n = integer_field(*v, "n");
@@ -176,6 +176,16 @@ CompletionRequest parse_completion_request(std::string_view body, const Vocab& v
   return r;
 }
 
+std::vector<StreamRequest> choice_streams(const CompletionRequest& request, uint64_t seed) {
+  std::vector<StreamRequest> streams;
+  streams.reserve(request.prompts.size() * static_cast<size_t>(request.n));
+  for (const std::u32string& prompt : request.prompts)
+    for (int64_t j = 0; j < request.n; ++j)
+      streams.push_back({prompt, request.sample.length, request.sample.sampling, seed + static_cast<uint64_t>(j),
+                         request.stop});
+  return streams;
+}
+
 json substitutions_json(const std::vector<Substitution>& substitutions) {
   json list = json::array();
   for (const Substitution& s : substitutions)
@@ -197,38 +207,6 @@ json completion_body(const std::string& id, int64_t created, const std::string& 
                      {"completion_tokens", usage->completion_tokens},
                      {"total_tokens", usage->prompt_tokens + usage->completion_tokens}};
   return body;
-}
-
-StopFilter::StopFilter(std::vector<std::string> stops) : stops_(std::move(stops)) {}
-
-std::string StopFilter::feed(std::string_view piece) {
-  if (stopped_) return "";
-  held_ += piece;
-  size_t first = std::string::npos;
-  for (const std::string& s : stops_) first = std::min(first, held_.find(s));
-  if (first != std::string::npos) {
-    stopped_ = true;
-    std::string out = held_.substr(0, first);
-    held_.clear();
-    return out;
-  }
-  // keep the longest end of the text that some stop string starts with
-  size_t keep = 0;
-  for (const std::string& s : stops_)
-    for (size_t k = std::min(s.size() - 1, held_.size()); k > keep; --k)
-      if (held_.compare(held_.size() - k, k, s, 0, k) == 0) {
-        keep = k;
-        break;
-      }
-  std::string out = held_.substr(0, held_.size() - keep);
-  held_.erase(0, held_.size() - keep);
-  return out;
-}
-
-std::string StopFilter::flush() {
-  std::string out;
-  out.swap(held_);
-  return out;
 }
 
 void ServerMetrics::Histogram::observe(double v) {

@@ -1,7 +1,7 @@
 // The HTTP server's protocol, apart from any HTTP library: OpenAI's
 // /v1/completions request (characters are the tokens) read and checked into
 // a CompletionRequest, the response and stream-chunk bodies, OpenAI's error
-// shape, the stop-text filter, and the Prometheus metrics. src/cli/serve.cpp
+// shape, and the Prometheus metrics. src/cli/serve.cpp
 // puts these behind cpp-httplib; tests use them directly.
 #pragma once
 
@@ -55,19 +55,15 @@ struct ServeLimits {
   bool strict_prompts = false;
 };
 
-/// What a request asks for when it leaves a setting out: the model's own
-/// sample section, as `charrnn generate` uses it.
-struct RequestDefaults {
-  int64_t max_tokens = 16;
-  SamplingParams sampling;
-};
-
 struct CompletionRequest {
   std::string model;                 ///< echoed back; any name is accepted (one model is served)
   std::vector<std::u32string> prompts;  ///< one choice each (times n), folded into the vocabulary
   std::vector<Substitution> substitutions;  ///< what folding replaced in the prompts, all of them together
-  int64_t max_tokens = 16;           ///< characters generated after the prompt, per choice
-  SamplingParams sampling;
+  /// The model's sample section with the request's fields over it:
+  /// max_tokens is its length (characters generated after the prompt, per
+  /// choice), temperature, top_k and top_p its sampling. Its prime and seed
+  /// are not read: the prompts and the seed below take their place.
+  SampleOptions sample;
   int64_t n = 1;                     ///< choices per prompt; choice j of a prompt uses seed + j
   std::vector<std::string> stop;     ///< up to 4; a choice ends before the first it produces
   std::optional<uint64_t> seed;      ///< absent: a random one per request
@@ -81,9 +77,28 @@ struct CompletionRequest {
 /// outside the shared sampling ranges (sampler.h) or the limits, and a
 /// prompt with characters `vocab` lacks and has no equivalent for (the
 /// message names them, as the CLI does; with limits.strict_prompts, any
-/// character it lacks). Unknown fields are ignored, as OpenAI's clients send many.
+/// character it lacks). What the body leaves out comes from `defaults`,
+/// the model's sample section, as `charrnn generate` takes it (max_tokens
+/// capped at limits.max_tokens). Unknown fields are ignored, as OpenAI's
+/// clients send many.
 CompletionRequest parse_completion_request(std::string_view body, const Vocab& vocab, const ServeLimits& limits,
-                                           const RequestDefaults& defaults);
+                                           const SampleOptions& defaults);
+
+/// One choice as the engine generates it (serve_engine.h).
+struct StreamRequest {
+  std::u32string prompt;       ///< non-empty, every character in the vocabulary
+  int64_t max_chars = 16;      ///< characters generated after it
+  SamplingParams sampling;
+  uint64_t seed = 0;
+  std::vector<std::string> stop;
+};
+
+/// The choices a request asks for, in the order of the response's
+/// "index": prompt i's choice j is choice i * n + j, with the request's
+/// max_tokens, sampling and stop strings, and seed + j (so n choices of a
+/// prompt differ, and a prompt given twice gets the same texts twice).
+/// `seed` is the request's, or the random one drawn for it.
+std::vector<StreamRequest> choice_streams(const CompletionRequest& request, uint64_t seed);
 
 /// The response header naming what folding replaced in the prompts, in
 /// ASCII ("U+0027 -> U+2019 (x2)"); sent, streamed or not, only when it did.
@@ -104,24 +119,6 @@ struct Usage {
 /// {"id", "object": "text_completion", "created", "model", "choices", "usage"}.
 nlohmann::json completion_body(const std::string& id, int64_t created, const std::string& model,
                                const std::vector<ChoiceText>& choices, const std::optional<Usage>& usage);
-
-/// Holds back text that may be the start of a stop string, so that a stop
-/// string is never streamed and the text before it always is.
-class StopFilter {
- public:
-  explicit StopFilter(std::vector<std::string> stops = {});
-  /// Adds generated text; returns what can be released now. After a stop
-  /// string appears, stopped() is true and the text from it on is dropped.
-  std::string feed(std::string_view piece);
-  /// The held-back text, at the end of a choice that did not stop.
-  std::string flush();
-  bool stopped() const { return stopped_; }
-
- private:
-  std::vector<std::string> stops_;
-  std::string held_;
-  bool stopped_ = false;
-};
 
 /// Counters and histograms for GET /metrics, in Prometheus' text format.
 /// Thread-safe.

@@ -4,6 +4,7 @@
 
 #include "charrnn/cell.h"
 #include "charrnn/error.h"
+#include "charrnn/generate.h"
 #include "charrnn/step_decoder.h"
 
 namespace charrnn {
@@ -150,11 +151,16 @@ int64_t ServeEngine::queued() const {
   return static_cast<int64_t>(queue_.size());
 }
 
+void ServeEngine::stop_taking() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  stopping_ = true;
+}
+
 void ServeEngine::drain(std::chrono::steady_clock::time_point deadline) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     stopping_ = true;
-    deadline_ = deadline;
+    deadline_ = std::min(deadline_, deadline);  // a second call may end it sooner, never later
   }
   wake_.notify_all();
   while (active() > 0 || queued() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));

@@ -83,14 +83,6 @@ class ServeStream {
   std::chrono::steady_clock::time_point first_char_at_{};
 };
 
-struct StreamRequest {
-  std::u32string prompt;       ///< non-empty, every character in the vocabulary
-  int64_t max_chars = 16;      ///< characters generated after it
-  SamplingParams sampling;
-  uint64_t seed = 0;
-  std::vector<std::string> stop;
-};
-
 struct DecoderWeights;
 
 struct ServeEngineOptions {
@@ -110,8 +102,12 @@ class ServeEngine {
   /// Queues the streams of one request, all or none: empty when the queue
   /// cannot take them all or the engine is stopping.
   std::vector<std::shared_ptr<ServeStream>> submit(std::vector<StreamRequest> requests);
+  /// Stops taking streams: submit() returns none from now on; those in
+  /// flight and queued run on.
+  void stop_taking();
   /// Stops taking streams; those in flight and queued run on until
-  /// `deadline`, then end with finish_reason "length". Returns when all ended.
+  /// `deadline` (the earliest one given, when called again), then end with
+  /// finish_reason "length". Returns when all ended.
   void drain(std::chrono::steady_clock::time_point deadline);
 
   int64_t active() const { return active_count_.load(); }

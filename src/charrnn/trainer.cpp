@@ -325,11 +325,9 @@ EvalResult Trainer::evaluate_held_out() {
 }
 
 std::optional<std::string> Trainer::sample_on_rank_0() {
-  GenerateOptions sample_options;
-  sample_options.prime = config_.sample.prime;
+  GenerateOptions sample_options(config_.sample);
   sample_options.length = std::min<int64_t>(config_.sample.length, 200);
-  sample_options.sampling = {config_.sample.temperature, config_.sample.top_k, config_.sample.top_p};
-  sample_options.seed = static_cast<uint64_t>(std::max<int64_t>(config_.sample.seed, 0));
+  sample_options.seed = std::max<int64_t>(config_.sample.seed, 0);
   std::string sample_text;
   bool outputs_not_finite = false;
   if (writes_files()) {

@@ -78,9 +78,10 @@ int cmd_chat(int argc, char** argv) {
   cxxopts::Options options("charrnn chat", "Continue prompts read one per line; :help inside lists the settings.");
   add_sampling_options(options);
   const auto args = parse(options, argc, argv);
-  Generator g = load_generator(args);
+  charrnn::TextGenerator model = load_model(args);
+  charrnn::GenerateOptions settings = generate_options(args, model.config().sample);
   if (args.count("temperature"))
-    g.options.sampling.temperature = temperature_flag(args["temperature"].as<std::string>(), "--temperature");
+    settings.sampling.temperature = temperature_flag(args["temperature"].as<std::string>(), "--temperature");
   const bool interactive = ::isatty(STDIN_FILENO) != 0;
   if (interactive) std::cerr << "charrnn chat: " << kChatHelp;
   install_stop_handlers();  // Ctrl-C ends the continuation being written, not the session
@@ -91,13 +92,13 @@ int cmd_chat(int argc, char** argv) {
     if (!line.empty() && line.back() == '\r') line.pop_back();
     try {
       const bool command = !line.empty() && line[0] == ':';
-      if (command && !apply_chat_command(line, g.options)) continue;
+      if (command && !apply_chat_command(line, settings)) continue;
       if (!command) {
-        g.options.prime = line;
-        g.options.prime_source = "the prompt";
+        settings.prime = line;
+        settings.prime_source = "the prompt";
       }
-      stream_sample(g, [] { return !g_stop_requested.load(); });
-      ++g.options.seed;  // the same prompt again gives another continuation
+      stream_sample(model, settings, [] { return !g_stop_requested.load(); });
+      ++settings.seed;  // the same prompt again gives another continuation
     } catch (const UsageError& e) {
       std::cerr << "error: " << first_line(e.what()) << "\n";
     }

@@ -1,5 +1,5 @@
 // What the commands share: argument parsing that names the flag in every
-// error, the stop signal, and the model-plus-sampling-settings that generate
+// error, the stop signal, and the model and sampling settings that generate
 // and chat build from the same flags. Each command is one file of src/cli/;
 // main.cpp only dispatches. Exit status: 0 success, 2 usage or config error,
 // 1 anything else (main decides; commands throw).
@@ -16,6 +16,7 @@
 
 #include <torch/torch.h>
 
+#include "charrnn/charrnn.h"
 #include "charrnn/checkpoint.h"
 #include "charrnn/config.h"
 #include "charrnn/error.h"
@@ -56,17 +57,13 @@ bool config_file_names(const std::string& path, const std::string& section, cons
 /// overrides, validated with the file named in messages.
 charrnn::Config config_from_flags(const cxxopts::ParseResult& args);
 
-/// The model and the generation settings the flags ask for; the checkpoint's
-/// sample section fills in what they leave out.
-struct Generator {
-  charrnn::Checkpoint checkpoint;
-  torch::Device device{torch::kCPU};
-  charrnn::CharRNN model{nullptr};
-  charrnn::GenerateOptions options;
-};
 /// Sampling flags shared by generate and chat.
 void add_sampling_options(cxxopts::Options& options);
-Generator load_generator(const cxxopts::ParseResult& args);
+/// The model --checkpoint names, on the --device asked for.
+charrnn::TextGenerator load_model(const cxxopts::ParseResult& args);
+/// The generation settings the flags ask for: `sample` (the model's sample
+/// section) with the flags over it. --temperature is the command's own.
+charrnn::GenerateOptions generate_options(const cxxopts::ParseResult& args, const charrnn::SampleOptions& sample);
 /// A --temperature (or :temp) value, range-checked (sampler.h).
 double temperature_flag(const std::string& text, const std::string& what);
 /// The prime is the file's text, exactly; `what` + path names it in errors.
@@ -76,7 +73,8 @@ int64_t resolve_seed(int64_t seed);
 /// Writes generated text to stdout; a full disk is an error, not lost text.
 void write_out(std::string_view text);
 /// Streams one sample to stdout, ending it with a newline. `keep_going` is asked between characters.
-void stream_sample(Generator& g, const std::function<bool()>& keep_going = {});
+void stream_sample(charrnn::TextGenerator& model, const charrnn::GenerateOptions& options,
+                   const std::function<bool()>& keep_going = {});
 
 int cmd_train(int argc, char** argv);
 int cmd_serve(int argc, char** argv);

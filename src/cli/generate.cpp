@@ -24,19 +24,20 @@ int cmd_generate(int argc, char** argv) {
       ("json", "print each sample as a JSON line: {\"sample\", \"seed\", \"temperature\", \"text\"}");
   options.custom_help("[OPTION...]  (--temperature 0.2,0.5,1.0 prints one labelled sample per temperature)");
   const auto args = parse(options, argc, argv);
-  Generator g = load_generator(args);
+  charrnn::TextGenerator model = load_model(args);
+  charrnn::GenerateOptions settings = generate_options(args, model.config().sample);
   if (args.count("prime") && args.count("prime-file"))
     throw UsageError("give --prime TEXT or --prime-file FILE, not both");
-  if (args.count("prime")) g.options.prime = args["prime"].as<std::string>();
-  if (args.count("prime-file")) set_prime_from_file(g.options, args["prime-file"].as<std::string>(), "--prime-file ");
-  g.options.num_samples = int_flag(args, "num-samples", 1);
-  g.options.stop = args.count("stop") ? unescape(args["stop"].as<std::string>()) : "";
+  if (args.count("prime")) settings.prime = args["prime"].as<std::string>();
+  if (args.count("prime-file")) set_prime_from_file(settings, args["prime-file"].as<std::string>(), "--prime-file ");
+  settings.num_samples = int_flag(args, "num-samples", 1);
+  settings.stop = args.count("stop") ? unescape(args["stop"].as<std::string>()) : "";
   const bool json_lines = args.count("json") > 0;
   const bool terminal = ::isatty(STDOUT_FILENO) != 0;
   const std::string separator = args.count("separator") ? unescape(args["separator"].as<std::string>()) : "\n";
 
   // --temperature T or a comma-separated sweep, each from the same prime and seed
-  std::vector<double> temperatures = {g.checkpoint.config.sample.temperature};
+  std::vector<double> temperatures = {model.config().sample.sampling.temperature};
   if (args.count("temperature")) {
     temperatures.clear();
     std::stringstream list(args["temperature"].as<std::string>());
@@ -45,25 +46,25 @@ int cmd_generate(int argc, char** argv) {
   }
   const bool sweep = temperatures.size() > 1;
   for (const double temperature : temperatures) {
-    g.options.sampling.temperature = temperature;
+    settings.sampling.temperature = temperature;
     if (sweep && !json_lines) {
       std::ostringstream label;
       label << "=== temperature " << temperature << " ===\n";
       write_out(label.str());
     }
     if (json_lines) {
-      g.options.collect = true;
-      const std::vector<std::string> texts = charrnn::generate(g.model, g.checkpoint.vocab, g.options, g.device);
+      settings.collect = true;
+      const std::vector<std::string> texts = model.generate_samples(settings);
       for (size_t k = 0; k < texts.size(); ++k)
-        write_out(nlohmann::json({{"sample", k + 1}, {"seed", g.options.seed}, {"temperature", temperature},
+        write_out(nlohmann::json({{"sample", k + 1}, {"seed", settings.seed}, {"temperature", temperature},
                                   {"text", texts[k]}})
                       .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) +
                   "\n");
-    } else if (g.options.num_samples == 1) {
-      stream_sample(g);
+    } else if (settings.num_samples == 1) {
+      stream_sample(model, settings);
     } else {
-      g.options.collect = true;
-      const std::vector<std::string> texts = charrnn::generate(g.model, g.checkpoint.vocab, g.options, g.device);
+      settings.collect = true;
+      const std::vector<std::string> texts = model.generate_samples(settings);
       // samples of one line each (a name, say) read best one per line;
       // longer ones need to be told apart
       const bool one_line_each = std::all_of(texts.begin(), texts.end(), [](const std::string& text) {
@@ -74,7 +75,7 @@ int cmd_generate(int argc, char** argv) {
         if (!one_line_each) {
           if (terminal) {
             write_out((k > 0 ? "\n" : "") + std::string("--- sample ") + std::to_string(k + 1) + " of " +
-                      std::to_string(texts.size()) + " (seed " + std::to_string(g.options.seed) + ") ---\n");
+                      std::to_string(texts.size()) + " (seed " + std::to_string(settings.seed) + ") ---\n");
           } else if (k > 0) {
             write_out(separator);
           }

@@ -37,29 +37,27 @@ int64_t resolve_seed(int64_t seed) {
   return seed;
 }
 
-Generator load_generator(const cxxopts::ParseResult& args) {
-  Generator g;
+charrnn::TextGenerator load_model(const cxxopts::ParseResult& args) {
   const std::string path = require(args, "checkpoint");
   charrnn::configure_threads(0);
-  g.device = charrnn::resolve_device(args["device"].as<std::string>());
-  g.checkpoint = charrnn::load_model_file(path);
-  g.model = charrnn::restore_model(g.checkpoint, g.device);
-  const charrnn::SampleOptions& defaults = g.checkpoint.config.sample;
-  g.options.prime = defaults.prime;
-  g.options.length = int_flag(args, "length", defaults.length);
-  g.options.sampling.temperature = defaults.temperature;
-  g.options.sampling.top_k = int_flag(args, "top-k", defaults.top_k);
-  g.options.sampling.top_p = number_flag(args, "top-p", defaults.top_p);
-  check_in_range(charrnn::kTopKRange, static_cast<double>(g.options.sampling.top_k), "--top-k");
-  check_in_range(charrnn::kTopPRange, g.options.sampling.top_p, "--top-p");
-  check_in_range(charrnn::kLengthRange, static_cast<double>(g.options.length), "--length");
-  g.options.seed = static_cast<uint64_t>(resolve_seed(int_flag(args, "seed", defaults.seed)));
-  g.options.strict_prime = args.count("strict") > 0;
-  g.options.on_fold = [](const std::string& prime_source, const std::vector<charrnn::Substitution>& substitutions) {
+  return charrnn::TextGenerator(path, args["device"].as<std::string>());
+}
+
+charrnn::GenerateOptions generate_options(const cxxopts::ParseResult& args, const charrnn::SampleOptions& sample) {
+  charrnn::GenerateOptions o(sample);
+  o.length = int_flag(args, "length", o.length);
+  o.sampling.top_k = int_flag(args, "top-k", o.sampling.top_k);
+  o.sampling.top_p = number_flag(args, "top-p", o.sampling.top_p);
+  check_in_range(charrnn::kTopKRange, static_cast<double>(o.sampling.top_k), "--top-k");
+  check_in_range(charrnn::kTopPRange, o.sampling.top_p, "--top-p");
+  check_in_range(charrnn::kLengthRange, static_cast<double>(o.length), "--length");
+  o.seed = resolve_seed(int_flag(args, "seed", o.seed));
+  o.strict_prime = args.count("strict") > 0;
+  o.on_fold = [](const std::string& prime_source, const std::vector<charrnn::Substitution>& substitutions) {
     std::cerr << "note: " << prime_source << ": " << charrnn::describe_substitutions(substitutions)
               << " (--strict refuses instead)\n";
   };
-  return g;
+  return o;
 }
 
 double temperature_flag(const std::string& text, const std::string& what) {
@@ -83,13 +81,16 @@ void write_out(std::string_view text) {
 
 // Streams one sample (options.num_samples == 1) to stdout, ending it with a
 // newline. `keep_going` is asked between characters.
-void stream_sample(Generator& g, const std::function<bool()>& keep_going) {
+void stream_sample(charrnn::TextGenerator& model, const charrnn::GenerateOptions& options,
+                   const std::function<bool()>& keep_going) {
   const bool tty = ::isatty(STDOUT_FILENO) != 0;
   char last = '\n';
-  g.options.collect = false;  // memory stays flat for any length
+  charrnn::GenerateOptions one = options;
+  one.num_samples = 1;
+  one.collect = false;  // memory stays flat for any length
   struct Stopped {};
   try {
-    charrnn::generate(g.model, g.checkpoint.vocab, g.options, g.device, [&](int64_t, std::string_view piece) {
+    model.generate_samples(one, [&](int64_t, std::string_view piece) {
       if (keep_going && !keep_going()) throw Stopped{};
       write_out(piece);
       if (tty || piece.find('\n') != std::string_view::npos) std::fflush(stdout);

@@ -1,7 +1,8 @@
 // charrnn serve: an OpenAI-compatible HTTP server over the continuous-
 // batching engine (serve_engine.h), with SSE streaming, a playground page,
 // an optional API key and Prometheus metrics. The protocol lives in the
-// library (serve_api.h); this file is the cpp-httplib wiring.
+// library (serve_api.h), and so do the served model and its reload
+// (serve_reload.h); this file is the cpp-httplib wiring.
 #include "cli.h"
 
 #include <algorithm>
@@ -16,7 +17,6 @@
 #include <memory>
 #include <random>
 #include <mutex>
-#include <sys/stat.h>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -28,6 +28,7 @@
 #include "charrnn/runtime.h"
 #include "charrnn/serve_api.h"
 #include "charrnn/serve_engine.h"
+#include "charrnn/serve_reload.h"
 #include "charrnn/utf8.h"
 #include "playground.h"
 
@@ -114,7 +115,7 @@ class Server {
   Server(const cxxopts::ParseResult& args)
       : checkpoint_path_(require(args, "checkpoint")),
         engine_options_{int_flag(args, "slots", 64), int_flag(args, "queue", 256), 0},
-        engine_(std::make_shared<ServeEngine>(charrnn::load_model_file(checkpoint_path_), engine_options_)),
+        served_(checkpoint_path_, engine_options_),
         watch_(args.count("watch") > 0) {
     host_ = args["host"].as<std::string>();
     port_ = static_cast<int>(int_flag(args, "port", 8080));
@@ -168,19 +169,15 @@ class Server {
       http_.listen_after_bind();
       listener_ended = true;
     });
-    FileStamp seen = stamp_of(checkpoint_path_);
     for (int tick = 0; !g_stop_requested.load() && !listener_ended.load(); ++tick) {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
-      if (watch_ && tick % 10 == 9) reload_if_replaced(seen);
+      if (watch_ && tick % 10 == 9) reload_if_replaced();
     }
     // SIGINT/SIGTERM: refuse new streams, let those in flight end (each
     // with its final chunk) for a few seconds, then close
     const std::shared_ptr<ServeEngine> last = engine();
     std::cerr << "stopping: finishing " << last->active() + last->queued() << " stream(s)" << std::endl;
-    const auto deadline = Clock::now() + std::chrono::seconds(3);
-    for (auto& retired : retiring_) retired.first->drain(deadline);
-    last->drain(deadline);
-    for (auto& retired : retiring_) retired.second.join();
+    served_.drain(Clock::now() + std::chrono::seconds(3));
     std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the last chunks reach their clients
     http_.stop();
     listener.join();
@@ -189,48 +186,15 @@ class Server {
   }
 
  private:
-  struct FileStamp {
-    dev_t device = 0;
-    ino_t inode = 0;
-    int64_t size = -1, mtime_ns = 0;
-    bool operator==(const FileStamp& o) const {
-      return device == o.device && inode == o.inode && size == o.size && mtime_ns == o.mtime_ns;
-    }
-  };
-  static FileStamp stamp_of(const std::string& path) {
-    struct stat info {};
-    if (::stat(path.c_str(), &info) != 0) return {};
-    return {info.st_dev, info.st_ino, static_cast<int64_t>(info.st_size),
-            static_cast<int64_t>(info.st_mtim.tv_sec) * 1000000000 + info.st_mtim.tv_nsec};
-  }
+  std::shared_ptr<ServeEngine> engine() const { return served_.engine(); }
 
-  std::shared_ptr<ServeEngine> engine() const {
-    std::lock_guard<std::mutex> lock(engine_mutex_);
-    return engine_;
-  }
-
-  // --watch: training renames a new checkpoint into place. New requests go
-  // to a new engine on the new weights; the old one finishes its streams
-  // on the old weights and goes. A file that does not load is logged and
-  // ignored (it is tried again once it changes again).
-  void reload_if_replaced(FileStamp& seen) {
-    const FileStamp now = stamp_of(checkpoint_path_);
-    if (now == seen || now.size < 0) return;
-    seen = now;
-    try {
-      auto fresh = std::make_shared<ServeEngine>(charrnn::load_model_file(checkpoint_path_), engine_options_);
-      const Checkpoint& c = fresh->checkpoint();
-      std::shared_ptr<ServeEngine> old;
-      {
-        std::lock_guard<std::mutex> lock(engine_mutex_);
-        old = engine_;
-        engine_ = fresh;
-      }
-      std::cerr << "reloaded " << checkpoint_path_ << " (step " << c.progress.step << ")" << std::endl;
-      retiring_.emplace_back(old, std::thread([old] { old->drain(Clock::time_point::max()); }));
-    } catch (const std::exception& e) {
-      std::cerr << "ignored the new " << checkpoint_path_ << ": " << first_line(e.what()) << std::endl;
-    }
+  // --watch: training renames a new checkpoint into place (serve_reload.h)
+  void reload_if_replaced() {
+    const ReloadResult reload = served_.reload_if_replaced();
+    if (reload.outcome == ReloadResult::Outcome::kReloaded)
+      std::cerr << "reloaded " << checkpoint_path_ << " (step " << reload.step << ")" << std::endl;
+    else if (reload.outcome == ReloadResult::Outcome::kFailed)
+      std::cerr << "ignored the new " << checkpoint_path_ << ": " << first_line(reload.error) << std::endl;
   }
 
   void routes() {
@@ -359,27 +323,18 @@ class Server {
     c->start = Clock::now();
     // one engine for the whole request: a reload meanwhile does not change its model
     std::shared_ptr<ServeEngine> engine = this->engine();
-    const charrnn::SampleOptions& sample = engine->checkpoint().config.sample;
-    const RequestDefaults defaults{sample.length, {sample.temperature, sample.top_k, sample.top_p}};
     try {
-      c->request = parse_completion_request(body, engine->checkpoint().vocab, limits_, defaults);
+      c->request = parse_completion_request(body, engine->checkpoint().vocab, limits_, engine->checkpoint().config.sample);
     } catch (const ApiError& e) {
       return send_error(res, e);
     }
-    c->engine = engine;
     const CompletionRequest& r = c->request;
     const uint64_t seed = r.seed ? *r.seed : std::random_device{}();
-    std::vector<StreamRequest> wanted;
-    for (const std::u32string& prompt : r.prompts) {
-      c->prompt_chars += static_cast<int64_t>(prompt.size());
-      for (int64_t j = 0; j < r.n; ++j)
-        wanted.push_back({prompt, r.max_tokens, r.sampling, seed + static_cast<uint64_t>(j), r.stop});
-    }
-    c->streams = engine->submit(wanted);
-    if (c->streams.empty() && engine != this->engine()) {  // it was retired by a reload just now
-      c->engine = engine = this->engine();
-      c->streams = engine->submit(wanted);
-    }
+    for (const std::u32string& prompt : r.prompts) c->prompt_chars += static_cast<int64_t>(prompt.size());
+    const std::vector<StreamRequest> wanted = choice_streams(r, seed);
+    SubmittedRequest submitted = served_.submit(engine, wanted);
+    c->engine = std::move(submitted.engine);
+    c->streams = std::move(submitted.streams);
     if (c->streams.empty()) {
       res.set_header("Retry-After", "1");
       return send_error(res, ApiError(503, "every slot and the queue are taken (or the server is stopping); retry "
@@ -478,10 +433,8 @@ class Server {
 
   std::string checkpoint_path_;
   ServeEngineOptions engine_options_;
-  mutable std::mutex engine_mutex_;
-  std::shared_ptr<ServeEngine> engine_;  // the current model; engine() reads it
+  ServedModel served_;  // the current model, and its reload
   bool watch_ = false;
-  std::vector<std::pair<std::shared_ptr<ServeEngine>, std::thread>> retiring_;  // draining after a reload
   httplib::Server http_;
   ServerMetrics metrics_;
   ServeLimits limits_;
