@@ -2,7 +2,7 @@
 # Side by side, in one run, on the same corpus and config: `charrnn bench`
 # and the plain PyTorch reference (benchmarks/reference.py), then the ratios.
 #
-#   benchmarks/compare.sh [CONFIG] [--set KEY=VALUE]...
+#   benchmarks/compare.sh [CONFIG] [KEY=VALUE]...   (each KEY=VALUE is passed on as --set KEY=VALUE)
 #
 # Defaults to configs/lstm.json (LSTM 2x256, embedding 64, batch 32 x 128) on
 # data/moby-dick.txt. The reference runs with PyTorch's default threads and
@@ -39,8 +39,8 @@ echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -
 command -v nvidia-smi >/dev/null && nvidia-smi -L >&2
 for round in $(seq "${REPEATS:-3}"); do
   "$charrnn" bench --config "$config" "${set_args[@]}" --steps "$steps" --gen-chars 2000 >> "$out/charrnn.jsonl"
-  $py benchmarks/reference.py --config "$config" "${set_args[@]}" --set "train.steps=$steps" --gen-chars 2000 >> "$out/ref_default.jsonl"
-  $py benchmarks/reference.py --config "$config" "${set_args[@]}" --set "train.steps=$steps" --gen-chars 2000 --threads "$(nproc)" >> "$out/ref_all.jsonl"
+  $py benchmarks/reference.py --charrnn "$charrnn" --config "$config" "${set_args[@]}" --set "train.steps=$steps" --gen-chars 2000 >> "$out/ref_default.jsonl"
+  $py benchmarks/reference.py --charrnn "$charrnn" --config "$config" "${set_args[@]}" --set "train.steps=$steps" --gen-chars 2000 --threads "$(nproc)" >> "$out/ref_all.jsonl"
 done
 
 $py - "$out" <<'PY'

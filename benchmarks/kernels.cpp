@@ -24,8 +24,8 @@
 
 #include <torch/torch.h>
 
-#include "charrnn/isa.h"
-#include "charrnn/packed_weight.h"
+#include "charrnn/kernels/isa.h"
+#include "charrnn/kernels/packed_weight.h"
 #include "charrnn/runtime.h"
 
 #ifdef CHARRNN_HAVE_LIBXSMM

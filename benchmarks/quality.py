@@ -129,7 +129,7 @@ def charrnn_blas_core(args):
 
 def train_reference(args, sets, text, work):
     saved = os.path.join(work, "model.ref.pt")
-    command = [sys.executable, os.path.join(here, "reference.py"), "--config", args.config,
+    command = [sys.executable, os.path.join(here, "reference.py"), "--config", args.config, "--charrnn", args.charrnn,
                "--max-seconds", str(args.seconds), "--no-eval", "--save", saved]
     for s in sets:
         command += ["--set", s]
@@ -171,7 +171,7 @@ def main():
     # --data and --seconds win over --set; the clock, not the step count, ends both runs
     sets = ["data.val_fraction=0.1", "train.steps=100000000"] + args.set + [
         f"data.path={args.data}", f"train.max_seconds={args.seconds}"]
-    fraction = reference.load_config(args.config, sets)["data"]["val_fraction"]
+    fraction = reference.load_config(args.config, sets, args.charrnn)["data"]["val_fraction"]
     text = held_out_text(args.data, fraction)
     with tempfile.TemporaryDirectory() as work:
         results = [train_charrnn(args, sets, text, work)]

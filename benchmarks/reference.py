@@ -3,8 +3,10 @@
 training step, written the way the common Python char-rnn scripts write it
 (nn.LSTM/GRU/RNN over whole chunks, Adam, global-norm clipping).
 
-It reads a charrnn JSON config so both tools train exactly the same thing,
-and prints one JSON line with its measurements:
+It reads a charrnn JSON config, resolved by charrnn itself (`charrnn train
+--print-config`, so the built-in defaults fill what the file leaves out), so
+both tools train exactly the same thing, and prints one JSON line with its
+measurements:
 
   /usr/bin/python3 benchmarks/reference.py --config configs/default.json \
       [--set train.steps=100] [--max-seconds 300] [--threads N] [--gen-chars 2000] \
@@ -18,6 +20,7 @@ import json
 import math
 import os
 import resource
+import subprocess
 import sys
 import time
 
@@ -40,21 +43,17 @@ class CharRNN(nn.Module):
         return self.head(out), state
 
 
-def load_config(path, overrides):
-    with open(path) as f:
-        config = json.load(f)
+def load_config(path, overrides, charrnn=None):
+    """The config `charrnn train --config PATH --set ...` trains with: every
+    key, the built-in defaults filled in, as charrnn itself resolves them."""
+    binary = charrnn or os.environ.get("CHARRNN") or os.path.join(os.path.dirname(__file__), "..", "build", "charrnn")
+    command = [binary, "train", "--config", path]
     for item in overrides:
-        key, value = item.split("=", 1)
-        section, name = key.split(".", 1)
-        old = config.setdefault(section, {}).get(name)
-        if isinstance(old, str):
-            config[section][name] = value
-        else:
-            try:
-                config[section][name] = json.loads(value)
-            except json.JSONDecodeError:  # a key the file leaves out, given a string (train.precision=bf16)
-                config[section][name] = value
-    return config
+        command += ["--set", item]
+    result = subprocess.run(command + ["--print-config"], capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.exit(f"reference.py: {' '.join(command)} --print-config failed: {result.stderr.strip()}")
+    return json.loads(result.stdout)
 
 
 def evaluate(model, ids, streams, window, device):
@@ -88,6 +87,7 @@ def evaluate(model, ids, streams, window, device):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--config", required=True)
+    parser.add_argument("--charrnn", help="the charrnn binary that resolves the config (default: $CHARRNN, else build/charrnn)")
     parser.add_argument("--set", action="append", default=[])
     parser.add_argument("--max-seconds", type=float, default=None, help="overrides train.max_seconds")
     parser.add_argument("--threads", type=int, default=0, help="torch.set_num_threads; 0 keeps PyTorch's default")
@@ -105,7 +105,7 @@ def main():
                                        "for benchmarks/quality.py to score")
     args = parser.parse_args()
 
-    config = load_config(args.config, args.set)
+    config = load_config(args.config, args.set, args.charrnn)
     data, m, t = config["data"], config["model"], config["train"]
     if args.threads > 0:
         torch.set_num_threads(args.threads)

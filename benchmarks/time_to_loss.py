@@ -54,7 +54,8 @@ def main():
             lines = [json.loads(line) for line in f]
         ours = [{"step": m["step"], "elapsed_s": m["elapsed_s"], "val_bpc": m["val_bpc"]} for m in lines if "val_bpc" in m]
 
-    command = [sys.executable, os.path.join(here, "reference.py"), "--config", args.config, "--max-seconds",
+    command = [sys.executable, os.path.join(here, "reference.py"), "--config", args.config, "--charrnn", args.charrnn,
+               "--max-seconds",
                str(args.seconds), "--eval-every", str(args.eval_every), "--device", args.device,
                "--precision", args.precision, "--no-eval"]
     for s in sets:

@@ -726,8 +726,29 @@ TEST_F(Cli, TrainsWithoutAConfigOnTheBuiltInDefaults) {
   const Result r = run({"train", "--set", "data.path=" + corpus_, "--set", "train.steps=2", "--set",
                         "train.checkpoint=" + checkpoint(), "--set", "model.hidden_size=32"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_NE(r.err.find("training lstm 2x32"), std::string::npos) << r.err;
+  // the built-in defaults are the measured recipe (configs/default.json's)
+  EXPECT_NE(r.err.find("training gru 2x32"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("sequential batching, cosine lr 0.008 -> 0.0008"), std::string::npos) << r.err;
   EXPECT_TRUE(fs::exists(checkpoint()));
+}
+
+// --print-config shows what a run would train with, every key resolved,
+// and trains nothing: configs/default.json is the recipe plus its data.
+TEST_F(Cli, PrintConfigShowsTheResolvedConfigAndTrainsNothing) {
+  const Result r = run({"train", "--config", std::string(CHARRNN_SOURCE_DIR) + "/configs/default.json", "--set",
+                        "train.steps=7", "--set", "train.checkpoint=" + checkpoint(), "--print-config"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const nlohmann::json config = nlohmann::json::parse(r.out);
+  EXPECT_EQ(config["model"]["cell"], "gru");
+  EXPECT_EQ(config["model"]["hidden_size"], 256);
+  EXPECT_EQ(config["train"]["batching"], "sequential");
+  EXPECT_EQ(config["train"]["lr_schedule"], "cosine");
+  EXPECT_EQ(config["train"]["learning_rate"], 0.008);
+  EXPECT_EQ(config["train"]["weight_decay"], 0.3);
+  EXPECT_EQ(config["train"]["max_seconds"], 300);
+  EXPECT_EQ(config["train"]["steps"], 7);
+  EXPECT_EQ(config["sample"]["prime"], "The whale ");
+  EXPECT_FALSE(fs::exists(checkpoint()));
 }
 
 TEST_F(Cli, MisspeltKeysGetTheNearestKnownKey) {

@@ -65,7 +65,7 @@ Config everything_changed() {
   c.data.val_fraction = 0.25;
   c.data.val_split = charrnn::ValSplit::Documents;
   c.data.val_seed = 7;
-  c.model.cell = CellType::GRU;
+  c.model.cell = CellType::RNN;
   c.model.embedding_dim = 7;
   c.model.hidden_size = 33;
   c.model.num_layers = 3;
@@ -101,18 +101,23 @@ TEST(Config, Defaults) {
   EXPECT_EQ(c.data.val_split, charrnn::ValSplit::Tail);
   EXPECT_EQ(c.data.val_seed, 0);
   EXPECT_DOUBLE_EQ(c.data.val_fraction, 0.1);
-  EXPECT_EQ(c.model.cell, CellType::LSTM);
+  EXPECT_EQ(c.model.cell, CellType::GRU);
   EXPECT_EQ(c.model.embedding_dim, 64);
   EXPECT_EQ(c.model.hidden_size, 256);
   EXPECT_EQ(c.model.num_layers, 2);
   EXPECT_EQ(c.model.dropout, 0.0);
   EXPECT_EQ(c.train.batch_size, 32);
   EXPECT_EQ(c.train.seq_length, 128);
-  EXPECT_DOUBLE_EQ(c.train.learning_rate, 0.002);
-  EXPECT_EQ(c.train.steps, 2000);
+  EXPECT_DOUBLE_EQ(c.train.learning_rate, 0.008);
+  EXPECT_EQ(c.train.steps, 3000);
+  EXPECT_EQ(c.train.batching, charrnn::Batching::Sequential);
+  EXPECT_EQ(c.train.lr_schedule, charrnn::LrSchedule::Cosine);
+  EXPECT_EQ(c.train.warmup_steps, 50);
+  EXPECT_DOUBLE_EQ(c.train.min_lr, 0.0008);
+  EXPECT_DOUBLE_EQ(c.train.weight_decay, 0.3);
   EXPECT_EQ(c.train.max_seconds, 0.0);
   EXPECT_DOUBLE_EQ(c.train.grad_clip, 5.0);
-  EXPECT_EQ(c.train.eval_every, 200);
+  EXPECT_EQ(c.train.eval_every, 250);
   EXPECT_EQ(c.train.seed, 42);
   EXPECT_EQ(c.train.device, "auto");
   EXPECT_EQ(c.train.precision, charrnn::Precision::Fp32);
@@ -299,6 +304,29 @@ TEST(Config, MalformedOverrideIsRejected) {
 
 // Modes are words in the config and enums everywhere else: each word
 // reads as its mode and back, and any other word names the key and the choices.
+// The built-in defaults are the measured recipe; a stored config written
+// before a key existed was trained with the old built-in value, which is
+// what it reads as on top of stored_config_base().
+TEST(Config, StoredConfigsLackingAKeyReadItAsTheOldBuiltInDefault) {
+  const Config old = charrnn::config_from_json(json::parse(R"({"model": {"hidden_size": 8}})"), "checkpoint",
+                                               charrnn::stored_config_base());
+  EXPECT_EQ(old.model.hidden_size, 8);
+  EXPECT_EQ(old.model.cell, CellType::LSTM);
+  EXPECT_DOUBLE_EQ(old.train.learning_rate, 0.002);
+  EXPECT_EQ(old.train.steps, 2000);
+  EXPECT_EQ(old.train.batching, charrnn::Batching::Random);
+  EXPECT_EQ(old.train.lr_schedule, charrnn::LrSchedule::Constant);
+  EXPECT_EQ(old.train.warmup_steps, 0);
+  EXPECT_EQ(old.train.min_lr, 0.0);
+  EXPECT_EQ(old.train.weight_decay, 0.0);
+  EXPECT_EQ(old.train.eval_every, 200);
+  // and a config file today gets the recipe for what it leaves out
+  const Config today = charrnn::config_from_json(json::parse(R"({"model": {"hidden_size": 8}})"), "a.json");
+  EXPECT_EQ(today.model.cell, CellType::GRU);
+  EXPECT_EQ(today.train.batching, charrnn::Batching::Sequential);
+  EXPECT_DOUBLE_EQ(today.train.weight_decay, 0.3);
+}
+
 TEST(Config, ModesAreParsedOnceFromTheirWords) {
   struct Case {
     const char* json_text;

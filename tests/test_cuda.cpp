@@ -1,5 +1,5 @@
 // CUDA: on a GPU the recurrent layers run in cuDNN (nn::LSTM/GRU/RNN), on
-// the CPU in charrnn's fused layers (fused_rnn.cpp). The same weights must
+// the CPU in charrnn's fused layers (kernels/fused_rnn.cpp). The same weights must
 // give the same outputs and gradients on both; training must learn on CUDA
 // in float and under bf16 autocast; a checkpoint trained on the GPU must
 // generate the same text on a machine without one. Every test that needs a

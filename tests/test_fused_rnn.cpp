@@ -6,8 +6,8 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include "charrnn/fused_rnn.h"
-#include "charrnn/isa.h"
+#include "charrnn/kernels/fused_rnn.h"
+#include "charrnn/kernels/isa.h"
 #include "charrnn/model.h"
 #include "charrnn/runtime.h"
 #include "test_helpers.h"
@@ -98,7 +98,7 @@ TEST_P(FusedRnn, WithoutInitialStateOrFinalStateGradient) {
 }
 
 // The LSTM's and GRU's fused time steps compute their own exp
-// (fused_rnn.cpp): large input weights drive the gates into saturation and
+// (kernels/fused_rnn.cpp): large input weights drive the gates into saturation and
 // past exp's clamps, and 40 hidden units take both the 16-wide vector loop
 // and the scalar tail. Every instruction set's copy of the loops (and of
 // the recurrent product's kernel) is checked, as far as the CPU runs it.

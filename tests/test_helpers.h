@@ -17,7 +17,7 @@
 
 #include "charrnn/checkpoint.h"
 #include "charrnn/config.h"
-#include "charrnn/isa.h"
+#include "charrnn/kernels/isa.h"
 #include "charrnn/model.h"
 
 namespace charrnn_test {
@@ -34,7 +34,7 @@ inline void remove_tree(const std::string& path) {
   ::nftw(path.c_str(), remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
-/// Caps charrnn's kernels at `isa` while alive (isa.h), then puts back the
+/// Caps charrnn's kernels at `isa` while alive (kernels/isa.h), then puts back the
 /// cap in force before, $CHARRNN_ISA's included.
 class ScopedKernelIsa {
  public:
@@ -121,6 +121,12 @@ inline charrnn::Config small_config(const TempDir& dir, const std::string& name,
   c.train.batch_size = 16;
   c.train.seq_length = 32;
   c.train.learning_rate = 0.01;
+  // the plain recipe these tests were written for, not the built-in one
+  c.train.batching = charrnn::Batching::Random;
+  c.train.lr_schedule = charrnn::LrSchedule::Constant;
+  c.train.warmup_steps = 0;
+  c.train.min_lr = 0;
+  c.train.weight_decay = 0;
   c.train.steps = steps;
   c.train.eval_every = eval_every;
   c.train.seed = 42;

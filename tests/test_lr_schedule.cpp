@@ -17,6 +17,10 @@ TrainOptions options(const char* schedule, int64_t steps = 1000, double max_seco
   t.learning_rate = 0.01;
   t.min_lr = 0.001;
   t.lr_schedule = charrnn::parse_lr_schedule(schedule, "test");
+  // the keys these cases are about; the rest of the built-in recipe named off
+  t.batching = charrnn::Batching::Random;
+  t.warmup_steps = 0;
+  t.weight_decay = 0;
   t.steps = steps;
   t.max_seconds = max_seconds;
   return t;

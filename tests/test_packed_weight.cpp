@@ -5,7 +5,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include "charrnn/packed_weight.h"
+#include "charrnn/kernels/packed_weight.h"
 #include "charrnn/runtime.h"
 #include "test_helpers.h"
 

@@ -7,8 +7,8 @@
 #include "charrnn/cell.h"
 #include "charrnn/evaluate.h"
 #include "charrnn/generate.h"
-#include "charrnn/isa.h"
-#include "charrnn/packed_weight.h"
+#include "charrnn/kernels/isa.h"
+#include "charrnn/kernels/packed_weight.h"
 #include "charrnn/runtime.h"
 #include "charrnn/trainer.h"
 

@@ -3,7 +3,7 @@
 // the cell carries, and how the step decoder rearranges its weights. The
 // model, the trainer, the decoder, the export and the benchmark read these
 // facts instead of asking which cell they have. Only the numeric kernels
-// switch on the cell, where the arithmetic itself differs: fused_rnn.cpp, the
+// switch on the cell, where the arithmetic itself differs: kernels/fused_rnn.cpp, the
 // step decoder's per-cell step, the exported module's step, and model.cpp,
 // which picks LibTorch's module for the cell.
 //

@@ -337,7 +337,7 @@ Checkpoint parse_checkpoint(const std::string& bytes, const std::string& source)
   try {
     const json header = json::parse(header_text);
     c.charrnn_version = header.at("charrnn_version").get<std::string>();
-    c.config = config_from_json(header.at("config"), source);
+    c.config = config_from_json(header.at("config"), source, stored_config_base());
     c.config.sample = read_legacy_sampling(c.config.sample);
     try {
       c.vocab = Vocab::from_json(header.at("vocab"));

@@ -239,6 +239,20 @@ Precision parse_precision(const std::string& word, const std::string& where) {
   return parse_mode(kPrecisions, "train.precision", word, where);
 }
 
+Config stored_config_base() {
+  Config c;
+  c.model.cell = CellType::LSTM;
+  c.train.learning_rate = 0.002;
+  c.train.steps = 2000;
+  c.train.batching = Batching::Random;
+  c.train.lr_schedule = LrSchedule::Constant;
+  c.train.warmup_steps = 0;
+  c.train.min_lr = 0;
+  c.train.weight_decay = 0;
+  c.train.eval_every = 200;
+  return c;
+}
+
 json to_json(const Config& c) {
   return {
       {"data",

@@ -164,7 +164,8 @@ Checkpoint checkpoint_from_torchscript(const std::string& path) {
     if (!module.hasattr("format") || module.attr("format").toStringRef() != kExportFormat)
       throw Error(path + ": a TorchScript archive, but not a charrnn export");
     c.charrnn_version = module.attr("charrnn_version").toStringRef();
-    c.config = config_from_json(nlohmann::json::parse(module.attr("config_json").toStringRef()), path);
+    c.config = config_from_json(nlohmann::json::parse(module.attr("config_json").toStringRef()), path,
+                                stored_config_base());
     c.config.sample = read_legacy_sampling(c.config.sample);
     std::vector<char32_t> chars;
     for (const c10::IValue& v : module.attr("vocab_code_points").toListRef())

@@ -1,7 +1,7 @@
 #include "charrnn/model.h"
 
 #include "charrnn/cell.h"
-#include "charrnn/fused_rnn.h"
+#include "charrnn/kernels/fused_rnn.h"
 
 namespace charrnn {
 
@@ -74,7 +74,7 @@ std::vector<torch::Tensor> CharRNNImpl::recurrent_weights() const {
   return rnn_->all_weights();
 }
 
-// Training on the CPU goes through the fused layers (fused_rnn.h), which
+// Training on the CPU goes through the fused layers (kernels/fused_rnn.h), which
 // share the nn:: module's parameters. Inference keeps LibTorch's kernels, so
 // logits are bit-identical to the TorchScript export's (export.cpp).
 // What torch::dropout does on the CPU, as a mask of its own: the same

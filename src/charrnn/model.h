@@ -66,7 +66,7 @@ class CharRNNImpl : public torch::nn::Module {
   const ModelOptions& options() const { return options_; }
   int64_t parameter_count() const;
 
-  /// Trains through the fused CPU layers (fused_rnn.h); on by default.
+  /// Trains through the fused CPU layers (kernels/fused_rnn.h); on by default.
   /// Off, training uses LibTorch's nn:: modules throughout (for comparisons).
   void set_use_fused(bool on) { use_fused_ = on; }
 

@@ -20,7 +20,7 @@
 #include <torch/version.h>
 
 #include "charrnn/error.h"
-#include "charrnn/isa.h"
+#include "charrnn/kernels/isa.h"
 
 namespace charrnn {
 

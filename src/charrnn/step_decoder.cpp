@@ -5,7 +5,7 @@
 
 #include "charrnn/cell.h"
 #include "charrnn/error.h"
-#include "charrnn/fused_rnn.h"
+#include "charrnn/kernels/decoder_step.h"
 #include "charrnn/runtime.h"
 
 namespace charrnn {
@@ -204,7 +204,7 @@ void StepDecoder::affine(const Affine& w, torch::Tensor& out, torch::Tensor& out
   }
 }
 
-// The per-cell steps below and fused_rnn.h's decoder steps are written for
+// The per-cell steps below and kernels/decoder_step.h's steps are written for
 // these layouts: LSTM blocks (i, f, o, g), GRU blocks (r, z, W_in x, W_hn h).
 static_assert(kLstmFacts.decoder_blocks == 4 && kLstmFacts.decoder_sigmoid_blocks == 3 &&
               kLstmFacts.decoder_ih[0] == kLstmFacts.gate('i') && kLstmFacts.decoder_ih[1] == kLstmFacts.gate('f') &&

@@ -19,7 +19,7 @@
 // PackedWeight's single-threaded kernel on weights packed once here (small
 // products on two BLAS threads spent a fifth of the time handing work
 // between them, docs/performance.md), and its LSTM or GRU element-wise work
-// in one vectorised pass (fused_rnn.h). That kernel sums each row in the same
+// in one vectorised pass (kernels/decoder_step.h). That kernel sums each row in the same
 // order whatever rows it is given with, so a stream's logits do not depend
 // on the number of threads or streams. The logits equal forward()'s up to
 // float rounding (tests: 1e-5), not bit for bit: the sums run in a different
@@ -36,7 +36,7 @@
 #include <torch/torch.h>
 
 #include "charrnn/model.h"
-#include "charrnn/packed_weight.h"
+#include "charrnn/kernels/packed_weight.h"
 #include "charrnn/part_threads.h"
 
 namespace charrnn {

@@ -10,7 +10,7 @@
 
 #include <cxxopts.hpp>
 
-#include "charrnn/isa.h"
+#include "charrnn/kernels/isa.h"
 #include "charrnn/runtime.h"
 #include "cli.h"
 

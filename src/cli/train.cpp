@@ -27,7 +27,8 @@ int cmd_train(int argc, char** argv) {
       ("resume", "continue training from this checkpoint", cxxopts::value<std::string>())
       ("init-from", "fine-tune: start from this checkpoint's (or export's) weights, on the config's data, with a "
                     "fresh optimizer at step 0; characters the text adds join the vocabulary",
-       cxxopts::value<std::string>());
+       cxxopts::value<std::string>())
+      ("print-config", "print the config this run would train with (JSON, every key) and exit");
   const auto args = parse(options, argc, argv);
   if (args.count("resume") && args.count("init-from"))
     throw UsageError("--resume continues a run and --init-from starts a new one from a model; give one of them "
@@ -71,10 +72,15 @@ int cmd_train(int argc, char** argv) {
   } else {
     // without --config, the built-in defaults (docs/config.md) and --set
     config = config_from_flags(args);
-    if (!args.count("config") && !sets_key(args, "data.path") && !std::filesystem::exists(config.data.path.front()))
+    if (!args.count("config") && !sets_key(args, "data.path") && !args.count("print-config") &&
+        !std::filesystem::exists(config.data.path.front()))
       throw UsageError("nothing to train on: give --config FILE, or --set data.path=TEXT (a file or folder); the "
                        "built-in default, " + config.data.path.front() + ", is not there (scripts/get-data.sh "
                        "fetches it)");
+  }
+  if (args.count("print-config")) {
+    std::cout << charrnn::to_json(config).dump(2) << "\n";
+    return 0;
   }
   // torchrun's variables make this process one rank of a distributed run;
   // rank 0 alone reports progress and writes files

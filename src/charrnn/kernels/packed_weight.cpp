@@ -1,10 +1,10 @@
-#include "charrnn/packed_weight.h"
+#include "charrnn/kernels/packed_weight.h"
 
 #include <algorithm>
 #include <cstring>
 #include <iterator>
 
-#include "charrnn/isa.h"
+#include "charrnn/kernels/isa.h"
 #include "charrnn/runtime.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))

@@ -1,4 +1,4 @@
-#include "charrnn/isa.h"
+#include "charrnn/kernels/isa.h"
 
 #include <algorithm>
 #include <atomic>

@@ -48,14 +48,4 @@ FusedLayerOutput fused_rnn_embedded_layer(CellType cell, const torch::Tensor& id
 /// Whether the fused layers handle this input (float32 on the CPU).
 bool fused_rnn_supported(const torch::Tensor& x);
 
-/// The generation decoder's element-wise LSTM step (step_decoder.cpp), for
-/// B rows in place. gates: rows of [i | f | o | g] before their
-/// nonlinearities (the decoder's order), each H wide; c: the cell state,
-/// updated; h: written. Each pointer advances by its stride per row.
-void lstm_decoder_step(int64_t B, int64_t H, const float* gates, int64_t gate_stride, float* c, int64_t c_stride,
-                       float* h, int64_t h_stride);
-/// The same for the GRU: gates rows of [r | z | W_in x + b_in | W_hn h + b_hn],
-/// r and z before the sigmoid with both biases in; h updated.
-void gru_decoder_step(int64_t B, int64_t H, const float* gates, int64_t gate_stride, float* h, int64_t h_stride);
-
 }  // namespace charrnn
