@@ -13,19 +13,25 @@ import subprocess
 import time
 
 here = os.path.dirname(os.path.abspath(__file__))
+passed = 0
 failed = []
+quiet = False  # True: print only the checks that fail (scripts with hundreds of them)
 
 
 def check(condition, what):
-    print(("ok:   " if condition else "FAIL: ") + what, flush=True)
-    if not condition:
+    global passed
+    if condition:
+        passed += 1
+    else:
         failed.append(what)
+    if not (condition and quiet):
+        print(("ok:   " if condition else "FAIL: ") + what, flush=True)
     return condition
 
 
 def finish():
     """The exit status: 1 when any check failed."""
-    print(f"{len(failed)} failed", flush=True)
+    print(f"{passed} passed, {len(failed)} failed", flush=True)
     return 1 if failed else 0
 
 

@@ -29,19 +29,10 @@ import warnings
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from script_support import charrnn  # noqa: E402
+import script_support  # noqa: E402
+from script_support import charrnn, check, finish  # noqa: E402
 
-passed = 0
-failed = 0
-
-
-def check(condition, what):
-    global passed, failed
-    if condition:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL:", what, flush=True)
+script_support.quiet = True
 
 
 def make_play(path):
@@ -125,8 +116,7 @@ def main():
         eval_ckpt = json.loads(charrnn(binary, "eval", "--checkpoint", ckpt, "--data", corpus, "--json"))
         check(abs(eval_export["loss"] - eval_ckpt["loss"]) < 1e-9, f"{cell}: charrnn eval reads the export")
 
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return finish()
 
 
 if __name__ == "__main__":

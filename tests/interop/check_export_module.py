@@ -23,22 +23,17 @@ marker is CMakeLists.txt's CHARRNN_EXPORT_MODULE_MARKER)
 Prints "N passed, M failed" and exits non-zero on any failure.
 """
 import itertools
+import os
 import sys
 from typing import Dict, List
 
 import torch
 
-passed = 0
-failed = 0
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import script_support  # noqa: E402
+from script_support import check, finish  # noqa: E402
 
-
-def check(condition, what):
-    global passed, failed
-    if condition:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL:", what, flush=True)
+script_support.quiet = True
 
 
 def embedded_text(path, marker):
@@ -302,8 +297,7 @@ def main():
         for layers in [1, 2]:
             check_model(source, cell, layers)
     check_text_and_sampling(source)
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return finish()
 
 
 if __name__ == "__main__":
