@@ -2,9 +2,7 @@
 
 #include <chrono>
 #include <cmath>
-#include <cstdlib>
 #include <filesystem>
-#include <iomanip>
 #include <sstream>
 #include <tuple>
 
@@ -23,35 +21,25 @@
 
 namespace charrnn {
 
-namespace {
-
 using Clock = std::chrono::steady_clock;
 
-void check_memory(const Config& config, int64_t vocab_size, const torch::Device& device) {
-  if (!device.is_cpu()) return;
-  require_memory(estimate_training_bytes(config, vocab_size), "training this model",
-                 "reduce model.hidden_size, model.num_layers, train.batch_size or train.seq_length");
-}
-
-}  // namespace
-
-Trainer::Trainer(const Config& config, TrainerIO io, std::shared_ptr<ProcessGroup> group)
+Trainer::Trainer(const Config& config, TrainerIO io, std::shared_ptr<ProcessGroup> group, std::nullptr_t)
     : config_(config),
       io_(io),
       group_(group ? std::move(group) : ProcessGroup::single()),
       run_log_(config_.train.checkpoint, io_.log, io_.redraw, writes_files()) {
   validate(config_);
+}
+
+Trainer::Trainer(const Config& config, TrainerIO io, std::shared_ptr<ProcessGroup> group)
+    : Trainer(config, io, std::move(group), nullptr) {
   setup(std::nullopt);
   run_log_.keep_metrics_up_to(0);  // a fresh run replaces the checkpoint, so it starts a fresh loss curve too
 }
 
 Trainer::Trainer(const Checkpoint& checkpoint, const Config& config, TrainerIO io,
                  std::shared_ptr<ProcessGroup> group)
-    : config_(config),
-      io_(io),
-      group_(group ? std::move(group) : ProcessGroup::single()),
-      run_log_(config_.train.checkpoint, io_.log, io_.redraw, writes_files()) {
-  validate(config_);
+    : Trainer(config, io, std::move(group), nullptr) {
   require_same_model_shape(checkpoint.config.model, config_.model, "--resume");
   progress_ = checkpoint.progress;
   require_resumable(progress_, config_.train);
@@ -63,11 +51,7 @@ Trainer::Trainer(const Checkpoint& checkpoint, const Config& config, TrainerIO i
 
 Trainer::Trainer(const Checkpoint& base, const std::string& base_path, const Config& config, TrainerIO io,
                  std::shared_ptr<ProcessGroup> group)
-    : config_(config),
-      io_(io),
-      group_(group ? std::move(group) : ProcessGroup::single()),
-      run_log_(config_.train.checkpoint, io_.log, io_.redraw, writes_files()) {
-  validate(config_);
+    : Trainer(config, io, std::move(group), nullptr) {
   require_fine_tunable(base, base_path, config_);
   setup(base.vocab, VocabUse::kExtending);
   // the base's weights on the characters it knows, new rows for the ones the text adds
@@ -87,7 +71,9 @@ void Trainer::setup(const std::optional<Vocab>& vocab, VocabUse use) {
   if (writes_files()) ensure_parent_directory(config_.train.checkpoint);
   load_corpus_once_per_machine(vocab, use);
   cache_note_ = charrnn::corpus_cache_note(config_.data, corpus_.cache_bytes_written);
-  check_memory(config_, corpus_.vocab.size(), device_);
+  if (device_.is_cpu())
+    require_memory(estimate_training_bytes(config_, corpus_.vocab.size()), "training this model",
+                   "reduce model.hidden_size, model.num_layers, train.batch_size or train.seq_length");
   // a new run's samples start from a prime this corpus can be primed with
   if ((!vocab || use == VocabUse::kExtending) && !corpus_.vocab.unknown_chars(decode_utf8(config_.sample.prime)).empty())
     use_corpus_prime("the config's sample.prime \"" + config_.sample.prime + "\" has characters this text lacks");
@@ -205,11 +191,6 @@ Checkpoint Trainer::make_checkpoint() const {
   return c;
 }
 
-double Trainer::learning_rate() const {
-  return current_lr_ > 0 ? current_lr_
-                         : scheduled_learning_rate(config_.train, progress_.step, progress_.elapsed_seconds);
-}
-
 uint64_t Trainer::batch_seed() const {
   const uint64_t single = static_cast<uint64_t>(config_.train.seed) ^ 0x9E3779B97F4A7C15ull;
   if (group_->rank() == 0 || ranks_share_one_batch_order() || config_.train.batching == Batching::Sequential) return single;
@@ -221,11 +202,6 @@ std::string Trainer::corpus_prime() const { return first_words(corpus_); }
 void Trainer::use_corpus_prime(const std::string& why) {
   config_.sample.prime = corpus_prime();
   sample_prime_note_ = why;
-}
-
-std::string Trainer::step_label() const {
-  return charrnn::step_label(progress_.step, config_.train.steps, config_.train.max_seconds, progress_.elapsed_seconds,
-                             seconds_per_step_);
 }
 
 double Trainer::train_step(StepTimes* times) {

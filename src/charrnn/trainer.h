@@ -29,6 +29,7 @@
 #include "charrnn/corpus.h"
 #include "charrnn/distributed.h"
 #include "charrnn/evaluate.h"
+#include "charrnn/lr_schedule.h"
 #include "charrnn/model.h"
 #include "charrnn/optimizer.h"
 #include "charrnn/run_log.h"
@@ -78,7 +79,10 @@ class Trainer {
   const Config& config() const { return config_; }
   const TrainingProgress& progress() const { return progress_; }
   /// The learning rate the schedule gave the last step (before the first: the next one's).
-  double learning_rate() const;
+  double learning_rate() const {
+    return current_lr_ > 0 ? current_lr_
+                           : scheduled_learning_rate(config_.train, progress_.step, progress_.elapsed_seconds);
+  }
   const Vocab& vocab() const { return corpus_.vocab; }
   /// What the model was initialised from, nearest first (empty: from scratch).
   const std::vector<ModelOrigin>& lineage() const { return lineage_; }
@@ -114,6 +118,8 @@ class Trainer {
   bool writes_files() const { return group_->rank() == 0; }
 
  private:
+  /// What every constructor does first: the members, and the config checked.
+  Trainer(const Config& config, TrainerIO io, std::shared_ptr<ProcessGroup> group, std::nullptr_t);
   void setup(const std::optional<Vocab>& vocab, VocabUse use = VocabUse::kExactly);
   /// Model, optimizer and random streams from `checkpoint` (resume, rollback).
   void restore(const Checkpoint& checkpoint);
@@ -147,7 +153,10 @@ class Trainer {
   std::optional<std::string> sample_on_rank_0();
   /// A NaN or infinite loss: rolls back (train.divergence_rollbacks) or throws.
   void on_divergence(const std::string& what);
-  std::string step_label() const;
+  std::string step_label() const {
+    return charrnn::step_label(progress_.step, config_.train.steps, config_.train.max_seconds,
+                               progress_.elapsed_seconds, seconds_per_step_);
+  }
 
   Config config_;
   TrainerIO io_;
