@@ -171,12 +171,7 @@ class SectionReader {
       out = v->get<bool>();
     }
   }
-  void read_cell(const char* key, CellType& out) {
-    if (const json* v = find(key)) {
-      if (!v->is_string()) fail(key, "a string", *v);
-      out = parse_cell(v->get<std::string>(), source_);
-    }
-  }
+  // a word naming one of an enum's values: model.cell and the modes
   template <typename Mode>
   void read_mode(const char* key, Mode& out, Mode (*parse)(const std::string&, const std::string&)) {
     if (const json* v = find(key)) {
@@ -327,7 +322,7 @@ Config config_from_json(const json& j, const std::string& source, const Config& 
   data.finish();
 
   SectionReader model(j, "model", source);
-  model.read_cell("cell", c.model.cell);
+  model.read_mode("cell", c.model.cell, parse_cell);
   model.read("embedding_dim", c.model.embedding_dim);
   model.read("hidden_size", c.model.hidden_size);
   model.read("num_layers", c.model.num_layers);
