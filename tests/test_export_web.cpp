@@ -143,6 +143,7 @@ TEST_P(WebExport, FolderComputesTheModelsLogitsAndCarriesItsFacts) {
   ASSERT_EQ(vocab.size(), static_cast<size_t>(checkpoint.vocab.size()));
   for (int64_t id = 0; id < checkpoint.vocab.size(); ++id) {
     EXPECT_EQ(info.at("vocab")[id], static_cast<int64_t>(checkpoint.vocab.char_at(id)));
+    EXPECT_EQ(info.at("counts")[id], checkpoint.vocab.counts()[static_cast<size_t>(id)]);
     std::string ch;
     charrnn::append_utf8(ch, checkpoint.vocab.char_at(id));
     EXPECT_EQ(vocab.at(ch), id);

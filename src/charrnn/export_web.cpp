@@ -138,6 +138,9 @@ nlohmann::ordered_json describe(const Checkpoint& checkpoint, nlohmann::ordered_
   std::vector<int64_t> code_points;
   for (int64_t id = 0; id < checkpoint.vocab.size(); ++id) code_points.push_back(checkpoint.vocab.char_at(id));
   j["vocab"] = code_points;
+  // how often each character occurred in the training text: an empty prime
+  // starts from a character drawn by these, as in `charrnn generate`
+  j["counts"] = checkpoint.vocab.counts();
   j["sample"] = {{"prime", s.prime},
                  {"length", s.length},
                  {"temperature", s.sampling.temperature},

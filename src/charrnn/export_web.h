@@ -10,9 +10,10 @@
 //   <weights>      raw little-endian float32, row-major, one file per variable
 //   vocab.json     ml5's vocabulary: {character: id}
 //   charrnn.json   what ml5's format cannot say: cell, sizes, the vocabulary
-//                  as code points, the sampling defaults, the version, the
-//                  training summary, the manifest keys of each weight, and a
-//                  load check (probabilities for a fixed input)
+//                  as code points with each character's count in the
+//                  training text, the sampling defaults, the version, the
+//                  training summary, the manifest keys of each weight, and
+//                  a load check (probabilities for a fixed input)
 //   charrnn.js, index.html
 // Variables, for V characters, E embedding, H hidden, layer input I:
 //   embedding [V, E]; rnnlm/softmax_w [H, V] (logits = h @ w + b); rnnlm/softmax_b [V]
