@@ -1,25 +1,27 @@
-# cmake -DINPUT=... -DOUTPUT=... -DNAME=... -DMARKER=... -P embed_text.cmake
+# cmake -DINPUT=... -DOUTPUT=... -DNAME=... [-DMARKER=...] -P embed_text.cmake
 #
 # Writes OUTPUT, a C++ source that defines `const char* const charrnn::NAME`
-# as the text of INPUT after the line that holds MARKER, in a raw string
-# literal. It is how code in another language that the build ships (the
+# as the text of INPUT (only what follows the line that holds MARKER, when
+# MARKER is given), in a raw string literal. It is how code in another language that the build ships (the
 # TorchScript program of an export) stays a file of that language, run by its
 # own tests, and still needs no file at run time. Run as a build step
 # (add_custom_command), so an edit to INPUT rebuilds without reconfiguring.
-foreach(var INPUT OUTPUT NAME MARKER)
+foreach(var INPUT OUTPUT NAME)
   if(NOT DEFINED ${var})
     message(FATAL_ERROR "embed_text.cmake: -D${var}=... is required")
   endif()
 endforeach()
 file(READ "${INPUT}" text)
-string(FIND "${text}" "${MARKER}" at)
-if(at EQUAL -1)
-  message(FATAL_ERROR "${INPUT}: no line holds \"${MARKER}\", which marks where the embedded text starts")
+if(DEFINED MARKER)
+  string(FIND "${text}" "${MARKER}" at)
+  if(at EQUAL -1)
+    message(FATAL_ERROR "${INPUT}: no line holds \"${MARKER}\", which marks where the embedded text starts")
+  endif()
+  string(SUBSTRING "${text}" ${at} -1 text)
+  string(FIND "${text}" "\n" end_of_line)
+  math(EXPR start "${end_of_line} + 1")
+  string(SUBSTRING "${text}" ${start} -1 text)
 endif()
-string(SUBSTRING "${text}" ${at} -1 text)
-string(FIND "${text}" "\n" end_of_line)
-math(EXPR start "${end_of_line} + 1")
-string(SUBSTRING "${text}" ${start} -1 text)
 set(delimiter "charrnn_embedded")
 string(FIND "${text}" ")${delimiter}\"" clash)
 if(NOT clash EQUAL -1)

@@ -1,24 +1,50 @@
-// charrnn export: a checkpoint as TorchScript.
+// charrnn export: a checkpoint as TorchScript (the default) or as a static
+// web folder (charrnn.js, a playground page, ml5.js's weight layout).
 #include "cli.h"
 
 #include <iostream>
 
+#include "charrnn/error.h"
 #include "charrnn/export.h"
+#include "charrnn/export_web.h"
 
 namespace charrnn::cli {
 
+namespace {
+
+std::string kilobytes(int64_t bytes) { return std::to_string((bytes + 512) / 1024) + " KB"; }
+
+}  // namespace
+
 int cmd_export(int argc, char** argv) {
-  cxxopts::Options options("charrnn export", "Export a checkpoint as a self-contained TorchScript module.");
+  cxxopts::Options options("charrnn export", "Export a checkpoint for use without charrnn.");
   options.add_options()
-      ("checkpoint", "checkpoint file", cxxopts::value<std::string>())
-      ("out", "TorchScript file to write", cxxopts::value<std::string>());
+      ("checkpoint", "checkpoint or TorchScript export to read", cxxopts::value<std::string>())
+      ("out", "file (torchscript) or folder (web) to write", cxxopts::value<std::string>())
+      ("format", "torchscript: one file for PyTorch and LibTorch; web: a folder with charrnn.js, a playground "
+                 "page and ml5.js's weight layout",
+       cxxopts::value<std::string>()->default_value("torchscript"));
   const auto args = parse(options, argc, argv);
   const std::string path = require(args, "checkpoint");
   const std::string out = require(args, "out");
+  const std::string format = args["format"].as<std::string>();
+  if (format != "torchscript" && format != "web")
+    throw charrnn::UsageError("--format must be torchscript or web, got \"" + format + "\"");
   const charrnn::Checkpoint checkpoint = charrnn::load_model_file(path);
+  const std::string model = charrnn::to_string(checkpoint.config.model.cell) + " model (vocabulary " +
+                            std::to_string(checkpoint.vocab.size()) + ", step " +
+                            std::to_string(checkpoint.progress.step) + ")";
+  if (format == "web") {
+    const charrnn::WebExport written = charrnn::export_web(checkpoint, out);
+    std::cerr << "exported " << model << " to " << out << " (weights " << kilobytes(written.weight_bytes)
+              << ", folder " << kilobytes(written.folder_bytes) << "); serve the folder and open index.html\n";
+    if (!written.ml5_compatible)
+      std::cerr << "warning: ml5.js cannot load this folder (" << written.ml5_limitation
+                << "); charrnn.js and index.html can\n";
+    return 0;
+  }
   charrnn::export_torchscript(checkpoint, out);
-  std::cerr << "exported " << charrnn::to_string(checkpoint.config.model.cell) << " model (vocabulary "
-            << checkpoint.vocab.size() << ", step " << checkpoint.progress.step << ") to " << out << "\n";
+  std::cerr << "exported " << model << " to " << out << "\n";
   return 0;
 }
 
