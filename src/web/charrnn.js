@@ -346,8 +346,8 @@ class Model {
     this.vocab = vocabChars;
     this.ids = new Map(vocabChars.map((c, i) => [c, i]));
     this.folder = new CharFolder(this.ids);
-    // first characters of an empty prime: by corpus frequency when the export has counts
-    this.counts = Array.isArray(config.counts) && config.counts.length === V ? config.counts : null;
+    // an empty prime draws its first character by these (uniformly when they sum to 0, as charrnn)
+    this.counts = config.counts.some((n) => n > 0) ? config.counts : config.counts.map(() => 1);
 
     const G = CELLS[cell];
     const w = config.weights;
@@ -568,9 +568,9 @@ class Model {
     this.resetState();
     let done = false;
     if (prime.ids.length === 0) {
-      // no prime: the first character is drawn by corpus frequency (uniform
-      // without counts), at temperature 1, then read from a zero state
-      for (let i = 0; i < V; i++) logits[i] = Math.log(this.counts ? Math.max(this.counts[i], 0) : 1);
+      // no prime: the first character is drawn by corpus frequency at
+      // temperature 1 (one uniform, whatever the settings), then read from a zero state
+      for (let i = 0; i < V; i++) logits[i] = Math.log(this.counts[i]);
       softmax(logits, V, 1, probs);
       const first = this.sampler.pick(probs, V, 0, 1, rng.nextUniform());
       emit(chars[first]);
@@ -647,6 +647,9 @@ export async function load(source) {
     throw new Error(`charrnn.js: charrnn.json: vocab must list vocab_size (${V}) code points`);
   }
   const chars = vocab.map((c) => String.fromCodePoint(c));
+  if (!Array.isArray(config.counts) || config.counts.length !== V || !config.counts.every((n) => Number.isInteger(n) && n >= 0)) {
+    throw new Error(`charrnn.js: charrnn.json: counts must list vocab_size (${V}) counts`);
+  }
 
   // vocab.json (ml5's) must say the same as charrnn.json
   const vocabJson = parseJson(await folder.text("vocab.json"), "vocab.json");
