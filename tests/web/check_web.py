@@ -1,0 +1,498 @@
+#!/usr/bin/env python3
+"""`charrnn export --format web` and its runtime, charrnn.js, against charrnn itself.
+
+Trains tiny models (RNN, GRU, LSTM with 1 and 2 layers, a few seconds
+each) on a text it writes, exports each as a web folder, and runs the
+charrnn.js that the folder carries (the copy embedded in the binary)
+through run_ops.mjs:
+
+  node     under Node: greedy text and seeded samples (seeds, temperatures,
+           top-k, top-p, a stop string, an empty prime, a prime with a
+           character to fold) equal `charrnn generate --json`'s text;
+           next() equals charrnn's own probabilities (the TorchScript
+           export's forward, python3-torch) at 1e-5; every bad folder
+           (missing file, wrong size, wrong shape, a filename outside the
+           folder, another format, a disagreeing vocab.json, weights that
+           fail the load check) is refused with a clear error.
+  browser  the same generations in headless Chromium (selenium), the
+           folders served from a loopback HTTP server thread; ml5.js 0.12.2
+           (npm, pinned in package-lock.json) loads the 2-layer LSTM folder
+           unmodified and holds charrnn's probabilities at 1e-4; the
+           exported playground page loads in under a second, generates
+           charrnn generate's text for its form's settings, stops on Stop
+           and shows chars/s. Prints charrnn.js's speed in Chromium and
+           under Node next to `charrnn generate`'s for configs/lstm.json's
+           model size (figures, not checks).
+
+charrnn computes in float32 with its own kernels, charrnn.js in float64, so
+their probabilities differ by about 1e-7 and a seeded draw could in
+principle fall on the other side of a cdf boundary. Greedy text must be
+exact; for the fixed seeds here the sampled texts are the same too, and if
+one ever differs the failure names the step and how close the draw was to
+the boundary (the margin), so a real bug is told from a rounding accident.
+
+Usage: check_web.py {node|browser} CHARRNN_BINARY WORK_DIR   (run by ctest)
+Exits 77 (skipped) when node, python3-torch, or (browser) selenium,
+chromium, chromedriver or the npm registry is missing.
+"""
+import functools
+import http.server
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+here = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(here, ".."))
+import script_support  # noqa: E402
+from script_support import charrnn, check, finish, make_text  # noqa: E402
+
+CHROMEDRIVER = "/usr/bin/chromedriver"  # Debian's chromium-driver
+ROOT = os.path.join(here, "..", "..")
+PRIME = "the night "
+MODELS = [(cell, layers) for cell in ["rnn", "gru", "lstm"] for layers in [1, 2]]
+# (prime, length, temperature, top_k, top_p, seed, stop): what `charrnn generate` is asked, and charrnn.js
+CASES = [
+    (PRIME, 120, 0.0, 0, 1.0, 0, ""),            # greedy: must be exact
+    (PRIME, 200, 0.8, 0, 1.0, 1, ""),
+    (PRIME, 200, 0.8, 0, 1.0, 2, ""),
+    ("my love ", 200, 1.2, 5, 0.9, 9, ""),       # top-k and top-p
+    ("what light ", 150, 0.6, 0, 0.5, 3, ""),
+    (PRIME, 300, 0.8, 0, 1.0, 4, "."),          # ends with the stop text
+    ("", 100, 0.8, 0, 1.0, 5, ""),               # no prime: the first character by the counts
+    ("my\u00a0lov\u00e9\u2003", 80, 0.8, 0, 1.0, 6, ""),  # folded: no-break space, é, em space
+]
+NEXT_TEXTS = [PRIME, "what light through yonder window breaks. my love sings softly", "e"]
+
+
+def skip(why):
+    print(f"skipped: {why} (scripts/lib/deps.sh installs node, npm, chromium, chromium-driver, python3-selenium "
+          "and python3-torch)")
+    sys.exit(77)
+
+
+def js_options(case):
+    prime, length, temperature, top_k, top_p, seed, stop = case
+    return {"prime": prime, "length": length, "temperature": temperature, "topK": top_k, "topP": top_p,
+            "seed": seed, "stop": stop}
+
+
+def generate_text(binary, checkpoint, case):
+    """The exact text `charrnn generate` produces (its --json line, so no newline is added)."""
+    prime, length, temperature, top_k, top_p, seed, stop = case
+    args = ["generate", "--checkpoint", checkpoint, "--prime", prime, "--length", str(length), "--temperature",
+            str(temperature), "--top-k", str(top_k), "--top-p", str(top_p), "--seed", str(seed), "--json"]
+    if stop:
+        args += ["--stop", stop]
+    return json.loads(charrnn(binary, *args).splitlines()[0])["text"]
+
+
+class Reference:
+    """charrnn's own logits, from the TorchScript export (exact charrnn arithmetic)."""
+
+    def __init__(self, binary, checkpoint, path):
+        import torch
+        charrnn(binary, "export", "--checkpoint", checkpoint, "--out", path)
+        self.torch, self.module = torch, torch.jit.load(path)
+        self.ids = {chr(c): i for i, c in enumerate(self.module.vocab_code_points)}
+
+    def probabilities(self, ids, temperature=1.0):
+        with self.torch.no_grad():
+            logits = self.module.forward(self.torch.tensor([ids]))[0][0, -1].float()
+            return self.torch.softmax(logits / temperature, -1).tolist()
+
+
+def uniforms(seed, n):
+    """sampler.cpp's SampleRng: xorshift128, 32 discarded draws, 24-bit uniforms."""
+    seed &= (1 << 64) - 1
+    x, y, z, w = seed & 0xFFFFFFFF, seed >> 32, 0x243F6A88, 0xB7E15162
+    out = []
+    for i in range(32 + n):
+        t = (x ^ (x << 11)) & 0xFFFFFFFF
+        x, y, z = y, z, w
+        w = (w ^ (w >> 19) ^ (t ^ (t >> 8))) & 0xFFFFFFFF
+        if i >= 32:
+            out.append((w >> 8) / 16777216.0)
+    return out
+
+
+def explain_difference(reference, case, expected, got):
+    """Where two sampled texts part, and how far charrnn's draw was from a cdf boundary there."""
+    prime, _, temperature, top_k, top_p, seed, _ = case
+    at = next((i for i, (a, b) in enumerate(zip(expected, got)) if a != b), min(len(expected), len(got)))
+    step = at - len(prime)
+    if not prime or step < 0 or temperature <= 0:
+        return f"texts part at character {at}"
+    probs = reference.probabilities([reference.ids[c] for c in expected[:at]], temperature)
+    order = sorted(range(len(probs)), key=lambda i: (-probs[i], i))
+    k = top_k if 0 < top_k < len(probs) else len(probs)
+    cdf, total = [], 0.0
+    for i in order[:k]:
+        total += probs[i]
+        cdf.append(total)
+    kept = k
+    if top_p < 1:
+        kept = 1
+        while kept < k and cdf[kept - 1] < top_p * cdf[k - 1]:
+            kept += 1
+    target = uniforms(seed, step + 1)[step] * cdf[kept - 1]
+    margin = min(abs(target - c) for c in cdf[:kept])
+    return f"texts part at step {step} (character {at}): draw {target:.9f}, nearest cdf boundary {margin:.2e} away"
+
+
+def train_models(binary, work):
+    corpus = os.path.join(work, "text.txt")
+    make_text(corpus)
+    models = {}
+    for cell, layers in MODELS:
+        name = f"{cell}{layers}"
+        checkpoint = os.path.join(work, name + ".pt")
+        charrnn(binary, "train", "--config", os.path.join(ROOT, "configs", "tiny.json"), "--set",
+                f"data.path={corpus}", "--set", f"train.checkpoint={checkpoint}", "--set", "train.steps=30",
+                "--set", "train.eval_every=30", "--set", "train.device=cpu", "--set", f"model.cell={cell}",
+                "--set", f"model.num_layers={layers}", "--set", f"sample.prime={PRIME}")
+        folder = os.path.join(work, "site", name)
+        shutil.rmtree(folder, ignore_errors=True)
+        charrnn(binary, "export", "--checkpoint", checkpoint, "--format", "web", "--out", folder)
+        models[name] = (checkpoint, folder)
+    shutil.copy(os.path.join(here, "run_ops.mjs"), os.path.join(work, "site"))
+    return models
+
+
+def node_ops(work, ops):
+    path = os.path.join(work, "ops.json")
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(ops, f)
+    result = subprocess.run(["node", os.path.join(work, "site", "run_ops.mjs"), path], capture_output=True,
+                            text=True, encoding="utf-8", timeout=300)
+    if result.returncode != 0:
+        raise RuntimeError(f"run_ops.mjs failed ({result.returncode}): {result.stderr}")
+    return json.loads(result.stdout)
+
+
+def generation_ops(models, base):
+    ops = []
+    for name in models:
+        ops += [{"op": "generate", "dir": f"{base}{name}", "options": js_options(case)} for case in CASES]
+    return ops
+
+
+def check_generations(binary, models, references, results, where):
+    for m, name in enumerate(models):
+        checkpoint = models[name][0]
+        for c, case in enumerate(CASES):
+            result = results[m * len(CASES) + c]
+            expected = generate_text(binary, checkpoint, case)
+            got = result.get("value")
+            what = f"{where} {name} {js_options(case)}"
+            if "error" in result:
+                check(False, f"{what}: {result['error']}")
+            elif got == expected:
+                check(got == result["streamed"], f"{what}: charrnn generate's text, streamed the same")
+            else:
+                check(False, f"{what}: {explain_difference(references[name], case, expected, got)}\n"
+                             f"  charrnn.js: {got[:120]!r}\n  generate:   {expected[:120]!r}")
+
+
+def max_difference(a, b):
+    return max(abs(x - y) for x, y in zip(a, b)) if len(a) == len(b) else float("inf")
+
+
+def write_floats(path, values):
+    with open(path, "wb") as f:
+        f.write(struct.pack(f"<{len(values)}f", *values))
+
+
+def bad_folders(work, source):
+    """(folder, what is wrong, words the error must hold): one fault each, in copies of `source`."""
+    cases = []
+
+    def variant(name, what, expect, change):
+        folder = os.path.join(work, "bad", name)
+        shutil.rmtree(folder, ignore_errors=True)
+        shutil.copytree(source, folder)
+        change(folder)
+        cases.append((folder, what, expect))
+
+    def edit_json(folder, file, change):
+        path = os.path.join(folder, file)
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+        change(data)
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(data, f, ensure_ascii=False)
+
+    with open(os.path.join(source, "manifest.json"), encoding="utf-8") as f:
+        manifest = json.load(f)
+    bias = manifest["rnnlm/softmax_b"]["filename"]
+    variant("missing", "a weight file is missing", ["cannot", bias],
+            lambda d: os.remove(os.path.join(d, bias)))
+    variant("short", "a weight file is 4 bytes short", ["bytes", bias],
+            lambda d: open(os.path.join(d, bias), "r+b").truncate(os.path.getsize(os.path.join(d, bias)) - 4))
+    variant("shape", "the manifest's shape disagrees with charrnn.json's sizes", ["shape", "embedding"],
+            lambda d: edit_json(d, "manifest.json", lambda m: m["embedding"]["shape"].__setitem__(1, 17)))
+    for label, filename in [("dotdot", "../charrnn.json"), ("slash", "sub/embedding"), ("backslash", "a\\b"),
+                            ("absolute", "/etc/passwd"), ("url", "http://example.com/w")]:
+        variant(f"filename_{label}", f"a manifest filename {filename!r}", ["not a plain file name"],
+                lambda d, fn=filename: edit_json(d, "manifest.json", lambda m: m["embedding"].__setitem__("filename", fn)))
+    variant("format", "format is not charrnn-web", ["format", "charrnn-web"],
+            lambda d: edit_json(d, "charrnn.json", lambda j: j.__setitem__("format", "ml5")))
+    variant("version", "format_version 2", ["version", "charrnn-web"],
+            lambda d: edit_json(d, "charrnn.json", lambda j: j.__setitem__("format_version", 2)))
+
+    def swap_ids(v):
+        a, b = list(v)[:2]
+        v[a], v[b] = v[b], v[a]
+    variant("vocab", "vocab.json swaps two ids", ["vocab.json disagrees"],
+            lambda d: edit_json(d, "vocab.json", swap_ids))
+
+    def perturb(d):
+        path = os.path.join(d, bias)
+        with open(path, "rb") as f:
+            values = list(struct.unpack(f"<{os.path.getsize(path) // 4}f", f.read()))
+        values[0] += 0.5
+        write_floats(path, values)
+    variant("check", "a weight changed after export", ["weights do not reproduce the exporter's check"], perturb)
+    return cases
+
+
+def run_node(binary, work, models, references):
+    results = node_ops(work, generation_ops(models, os.path.join(work, "site") + "/"))
+    check_generations(binary, models, references, results, "node")
+
+    ops = [{"op": "next", "dir": os.path.join(work, "site", name), "text": t} for name in models for t in NEXT_TEXTS]
+    results = node_ops(work, ops)
+    for m, name in enumerate(models):
+        for t, text in enumerate(NEXT_TEXTS):
+            got = results[m * len(NEXT_TEXTS) + t].get("value") or []
+            want = references[name].probabilities([references[name].ids[c] for c in text])
+            d = max_difference(got, want)
+            check(d <= 1e-5, f"node {name}: next({text[:20]!r}) is charrnn's probabilities (max difference {d:.1e})")
+
+    bad = bad_folders(work, models["lstm1"][1])
+    results = node_ops(work, [{"op": "load", "dir": folder} for folder, _, _ in bad])
+    for (folder, what, expect), result in zip(bad, results):
+        error = result.get("error", "")
+        check(error and all(word in error for word in expect), f"{what}: refused ({error!r})")
+    name = "lstm1"
+    result = node_ops(work, [{"op": "generate", "dir": models[name][1], "options": {"prime": "the Zebra", "length": 5}}])[0]
+    check("'Z' (U+005A)" in result.get("error", ""), f"a prime character the vocabulary lacks is named: {result}")
+
+
+class Site:
+    """The work folder's site/ over HTTP on a loopback port, from a thread."""
+
+    def __init__(self, root):
+        class Quiet(http.server.SimpleHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=root))
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def start_browser(work):
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        skip("no selenium for this python")
+    if not os.path.exists(CHROMEDRIVER) or not shutil.which("chromium"):
+        skip("no chromium or chromedriver")
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    for flag in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--no-first-run", "--disable-extensions", f"--user-data-dir={os.path.join(work, 'profile')}"]:
+        options.add_argument(flag)
+    try:
+        browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    except Exception as e:  # selenium wraps every way a browser fails to start
+        skip(f"the browser did not start: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+    browser.set_script_timeout(240)
+    return browser
+
+
+def install_ml5(work):
+    """npm ci of package-lock.json into WORK_DIR/npm (kept while the lock is unchanged)."""
+    if not shutil.which("npm"):
+        skip("no npm")
+    npm = os.path.join(work, "npm")
+    os.makedirs(npm, exist_ok=True)
+    lock = open(os.path.join(here, "package-lock.json"), encoding="utf-8").read()
+    installed = os.path.join(npm, "package-lock.json")
+    script = os.path.join(npm, "node_modules", "ml5", "dist", "ml5.min.js")
+    if os.path.exists(script) and os.path.exists(installed) and open(installed, encoding="utf-8").read() == lock:
+        return script
+    for name in ["package.json", "package-lock.json"]:
+        shutil.copy(os.path.join(here, name), npm)
+    result = subprocess.run(["npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"], cwd=npm,
+                            capture_output=True, text=True, timeout=600)
+    if result.returncode != 0:
+        skip(f"npm ci could not install ml5 (no registry?): {result.stderr[-500:]}")
+    return script
+
+
+def browser_ops(browser, site, ops):
+    return browser.execute_async_script("""
+        const [base, ops, done] = arguments;
+        import(base + "run_ops.mjs")
+          .then(({ runOps }) => runOps(ops, (dir) => import(dir + "/charrnn.js")))
+          .then(done, (e) => done([{ error: String(e) }]));""", site.url, ops)
+
+
+def wait_for(condition, seconds, what):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise RuntimeError(f"timed out after {seconds} s waiting for {what}")
+
+
+def run_playground(binary, browser, site, models):
+    checkpoint, _ = models["lstm2"]
+    started = time.time()
+    browser.get(site.url + "lstm2/index.html")
+    state = wait_for(lambda: browser.execute_script("return document.body.dataset.state") != "loading" and
+                     browser.execute_script("return document.body.dataset.state"), 10, "the page to load the model")
+    ready_ms = browser.execute_script("return window.charrnnReadyMs")
+    print(f"figure: the playground loads its model from loopback in {ready_ms:.0f} ms after navigation "
+          f"({(time.time() - started) * 1000:.0f} ms seen by selenium)")
+    check(state == "ready" and ready_ms < 1000, f"the playground is ready in under 1 s ({ready_ms:.0f} ms): {state}")
+    value = lambda i: browser.find_element("id", i).get_attribute("value")  # noqa: E731
+    check(value("prompt") == PRIME and value("length") == "100" and value("temperature") == "0.8",
+          "the form starts with charrnn.json's sample defaults")
+
+    def fill(**fields):
+        for element_id, v in fields.items():
+            field = browser.find_element("id", element_id)
+            field.clear()
+            field.send_keys(str(v))
+
+    def run():
+        browser.find_element("id", "generate").click()
+        wait_for(lambda: browser.execute_script("return document.body.dataset.state") == "ready", 60, "the text")
+        return browser.execute_script("return [document.getElementById('output').textContent, "
+                                      "document.getElementById('status').textContent]")
+
+    fill(prompt="my love ", length=400, temperature=1.1, top_k=6, top_p=0.95, seed=12)
+    text, status = run()
+    expected = generate_text(binary, checkpoint, ("my love ", 400, 1.1, 6, 0.95, 12, ""))
+    check(text == expected, f"Generate shows charrnn generate's text for the form's settings ({text[:40]!r}...)")
+    check("chars/s" in status and "(done: length)" in status, f"the status shows chars/s: {status!r}")
+    fill(stop_text="\\n", seed=13, length=500)
+    text, status = run()
+    expected = generate_text(binary, checkpoint, ("my love ", 500, 1.1, 6, 0.95, 13, "\n"))
+    check(text == expected and (not expected.endswith("\n") or "(done: stop)" in status),
+          f"a stop string ends it as charrnn generate --stop does: {status!r}")
+    fill(stop_text="", length=1000000, seed="")
+    browser.find_element("id", "generate").click()
+    wait_for(lambda: len(browser.execute_script("return document.getElementById('text').textContent")) > 0, 30,
+             "the first text")
+    browser.find_element("id", "stop").click()
+    wait_for(lambda: browser.execute_script("return document.body.dataset.state") == "ready", 30, "Stop")
+    status = browser.execute_script("return document.getElementById('status').textContent")
+    shown = len(browser.execute_script("return document.getElementById('text').textContent"))
+    check("(stopped)" in status and shown < 1000000 and browser.find_element("id", "generate").is_enabled(),
+          f"Stop ends a generation: {shown} of 1000000 characters, {status!r}")
+
+
+def run_ml5(browser, site, models, references, ml5_script):
+    shutil.copy(ml5_script, os.path.join(site.root, "ml5.min.js"))
+    with open(os.path.join(site.root, "ml5.html"), "w", encoding="utf-8") as f:
+        f.write('<!doctype html><meta charset="utf-8"><title>ml5</title><script src="ml5.min.js"></script>\n')
+    browser.get(site.url + "ml5.html")
+    seed = "what light through yonder "
+    result = browser.execute_async_script("""
+        const [url, seed, done] = arguments;
+        (async () => {
+          const rnn = ml5.charRNN(url);
+          await rnn.ready;
+          await rnn.generate({ seed, length: 1, temperature: 1 });
+          const { load } = await import(url + "/charrnn.js");
+          const model = await load(url);
+          return { ml5: Array.from(rnn.probabilities), js: await model.next(seed) };
+        })().then(done, (e) => done({ error: String(e && e.stack || e) }));""", site.url + "lstm2", seed)
+    if "error" in result:
+        check(False, f"ml5.js loads the 2-layer LSTM folder: {result['error']}")
+        return
+    want = references["lstm2"].probabilities([references["lstm2"].ids[c] for c in seed])
+    check(max_difference(result["ml5"], want) <= 1e-4 and max_difference(result["ml5"], result["js"]) <= 1e-4,
+          f"ml5.js 0.12.2 loads the 2-layer LSTM folder unmodified and holds charrnn's probabilities "
+          f"(max difference {max_difference(result['ml5'], want):.1e} to charrnn, "
+          f"{max_difference(result['ml5'], result['js']):.1e} to charrnn.js)")
+
+
+def speed(binary, work, browser, site):
+    """charrnn.js in Chromium and Node against charrnn generate, configs/lstm.json's model size. Figures only."""
+    corpus, checkpoint = os.path.join(work, "text.txt"), os.path.join(work, "big.pt")
+    charrnn(binary, "train", "--config", os.path.join(ROOT, "configs", "lstm.json"), "--set", f"data.path={corpus}",
+            "--set", f"train.checkpoint={checkpoint}", "--set", "train.steps=3", "--set", "train.eval_every=3",
+            "--set", "train.device=cpu")
+    folder = os.path.join(site.root, "big")
+    shutil.rmtree(folder, ignore_errors=True)
+    charrnn(binary, "export", "--checkpoint", checkpoint, "--format", "web", "--out", folder)
+    options = {"prime": PRIME, "length": 6000, "temperature": 0.8, "topK": 0, "topP": 1.0, "seed": 1}
+    chromium = browser_ops(browser, site, [{"op": "speed", "dir": site.url + "big", "options": options}])[0]
+    node = node_ops(work, [{"op": "speed", "dir": folder, "options": options}])[0]
+    rates = []
+    for length in [1000, 11000]:
+        started = time.time()
+        charrnn(binary, "generate", "--checkpoint", checkpoint, "--prime", PRIME, "--length", str(length),
+                "--temperature", "0.8", "--seed", "1")
+        rates.append(time.time() - started)
+    cli = 10000 / max(rates[1] - rates[0], 1e-9)
+    cpu = next((line.split(":", 1)[1].strip() for line in subprocess.run(["lscpu"], capture_output=True, text=True)
+                .stdout.splitlines() if line.startswith("Model name")), "unknown CPU")
+    print(f"figure: LSTM 2x256 (embedding 64), single stream, {cpu}, {os.cpu_count()} cores: "
+          f"charrnn.js {chromium.get('value', 0):.0f} chars/s in Chromium, {node.get('value', 0):.0f} chars/s under Node; "
+          f"charrnn generate {cli:.0f} chars/s")
+
+
+def main():
+    mode, binary, work = sys.argv[1], sys.argv[2], sys.argv[3]
+    os.makedirs(work, exist_ok=True)
+    if not shutil.which("node"):
+        skip("no node")
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        skip("no torch for this python")
+    script_support.quiet = True
+    started = time.time()
+    models = train_models(binary, work)
+    references = {name: Reference(binary, checkpoint, os.path.join(work, name + ".ts.pt"))
+                  for name, (checkpoint, _) in models.items()}
+    print(f"trained and exported {len(models)} models in {time.time() - started:.1f} s", flush=True)
+    if mode == "node":
+        run_node(binary, work, models, references)
+    else:
+        browser = start_browser(work)
+        ml5_script = install_ml5(work)
+        site = Site(os.path.join(work, "site"))
+        site.root = os.path.join(work, "site")
+        try:
+            browser.get(site.url + "lstm1/index.html")  # a page of the site, so that import() is same-origin
+            results = browser_ops(browser, site, generation_ops(models, site.url))
+            check_generations(binary, models, references, results, "chromium")
+            run_playground(binary, browser, site, models)
+            run_ml5(browser, site, models, references, ml5_script)
+            speed(binary, work, browser, site)
+        finally:
+            browser.quit()
+            site.close()
+    print(f"took {time.time() - started:.1f} s")
+    return finish()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
