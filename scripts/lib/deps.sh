@@ -26,15 +26,19 @@ apt_ensure() {
 # libcpp-httplib-dev (found with pkg-config): the HTTP server of `charrnn serve`.
 # libicu-dev: Unicode names and normalisation (prompt characters folded into
 # the model's vocabulary).
+# libonnx-dev and libprotobuf-dev: `charrnn export --format onnx` builds the
+# model with ONNX's protobuf classes and checks it with ONNX's checker
+# (optional in CMake; without them that export is an error).
 BUILD_PACKAGES=(cmake g++ make libtorch-dev libopenblas0-pthread libcxxopts-dev nlohmann-json3-dev libgtest-dev libgloo-dev
-                pkg-config libcpp-httplib-dev libicu-dev)
+                pkg-config libcpp-httplib-dev libicu-dev libonnx-dev libprotobuf-dev)
 # Python with the same torch, for the export interop test (tests/interop);
 # tmux, for the test that drives `charrnn chat` on a real terminal;
 # iproute2, for the test that trains across network namespaces;
 # chromium, chromium-driver and python3-selenium, for the playground test in
 # a real browser (tests/browser); nodejs, for the test with the official
-# OpenAI client from npm (tests/openai_client).
-TEST_PACKAGES=(python3-torch tmux iproute2 chromium chromium-driver python3-selenium nodejs)
+# OpenAI client from npm (tests/openai_client); python3-onnx, for onnx's own
+# checker (full_check) on the ONNX export in tests/onnx.
+TEST_PACKAGES=(python3-torch tmux iproute2 chromium chromium-driver python3-selenium nodejs python3-onnx)
 
 # npm: Debian packages it apart from nodejs; NodeSource's nodejs has it inside
 # (and conflicts with Debian's npm).

@@ -55,6 +55,19 @@ inline constexpr CellFacts kRnnFacts{1, "h", 1, 1, {0, -1, -1, -1}, {0, -1, -1, 
 inline constexpr CellFacts kGruFacts{3, "rzn", 1, 4, {0, 1, 2, -1}, {0, 1, -1, 2}, 2};
 inline constexpr CellFacts kLstmFacts{4, "ifgo", 2, 4, {0, 1, 3, 2}, {0, 1, 3, 2}, 3};
 
+/// The gate blocks in the order ONNX's LSTM, GRU and RNN operators lay them
+/// out, named by gate_order's letters: ONNX's LSTM is (i, o, f, c), c being
+/// PyTorch's g; its GRU is (z, r, h), h being n (with linear_before_reset=1,
+/// which is PyTorch's GRU). export_onnx.cpp reorders the weights by it.
+constexpr std::string_view onnx_gate_order(CellType cell) {
+  switch (cell) {
+    case CellType::RNN: return "h";
+    case CellType::GRU: return "zrn";
+    case CellType::LSTM: break;
+  }
+  return "iofg";
+}
+
 constexpr const CellFacts& cell_facts(CellType cell) {
   switch (cell) {
     case CellType::RNN: return kRnnFacts;
