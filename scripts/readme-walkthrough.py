@@ -16,6 +16,8 @@ test run:
   0`), the block's curl asks it (its port rewritten), and it is stopped with
   SIGTERM, which must end it with status 0;
 - `charrnn chat` reads the README's own piped example;
+- `python3 -m http.server` is skipped: it serves until stopped, and
+  tests/web serves the web export's folder and drives its page instead;
 - files a block expects the reader to have (lyrics/, more-whales/,
   opening.txt) are written as small stand-ins from the fetched corpora;
 - XDG_CACHE_HOME points into the scratch folder (training keeps encoded
@@ -126,8 +128,8 @@ def corpora_needed(command):
     return sorted({c for n in names for c in NEEDS.get(n, ())})
 
 
-def has_torch(python):
-    return subprocess.run([python, "-c", "import torch"], capture_output=True).returncode == 0
+def has_module(python, module):
+    return subprocess.run([python, "-c", "import " + module], capture_output=True).returncode == 0
 
 
 class Walk:
@@ -245,10 +247,15 @@ class Walk:
                     "./build/charrnn train --config configs/default.json" + self.budget(),
                     './build/charrnn generate --checkpoint models/default.best.pt --prime "Call me Ishmael. "'
                     " --length 600 --temperature 0.7 --seed 1"], None
+        if re.match(r"python3\s+-m\s+http\.server\b", command):
+            return None, "a static file server that runs until stopped (tests/web serves the folder and drives the page)"
+        if command.startswith("node ") and not shutil.which("node"):
+            return None, "node is not installed"
         if command.startswith("chromium") and not shutil.which("chromium"):
             return None, "chromium is not installed"
-        if re.match(r"/usr/bin/python3\s+-c\s+'import torch", command) and not has_torch("/usr/bin/python3"):
-            return None, "/usr/bin/python3 has no torch (apt install python3-torch)"
+        module = re.match(r"/usr/bin/python3\s+-c\s+'import (torch|onnx)\b", command)
+        if module and not has_module("/usr/bin/python3", module.group(1)):
+            return None, f"/usr/bin/python3 has no {module.group(1)} (apt install python3-{module.group(1)})"
         if re.search(r"charrnn\s+train\b|\s--\s+train\b", command):
             resumed = re.search(r"--resume\s+(\S+)", command)
             return [command + self.budget(resumed.group(1) if resumed else None)], None

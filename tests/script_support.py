@@ -3,13 +3,21 @@ end-to-end tests of `charrnn serve`, a small model trained on a text
 written here, a server started on a loopback port and stopped, checks that
 are counted, and `charrnn generate`'s text to compare with.
 
-Imported by tests/interop, tests/openai_client, tests/browser and
-tests/serve_e2e (each puts this folder on sys.path).
+For the tests of clients nobody here wrote: npm packages pinned by a
+package-lock.json, a static site on a loopback port, and Debian's chromium
+driven by selenium.
+
+Imported by tests/interop, tests/openai_client, tests/browser, tests/web,
+tests/onnx and tests/serve_e2e (each puts this folder on sys.path).
 """
+import functools
+import http.server
 import os
 import random
 import re
+import shutil
 import subprocess
+import threading
 import time
 
 here = os.path.dirname(os.path.abspath(__file__))
@@ -113,3 +121,91 @@ class Server:
         self.log.extend(self.process.stderr.readlines())
         check(self.process.returncode == 0, f"the server exits 0 after SIGTERM (got {self.process.returncode})")
         return False
+
+
+class Unavailable(Exception):
+    """A tool a test needs is missing (no npm registry, no browser): the
+    test is skipped, or the part of it that needs the tool."""
+
+
+def npm_ci(package_dir, work):
+    """`npm ci --ignore-scripts` of package_dir's package.json and
+    package-lock.json into work (kept while the lock is unchanged); returns
+    work's node_modules. --ignore-scripts: no install script runs
+    (onnxruntime-node's would download GPU libraries from a host we cannot
+    reach; what the tests use is in the packages). Raises Unavailable
+    without npm or the registry."""
+    if not shutil.which("node") or not shutil.which("npm"):
+        raise Unavailable("node and npm are needed (scripts/lib/deps.sh installs them)")
+    os.makedirs(work, exist_ok=True)
+    with open(os.path.join(package_dir, "package-lock.json"), encoding="utf-8") as f:
+        lock = f.read()
+    installed = os.path.join(work, "package-lock.json")
+    modules = os.path.join(work, "node_modules")
+    if os.path.isdir(modules) and os.path.exists(installed):
+        with open(installed, encoding="utf-8") as f:
+            if f.read() == lock:
+                return modules
+    for name in ["package.json", "package-lock.json"]:
+        shutil.copy(os.path.join(package_dir, name), work)
+    result = subprocess.run(["npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"],
+                            cwd=work, capture_output=True, text=True, timeout=600)
+    if result.returncode != 0:
+        os.remove(installed)
+        raise Unavailable(f"npm ci failed (no registry?): {result.stderr[-500:]}")
+    return modules
+
+
+class StaticSite:
+    """A folder served over HTTP on a loopback port from a thread, as any
+    static host would serve it (ES modules and wasm with their types)."""
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map,
+                          ".js": "text/javascript", ".mjs": "text/javascript", ".wasm": "application/wasm"}
+
+        def log_message(self, *args):
+            pass
+
+    def __init__(self, root):
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(self.Handler, directory=root))
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+
+CHROMEDRIVER = "/usr/bin/chromedriver"  # Debian's chromium-driver
+
+
+def start_chromium(work):
+    """Debian's chromium, headless with a fresh profile in work, driven by
+    chromium-driver through selenium. Raises Unavailable when one of them is
+    missing or the browser does not start."""
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        raise Unavailable("no selenium for this python (scripts/lib/deps.sh installs python3-selenium)")
+    if not os.path.exists(CHROMEDRIVER) or not shutil.which("chromium"):
+        raise Unavailable("no chromium or chromedriver (scripts/lib/deps.sh installs chromium, chromium-driver)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    # headless in a container that runs as root: no sandbox, no GPU, and a
+    # profile of its own so that nothing of a user's browser comes in
+    for flag in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--no-first-run", "--disable-extensions", f"--user-data-dir={os.path.join(work, 'profile')}"]:
+        options.add_argument(flag)
+    try:
+        return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    except Exception as e:  # selenium wraps every way a browser fails to start
+        raise Unavailable(f"the browser did not start: {str(e).splitlines()[0] if str(e) else type(e).__name__}")

@@ -22,36 +22,18 @@ import urllib.request
 
 here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(here, ".."))
-from script_support import Server, as_printed, check, continuation, finish, train_small_model  # noqa: E402
+from script_support import (Server, Unavailable, as_printed, check, continuation, finish, start_chromium,  # noqa: E402
+                            train_small_model)
 
-CHROMEDRIVER = "/usr/bin/chromedriver"  # Debian's chromium-driver
 KEY = "sekret"
-
-
-def skip(why):
-    print(f"skipped: {why} (scripts/lib/deps.sh installs chromium, chromium-driver and python3-selenium)")
-    sys.exit(77)
 
 
 def start_browser(work):
     try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        skip("no selenium for this python")
-    if not os.path.exists(CHROMEDRIVER) or not shutil.which("chromium"):
-        skip("no chromium or chromedriver")
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium")
-    # headless in a container that runs as root: no sandbox, no GPU, and a
-    # profile of its own so that nothing of a user's browser comes in
-    for flag in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--no-first-run", "--disable-extensions", f"--user-data-dir={os.path.join(work, 'profile')}"]:
-        options.add_argument(flag)
-    try:
-        return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    except Exception as e:  # selenium wraps every way a browser fails to start
-        skip(f"the browser did not start: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+        return start_chromium(work)
+    except Unavailable as e:
+        print(f"skipped: {e}")
+        sys.exit(77)
 
 
 def wait_for(condition, seconds, what):

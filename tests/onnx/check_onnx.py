@@ -23,22 +23,20 @@ Usage: check_onnx.py CHARRNN_BINARY WORK_DIR   (run by ctest)
 Exits 77 (skipped) when python's onnx, node, npm or the packages are
 missing; the browser part alone is skipped (and said) without chromium.
 """
-import functools
-import http.server
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
-import threading
 import time
 
 here = os.path.dirname(os.path.abspath(__file__))
 source_dir = os.path.join(here, "..", "..")
 sys.path.insert(0, os.path.join(here, ".."))
 import script_support  # noqa: E402
-from script_support import as_printed, charrnn, check, continuation, finish, make_text  # noqa: E402
+from script_support import (StaticSite, Unavailable, as_printed, charrnn, check, continuation, finish,  # noqa: E402
+                            make_text, npm_ci, start_chromium)
 
 script_support.quiet = True
 TOLERANCE = 1e-4
@@ -52,23 +50,13 @@ def skip(why):
 
 
 def install_packages(work):
-    """npm ci into WORK_DIR, kept between runs while package-lock.json is unchanged."""
-    if not shutil.which("node") or not shutil.which("npm"):
-        skip("node and npm are needed")
-    for name in ["package.json", "cases.mjs", "check.mjs", "page.html"]:
+    """npm ci into WORK_DIR (kept between runs while package-lock.json is unchanged), beside the test's scripts."""
+    try:
+        npm_ci(here, work)
+    except Unavailable as e:
+        skip(f"onnxruntime could not be installed: {e}")
+    for name in ["cases.mjs", "check.mjs", "page.html"]:
         shutil.copy(os.path.join(here, name), work)
-    lock = open(os.path.join(here, "package-lock.json")).read()
-    installed = os.path.join(work, "package-lock.json")
-    if os.path.exists(installed) and open(installed).read() == lock and os.path.isdir(os.path.join(work, "node_modules")):
-        return
-    shutil.copy(os.path.join(here, "package-lock.json"), work)
-    # --ignore-scripts: onnxruntime-node's install script downloads GPU
-    # libraries; its CPU binary is in the package
-    result = subprocess.run(["npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"],
-                            cwd=work, capture_output=True, text=True, timeout=300)
-    if result.returncode != 0:
-        os.remove(installed)
-        skip(f"npm ci could not install onnxruntime (no registry?): {result.stderr[-500:]}")
 
 
 def train_models(binary, work):
@@ -219,26 +207,8 @@ def check_greedy_text(binary, work, models):
                   f"{result.stdout!r} {result.stderr[-300:]}")
 
 
-class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map,
-                      ".mjs": "text/javascript", ".wasm": "application/wasm", ".onnx": "application/octet-stream"}
-
-    def log_message(self, *args):
-        pass
-
-
 def check_web(work, jobs):
     """jobs: [(label, module, cases, onnx_path)]: the same cases in onnxruntime-web."""
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        print("skipped: the onnxruntime-web part (no selenium for this python)")
-        return
-    chromedriver = "/usr/bin/chromedriver"  # Debian's chromium-driver
-    if not os.path.exists(chromedriver) or not shutil.which("chromium"):
-        print("skipped: the onnxruntime-web part (no chromium or chromedriver)")
-        return
     site = os.path.join(work, "site")
     shutil.rmtree(site, ignore_errors=True)
     os.makedirs(os.path.join(site, "models"))
@@ -247,22 +217,15 @@ def check_web(work, jobs):
     shutil.copy(os.path.join(work, "page.html"), os.path.join(site, "index.html"))
     for _, _, _, onnx_path in jobs:
         shutil.copy(onnx_path, os.path.join(site, "models"))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=site))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium")
-    for flag in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--no-first-run", "--disable-extensions", f"--user-data-dir={os.path.join(work, 'profile')}"]:
-        options.add_argument(flag)
     try:
-        browser = webdriver.Chrome(service=Service(chromedriver), options=options)
-    except Exception as e:  # selenium wraps every way a browser fails to start
-        print(f"skipped: the onnxruntime-web part (the browser did not start: {str(e).splitlines()[0] if str(e) else e})")
-        server.shutdown()
+        browser = start_chromium(work)
+    except Unavailable as e:
+        print(f"skipped: the onnxruntime-web part ({e})")
         return
+    server = StaticSite(site)
     try:
         browser.set_script_timeout(60)
-        browser.get(f"http://127.0.0.1:{server.server_address[1]}/")
+        browser.get(server.url)
         for label, module, cases, onnx_path in jobs:
             got = browser.execute_async_script("""
                 const [url, cases, done] = arguments;
@@ -275,7 +238,7 @@ def check_web(work, jobs):
             compare(label, module, cases, json.loads(got))
     finally:
         browser.quit()
-        server.shutdown()
+        server.close()
 
 
 def main():
@@ -293,7 +256,7 @@ def main():
     install_packages(work)
     bad = subprocess.run([binary, "export", "--checkpoint", "x.pt", "--format", "tflite", "--out", "m"],
                          capture_output=True, text=True)
-    check(bad.returncode == 2 and "--format must be one of torchscript, onnx" in bad.stderr,
+    check(bad.returncode == 2 and "--format must be one of torchscript, web, onnx" in bad.stderr,
           f"an unknown --format is a usage error: {bad.returncode} {bad.stderr.strip()}")
 
     started = time.time()

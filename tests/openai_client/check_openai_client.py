@@ -22,20 +22,17 @@ import sys
 
 here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(here, ".."))
-from script_support import Server, as_printed, check, continuation, finish, train_small_model  # noqa: E402
+from script_support import (Server, Unavailable, as_printed, check, continuation, finish, npm_ci,  # noqa: E402
+                            train_small_model)
 
 
 def install_client(work):
-    if not shutil.which("node") or not shutil.which("npm"):
-        print("skipped: node and npm are needed (scripts/lib/deps.sh installs them)")
+    try:
+        npm_ci(here, work)
+    except Unavailable as e:
+        print(f"skipped: the openai package could not be installed: {e}")
         sys.exit(77)
-    for name in ["package.json", "package-lock.json", "client.mjs"]:
-        shutil.copy(os.path.join(here, name), work)
-    result = subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=work,
-                            capture_output=True, text=True, timeout=300)
-    if result.returncode != 0:
-        print(f"skipped: npm ci could not install the openai package (no registry?): {result.stderr[-500:]}")
-        sys.exit(77)
+    shutil.copy(os.path.join(here, "client.mjs"), work)
 
 
 def main():
