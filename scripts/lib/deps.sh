@@ -26,8 +26,11 @@ apt_ensure() {
 # libcpp-httplib-dev (found with pkg-config): the HTTP server of `charrnn serve`.
 # libicu-dev: Unicode names and normalisation (prompt characters folded into
 # the model's vocabulary).
+# wabt: wat2wasm assembles charrnn.js's WebAssembly SIMD kernel
+# (src/web/charrnn.wat), which web exports carry as charrnn.wasm; without it
+# the build still works and charrnn.js runs its slower plain JS products.
 BUILD_PACKAGES=(cmake g++ make libtorch-dev libopenblas0-pthread libcxxopts-dev nlohmann-json3-dev libgtest-dev libgloo-dev
-                pkg-config libcpp-httplib-dev libicu-dev)
+                pkg-config libcpp-httplib-dev libicu-dev wabt)
 # Python with the same torch, for the export interop test (tests/interop);
 # tmux, for the test that drives `charrnn chat` on a real terminal;
 # iproute2, for the test that trains across network namespaces;
