@@ -114,6 +114,13 @@ TEST_P(WebExport, FolderComputesTheModelsLogitsAndCarriesItsFacts) {
 
   for (const char* file : {"manifest.json", "vocab.json", "charrnn.json", "charrnn.js", "index.html"})
     EXPECT_TRUE(fs::exists(out / file)) << file;
+#ifdef CHARRNN_WEB_KERNEL
+  // the build assembled src/web/charrnn.wat: the folder carries the module
+  const std::string wasm = charrnn::read_file((out / "charrnn.wasm").string());
+  EXPECT_EQ(wasm.substr(0, 4), std::string("\0asm", 4)) << "charrnn.wasm starts with WebAssembly's magic";
+#else
+  EXPECT_FALSE(fs::exists(out / "charrnn.wasm")) << "a build without wat2wasm writes no kernel";
+#endif
   const nlohmann::json manifest = read_json(out / "manifest.json"), info = read_json(out / "charrnn.json");
   int64_t weight_bytes = 0;
   for (const auto& [name, entry] : manifest.items()) {

@@ -29,8 +29,11 @@ apt_ensure() {
 # libonnx-dev and libprotobuf-dev: `charrnn export --format onnx` builds the
 # model with ONNX's protobuf classes and checks it with ONNX's checker
 # (optional in CMake; without them that export is an error).
+# wabt: wat2wasm assembles charrnn.js's WebAssembly SIMD kernel
+# (src/web/charrnn.wat), which web exports carry as charrnn.wasm; without it
+# the build still works and charrnn.js runs its slower plain JS products.
 BUILD_PACKAGES=(cmake g++ make libtorch-dev libopenblas0-pthread libcxxopts-dev nlohmann-json3-dev libgtest-dev libgloo-dev
-                pkg-config libcpp-httplib-dev libicu-dev libonnx-dev libprotobuf-dev)
+                pkg-config libcpp-httplib-dev libicu-dev libonnx-dev libprotobuf-dev wabt)
 # Python with the same torch, for the export interop test (tests/interop);
 # tmux, for the test that drives `charrnn chat` on a real terminal;
 # iproute2, for the test that trains across network namespaces;

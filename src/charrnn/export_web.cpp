@@ -1,6 +1,7 @@
 #include "charrnn/export_web.h"
 
 #include <cmath>
+#include <cstddef>
 #include <filesystem>
 #include <system_error>
 #include <utility>
@@ -20,6 +21,11 @@ namespace charrnn {
 // src/web/charrnn.js and src/web/index.html, embedded by the build (cmake/embed_text.cmake)
 extern const char* const kWebRuntimeSource;
 extern const char* const kWebPageSource;
+#ifdef CHARRNN_WEB_KERNEL
+// charrnn.wasm, assembled from src/web/charrnn.wat (cmake/embed_binary.cmake)
+extern const unsigned char kWebKernel[];
+extern const std::size_t kWebKernel_size;
+#endif
 
 namespace fs = std::filesystem;
 
@@ -260,6 +266,10 @@ WebExport export_web(const Checkpoint& checkpoint, const std::string& out) {
   write_text(staged / "charrnn.json", describe(checkpoint, roles, check, result.ml5_compatible).dump(1) + "\n");
   write_text(staged / "charrnn.js", kWebRuntimeSource);
   write_text(staged / "index.html", kWebPageSource);
+#ifdef CHARRNN_WEB_KERNEL
+  write_file_atomically((staged / "charrnn.wasm").string(),
+                        std::string(reinterpret_cast<const char*>(kWebKernel), kWebKernel_size));
+#endif
   for (const auto& entry : fs::directory_iterator(staged)) result.folder_bytes += static_cast<int64_t>(entry.file_size());
 
   move_into_place(staged, target);

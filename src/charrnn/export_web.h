@@ -15,6 +15,9 @@
 //                  training summary, the manifest keys of each weight, and
 //                  a load check (probabilities for a fixed input)
 //   charrnn.js, index.html
+//   charrnn.wasm   charrnn.js's matrix-vector kernel in WebAssembly SIMD
+//                  (src/web/charrnn.wat), when the build had wat2wasm
+//                  (CHARRNN_WEB_KERNEL); charrnn.js runs plain JS without it
 // Variables, for V characters, E embedding, H hidden, layer input I:
 //   embedding [V, E]; rnnlm/softmax_w [H, V] (logits = h @ w + b); rnnlm/softmax_b [V]
 //   LSTM: rnnlm/multi_rnn_cell/cell_<l>/basic_lstm_cell/kernel [I + H, 4H] and

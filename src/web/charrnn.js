@@ -9,15 +9,20 @@
 //   const model = await load("model/");            // a URL in a page, a folder under Node
 //   const text = await model.generate({ prime: "The ", length: 200, seed: 1, onText: (s) => show(s) });
 //   const probs = await model.next("The ");         // next-character probabilities, by id
+//   model.backend                                   // "wasm-simd" or "js": which products run
 //
 // What it leaves out: batches of samples, training, anything on a GPU.
 // The folder's format is docs' web-format (format_version 1): manifest.json
 // and raw float32 files as ml5.js reads them, vocab.json, charrnn.json.
 //
-// Arithmetic is float64 (JS numbers) over float64 weights; charrnn computes
-// in float32, so probabilities agree to about 1e-6, not bit for bit. A
-// seeded draw could in principle land on the other side of a cdf boundary
-// from charrnn's; the margin is that small, so in practice the text is the same.
+// The matrix-vector products, nearly all of a step's time, run in
+// charrnn.wasm (src/web/charrnn.wat: WebAssembly SIMD, float32 as charrnn
+// computes) when the folder has it and the engine has SIMD; otherwise in
+// plain JS, float64 over float64 weights. Either way charrnn's own float32
+// kernels sum in another order, so probabilities agree to about 1e-6, not
+// bit for bit. A seeded draw could in principle land on the other side of a
+// cdf boundary from charrnn's; the margin is that small, so in practice the
+// text is the same.
 //
 // Shape legend: V vocabulary, E embedding, H hidden, G gates (LSTM 4, GRU 3, RNN 1).
 
@@ -41,31 +46,35 @@ async function folderReader(source) {
     const fs = await import("node:fs/promises");
     const path = await import("node:path");
     const dir = text.startsWith("file:") ? (await import("node:url")).fileURLToPath(text) : text;
-    const read = async (name) => {
+    const read = async (name, optional) => {
       const file = path.join(dir, name);
       try {
         return await fs.readFile(file);
       } catch (e) {
+        if (optional && e.code === "ENOENT") return null;
         throw new Error(`charrnn.js: cannot read ${file}: ${e.code === "ENOENT" ? "no such file" : e.message}`);
       }
+    };
+    const bytes = async (name, optional) => {
+      const b = await read(name, optional);
+      return b && b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength);
     };
     return {
       where: dir,
       text: async (name) => (await read(name)).toString("utf8"),
-      bytes: async (name) => {
-        const b = await read(name);
-        return b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength);
-      },
+      bytes: (name) => bytes(name, false),
+      optionalBytes: (name) => bytes(name, true),  // null when the file is absent
     };
   }
   const base = text.endsWith("/") ? text : text + "/";
-  const get = async (name) => {
+  const get = async (name, optional) => {
     let response;
     try {
       response = await fetch(base + name);
     } catch (e) {
       throw new Error(`charrnn.js: cannot fetch ${base + name}: ${e.message}`);
     }
+    if (optional && response.status === 404) return null;
     if (!response.ok) throw new Error(`charrnn.js: cannot fetch ${base + name}: HTTP ${response.status}`);
     return response;
   };
@@ -73,6 +82,10 @@ async function folderReader(source) {
     where: base,
     text: async (name) => (await get(name)).text(),
     bytes: async (name) => (await get(name)).arrayBuffer(),
+    optionalBytes: async (name) => {  // null when the file is absent (HTTP 404)
+      const response = await get(name, true);
+      return response && response.arrayBuffer();
+    },
   };
 }
 
@@ -264,37 +277,43 @@ class CharFolder {
   }
 }
 
-// ---------------------------------------------------------------- the model
+// ---------------------------------------------------------------- the products
 
-// Each layer's weights are rearranged at load time into float64 matrices
-// whose rows are the gate units, so one step is a few matrix-vector products.
+// Each layer's weights are rearranged at load time into matrices whose rows
+// are the gate units, so one step is a few matrix-vector products.
 // An LSTM or RNN layer above the first reads one fused [W_x W_h] row over the
 // vector [x; h]; the first layer's input product is looked up instead,
 // precomputed per character (embedding row times W_x plus the bias), which
 // removes a third of an LSTM's work. A GRU keeps the input and hidden
 // products apart, as its candidate needs them so.
 //
-// The matrices are stored in blocks of 4 rows interleaved by column
-// (packed[(r / 4) * 4 * cols + 4 * j + r % 4] = W[r][j]): each x[j] is read
-// once for 4 rows and the weights stream through memory in order. Against
-// one row at a time with 4 accumulators this took an LSTM 2x256's matrix
-// product from 1.0 to 1.6 GMAC/s under Node 20 (float64; Float32Array
-// weights were slower, 1.2 GMAC/s). Row counts are padded to a multiple of 4.
+// The matrices are stored in blocks of B rows interleaved by column
+// (packed[(r / B) * B * cols + B * j + r % B] = W[r][j]): each x[j] is read
+// once for B rows and the weights stream through memory in order. Row
+// counts are padded to a multiple of B with zeros. Two backends hold them:
+//
+// WasmProducts: charrnn.wasm's gemv (src/web/charrnn.wat), B = 16, float32
+// in the module's one memory, which also holds every vector a product reads
+// or writes; the Model sees them as Float32Array views on it. For an LSTM
+// 2x256 this runs the products at about 5 GMAC/s under Node 20.
+//
+// JsProducts: plain JS, B = 4, float64. Against one row at a time with 4
+// accumulators this took the same products from 1.0 to 1.6 GMAC/s under
+// Node 20 (Float32Array weights were slower, 1.2 GMAC/s; 8-row blocks too).
 
-const pad4 = (n) => (n + 3) & ~3;
+const padTo = (n, b) => Math.ceil(n / b) * b;
 
-/** W (rows x cols, row-major) in gemv's layout, rows padded to a multiple of 4 with zeros. */
-function pack(W, rows, cols) {
-  const packed = new Float64Array(pad4(rows) * cols);
+/** W (rows x cols, row-major) into `out` in blocks of B rows (out zeroed, padTo(rows, B) * cols long). */
+function pack(W, rows, cols, B, out) {
   for (let r = 0; r < rows; r++) {
-    const base = (r >> 2) * 4 * cols + (r & 3);
-    for (let j = 0; j < cols; j++) packed[base + 4 * j] = W[r * cols + j];
+    const base = Math.floor(r / B) * B * cols + (r % B);
+    for (let j = 0; j < cols; j++) out[base + B * j] = W[r * cols + j];
   }
-  return packed;
+  return out;
 }
 
-/** y[r] = init[initOff + r] + W[r, :] . x[xOff ...] for r < rows (a multiple of 4), W packed. */
-function gemv(W, rows, cols, x, xOff, y, init, initOff) {
+/** y[r] = init[initOff + r] + W[r, :] . x[xOff ...] for r < rows (a multiple of 4), W in 4-row blocks. */
+function gemv4(W, rows, cols, x, xOff, y, init, initOff) {
   let p = 0;
   for (let r = 0; r < rows; r += 4) {
     let a0 = 0, a1 = 0, a2 = 0, a3 = 0;
@@ -328,10 +347,62 @@ function gemvRows(W, rows, cols, x, xOff, y, init, initOff) {
   }
 }
 
+class JsProducts {
+  constructor() {
+    this.name = "js";
+    this.block = 4;
+  }
+  reserve() {}
+  vector(n) {
+    return new Float64Array(n);
+  }
+  /** A product's matrix from W (rows x cols, row-major): {rows (padded), cols, data}. */
+  matrix(W, rows, cols) {
+    const padded = padTo(rows, 4);
+    return { rows: padded, cols, data: pack(W, rows, cols, 4, new Float64Array(padded * cols)) };
+  }
+  /** y = init[initOff ...] + M x[xOff ...], M.rows of them. */
+  gemv(M, x, xOff, y, init, initOff) {
+    gemv4(M.data, M.rows, M.cols, x, xOff, y, init, initOff);
+  }
+}
+
+class WasmProducts {
+  /** module: charrnn.wasm, compiled. */
+  constructor(module) {
+    this.name = "wasm-simd";
+    this.block = 16;
+    this.module = module;
+  }
+  /** Sizes the memory for `floats` float32 values in all; called once, before any vector(). */
+  reserve(floats) {
+    this.memory = new WebAssembly.Memory({ initial: Math.ceil((4 * floats) / 65536) || 1 });
+    this.kernel = new WebAssembly.Instance(this.module, { env: { memory: this.memory } }).exports.gemv;
+    this.top = 0;
+  }
+  /** n float32, a view on the memory, 64-byte aligned (one 16-row block). */
+  vector(n) {
+    const bytes = 4 * padTo(n, 16);
+    if (this.top + bytes > this.memory.buffer.byteLength) throw new Error("charrnn.js: internal: the wasm memory plan is short");
+    const view = new Float32Array(this.memory.buffer, this.top, n);
+    this.top += bytes;
+    return view;
+  }
+  matrix(W, rows, cols) {
+    const padded = padTo(rows, 16), data = pack(W, rows, cols, 16, this.vector(padded * cols));
+    return { rows: padded, cols, ptr: data.byteOffset };
+  }
+  gemv(M, x, xOff, y, init, initOff) {
+    this.kernel(M.ptr, M.rows, M.cols, x.byteOffset + 4 * xOff, y.byteOffset, init.byteOffset + 4 * initOff);
+  }
+}
+
+// ---------------------------------------------------------------- the model
+
 const sigmoid = (v) => 1 / (1 + Math.exp(-v));
 
 class Model {
-  constructor(config, tensors, vocabChars) {
+  constructor(config, tensors, vocabChars, products) {
     const { cell, num_layers: L, embedding_dim: E, hidden_size: H, vocab_size: V } = config;
     Object.assign(this, { cell, numLayers: L, embeddingDim: E, hiddenSize: H, vocabSize: V });
     this.config = config;
@@ -348,17 +419,31 @@ class Model {
     this.folder = new CharFolder(this.ids);
     // an empty prime draws its first character by these (uniformly when they sum to 0, as charrnn)
     this.counts = config.counts.some((n) => n > 0) ? config.counts : config.counts.map(() => 1);
+    /** "wasm-simd" or "js": where the matrix-vector products run. */
+    this.backend = products.name;
+    this.products = products;
 
     const G = CELLS[cell];
+    const R = G * H, Rp = padTo(R, products.block), Vp = padTo(V, products.block);  // gate rows, padded
+    // every float the products' memory holds (each vector is padded to 16 by WasmProducts)
+    const v16 = (n) => padTo(n, 16);
+    let floats = v16(Vp * H) + 2 * v16(Vp);
+    for (let l = 0; l < L; l++) {
+      const n = l === 0 ? E : H;
+      floats += 4 * v16(Rp) + v16(n + H);                                  // bx, bh, gates, gx; xh
+      floats += l === 0 ? v16(V * Rp) + v16(Rp * H) : cell === "gru" ? v16(Rp * n) + v16(Rp * H) : v16(Rp * (n + H));
+    }
+    products.reserve(floats);
+    const vector = (n) => products.vector(n);
+
     const w = config.weights;
     const emb = tensors[w.embedding];                       // [V, E]
     const outW = tensors[w.output_weight];                  // [H, V], TF layout
     const rowsOut = new Float64Array(V * H);                // [V, H]: a row per character
     for (let h = 0; h < H; h++) for (let v = 0; v < V; v++) rowsOut[v * H + h] = outW[h * V + v];
-    this.outW = pack(rowsOut, V, H);
-    this.outB = new Float64Array(pad4(V));
+    this.outW = products.matrix(rowsOut, V, H);
+    this.outB = vector(Vp);
     this.outB.set(tensors[w.output_bias]);
-    const R = G * H, Rp = pad4(R);  // gate rows, padded
     this.layers = [];
     for (let l = 0; l < L; l++) {
       const n = l === 0 ? E : H;  // this layer's input size
@@ -366,7 +451,7 @@ class Model {
       // Wx [G*H, n], Wh [G*H, H], bx, bh [G*H] in PyTorch's gate order
       // (LSTM i, f, g, o; GRU r, z, n; RNN one block)
       const Wx = new Float64Array(G * H * n), Wh = new Float64Array(G * H * H);
-      const bx = new Float64Array(Rp), bh = new Float64Array(Rp);
+      const bx = vector(Rp), bh = vector(Rp);
       if (cell === "lstm") {
         const K = tensors[names.kernel], B = tensors[names.bias];  // [n + H, 4H] in TF order i, j, f, o
         const tfBlock = [0, 2, 1, 3];                              // PyTorch's i, f, g, o in TF's columns
@@ -389,11 +474,14 @@ class Model {
       if (fused) for (let r = 0; r < G * H; r++) bx[r] += bh[r];
       if (l === 0) {
         // the input product of every character: table[id] = emb[id] . Wx^T + bx
-        layer.table = new Float64Array(V * Rp);
-        for (let v = 0; v < V; v++) gemvRows(Wx, R, n, emb, v * E, layer.table.subarray(v * Rp), bx, 0);
-        layer.W = pack(Wh, R, H);  // then only the hidden product is left
-        layer.cols = H;
-        layer.xh = new Float64Array(H);
+        layer.table = vector(V * Rp);
+        const row = new Float64Array(Rp);  // summed in float64 whatever the backend
+        for (let v = 0; v < V; v++) {
+          gemvRows(Wx, R, n, emb, v * E, row, bx, 0);
+          layer.table.set(row, v * Rp);
+        }
+        layer.W = products.matrix(Wh, R, H);  // then only the hidden product is left
+        layer.xh = vector(H);
         layer.hOff = 0;
       } else if (fused) {
         const W = new Float64Array(R * (n + H));
@@ -401,27 +489,25 @@ class Model {
           W.set(Wx.subarray(r * n, (r + 1) * n), r * (n + H));
           W.set(Wh.subarray(r * H, (r + 1) * H), r * (n + H) + n);
         }
-        layer.W = pack(W, R, n + H);
+        layer.W = products.matrix(W, R, n + H);
         layer.b = bx;
-        layer.cols = n + H;
-        layer.xh = new Float64Array(n + H);  // [x; h]
+        layer.xh = vector(n + H);  // [x; h]
         layer.hOff = n;
       } else {
-        layer.Wx = pack(Wx, R, n);
+        layer.Wx = products.matrix(Wx, R, n);
         layer.bx = bx;
-        layer.W = pack(Wh, R, H);
-        layer.cols = H;
-        layer.xh = new Float64Array(n + H);  // [x; h]; Wx reads x, W reads h
+        layer.W = products.matrix(Wh, R, H);
+        layer.xh = vector(n + H);  // [x; h]; Wx reads x, W reads h
         layer.hOff = n;
       }
       layer.bh = bh;
       layer.c = new Float64Array(H);           // LSTM's cell state
-      layer.gates = new Float64Array(Rp);      // hidden (or fused) product
-      layer.gx = new Float64Array(Rp);         // GRU: input product
+      layer.gates = vector(Rp);                // hidden (or fused) product
+      layer.gx = vector(Rp);                   // GRU: input product
       layer.rows = Rp;
       this.layers.push(layer);
     }
-    this.logits = new Float64Array(pad4(V));
+    this.logits = vector(Vp);
     this.probs = new Float64Array(V);
     this.sampler = new RowSampler(V);
   }
@@ -435,20 +521,20 @@ class Model {
 
   /** Reads character `id`; this.logits then holds the next character's logits. */
   step(id) {
-    const H = this.hiddenSize, cell = this.cell, layers = this.layers, L = layers.length;
+    const H = this.hiddenSize, cell = this.cell, layers = this.layers, L = layers.length, P = this.products;
     for (let l = 0; l < L; l++) {
       const layer = layers[l], xh = layer.xh, hOff = layer.hOff, gates = layer.gates, rows = layer.rows;
       if (l === 0) {
         if (cell === "gru") {
-          gemv(layer.W, rows, H, xh, 0, gates, layer.bh, 0);
+          P.gemv(layer.W, xh, 0, gates, layer.bh, 0);
         } else {
-          gemv(layer.W, rows, H, xh, 0, gates, layer.table, id * rows);
+          P.gemv(layer.W, xh, 0, gates, layer.table, id * rows);
         }
       } else if (cell === "gru") {
-        gemv(layer.Wx, rows, layer.n, xh, 0, layer.gx, layer.bx, 0);  // Wx reads the first n of [x; h]
-        gemv(layer.W, rows, H, xh, hOff, gates, layer.bh, 0);
+        P.gemv(layer.Wx, xh, 0, layer.gx, layer.bx, 0);  // Wx reads the first n of [x; h]
+        P.gemv(layer.W, xh, hOff, gates, layer.bh, 0);
       } else {
-        gemv(layer.W, rows, layer.cols, xh, 0, gates, layer.b, 0);
+        P.gemv(layer.W, xh, 0, gates, layer.b, 0);
       }
       const above = l + 1 < L ? layers[l + 1].xh : null;  // the next layer's input is this new h
       if (cell === "lstm") {
@@ -474,7 +560,7 @@ class Model {
       if (above) for (let u = 0; u < H; u++) above[u] = xh[hOff + u];
     }
     const top = layers[L - 1];
-    gemv(this.outW, this.logits.length, H, top.xh, top.hOff, this.logits, this.outB, 0);
+    P.gemv(this.outW, top.xh, top.hOff, this.logits, this.outB, 0);
   }
 
   /** Probabilities after reading ids from a zero state (temperature 1). */
@@ -624,14 +710,56 @@ function yieldToEventLoop() {
 
 // ---------------------------------------------------------------- load
 
+// A module whose one function returns a v128: it validates only where the
+// engine has WebAssembly SIMD (wasm-feature-detect's probe).
+const SIMD_PROBE = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 10, 1, 8, 0,
+                                   65, 0, 253, 15, 253, 98, 11]);
+const BACKENDS = ["auto", "wasm-simd", "js"];
+
+/**
+ * The products' backend: charrnn.wasm's when the folder has it and the
+ * engine runs SIMD (or backend is "wasm-simd", which then requires both),
+ * plain JS when backend is "js" or either is missing. A charrnn.wasm that is
+ * there but not the kernel is an error, never a silent fallback.
+ */
+async function productsFor(folder, backend) {
+  if (!BACKENDS.includes(backend)) {
+    throw new RangeError(`charrnn.js: backend must be one of ${BACKENDS.join(", ")}, got ${JSON.stringify(backend)}`);
+  }
+  if (backend === "js") return new JsProducts();
+  const simd = typeof WebAssembly === "object" && WebAssembly.validate(SIMD_PROBE);
+  const bytes = simd || backend === "wasm-simd" ? await folder.optionalBytes("charrnn.wasm") : null;
+  if (backend === "wasm-simd" && !(simd && bytes)) {
+    throw new Error(`charrnn.js: backend "wasm-simd" needs ${simd ? "charrnn.wasm in the folder" : "an engine with WebAssembly SIMD"}`);
+  }
+  if (!bytes) return new JsProducts();
+  let module;
+  try {
+    module = await WebAssembly.compile(bytes);
+  } catch (e) {
+    throw new Error(`charrnn.js: charrnn.wasm is not a valid WebAssembly module (${e.message}); ` +
+                    `export the folder again, or load it with {backend: "js"}`);
+  }
+  const gemv = WebAssembly.Module.exports(module).find((e) => e.name === "gemv" && e.kind === "function");
+  const memory = WebAssembly.Module.imports(module).find((i) => i.module === "env" && i.name === "memory");
+  if (!gemv || !memory) {
+    throw new Error("charrnn.js: charrnn.wasm is not charrnn's kernel (no gemv export or env.memory import); export the folder again");
+  }
+  return new WasmProducts(module);
+}
+
 /**
  * Loads an exported folder: a URL (in a page) or a folder path (under
  * Node). Rejects with an Error naming the problem for a missing file, a bad
  * manifest, a weight file of the wrong size or shape, a vocabulary that
- * disagrees, or weights that do not reproduce the exporter's check.
+ * disagrees, a corrupt charrnn.wasm, or weights that do not reproduce the
+ * exporter's check. options.backend: "auto" (the default: charrnn.wasm's
+ * SIMD products where the folder has it and the engine runs them, plain JS
+ * otherwise), "wasm-simd" (required) or "js"; model.backend says which runs.
  */
-export async function load(source) {
+export async function load(source, options = {}) {
   const folder = await folderReader(source);
+  const products = await productsFor(folder, options.backend ?? "auto");
   const config = parseJson(await folder.text("charrnn.json"), "charrnn.json");
   if (config.format !== FORMAT || config.format_version !== FORMAT_VERSION) {
     throw new Error(`charrnn.js: charrnn.json is format ${JSON.stringify(config.format)} version ` +
@@ -696,7 +824,7 @@ export async function load(source) {
     tensors[key] = values;
   }));
 
-  const model = new Model(config, tensors, chars);
+  const model = new Model(config, tensors, chars, products);
   // the exporter's own probabilities for a fixed input: wrong weights, a
   // wrong layout or a wrong reading of the format all show up here
   const check = config.check;

@@ -6,26 +6,36 @@ each) on a text it writes, exports each as a web folder, and runs the
 charrnn.js that the folder carries (the copy embedded in the binary)
 through run_ops.mjs:
 
-  node     under Node: greedy text and seeded samples (seeds, temperatures,
-           top-k, top-p, a stop string, an empty prime, a prime with a
-           character to fold) equal `charrnn generate --json`'s text;
-           next() equals charrnn's own probabilities (the TorchScript
-           export's forward, python3-torch) at 1e-5; every bad folder
-           (missing file, wrong size, wrong shape, a filename outside the
-           folder, another format, a disagreeing vocab.json, weights that
-           fail the load check) is refused with a clear error.
-  browser  the same generations in headless Chromium (selenium), the
-           folders served from a loopback HTTP server thread; ml5.js 0.12.2
+  node     under Node, on both of charrnn.js's backends (charrnn.wasm's
+           WebAssembly SIMD products, which load() picks when the folder
+           has charrnn.wasm, and the plain JS ones, forced with
+           {backend: "js"}): greedy text and seeded samples (seeds,
+           temperatures, top-k, top-p, a stop string, an empty prime, a
+           prime with a character to fold) equal `charrnn generate
+           --json`'s text; next() equals charrnn's own probabilities (the
+           TorchScript export's forward, python3-torch) at 1e-5; every bad
+           folder (missing file, wrong size, wrong shape, a filename outside
+           the folder, another format, a disagreeing vocab.json, weights
+           that fail the load check, a corrupt charrnn.wasm) is refused with
+           a clear error, and a folder without charrnn.wasm runs in JS.
+  browser  the same generations in headless Chromium (selenium) on the
+           backend load() picks there (WebAssembly SIMD when the folder has
+           charrnn.wasm), the folders served from a loopback HTTP server
+           thread; ml5.js 0.12.2
            (npm, pinned in package-lock.json) loads the 2-layer LSTM folder
            unmodified and holds charrnn's probabilities at 1e-4; the
            exported playground page loads in under a second, generates
            charrnn generate's text for its form's settings, stops on Stop
-           and shows chars/s. Prints charrnn.js's speed in Chromium and
-           under Node next to `charrnn generate`'s for configs/lstm.json's
-           model size (figures, not checks).
+           and shows chars/s. Prints charrnn.js's speed on both backends in
+           Chromium and under Node next to `charrnn generate`'s for
+           configs/lstm.json's model size (figures, not checks).
 
-charrnn computes in float32 with its own kernels, charrnn.js in float64, so
-their probabilities differ by about 1e-7 and a seeded draw could in
+A build without wat2wasm exports no charrnn.wasm; then only the JS backend
+is checked, and the output says so.
+
+charrnn computes in float32 with its own kernels, charrnn.js in float32
+(WebAssembly) or float64 (JS) summing in other orders, so their
+probabilities differ by about 1e-7 and a seeded draw could in
 principle fall on the other side of a cdf boundary. Greedy text must be
 exact; for the fixed seeds here the sampled texts are the same too, and if
 one ever differs the failure names the step and how close the draw was to
@@ -81,6 +91,7 @@ def js_options(case):
             "seed": seed, "stop": stop}
 
 
+@functools.lru_cache(maxsize=None)  # each backend's texts are checked against the same run
 def generate_text(binary, checkpoint, case):
     """The exact text `charrnn generate` produces (its --json line, so no newline is added)."""
     prime, length, temperature, top_k, top_p, seed, stop = case
@@ -174,11 +185,18 @@ def node_ops(work, ops):
     return json.loads(result.stdout)
 
 
-def generation_ops(models, base):
+def generation_ops(models, base, backend=None):
+    """Every case on every model; backend None is load()'s own choice."""
     ops = []
     for name in models:
-        ops += [{"op": "generate", "dir": f"{base}{name}", "options": js_options(case)} for case in CASES]
+        ops += [{"op": "generate", "dir": f"{base}{name}", "options": js_options(case), "backend": backend}
+                for case in CASES]
     return ops
+
+
+def has_kernel(models):
+    """Whether this build's exports carry charrnn.wasm (a build with wat2wasm)."""
+    return all(os.path.exists(os.path.join(folder, "charrnn.wasm")) for _, folder in models.values())
 
 
 def check_generations(binary, models, references, results, where):
@@ -257,27 +275,52 @@ def bad_folders(work, source):
         values[0] += 0.5
         write_floats(path, values)
     variant("check", "a weight changed after export", ["weights do not reproduce the exporter's check"], perturb)
+    if os.path.exists(os.path.join(source, "charrnn.wasm")):
+        def corrupt(d):
+            with open(os.path.join(d, "charrnn.wasm"), "r+b") as f:
+                f.seek(8)
+                f.write(b"\xff\xff\xff")  # a section id that does not exist, after a valid header
+        variant("wasm", "charrnn.wasm is corrupt", ["charrnn.wasm is not a valid WebAssembly module"], corrupt)
     return cases
 
 
 def run_node(binary, work, models, references):
-    results = node_ops(work, generation_ops(models, os.path.join(work, "site") + "/"))
-    check_generations(binary, models, references, results, "node")
+    kernel = has_kernel(models)
+    backends = ["wasm-simd", "js"] if kernel else ["js"]
+    if not kernel:
+        print("note: the exports have no charrnn.wasm (a build without wat2wasm): only the JS backend is checked")
+    site = os.path.join(work, "site")
+    loaded = node_ops(work, [{"op": "load", "dir": os.path.join(site, name)} for name in models])
+    check(all(r.get("value", {}).get("backend") == backends[0] for r in loaded),
+          f"under Node load() picks the {backends[0]} backend: {[r.get('value', r).get('backend') for r in loaded]}")
+    for backend in backends:
+        results = node_ops(work, generation_ops(models, site + "/", backend))
+        check_generations(binary, models, references, results, f"node ({backend})")
 
-    ops = [{"op": "next", "dir": os.path.join(work, "site", name), "text": t} for name in models for t in NEXT_TEXTS]
-    results = node_ops(work, ops)
-    for m, name in enumerate(models):
-        for t, text in enumerate(NEXT_TEXTS):
-            got = results[m * len(NEXT_TEXTS) + t].get("value") or []
-            want = references[name].probabilities([references[name].ids[c] for c in text])
-            d = max_difference(got, want)
-            check(d <= 1e-5, f"node {name}: next({text[:20]!r}) is charrnn's probabilities (max difference {d:.1e})")
+        ops = [{"op": "next", "dir": os.path.join(site, name), "text": t, "backend": backend}
+               for name in models for t in NEXT_TEXTS]
+        results = node_ops(work, ops)
+        for m, name in enumerate(models):
+            for t, text in enumerate(NEXT_TEXTS):
+                got = results[m * len(NEXT_TEXTS) + t].get("value") or []
+                want = references[name].probabilities([references[name].ids[c] for c in text])
+                d = max_difference(got, want)
+                check(d <= 1e-5, f"node ({backend}) {name}: next({text[:20]!r}) is charrnn's probabilities "
+                                 f"(max difference {d:.1e})")
 
     bad = bad_folders(work, models["lstm1"][1])
     results = node_ops(work, [{"op": "load", "dir": folder} for folder, _, _ in bad])
     for (folder, what, expect), result in zip(bad, results):
         error = result.get("error", "")
         check(error and all(word in error for word in expect), f"{what}: refused ({error!r})")
+    if kernel:
+        folder = os.path.join(work, "bad", "no_wasm")
+        shutil.rmtree(folder, ignore_errors=True)
+        shutil.copytree(models["lstm1"][1], folder)
+        os.remove(os.path.join(folder, "charrnn.wasm"))
+        result = node_ops(work, [{"op": "load", "dir": folder}, {"op": "load", "dir": folder, "backend": "wasm-simd"}])
+        check(result[0].get("value", {}).get("backend") == "js", f"a folder without charrnn.wasm runs in JS: {result[0]}")
+        check("charrnn.wasm" in result[1].get("error", ""), f"backend wasm-simd without charrnn.wasm is refused: {result[1]}")
     name = "lstm1"
     result = node_ops(work, [{"op": "generate", "dir": models[name][1], "options": {"prime": "the Zebra", "length": 5}}])[0]
     check("'Z' (U+005A)" in result.get("error", ""), f"a prime character the vocabulary lacks is named: {result}")
@@ -442,8 +485,10 @@ def speed(binary, work, browser, site):
     shutil.rmtree(folder, ignore_errors=True)
     charrnn(binary, "export", "--checkpoint", checkpoint, "--format", "web", "--out", folder)
     options = {"prime": PRIME, "length": 6000, "temperature": 0.8, "topK": 0, "topP": 1.0, "seed": 1}
-    chromium = browser_ops(browser, site, [{"op": "speed", "dir": site.url + "big", "options": options}])[0]
-    node = node_ops(work, [{"op": "speed", "dir": folder, "options": options}])[0]
+    backends = ["wasm-simd", "js"] if os.path.exists(os.path.join(folder, "charrnn.wasm")) else ["js"]
+    chromium = browser_ops(browser, site, [{"op": "speed", "dir": site.url + "big", "options": options, "backend": b}
+                                           for b in backends])
+    node = node_ops(work, [{"op": "speed", "dir": folder, "options": options, "backend": b} for b in backends])
     rates = []
     for length in [1000, 11000]:
         started = time.time()
@@ -453,9 +498,10 @@ def speed(binary, work, browser, site):
     cli = 10000 / max(rates[1] - rates[0], 1e-9)
     cpu = next((line.split(":", 1)[1].strip() for line in subprocess.run(["lscpu"], capture_output=True, text=True)
                 .stdout.splitlines() if line.startswith("Model name")), "unknown CPU")
+    rates = ", ".join(f"{b} {c.get('value', 0):.0f} chars/s in Chromium, {n.get('value', 0):.0f} under Node"
+                      for b, c, n in zip(backends, chromium, node))
     print(f"figure: LSTM 2x256 (embedding 64), single stream, {cpu}, {os.cpu_count()} cores: "
-          f"charrnn.js {chromium.get('value', 0):.0f} chars/s in Chromium, {node.get('value', 0):.0f} chars/s under Node; "
-          f"charrnn generate {cli:.0f} chars/s")
+          f"charrnn.js {rates}; charrnn generate {cli:.0f} chars/s")
 
 
 def main():
@@ -484,6 +530,9 @@ def main():
             browser.get(site.url + "lstm1/index.html")  # a page of the site, so that import() is same-origin
             results = browser_ops(browser, site, generation_ops(models, site.url))
             check_generations(binary, models, references, results, "chromium")
+            want = "wasm-simd" if has_kernel(models) else "js"
+            loaded = browser_ops(browser, site, [{"op": "load", "dir": site.url + "lstm2"}])[0]
+            check(loaded.get("value", {}).get("backend") == want, f"in Chromium load() picks the {want} backend: {loaded}")
             run_playground(binary, browser, site, models)
             run_ml5(browser, site, models, references, ml5_script)
             speed(binary, work, browser, site)

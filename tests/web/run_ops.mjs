@@ -2,44 +2,46 @@
 // folder carries (the copy the build embedded), the same way under Node and
 // in a page: check_web.py hands the list over and compares the results with
 // charrnn's own. An operation is
-//   {op: "load", dir}                        -> {value: {cell, numLayers, ...}}
-//   {op: "generate", dir, options}           -> {value: text, pieces: [streamed pieces joined]}
+//   {op: "load", dir}                        -> {value: {cell, numLayers, ..., backend}}
+//   {op: "generate", dir, options}           -> {value: text, streamed: the streamed pieces joined}
 //   {op: "next", dir, text}                  -> {value: probabilities by id}
-//   {op: "speed", dir, options}              -> {value: chars/s of one generation}
-// and each result is {value} or {error: message}.
+//   {op: "speed", dir, options}              -> {value: chars/s of one generation, backend}
+// each with an optional `backend` ("js", "wasm-simd"; load()'s choice when
+// left out), and each result is {value} or {error: message}.
 //
 // Usage under Node: node run_ops.mjs OPS.json   (prints the results as JSON)
 
 export async function runOps(ops, importRuntime) {
   const models = new Map();
-  const modelOf = async (dir) => {
-    if (!models.has(dir)) {
+  const modelOf = async ({ dir, backend }) => {
+    const key = `${backend}:${dir}`;
+    if (!models.has(key)) {
       const { load } = await importRuntime(dir);
-      models.set(dir, await load(dir));
+      models.set(key, await load(dir, { backend }));
     }
-    return models.get(dir);
+    return models.get(key);
   };
   const results = [];
   for (const o of ops) {
     try {
       if (o.op === "load") {
-        models.delete(o.dir);
-        const m = await modelOf(o.dir);
+        models.delete(`${o.backend}:${o.dir}`);
+        const m = await modelOf(o);
         results.push({ value: { cell: m.cell, numLayers: m.numLayers, hiddenSize: m.hiddenSize, vocabSize: m.vocabSize,
-                                sample: m.sample } });
+                                sample: m.sample, backend: m.backend } });
       } else if (o.op === "generate") {
         let streamed = "";
-        const value = await (await modelOf(o.dir)).generate({ ...o.options, onText: (piece) => { streamed += piece; } });
+        const value = await (await modelOf(o)).generate({ ...o.options, onText: (piece) => { streamed += piece; } });
         results.push({ value, streamed });
       } else if (o.op === "next") {
-        results.push({ value: await (await modelOf(o.dir)).next(o.text) });
+        results.push({ value: await (await modelOf(o)).next(o.text) });
       } else if (o.op === "speed") {
-        const m = await modelOf(o.dir);
+        const m = await modelOf(o);
         await m.generate({ ...o.options, length: 300 });  // warm-up: the JIT compiles the hot loops
         const started = performance.now();
         const text = await m.generate(o.options);
         const seconds = (performance.now() - started) / 1000;
-        results.push({ value: (text.length - o.options.prime.length) / seconds });
+        results.push({ value: (text.length - o.options.prime.length) / seconds, backend: m.backend });
       } else {
         throw new Error(`unknown op ${o.op}`);
       }
