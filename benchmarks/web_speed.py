@@ -10,7 +10,8 @@ measuring every contender in turn (the machine is noisy: rounds alternate
 and every round is printed, then the medians).
 - charrnn generate: the wall time of `--length N` less that of `--length 0`
   (the load and the prime), over N;
-- charrnn.js: generate({length: N}) after load, timed inside the runtime
+- charrnn.js: generate({length: N}) after load and a warm-up of 300
+  characters (the JIT compiles the hot loops), timed inside the runtime
   (performance.now), under Node and in the page.
 
   /usr/bin/python3 benchmarks/web_speed.py [--config configs/lstm.json] [--data FILE]
@@ -30,12 +31,13 @@ sys.path.insert(0, os.path.join(here, "..", "tests"))
 from script_support import StaticSite, Unavailable, start_chromium  # noqa: E402
 
 SETTINGS = {"prime": "The ", "temperature": 0.8, "seed": 1}
-BACKENDS = {"wasm-simd": {}, "js": {"backend": "js"}}  # charrnn.js's load options for each
+BACKENDS = {"wasm-simd": {"backend": "wasm-simd"}, "js": {"backend": "js"}}  # load() options
 
 NODE_BENCH = """
 const [runtime, folder, length, settings, options] = process.argv.slice(1);
 const { load } = await import(runtime);
 const model = await load(folder, JSON.parse(options));
+await model.generate({ ...JSON.parse(settings), length: 300 });  // warm-up: the JIT compiles the hot loops
 const started = performance.now();
 const text = await model.generate({ ...JSON.parse(settings), length: Number(length) });
 const seconds = (performance.now() - started) / 1000;
@@ -46,6 +48,7 @@ PAGE_BENCH = """
 const [base, length, settings, options, done] = arguments;
 import(base + "charrnn.js").then(async ({ load }) => {
   const model = await load(base, options);
+  await model.generate({ ...settings, length: 300 });  // warm-up: the JIT compiles the hot loops
   const started = performance.now();
   await model.generate({ ...settings, length });
   done({ backend: model.backend, chars_per_s: length / ((performance.now() - started) / 1000) });
@@ -148,13 +151,13 @@ def main():
             line = [f"round {r}:", f"charrnn generate {record('charrnn generate', generate_rate(binary, checkpoint, args.length)):,.0f}"]
             for backend, options in BACKENDS.items():
                 got = node_rate(folder, args.length, options)
-                line.append(f"node/{got.get('backend', 'js')} {record('charrnn.js node/' + backend, got['chars_per_s']):,.0f}")
+                line.append(f"node/{got['backend']} {record('charrnn.js node/' + backend, got['chars_per_s']):,.0f}")
             if browser:
                 # the page first: a module imports from the page's own origin
                 line.append(f"page ready {record('page ready (ms)', page_load_ms(browser, site.url)):.0f} ms")
                 for backend, options in BACKENDS.items():
                     got = page_rate(browser, site.url, args.length, options)
-                    line.append(f"chromium/{got.get('backend', 'js')} {record('charrnn.js chromium/' + backend, got['chars_per_s']):,.0f}")
+                    line.append(f"chromium/{got['backend']} {record('charrnn.js chromium/' + backend, got['chars_per_s']):,.0f}")
             print("  ".join(line), flush=True)
     finally:
         if browser:

@@ -26,9 +26,7 @@ through run_ops.mjs:
            unmodified and holds charrnn's probabilities at 1e-4; the
            exported playground page loads in under a second, generates
            charrnn generate's text for its form's settings, stops on Stop
-           and shows chars/s. Prints charrnn.js's speed on both backends in
-           Chromium and under Node next to `charrnn generate`'s for
-           configs/lstm.json's model size (figures, not checks).
+           and shows chars/s. (Its speed is benchmarks/web_speed.py's.)
 
 A build without wat2wasm exports no charrnn.wasm; then only the JS backend
 is checked, and the output says so.
@@ -46,22 +44,19 @@ Exits 77 (skipped) when node, python3-torch, or (browser) selenium,
 chromium, chromedriver or the npm registry is missing.
 """
 import functools
-import http.server
 import json
 import os
 import shutil
 import struct
 import subprocess
 import sys
-import threading
 import time
 
 here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(here, ".."))
 import script_support  # noqa: E402
-from script_support import charrnn, check, finish, make_text  # noqa: E402
+from script_support import StaticSite, Unavailable, charrnn, check, finish, make_text, npm_ci, start_chromium  # noqa: E402
 
-CHROMEDRIVER = "/usr/bin/chromedriver"  # Debian's chromium-driver
 ROOT = os.path.join(here, "..", "..")
 PRIME = "the night "
 MODELS = [(cell, layers) for cell in ["rnn", "gru", "lstm"] for layers in [1, 2]]
@@ -326,61 +321,22 @@ def run_node(binary, work, models, references):
     check("'Z' (U+005A)" in result.get("error", ""), f"a prime character the vocabulary lacks is named: {result}")
 
 
-class Site:
-    """The work folder's site/ over HTTP on a loopback port, from a thread."""
-
-    def __init__(self, root):
-        class Quiet(http.server.SimpleHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=root))
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def start_browser(work):
     try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        skip("no selenium for this python")
-    if not os.path.exists(CHROMEDRIVER) or not shutil.which("chromium"):
-        skip("no chromium or chromedriver")
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium")
-    for flag in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--no-first-run", "--disable-extensions", f"--user-data-dir={os.path.join(work, 'profile')}"]:
-        options.add_argument(flag)
-    try:
-        browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    except Exception as e:  # selenium wraps every way a browser fails to start
-        skip(f"the browser did not start: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+        browser = start_chromium(work)
+    except Unavailable as e:
+        skip(str(e))
     browser.set_script_timeout(240)
     return browser
 
 
 def install_ml5(work):
-    """npm ci of package-lock.json into WORK_DIR/npm (kept while the lock is unchanged)."""
-    if not shutil.which("npm"):
-        skip("no npm")
-    npm = os.path.join(work, "npm")
-    os.makedirs(npm, exist_ok=True)
-    lock = open(os.path.join(here, "package-lock.json"), encoding="utf-8").read()
-    installed = os.path.join(npm, "package-lock.json")
-    script = os.path.join(npm, "node_modules", "ml5", "dist", "ml5.min.js")
-    if os.path.exists(script) and os.path.exists(installed) and open(installed, encoding="utf-8").read() == lock:
-        return script
-    for name in ["package.json", "package-lock.json"]:
-        shutil.copy(os.path.join(here, name), npm)
-    result = subprocess.run(["npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"], cwd=npm,
-                            capture_output=True, text=True, timeout=600)
-    if result.returncode != 0:
-        skip(f"npm ci could not install ml5 (no registry?): {result.stderr[-500:]}")
-    return script
+    """ml5.min.js of the ml5 package pinned in package-lock.json (npm ci into WORK_DIR/npm)."""
+    try:
+        modules = npm_ci(here, os.path.join(work, "npm"))
+    except Unavailable as e:
+        skip(f"ml5 could not be installed: {e}")
+    return os.path.join(modules, "ml5", "dist", "ml5.min.js")
 
 
 def browser_ops(browser, site, ops):
@@ -475,35 +431,6 @@ def run_ml5(browser, site, models, references, ml5_script):
           f"{max_difference(result['ml5'], result['js']):.1e} to charrnn.js)")
 
 
-def speed(binary, work, browser, site):
-    """charrnn.js in Chromium and Node against charrnn generate, configs/lstm.json's model size. Figures only."""
-    corpus, checkpoint = os.path.join(work, "text.txt"), os.path.join(work, "big.pt")
-    charrnn(binary, "train", "--config", os.path.join(ROOT, "configs", "lstm.json"), "--set", f"data.path={corpus}",
-            "--set", f"train.checkpoint={checkpoint}", "--set", "train.steps=3", "--set", "train.eval_every=3",
-            "--set", "train.device=cpu")
-    folder = os.path.join(site.root, "big")
-    shutil.rmtree(folder, ignore_errors=True)
-    charrnn(binary, "export", "--checkpoint", checkpoint, "--format", "web", "--out", folder)
-    options = {"prime": PRIME, "length": 6000, "temperature": 0.8, "topK": 0, "topP": 1.0, "seed": 1}
-    backends = ["wasm-simd", "js"] if os.path.exists(os.path.join(folder, "charrnn.wasm")) else ["js"]
-    chromium = browser_ops(browser, site, [{"op": "speed", "dir": site.url + "big", "options": options, "backend": b}
-                                           for b in backends])
-    node = node_ops(work, [{"op": "speed", "dir": folder, "options": options, "backend": b} for b in backends])
-    rates = []
-    for length in [1000, 11000]:
-        started = time.time()
-        charrnn(binary, "generate", "--checkpoint", checkpoint, "--prime", PRIME, "--length", str(length),
-                "--temperature", "0.8", "--seed", "1")
-        rates.append(time.time() - started)
-    cli = 10000 / max(rates[1] - rates[0], 1e-9)
-    cpu = next((line.split(":", 1)[1].strip() for line in subprocess.run(["lscpu"], capture_output=True, text=True)
-                .stdout.splitlines() if line.startswith("Model name")), "unknown CPU")
-    rates = ", ".join(f"{b} {c.get('value', 0):.0f} chars/s in Chromium, {n.get('value', 0):.0f} under Node"
-                      for b, c, n in zip(backends, chromium, node))
-    print(f"figure: LSTM 2x256 (embedding 64), single stream, {cpu}, {os.cpu_count()} cores: "
-          f"charrnn.js {rates}; charrnn generate {cli:.0f} chars/s")
-
-
 def main():
     mode, binary, work = sys.argv[1], sys.argv[2], sys.argv[3]
     os.makedirs(work, exist_ok=True)
@@ -524,7 +451,7 @@ def main():
     else:
         browser = start_browser(work)
         ml5_script = install_ml5(work)
-        site = Site(os.path.join(work, "site"))
+        site = StaticSite(os.path.join(work, "site"))
         site.root = os.path.join(work, "site")
         try:
             browser.get(site.url + "lstm1/index.html")  # a page of the site, so that import() is same-origin
@@ -535,7 +462,6 @@ def main():
             check(loaded.get("value", {}).get("backend") == want, f"in Chromium load() picks the {want} backend: {loaded}")
             run_playground(binary, browser, site, models)
             run_ml5(browser, site, models, references, ml5_script)
-            speed(binary, work, browser, site)
         finally:
             browser.quit()
             site.close()

@@ -5,7 +5,6 @@
 //   {op: "load", dir}                        -> {value: {cell, numLayers, ..., backend}}
 //   {op: "generate", dir, options}           -> {value: text, streamed: the streamed pieces joined}
 //   {op: "next", dir, text}                  -> {value: probabilities by id}
-//   {op: "speed", dir, options}              -> {value: chars/s of one generation, backend}
 // each with an optional `backend` ("js", "wasm-simd"; load()'s choice when
 // left out), and each result is {value} or {error: message}.
 //
@@ -35,13 +34,6 @@ export async function runOps(ops, importRuntime) {
         results.push({ value, streamed });
       } else if (o.op === "next") {
         results.push({ value: await (await modelOf(o)).next(o.text) });
-      } else if (o.op === "speed") {
-        const m = await modelOf(o);
-        await m.generate({ ...o.options, length: 300 });  // warm-up: the JIT compiles the hot loops
-        const started = performance.now();
-        const text = await m.generate(o.options);
-        const seconds = (performance.now() - started) / 1000;
-        results.push({ value: (text.length - o.options.prime.length) / seconds, backend: m.backend });
       } else {
         throw new Error(`unknown op ${o.op}`);
       }
