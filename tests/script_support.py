@@ -80,6 +80,17 @@ def continuation(binary, checkpoint, prompt, length, temperature, seed, top_k=0,
     return out[len(prompt):]
 
 
+def wait_for(condition, seconds, what):
+    """condition()'s first true value, asked every 20 ms; RuntimeError after `seconds`."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise RuntimeError(f"timed out after {seconds} s waiting for {what}")
+
+
 def as_printed(text):
     # charrnn generate ends what it prints with a newline when the text has none
     return text if text.endswith("\n") else text + "\n"

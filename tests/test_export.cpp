@@ -19,21 +19,7 @@ using charrnn::CellType;
 
 // A small model with random weights over a vocabulary with multi-byte characters.
 charrnn::Checkpoint make_checkpoint(CellType cell) {
-  torch::manual_seed(3);
-  charrnn::Checkpoint c;
-  c.config.model.cell = cell;
-  c.config.model.embedding_dim = 8;
-  c.config.model.hidden_size = 16;
-  c.config.model.num_layers = 2;
-  c.vocab = charrnn::Vocab::from_text(charrnn::decode_utf8("ROMEO: é€😀 abcdefgh\nxyz"));
-  charrnn::CharRNN model(c.vocab.size(), c.config.model);
-  {
-    // larger weights than the default init make the logits sharper, so
-    // sampled text exercises many different ids
-    torch::NoGradGuard no_grad;
-    for (auto& p : model->parameters()) p.mul_(3.0);
-  }
-  c.model_bytes = charrnn::archive_module(*model);
+  charrnn::Checkpoint c = charrnn_test::random_checkpoint({cell, 2, 8, 16, "ROMEO: é€😀 abcdefgh\nxyz", 3.0, 3});
   c.progress.step = 17;
   return c;
 }

@@ -19,6 +19,7 @@
 #include "charrnn/config.h"
 #include "charrnn/kernels/isa.h"
 #include "charrnn/model.h"
+#include "charrnn/utf8.h"
 
 namespace charrnn_test {
 
@@ -133,6 +134,36 @@ inline charrnn::Config small_config(const TempDir& dir, const std::string& name,
   c.train.device = "cpu";
   c.train.checkpoint = dir.file(name + "/model.pt");
   c.sample.length = 20;
+  return c;
+}
+
+/// A checkpoint of an untrained model over the characters of `text` (UTF-8),
+/// its weights drawn with `seed` and multiplied by `scale`: larger weights
+/// than the default init make the logits sharper, so every gate matters and
+/// sampled text exercises many ids. What the export tests compare against.
+struct RandomModel {
+  charrnn::CellType cell = charrnn::CellType::LSTM;
+  int64_t layers = 2;
+  int64_t embedding_dim = 6;
+  int64_t hidden_size = 8;
+  std::string text = "\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80 abc\n\"\\";  // é€😀 abc, a newline, a quote, a backslash
+  double scale = 2.0;
+  uint64_t seed = 5;
+};
+inline charrnn::Checkpoint random_checkpoint(const RandomModel& m) {
+  torch::manual_seed(m.seed);
+  charrnn::Checkpoint c;
+  c.config.model.cell = m.cell;
+  c.config.model.embedding_dim = m.embedding_dim;
+  c.config.model.hidden_size = m.hidden_size;
+  c.config.model.num_layers = m.layers;
+  c.vocab = charrnn::Vocab::from_text(charrnn::decode_utf8(m.text));
+  charrnn::CharRNN model(c.vocab.size(), c.config.model);
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& p : model->parameters()) p.mul_(m.scale);
+  }
+  c.model_bytes = charrnn::archive_module(*model);
   return c;
 }
 

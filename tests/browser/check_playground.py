@@ -23,7 +23,7 @@ import urllib.request
 here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(here, ".."))
 from script_support import (Server, Unavailable, as_printed, check, continuation, finish, start_chromium,  # noqa: E402
-                            train_small_model)
+                            train_small_model, wait_for)
 
 KEY = "sekret"
 
@@ -34,16 +34,6 @@ def start_browser(work):
     except Unavailable as e:
         print(f"skipped: {e}")
         sys.exit(77)
-
-
-def wait_for(condition, seconds, what):
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise RuntimeError(f"timed out after {seconds} s waiting for {what}")
 
 
 def set_field(browser, element_id, value):

@@ -55,7 +55,8 @@ import time
 here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(here, ".."))
 import script_support  # noqa: E402
-from script_support import StaticSite, Unavailable, charrnn, check, finish, make_text, npm_ci, start_chromium  # noqa: E402
+from script_support import (StaticSite, Unavailable, charrnn, check, finish, make_text, npm_ci,  # noqa: E402
+                            start_chromium, wait_for)
 
 ROOT = os.path.join(here, "..", "..")
 PRIME = "the night "
@@ -345,16 +346,6 @@ def browser_ops(browser, site, ops):
         import(base + "run_ops.mjs")
           .then(({ runOps }) => runOps(ops, (dir) => import(dir + "/charrnn.js")))
           .then(done, (e) => done([{ error: String(e) }]));""", site.url, ops)
-
-
-def wait_for(condition, seconds, what):
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise RuntimeError(f"timed out after {seconds} s waiting for {what}")
 
 
 def run_playground(binary, browser, site, models):
