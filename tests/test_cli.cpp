@@ -78,6 +78,63 @@ TEST_F(Cli, EvalReportsLossBitsAndUnknownCharacters) {
   EXPECT_NE(text.out.find("bpc"), std::string::npos);
 }
 
+TEST_F(Cli, EvalPerCharWritesOneLinePerPredictedCharacter) {
+  train_ok();
+  // é and € are not in the corpus: skipped, but they still count in the offsets
+  const std::string a = make_corpus(700, 5), b = make_corpus(500, 6);
+  const std::string held_out = (dir_ / "held_out.txt").string(), lines_path = (dir_ / "out/chars.jsonl").string();
+  write_all(held_out, "\xC3\xA9" + a + "\xE2\x82\xAC" + b);
+  const Result r = run({"eval", "--checkpoint", checkpoint(), "--data", held_out, "--json", "--window", "37",
+                        "--per-char", lines_path, "--top-k", "3"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto summary = nlohmann::json::parse(r.out);
+  EXPECT_EQ(summary["streams"].get<int64_t>(), 1);
+  const int64_t predicted = static_cast<int64_t>(a.size() + b.size()) - 1;  // all known characters but the first
+  EXPECT_EQ(summary["chars"].get<int64_t>(), predicted);
+
+  std::istringstream in(read_all(lines_path));
+  std::string line;
+  int64_t count = 0;
+  double sum = 0;
+  int64_t offset = 1;  // offset 0 is é, and the first known character (offset 1) has no prediction
+  while (std::getline(in, line)) {
+    SCOPED_TRACE(line);
+    ASSERT_EQ(line.rfind("{\"offset\":", 0), 0u);
+    const auto j = nlohmann::json::parse(line);
+    if (++offset == static_cast<int64_t>(a.size()) + 1) ++offset;  // €
+    ASSERT_EQ(j["offset"].get<int64_t>(), offset);
+    const size_t at = static_cast<size_t>(offset <= static_cast<int64_t>(a.size()) ? offset - 1 : offset - 2 - static_cast<int64_t>(a.size()));
+    EXPECT_EQ(j["char"].get<std::string>(), std::string(1, (offset <= static_cast<int64_t>(a.size()) ? a : b)[at]));
+    const double logprob = j["logprob"].get<double>();
+    EXPECT_LE(logprob, 0.0);
+    sum += logprob;
+    ASSERT_EQ(j["top"].size(), 3u);
+    EXPECT_GE(j["top"][0][1].get<double>(), j["top"][1][1].get<double>());
+    EXPECT_GE(j["top"][1][1].get<double>(), j["top"][2][1].get<double>());
+    EXPECT_GE(j["top"][0][1].get<double>(), logprob);
+    ++count;
+  }
+  EXPECT_EQ(count, predicted);
+  EXPECT_NEAR(-sum / static_cast<double>(count), summary["loss"].get<double>(), 1e-5);
+
+  // the same loss as eval with one stream and the same window
+  const Result plain = run({"eval", "--checkpoint", checkpoint(), "--data", held_out, "--json", "--window", "37",
+                            "--streams", "1"});
+  ASSERT_EQ(plain.exit_code, 0) << plain.err;
+  EXPECT_NEAR(nlohmann::json::parse(plain.out)["loss"].get<double>(), summary["loss"].get<double>(), 1e-5);
+
+  // bad values are usage errors, and leave no file behind
+  const std::string other = (dir_ / "other.jsonl").string();
+  for (const std::string bad : {"-1", "100000"})
+    expect_clean_error(run({"eval", "--checkpoint", checkpoint(), "--data", held_out, "--per-char", other, "--top-k", bad}),
+                       2, "--top-k must be");
+  expect_clean_error(run({"eval", "--checkpoint", checkpoint(), "--data", held_out, "--top-k", "3"}), 2,
+                     "--top-k needs --per-char");
+  expect_clean_error(run({"eval", "--checkpoint", checkpoint(), "--data", held_out, "--per-char", other, "--streams", "4"}),
+                     2, "--streams must be 1");
+  EXPECT_FALSE(fs::exists(other));
+}
+
 TEST_F(Cli, InfoShowsWhatTheCheckpointHolds) {
   train_ok({"--set", "train.steps=20"});
   const Result r = run({"info", "--checkpoint", checkpoint()});

@@ -1,7 +1,9 @@
 // evaluate: every character after the first predicted exactly once, with the
 // state carried across windows. Checked against cross-entropy computed by hand
 // from plain forward calls.
+#include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -174,6 +176,101 @@ TEST_F(EvaluateTest, ChunkedReadsEachWindowFromAZeroState) {
   EXPECT_NEAR(charrnn::evaluate_chunked(model_, ids_, N, 4, torch::kCPU).loss, eval(1, 64).loss, 1e-5);
   EXPECT_TRUE(model_->is_training());
   EXPECT_THROW(charrnn::evaluate_chunked(model_, ids_.narrow(0, 0, 1), 8, 4, torch::kCPU), charrnn::UsageError);
+}
+
+}  // namespace
+
+namespace {
+
+// score_characters: each character's log probability, checked against
+// log_softmax of one plain forward over the whole text.
+TEST_F(EvaluateTest, ScoreCharactersMatchesOneForwardAndTheLoss) {
+  torch::Tensor logp;  // (N-1, V)
+  {
+    torch::NoGradGuard no_grad;
+    model_->eval();
+    auto [logits, state] = model_->forward(ids_.narrow(0, 0, N - 1).unsqueeze(0));  // (1, N-1, V)
+    model_->train();
+    logp = torch::log_softmax(logits[0], -1).to(torch::kDouble);
+  }
+  for (const int64_t window : {1, 7, 64, 10000}) {
+    SCOPED_TRACE(window);
+    charrnn::ScoreOptions options;
+    options.window = window;
+    options.top_k = 4;
+    int64_t expected_position = 1;
+    double sum = 0;
+    const EvalResult r = charrnn::score_characters(model_, ids_, options, torch::kCPU, [&](const charrnn::CharScore& s) {
+      ASSERT_EQ(s.position, expected_position++) << "one call per predicted character, in text order";
+      const int64_t row = s.position - 1;
+      EXPECT_EQ(s.id, ids_[s.position].item<int64_t>());
+      EXPECT_NEAR(s.logprob, logp[row][s.id].item<double>(), 1e-5);
+      sum += s.logprob;
+      ASSERT_EQ(s.top_ids.size(), 4u);
+      ASSERT_EQ(s.top_logprobs.size(), 4u);
+      EXPECT_EQ(s.top_ids[0], logp[row].argmax().item<int64_t>());
+      for (size_t i = 0; i < 4; ++i) {
+        EXPECT_NEAR(s.top_logprobs[i], logp[row][s.top_ids[i]].item<double>(), 1e-5);
+        if (i > 0) {
+          EXPECT_GE(s.top_logprobs[i - 1], s.top_logprobs[i]) << "descending";
+          if (s.top_logprobs[i - 1] == s.top_logprobs[i]) EXPECT_LT(s.top_ids[i - 1], s.top_ids[i]) << "ties by id";
+        }
+      }
+      // nothing outside the top K beats its last entry
+      EXPECT_LE(std::get<0>(logp[row].sort(-1, true))[4].item<double>(), s.top_logprobs[3] + 1e-6);
+    });
+    EXPECT_EQ(expected_position, N);
+    EXPECT_EQ(r.chars, N - 1);
+    EXPECT_EQ(r.streams, 1);
+    const double mean = sum / static_cast<double>(N - 1);
+    EXPECT_NEAR(-mean, r.loss, 1e-9);
+    EXPECT_NEAR(-mean, eval(1, window).loss, 1e-5) << "the per-character logprobs average to eval's loss";
+  }
+  EXPECT_TRUE(model_->is_training());
+}
+
+TEST_F(EvaluateTest, ScoreCharactersTopKBoundsAndTies) {
+  charrnn::ScoreOptions options;
+  options.top_k = 0;
+  int64_t calls = 0;
+  charrnn::score_characters(model_, ids_.narrow(0, 0, 10), options, torch::kCPU, [&](const charrnn::CharScore& s) {
+    ++calls;
+    EXPECT_TRUE(s.top_ids.empty());
+  });
+  EXPECT_EQ(calls, 9);
+  options.top_k = V;  // all of them: a permutation of the vocabulary
+  charrnn::score_characters(model_, ids_.narrow(0, 0, 3), options, torch::kCPU, [&](const charrnn::CharScore& s) {
+    std::vector<int64_t> sorted = s.top_ids;
+    std::sort(sorted.begin(), sorted.end());
+    for (int64_t i = 0; i < V; ++i) EXPECT_EQ(sorted[static_cast<size_t>(i)], i);
+  });
+  for (const int64_t bad : {int64_t{-1}, V + 1}) {
+    options.top_k = bad;
+    EXPECT_THROW(charrnn::score_characters(model_, ids_, options, torch::kCPU, [](const charrnn::CharScore&) {}),
+                 charrnn::UsageError);
+  }
+  options.top_k = 1;
+  options.window = 0;
+  EXPECT_THROW(charrnn::score_characters(model_, ids_, options, torch::kCPU, [](const charrnn::CharScore&) {}),
+               charrnn::UsageError);
+  options.window = 8;
+  EXPECT_THROW(charrnn::score_characters(model_, ids_.narrow(0, 0, 1), options, torch::kCPU,
+                                         [](const charrnn::CharScore&) {}),
+               charrnn::UsageError);
+
+  // equal logits: every probability ties, so the top list is the ids in order
+  torch::NoGradGuard no_grad;
+  for (auto& p : model_->named_parameters())
+    if (p.key().rfind("head.", 0) == 0) p.value().zero_();
+  options.top_k = 5;
+  int64_t tied = 0;
+  charrnn::score_characters(model_, ids_.narrow(0, 0, 4), options, torch::kCPU, [&](const charrnn::CharScore& s) {
+    if (s.top_logprobs.front() != s.top_logprobs.back()) return;
+    ++tied;
+    EXPECT_EQ(s.top_ids, (std::vector<int64_t>{0, 1, 2, 3, 4}));
+    EXPECT_NEAR(s.logprob, -std::log(static_cast<double>(V)), 1e-5);
+  });
+  EXPECT_EQ(tied, 3) << "the output layer's parameters were not found to zero";
 }
 
 }  // namespace

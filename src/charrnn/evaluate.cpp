@@ -1,5 +1,6 @@
 #include "charrnn/evaluate.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "charrnn/error.h"
@@ -115,6 +116,62 @@ EvalResult evaluate_chunked(CharRNN& model, const torch::Tensor& ids, int64_t wi
   }
   EvalResult result = eval_result_from_sum(total, predictions);
   result.streams = windows + (rest > 0);
+  return result;
+}
+
+EvalResult score_characters(CharRNN& model, const torch::Tensor& ids, const ScoreOptions& options,
+                            const torch::Device& device, const std::function<void(const CharScore&)>& visit) {
+  const int64_t n = ids.size(0);
+  require_two_ids(n);
+  const int64_t vocab = model->vocab_size();
+  if (options.window < 1) throw UsageError("the window must be >= 1, got " + std::to_string(options.window));
+  if (options.top_k < 0 || options.top_k > vocab)
+    throw UsageError("top-k must be in 0.." + std::to_string(vocab) + " (the vocabulary's size), got " +
+                     std::to_string(options.top_k));
+  const EvalModeGuard eval_mode(model);
+
+  const torch::Tensor x = ids.to(device);
+  const int64_t predictions = n - 1, k = options.top_k;
+  CharScore score;
+  score.top_ids.resize(static_cast<size_t>(k));
+  score.top_logprobs.resize(static_cast<size_t>(k));
+  double total = 0;
+  State state;
+  for (int64_t start = 0; start < predictions; start += options.window) {
+    const int64_t w = std::min(options.window, predictions - start);
+    // ids may be a compact memory-mapped type; widen one window at a time
+    auto [logits, next] = model->forward(x.narrow(0, start, w).to(torch::kLong).unsqueeze(0), state);  // (1, W, V)
+    state = next;
+    const torch::Tensor logp = torch::log_softmax(logits[0].to(torch::kFloat), -1);  // (W, V)
+    const torch::Tensor targets = x.narrow(0, start + 1, w).to(torch::kLong);       // (W)
+    const torch::Tensor chosen =
+        logp.gather(1, targets.unsqueeze(1)).squeeze(1).to(torch::kCPU, torch::kDouble).contiguous();  // (W)
+    const torch::Tensor target_ids = targets.to(torch::kCPU).contiguous();
+    torch::Tensor top_values, top_indices;
+    if (k > 0) {
+      // a stable descending sort keeps equal probabilities in id order, which topk does not promise
+      auto [values, indices] = torch::sort(logp, /*stable=*/true, /*dim=*/-1, /*descending=*/true);  // (W, V)
+      top_values = values.narrow(1, 0, k).to(torch::kCPU, torch::kDouble).contiguous();           // (W, K)
+      top_indices = indices.narrow(1, 0, k).to(torch::kCPU, torch::kLong).contiguous();           // (W, K)
+    }
+    const double* chosen_p = chosen.data_ptr<double>();
+    const int64_t* target_p = target_ids.data_ptr<int64_t>();
+    for (int64_t i = 0; i < w; ++i) {
+      score.position = start + i + 1;
+      score.id = target_p[i];
+      score.logprob = chosen_p[i];
+      if (k > 0) {
+        const double* v = top_values.data_ptr<double>() + i * k;
+        const int64_t* d = top_indices.data_ptr<int64_t>() + i * k;
+        std::copy(v, v + k, score.top_logprobs.begin());
+        std::copy(d, d + k, score.top_ids.begin());
+      }
+      total -= score.logprob;
+      visit(score);
+    }
+  }
+  EvalResult result = eval_result_from_sum(total, predictions);
+  result.streams = 1;
   return result;
 }
 

@@ -7,6 +7,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <vector>
 
 #include <torch/torch.h>
 
@@ -47,5 +49,31 @@ EvalResult evaluate(CharRNN& model, const torch::Tensor& ids, int64_t streams, i
 /// carried, as it is in long generation.
 EvalResult evaluate_chunked(CharRNN& model, const torch::Tensor& ids, int64_t window, int64_t batch,
                             const torch::Device& device);
+
+/// One predicted character, as score_characters() reports it.
+struct CharScore {
+  int64_t position = 0;             ///< index in `ids` of the predicted character: 1 .. n-1
+  int64_t id = 0;                   ///< its id
+  double logprob = 0;               ///< its natural-log probability under the model, temperature 1
+  std::vector<int64_t> top_ids;     ///< the top_k most likely ids at this position, most likely first, ties by smaller id
+  std::vector<double> top_logprobs; ///< their log probabilities, parallel to top_ids
+};
+
+/// How score_characters() reads a text.
+struct ScoreOptions {
+  int64_t window = 256;  ///< characters per forward pass (>= 1); only speed and memory depend on it. Default: 256
+  int64_t top_k = 5;     ///< most likely characters reported per position, in 0..V; 0 reports none. Default: 5
+};
+
+/// What each character of `ids` (1-D, at least 2 ids) cost the model: reads
+/// the text as one stream from a zero state, the state carried across
+/// windows (evaluate() with streams 1), and calls `visit` once per predicted
+/// character, in text order: every character but the first, which nothing
+/// predicts. The CharScore passed is reused between calls. Returns the same
+/// metrics as evaluate(model, ids, 1, window): minus the mean of the
+/// logprobs is its loss. Throws UsageError for a window < 1 or a top_k
+/// outside 0..V. Restores the model's training mode afterwards.
+EvalResult score_characters(CharRNN& model, const torch::Tensor& ids, const ScoreOptions& options,
+                            const torch::Device& device, const std::function<void(const CharScore&)>& visit);
 
 }  // namespace charrnn
