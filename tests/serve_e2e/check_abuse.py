@@ -294,8 +294,10 @@ def many_at_once(port, clients=256):
         t.join(120)
     served = sum(1 for r in results.values() if r[0] == 200 and r[2])
     right = sum(1 for i, r in results.items() if r[0] == 200 and r[1] == alone[i])
+    unserved = sorted({str(r[1])[:120] for r in results.values() if not (r[0] == 200 and r[2])})[:3]
     check(served == clients and right == clients,
-          f"{clients} concurrent streams on 64 slots: {served} served to [DONE], {right} with the text they get alone")
+          f"{clients} concurrent streams on 64 slots: {served} served to [DONE], {right} with the text they get alone"
+          + (f"; not served: {unserved}" if unserved else ""))
 
 
 def memory_over_requests(port, pid, total=10000):
