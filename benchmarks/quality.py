@@ -35,6 +35,8 @@ import tempfile
 import torch
 import torch.nn.functional as F
 
+from machine import cpu_model
+
 here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, here)
 import reference  # noqa: E402  (its model class and config loader, so the reference is rebuilt as it trained)
@@ -146,13 +148,6 @@ def train_reference(args, sets, text, work):
               "chars_per_s": measured["train_chars_per_s"], "train_loss": measured["train_loss"]}
     result.update(score(model, [index[c] for c in text], args.window))
     return result
-
-
-def cpu_model():
-    for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
-        if line.startswith("Model name:"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 def main():

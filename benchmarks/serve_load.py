@@ -24,6 +24,8 @@ import sys
 import threading
 import time
 
+from machine import cpu_model
+
 here = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -118,9 +120,7 @@ def main():
         server.terminate()
         server.wait(30)
 
-    cpu = next((l.split(":", 1)[1].strip() for l in subprocess.run(["lscpu"], capture_output=True, text=True)
-                .stdout.splitlines() if l.startswith("Model name:")), "unknown")
-    print(f"CPU: {cpu}; {args.max_tokens} characters per request from a {len(args.prompt)}-character prompt\n")
+    print(f"CPU: {cpu_model()}; {args.max_tokens} characters per request from a {len(args.prompt)}-character prompt\n")
     print("| round | clients | served | chars/s | first char p50 | first char p99 | gap p99 |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:

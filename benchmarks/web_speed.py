@@ -29,6 +29,7 @@ import time
 here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(here, "..", "tests"))
 from script_support import StaticSite, Unavailable, start_chromium  # noqa: E402
+from machine import cpu_summary  # noqa: E402
 
 SETTINGS = {"prime": "The ", "temperature": 0.8, "seed": 1}
 BACKENDS = {"wasm-simd": {"backend": "wasm-simd"}, "js": {"backend": "js"}}  # load() options
@@ -54,14 +55,6 @@ import(base + "charrnn.js").then(async ({ load }) => {
   done({ backend: model.backend, chars_per_s: length / ((performance.now() - started) / 1000) });
 }).catch((e) => done({ error: String(e) }));
 """
-
-
-def cpu():
-    out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    model = next((line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")), "?")
-    flags = next((line.split(":", 1)[1].split() for line in out.splitlines() if line.startswith("Flags")), [])
-    isa = [f for f in ("avx512f", "avx2", "fma") if f in flags]
-    return f"{model}, {os.cpu_count()} cores, flags {' '.join(isa)}"
 
 
 def run(args, **kw):
@@ -127,7 +120,7 @@ def main():
         weight_files = {entry["filename"] for entry in json.load(f).values()}
     sizes = {name: os.path.getsize(os.path.join(folder, name)) for name in os.listdir(folder)}
     weights = sum(size for name, size in sizes.items() if name in weight_files)
-    print(f"machine: {cpu()}")
+    print(f"machine: {cpu_summary()}")
     print(f"model: {info['cell']} {info['num_layers']}x{info['hidden_size']}, embedding {info['embedding_dim']}, "
           f"{info['vocab_size']} characters ({args.config})")
     print(f"folder: {sum(sizes.values()) / 1024:.0f} KB, weights {weights / 1024:.0f} KB "

@@ -179,6 +179,7 @@ class StaticSite:
             pass
 
     def __init__(self, root):
+        self.root = root
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(self.Handler, directory=root))
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"

@@ -443,7 +443,6 @@ def main():
         browser = start_browser(work)
         ml5_script = install_ml5(work)
         site = StaticSite(os.path.join(work, "site"))
-        site.root = os.path.join(work, "site")
         try:
             browser.get(site.url + "lstm1/index.html")  # a page of the site, so that import() is same-origin
             results = browser_ops(browser, site, generation_ops(models, site.url))
