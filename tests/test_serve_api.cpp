@@ -1,5 +1,6 @@
 // serve_api: the request checks with OpenAI's error shape, prompt folding,
 // the choices a request makes, and the response and metrics text.
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -45,6 +46,14 @@ TEST(ServeApi, ReadsOpenAisFields) {
   EXPECT_EQ(*r.seed, 11u);
   EXPECT_TRUE(r.stream);
   EXPECT_TRUE(r.echo);
+  EXPECT_FALSE(r.logprobs.has_value());
+  for (const int n : {0, 1, 5}) {
+    const CompletionRequest l = parse(R"({"prompt": "hello", "logprobs": )" + std::to_string(n) + "}");
+    ASSERT_TRUE(l.logprobs.has_value());
+    EXPECT_EQ(*l.logprobs, n);
+    EXPECT_EQ(charrnn::choice_streams(l, 1).at(0).logprobs, n);
+  }
+  EXPECT_FALSE(parse(R"({"prompt": "hello", "logprobs": null})").logprobs.has_value());
   // left out: the model's own defaults, a random seed, one choice
   const CompletionRequest d = parse(R"({"prompt": "hello", "stop": "o"})");
   EXPECT_EQ(d.sample.length, 16);
@@ -107,7 +116,11 @@ TEST(ServeApi, BadRequestsAre400sNamingTheField) {
       {R"({"prompt": "hello", "seed": "x"})", "seed", "integer"},
       {R"({"prompt": "hello", "stream": "yes"})", "stream", "true or false"},
       {R"({"prompt": "hello", "echo": 1})", "echo", "true or false"},
-      {R"({"prompt": "hello", "logprobs": 5})", "logprobs", "not supported"},
+      {R"({"prompt": "hello", "logprobs": 6})", "logprobs", "in [0, 5]"},
+      {R"({"prompt": "hello", "logprobs": -1})", "logprobs", "in [0, 5]"},
+      {R"({"prompt": "hello", "logprobs": 18446744073709551615})", "logprobs", "in [0, 5]"},
+      {R"({"prompt": "hello", "logprobs": true})", "logprobs", "integer"},
+      {R"({"prompt": "hello", "logprobs": 1.5})", "logprobs", "integer"},
       {R"({"prompt": "hello", "model": 3})", "model", "string"},
   };
   for (const Case& c : cases) {
@@ -163,6 +176,8 @@ TEST(ServeApi, ChoiceJOfEachPromptGetsSeedPlusJAndTheRequestsSettings) {
     EXPECT_EQ(s.sampling.top_k, 4);
     EXPECT_EQ(s.sampling.top_p, 0.75);
     EXPECT_EQ(s.stop, (std::vector<std::string>{"\n", "ab"}));
+    EXPECT_FALSE(s.echo);
+    EXPECT_EQ(s.logprobs, -1);  // none reported
   }
   // left out: one choice per prompt, with the model's defaults and no stop
   const CompletionRequest d = parse(R"({"prompt": "hello"})");
@@ -179,8 +194,55 @@ TEST(ServeApi, ChoiceJOfEachPromptGetsSeedPlusJAndTheRequestsSettings) {
   EXPECT_EQ(wrapped[1].seed, 0u);
 }
 
+TEST(ServeApi, ScoresAreALogSoftmaxAtTemperatureOneWithTheMostLikelyFirst) {
+  // fixed logits in, exact log-probabilities out: log softmax of
+  // (2, 0, 2, -1, 1), with the tie between ids 0 and 2 going to the smaller
+  const std::vector<float> logits{2, 0, 2, -1, 1};
+  double normaliser = 0;
+  for (const float l : logits) normaliser += std::exp(static_cast<double>(l));
+  const auto expected = [&](size_t id) { return static_cast<float>(logits[id] - std::log(normaliser)); };
+  charrnn::TokenLogprob s;
+  charrnn::score_logits(logits.data(), 5, 3, 4, s);
+  EXPECT_TRUE(s.scored);
+  EXPECT_EQ(s.id, 3);
+  EXPECT_FLOAT_EQ(s.logprob, expected(3));
+  ASSERT_EQ(s.top_count, 4);
+  EXPECT_EQ((std::vector<int32_t>(s.top_ids.begin(), s.top_ids.begin() + 4)), (std::vector<int32_t>{0, 2, 4, 1}));
+  for (size_t k = 0; k < 4; ++k) EXPECT_FLOAT_EQ(s.top_logprobs[k], expected(static_cast<size_t>(s.top_ids[k])));
+  charrnn::score_logits(logits.data(), 5, 4, 0, s);
+  EXPECT_EQ(s.top_count, 0);
+  EXPECT_FLOAT_EQ(s.logprob, expected(4));
+  charrnn::score_logits(logits.data(), 5, 0, 5, s);  // every id
+  EXPECT_EQ((std::vector<int32_t>(s.top_ids.begin(), s.top_ids.end())), (std::vector<int32_t>{0, 2, 4, 1, 3}));
+  // large logits: no overflow
+  const std::vector<float> large{1000, 999, -1000};
+  charrnn::score_logits(large.data(), 3, 1, 1, s);
+  EXPECT_NEAR(s.logprob, -1 - std::log1p(std::exp(-1.0)), 1e-6);
+  EXPECT_EQ(s.top_ids[0], 0);
+}
+
+TEST(ServeApi, LogprobsHaveOpenAisLegacyShape) {
+  // "h" unscored (an echoed prompt's first), then "e" and "l" with top 2
+  const auto id = [](char32_t ch) { return static_cast<int32_t>(kVocab.encode(std::u32string(1, ch), "t")[0]); };
+  charrnn::TokenLogprob first, second, third;
+  first.id = id(U'h');
+  second = {id(U'e'), true, -0.5f, 2, {id(U'e'), id(U'a')}, {-0.5f, -1.5f}};
+  third = {id(U'l'), true, -3.0f, 2, {id(U'o'), id(U'a')}, {-0.25f, -2.0f}};
+  const nlohmann::ordered_json l = charrnn::logprobs_json({first, second, third}, kVocab, 7);
+  EXPECT_EQ(l.dump(), nlohmann::ordered_json::parse(R"({"tokens": ["h", "e", "l"],
+      "token_logprobs": [null, -0.5, -3.0],
+      "top_logprobs": [null, {"e": -0.5, "a": -1.5}, {"o": -0.25, "a": -2.0, "l": -3.0}],
+      "text_offset": [7, 8, 9]})").dump());  // the character itself joins a top it is not in
+  charrnn::ChoiceText choice{0, "hel", "stop", l};
+  const nlohmann::ordered_json body = charrnn::completion_body("cmpl-1", 5, "m", {choice}, std::nullopt);
+  EXPECT_EQ(body["choices"][0]["logprobs"]["tokens"].size(), 3u);
+  EXPECT_EQ(body["choices"][0]["logprobs"]["top_logprobs"][1].begin().key(), "e");  // most likely first
+  EXPECT_EQ(charrnn::logprobs_json({}, kVocab, 0).dump(),
+            R"({"tokens":[],"token_logprobs":[],"top_logprobs":[],"text_offset":[]})");
+}
+
 TEST(ServeApi, ResponseAndMetricsShapes) {
-  const json body = charrnn::completion_body("cmpl-1", 5, "m", {{0, "hi", "length"}, {1, "yo", ""}},
+  const auto body = charrnn::completion_body("cmpl-1", 5, "m", {{0, "hi", "length", {}}, {1, "yo", "", {}}},
                                              charrnn::Usage{3, 4});
   EXPECT_EQ(body["object"], "text_completion");
   EXPECT_EQ(body["choices"][0]["finish_reason"], "length");

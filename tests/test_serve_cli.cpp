@@ -120,7 +120,7 @@ TEST_F(Serve, CompletionsStreamingAndTheOtherRoutes) {
   }
   EXPECT_EQ(streamed, "the sea" + expected);
   EXPECT_EQ(reason, "length");
-  EXPECT_GE(chunks, 3);  // the echo, the text (in as many chunks as it took), the finish_reason
+  EXPECT_GE(chunks, 2);  // the echo and the text (in as many chunks as it took), the finish_reason
   EXPECT_NE(s->body.find("data: [DONE]\n\n"), std::string::npos);
 
   // several choices: n per prompt, seed + j each
@@ -140,6 +140,84 @@ TEST_F(Serve, CompletionsStreamingAndTheOtherRoutes) {
   const auto page = c.Get("/");
   ASSERT_TRUE(page);
   EXPECT_NE(page->body.find("<title>charrnn playground</title>"), std::string::npos);
+}
+
+// The characters (code points) of UTF-8 `text`, each as its own string.
+std::vector<std::string> characters(const std::string& text) {
+  std::vector<std::string> out;
+  for (const char byte : text) {
+    if ((static_cast<unsigned char>(byte) & 0xC0) != 0x80) out.emplace_back();
+    out.back() += byte;
+  }
+  return out;
+}
+
+TEST_F(Serve, LogprobsStreamedOrNotAndAScoredTextAsEvalScoresIt) {
+  httplib::Client c = client();
+  const std::string request = R"({"prompt": "the sea", "max_tokens": 60, "temperature": 0.8, "seed": 9, "echo": true,
+                                  "logprobs": 5, "stop": "ea)";
+  const auto whole = c.Post("/v1/completions", request + "\"}", "application/json");
+  const nlohmann::json choice = body_of(whole)["choices"][0];
+  const nlohmann::json& l = choice["logprobs"];
+  const std::vector<std::string> text = characters(choice["text"].get<std::string>());
+  ASSERT_EQ(l["tokens"].size(), text.size());
+  EXPECT_TRUE(l["token_logprobs"][0].is_null());
+  EXPECT_TRUE(l["top_logprobs"][0].is_null());
+  for (size_t i = 0; i < text.size(); ++i) {
+    EXPECT_EQ(l["tokens"][i], text[i]) << i;
+    EXPECT_EQ(l["text_offset"][i], i);
+    if (i == 0) continue;
+    const nlohmann::json& top = l["top_logprobs"][i];
+    EXPECT_GE(top.size(), 5u);
+    EXPECT_LE(top.size(), 6u);  // the character itself when it is not among the 5
+    EXPECT_DOUBLE_EQ(top[l["tokens"][i].get<std::string>()].get<double>(), l["token_logprobs"][i].get<double>());
+  }
+
+  // streamed: each chunk carries its own characters' numbers, and together
+  // they are the whole response's
+  const auto streamed = c.Post("/v1/completions", request + "\", \"stream\": true}", "application/json");
+  ASSERT_TRUE(streamed);
+  nlohmann::json joined = {{"tokens", nlohmann::json::array()}, {"token_logprobs", nlohmann::json::array()},
+                           {"top_logprobs", nlohmann::json::array()}, {"text_offset", nlohmann::json::array()}};
+  std::string streamed_text;
+  for (size_t at = 0; (at = streamed->body.find("data: ", at)) != std::string::npos;) {
+    const size_t end = streamed->body.find("\n\n", at);
+    const std::string data = streamed->body.substr(at + 6, end - at - 6);
+    at = end;
+    if (data == "[DONE]") break;
+    const nlohmann::json chunk = nlohmann::json::parse(data)["choices"][0];
+    const std::string piece = chunk["text"];
+    EXPECT_EQ(chunk["logprobs"]["tokens"].size(), characters(piece).size());
+    streamed_text += piece;
+    for (const char* key : {"tokens", "token_logprobs", "top_logprobs", "text_offset"})
+      for (const auto& v : chunk["logprobs"][key]) joined[key].push_back(v);
+  }
+  EXPECT_EQ(streamed_text, choice["text"]);
+  EXPECT_EQ(joined, l);
+
+  // max_tokens 0 + echo + logprobs scores a text: the mean is eval's loss
+  const std::string scored = "the sea and the ship sailed north into the night";
+  write_all(dir_ / "scored.txt", scored);
+  const auto score = c.Post("/v1/completions",
+                            R"({"prompt": ")" + scored + R"(", "max_tokens": 0, "echo": true, "logprobs": 1})",
+                            "application/json");
+  const nlohmann::json scored_choice = body_of(score)["choices"][0];
+  EXPECT_EQ(scored_choice["text"], scored);
+  EXPECT_EQ(scored_choice["finish_reason"], "length");
+  const nlohmann::json& values = scored_choice["logprobs"]["token_logprobs"];
+  ASSERT_EQ(values.size(), scored.size());
+  double sum = 0;
+  for (size_t i = 1; i < values.size(); ++i) sum += values[i].get<double>();
+  const Result eval = run({"eval", "--checkpoint", checkpoint(), "--data", (dir_ / "scored.txt").string(), "--streams",
+                           "1", "--json"});
+  ASSERT_EQ(eval.exit_code, 0) << eval.err;
+  EXPECT_NEAR(-sum / static_cast<double>(values.size() - 1), nlohmann::json::parse(eval.out)["loss"].get<double>(),
+              1e-5);
+
+  const auto refused = c.Post("/v1/completions", R"({"prompt": "the", "logprobs": 6})", "application/json");
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->status, 400);
+  EXPECT_EQ(body_of(refused)["error"]["param"], "logprobs");
 }
 
 TEST_F(Serve, BadRequestsGetOpenAiErrorsAndTheServerGoesOn) {

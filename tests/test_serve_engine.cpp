@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "charrnn/evaluate.h"
 #include "charrnn/generate.h"
 #include "charrnn/serve_engine.h"
 #include "charrnn/trainer.h"
@@ -167,6 +168,124 @@ TEST(ServeEngine, StopStringsCancellationAndAFullQueue) {
   read_all(*b[0]);
   EXPECT_EQ(b[0]->finish_reason(), "length");
   EXPECT_TRUE(engine.submit({{U"hel", 10, greedy, 0, {}}}).empty()) << "a draining engine takes nothing new";
+}
+
+// Text and per-character scores of a stream that reports them.
+std::pair<std::string, std::vector<charrnn::TokenLogprob>> read_scored(charrnn::ServeStream& s) {
+  std::string text;
+  std::vector<charrnn::TokenLogprob> scores;
+  while (s.read(text, std::chrono::milliseconds(50), &scores)) {
+  }
+  return {text, scores};
+}
+
+// What `charrnn eval --per-char` says of each character of `text` after the
+// first: the reference the server's numbers must match.
+std::vector<charrnn::CharScore> eval_scores(const charrnn::Checkpoint& c, const std::string& text, int64_t top_k) {
+  charrnn::CharRNN model = charrnn::restore_model(c, torch::kCPU);
+  const std::vector<int64_t> ids = c.vocab.encode(charrnn::decode_utf8(text), "text");
+  std::vector<charrnn::CharScore> scores;
+  charrnn::ScoreOptions options;
+  options.top_k = top_k;
+  charrnn::score_characters(model, torch::tensor(ids), options, torch::kCPU,
+                            [&](const charrnn::CharScore& s) { scores.push_back(s); });
+  return scores;
+}
+
+TEST(ServeEngine, LogprobsAreTheModelsOwnForEveryCharacterTheStreamSends) {
+  // echo + logprobs: the prompt, then the generated text, each character
+  // with its log-probability at temperature 1 (whatever the sampling) and
+  // the top 3, equal to eval's for the same whole text; the first character
+  // unscored
+  const charrnn::Checkpoint& c = trained();
+  charrnn::ServeEngine engine(c, {8, 64, 2});
+  const charrnn::SamplingParams nucleus{0.7, 4, 0.9};
+  charrnn::StreamRequest request{U"hello wor", 40, nucleus, 5, {}, true, 3};
+  auto streams = engine.submit({request});
+  const auto [text, scores] = read_scored(*streams[0]);
+  EXPECT_EQ(text, "hello wor" + generated(c, "hello wor", 40, nucleus, 5));
+  ASSERT_EQ(scores.size(), charrnn::decode_utf8(text).size());
+  EXPECT_FALSE(scores[0].scored);
+  EXPECT_EQ(scores[0].id, c.vocab.encode(U"h", "t")[0]);
+  const std::vector<charrnn::CharScore> expected = eval_scores(c, text, 3);
+  ASSERT_EQ(expected.size() + 1, scores.size());
+  for (size_t i = 1; i < scores.size(); ++i) {
+    const charrnn::CharScore& want = expected[i - 1];
+    ASSERT_TRUE(scores[i].scored) << i;
+    EXPECT_EQ(scores[i].id, want.id) << i;
+    EXPECT_NEAR(scores[i].logprob, want.logprob, 1e-4) << i;
+    ASSERT_EQ(scores[i].top_count, 3) << i;
+    for (size_t k = 0; k < 3; ++k) {
+      EXPECT_NEAR(scores[i].top_logprobs[k], want.top_logprobs[k], 1e-4) << i;
+      // the same ranking unless two alternatives are within rounding of each other
+      if (k + 1 < 3 && want.top_logprobs[k] - want.top_logprobs[k + 1] > 1e-4)
+        EXPECT_EQ(scores[i].top_ids[k], want.top_ids[k]) << i;
+    }
+  }
+  // without echo: the generated characters only, the same numbers
+  request.echo = false;
+  request.logprobs = 0;
+  auto plain = engine.submit({request});
+  const auto [generated_text, generated_scores] = read_scored(*plain[0]);
+  EXPECT_EQ("hello wor" + generated_text, text);
+  ASSERT_EQ(generated_scores.size(), 40u);
+  for (size_t i = 0; i < generated_scores.size(); ++i) {
+    EXPECT_EQ(generated_scores[i].logprob, scores[9 + i].logprob) << i;  // bit for bit: the same row kernel
+    EXPECT_EQ(generated_scores[i].top_count, 0);
+  }
+}
+
+TEST(ServeEngine, ScoringAPromptAloneMatchesEvalAndAmongOtherStreams) {
+  // max_tokens 0 + echo + logprobs scores a text; its mean is eval's loss,
+  // and the numbers do not depend on what else is being served
+  const charrnn::Checkpoint& c = trained();
+  charrnn::ServeEngine engine(c, {16, 64, 2});
+  const std::string text = "hello world, abc hello world, abc hello";
+  const charrnn::StreamRequest score{charrnn::decode_utf8(text), 0, {1.0, 0, 1.0}, 1, {}, true, 1};
+  auto alone = engine.submit({score});
+  const auto [echoed, scores] = read_scored(*alone[0]);
+  EXPECT_EQ(echoed, text);
+  EXPECT_EQ(alone[0]->finish_reason(), "length");
+  EXPECT_EQ(alone[0]->generated(), 0);
+  ASSERT_EQ(scores.size(), text.size());
+  double sum = 0;
+  for (size_t i = 1; i < scores.size(); ++i) sum += scores[i].logprob;
+  charrnn::CharRNN model = charrnn::restore_model(c, torch::kCPU);
+  const charrnn::EvalResult eval =
+      charrnn::evaluate(model, torch::tensor(c.vocab.encode(charrnn::decode_utf8(text), "t")), 1, 256, torch::kCPU);
+  EXPECT_NEAR(-sum / static_cast<double>(scores.size() - 1), eval.loss, 1e-5);
+
+  std::vector<std::vector<std::shared_ptr<charrnn::ServeStream>>> others;
+  for (int i = 0; i < 6; ++i)
+    others.push_back(engine.submit({{U"abc", 30 + 9 * i, {0.9, 0, 1.0}, static_cast<uint64_t>(i), {}, i % 2 == 0, 5}}));
+  auto among = engine.submit({score, score});
+  for (int i = 0; i < 6; ++i)
+    others.push_back(engine.submit({{U"wor", 20, {0.9, 0, 1.0}, static_cast<uint64_t>(i), {}, false, -1}}));
+  for (const auto& stream : among) {
+    const auto [again_text, again] = read_scored(*stream);
+    EXPECT_EQ(again_text, text);
+    ASSERT_EQ(again.size(), scores.size());
+    for (size_t i = 0; i < again.size(); ++i) {
+      EXPECT_EQ(again[i].logprob, scores[i].logprob) << i;
+      EXPECT_EQ(again[i].top_ids, scores[i].top_ids) << i;
+    }
+  }
+  for (auto& other : others) read_all(*other[0]);
+}
+
+TEST(ServeEngine, AStopStringTakesItsCharactersScoresWithIt) {
+  const charrnn::Checkpoint& c = trained();
+  charrnn::ServeEngine engine(c, {4, 16, 1});
+  const charrnn::SamplingParams greedy{0, 0, 1};
+  const std::string full = generated(c, "hel", 60, greedy, 0);
+  ASSERT_GE(full.size(), 12u);
+  const std::string stop = full.substr(8, 3);  // stops at its first occurrence
+  auto streams = engine.submit({{U"hel", 60, greedy, 0, {stop}, false, 2}});
+  const auto [text, scores] = read_scored(*streams[0]);
+  EXPECT_EQ(text, full.substr(0, full.find(stop)));
+  EXPECT_EQ(streams[0]->finish_reason(), "stop");
+  EXPECT_EQ(scores.size(), charrnn::decode_utf8(text).size());
+  for (size_t i = 0; i < scores.size(); ++i) EXPECT_EQ(scores[i].id, c.vocab.encode(charrnn::decode_utf8(text), "t")[i]);
 }
 
 }  // namespace

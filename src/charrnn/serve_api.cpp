@@ -171,8 +171,15 @@ CompletionRequest parse_completion_request(std::string_view body, const Vocab& v
     if (!v->is_string()) bad("user", "user must be a string");
     r.user = v->get<std::string>();
   }
-  if (const json* v = field("logprobs"); v && !(is_integer(*v) && v->get<int64_t>() == 0))
-    bad("logprobs", "logprobs are not supported by this server");
+  if (const json* v = field("logprobs")) {
+    const std::string range = "logprobs must be an integer in [0, " + std::to_string(kMaxLogprobs) +
+                              "] (the most likely characters reported beside each one)";
+    if (!is_integer(*v)) bad("logprobs", range + ", got " + v->dump());
+    const bool fits = v->is_number_unsigned() ? v->get<uint64_t>() <= static_cast<uint64_t>(kMaxLogprobs)
+                                              : v->get<int64_t>() >= 0 && v->get<int64_t>() <= kMaxLogprobs;
+    if (!fits) bad("logprobs", range + ", got " + v->dump());
+    r.logprobs = v->get<int64_t>();
+  }
   return r;
 }
 
@@ -182,8 +189,72 @@ std::vector<StreamRequest> choice_streams(const CompletionRequest& request, uint
   for (const std::u32string& prompt : request.prompts)
     for (int64_t j = 0; j < request.n; ++j)
       streams.push_back({prompt, request.sample.length, request.sample.sampling, seed + static_cast<uint64_t>(j),
-                         request.stop});
+                         request.stop, request.echo, request.logprobs.value_or(-1)});
   return streams;
+}
+
+void score_logits(const float* logits, int64_t vocab, int64_t id, int64_t top, TokenLogprob& out) {
+  // log-sum-exp in double from the largest logit: the same log-softmax as
+  // `charrnn eval` takes, to float precision
+  float largest = logits[0];
+  for (int64_t v = 1; v < vocab; ++v) largest = std::max(largest, logits[v]);
+  double sum = 0;
+  for (int64_t v = 0; v < vocab; ++v) sum += std::exp(static_cast<double>(logits[v]) - largest);
+  const double log_normaliser = largest + std::log(sum);
+  out.id = static_cast<int32_t>(id);
+  out.scored = true;
+  out.logprob = static_cast<float>(logits[id] - log_normaliser);
+  // the top N by insertion into a short sorted list: N <= 5, V about 100
+  const int64_t n = std::min(std::max<int64_t>(top, 0), std::min(kMaxLogprobs, vocab));
+  int32_t count = 0;
+  for (int64_t v = 0; v < vocab && n > 0; ++v) {
+    if (count == n && logits[v] <= logits[out.top_ids[static_cast<size_t>(count - 1)]]) continue;
+    int32_t at = count < n ? count++ : count - 1;
+    // a later id with an equal logit stays behind: ties go to the smaller id
+    while (at > 0 && logits[v] > logits[out.top_ids[static_cast<size_t>(at - 1)]]) {
+      out.top_ids[static_cast<size_t>(at)] = out.top_ids[static_cast<size_t>(at - 1)];
+      --at;
+    }
+    out.top_ids[static_cast<size_t>(at)] = static_cast<int32_t>(v);
+  }
+  out.top_count = count;
+  for (int32_t i = 0; i < count; ++i)
+    out.top_logprobs[static_cast<size_t>(i)] =
+        static_cast<float>(logits[out.top_ids[static_cast<size_t>(i)]] - log_normaliser);
+}
+
+nlohmann::ordered_json logprobs_json(const std::vector<TokenLogprob>& records, const Vocab& vocab,
+                                     int64_t text_offset) {
+  using ordered = nlohmann::ordered_json;
+  ordered tokens = ordered::array(), token_logprobs = ordered::array(), top_logprobs = ordered::array(),
+          offsets = ordered::array();
+  const auto text_of = [&](int32_t id) {
+    std::string text;
+    vocab.append_decoded(text, id);
+    return text;
+  };
+  for (const TokenLogprob& record : records) {
+    tokens.push_back(text_of(record.id));
+    offsets.push_back(text_offset++);
+    if (!record.scored) {
+      token_logprobs.push_back(nullptr);
+      top_logprobs.push_back(nullptr);
+      continue;
+    }
+    token_logprobs.push_back(record.logprob);
+    ordered top = ordered::object();
+    bool has_own = false;
+    for (int32_t i = 0; i < record.top_count; ++i) {
+      top[text_of(record.top_ids[static_cast<size_t>(i)])] = record.top_logprobs[static_cast<size_t>(i)];
+      has_own = has_own || record.top_ids[static_cast<size_t>(i)] == record.id;
+    }
+    if (!has_own) top[text_of(record.id)] = record.logprob;
+    top_logprobs.push_back(std::move(top));
+  }
+  return {{"tokens", std::move(tokens)},
+          {"token_logprobs", std::move(token_logprobs)},
+          {"top_logprobs", std::move(top_logprobs)},
+          {"text_offset", std::move(offsets)}};
 }
 
 json substitutions_json(const std::vector<Substitution>& substitutions) {
@@ -193,15 +264,16 @@ json substitutions_json(const std::vector<Substitution>& substitutions) {
   return list;
 }
 
-json completion_body(const std::string& id, int64_t created, const std::string& model,
-                     const std::vector<ChoiceText>& choices, const std::optional<Usage>& usage) {
-  json list = json::array();
+nlohmann::ordered_json completion_body(const std::string& id, int64_t created, const std::string& model,
+                                       const std::vector<ChoiceText>& choices, const std::optional<Usage>& usage) {
+  using ordered = nlohmann::ordered_json;
+  ordered list = ordered::array();
   for (const ChoiceText& c : choices)
     list.push_back({{"text", c.text},
                     {"index", c.index},
-                    {"logprobs", nullptr},
-                    {"finish_reason", c.finish_reason.empty() ? json(nullptr) : json(c.finish_reason)}});
-  json body = {{"id", id}, {"object", "text_completion"}, {"created", created}, {"model", model}, {"choices", list}};
+                    {"logprobs", c.logprobs ? *c.logprobs : ordered(nullptr)},
+                    {"finish_reason", c.finish_reason.empty() ? ordered(nullptr) : ordered(c.finish_reason)}});
+  ordered body = {{"id", id}, {"object", "text_completion"}, {"created", created}, {"model", model}, {"choices", list}};
   if (usage)
     body["usage"] = {{"prompt_tokens", usage->prompt_tokens},
                      {"completion_tokens", usage->completion_tokens},

@@ -5,6 +5,7 @@
 // puts these behind cpp-httplib; tests use them directly.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -68,9 +69,15 @@ struct CompletionRequest {
   std::vector<std::string> stop;     ///< up to 4; a choice ends before the first it produces
   std::optional<uint64_t> seed;      ///< absent: a random one per request
   bool stream = false;
-  bool echo = false;
+  bool echo = false;                 ///< the prompt is returned before the text (scored too, with logprobs)
+  /// logprobs: absent, none reported; N in 0..kMaxLogprobs, each
+  /// character's log-probability and the N most likely alternatives
+  std::optional<int64_t> logprobs;
   std::string user;
 };
+
+/// The most alternatives `logprobs` may ask for, as OpenAI's legacy API.
+inline constexpr int64_t kMaxLogprobs = 5;
 
 /// Parses and checks a /v1/completions body. Throws ApiError (400, naming
 /// the field in `param`) for malformed JSON or UTF-8, a wrong type, a value
@@ -91,7 +98,27 @@ struct StreamRequest {
   SamplingParams sampling;
   uint64_t seed = 0;
   std::vector<std::string> stop;
+  bool echo = false;      ///< the stream starts with the prompt's text
+  int64_t logprobs = -1;  ///< < 0: none; N: a TokenLogprob per character of the text, with N alternatives
 };
+
+/// One character's log-probabilities (natural log) under the model's own
+/// distribution: temperature 1, before top-k and top-p, as OpenAI reports
+/// them. Fixed size, so that recording one per generated character
+/// allocates nothing.
+struct TokenLogprob {
+  int32_t id = 0;       ///< the character's vocabulary id
+  bool scored = false;  ///< false for an echoed prompt's first character, which nothing predicts
+  float logprob = 0;
+  int32_t top_count = 0;  ///< alternatives in top_ids: the N asked for, most likely first (ties: smaller id)
+  std::array<int32_t, kMaxLogprobs> top_ids{};
+  std::array<float, kMaxLogprobs> top_logprobs{};
+};
+
+/// Scores `id` against one row of logits (`vocab` floats): its
+/// log-probability after a softmax at temperature 1, and the `top` (0..5)
+/// most likely ids with theirs.
+void score_logits(const float* logits, int64_t vocab, int64_t id, int64_t top, TokenLogprob& out);
 
 /// The choices a request asks for, in the order of the response's
 /// "index": prompt i's choice j is choice i * n + j, with the request's
@@ -112,12 +139,24 @@ struct ChoiceText {
   int64_t index = 0;
   std::string text;
   std::string finish_reason;
+  std::optional<nlohmann::ordered_json> logprobs;  ///< absent: null (none asked for)
 };
+
+/// OpenAI's legacy `logprobs` object for the characters of one choice (or
+/// of one stream chunk): {"tokens", "token_logprobs", "top_logprobs",
+/// "text_offset"}, a character being a token. top_logprobs maps each of the
+/// N most likely characters to its log-probability, most likely first, and
+/// the character itself when it is not among them (so up to N + 1, as
+/// OpenAI does); an echoed prompt's first character has null for both.
+/// text_offset counts characters (code points) of the choice's whole text,
+/// the echoed prompt included: `text_offset` is the first one's.
+nlohmann::ordered_json logprobs_json(const std::vector<TokenLogprob>& records, const Vocab& vocab,
+                                     int64_t text_offset);
 struct Usage {
   int64_t prompt_tokens = 0, completion_tokens = 0;
 };
 /// {"id", "object": "text_completion", "created", "model", "choices", "usage"}.
-nlohmann::json completion_body(const std::string& id, int64_t created, const std::string& model,
+nlohmann::ordered_json completion_body(const std::string& id, int64_t created, const std::string& model,
                                const std::vector<ChoiceText>& choices, const std::optional<Usage>& usage);
 
 /// Counters and histograms for GET /metrics, in Prometheus' text format.

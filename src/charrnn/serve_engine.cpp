@@ -6,14 +6,17 @@
 #include "charrnn/error.h"
 #include "charrnn/generate.h"
 #include "charrnn/step_decoder.h"
+#include "charrnn/utf8.h"
 
 namespace charrnn {
 
-bool ServeStream::read(std::string& out, std::chrono::milliseconds timeout) {
+bool ServeStream::read(std::string& out, std::chrono::milliseconds timeout, std::vector<TokenLogprob>* logprobs) {
   std::unique_lock<std::mutex> lock(mutex_);
   ready_.wait_for(lock, timeout, [&] { return !pending_.empty() || ended_; });
   out += pending_;
   pending_.clear();
+  if (logprobs) logprobs->insert(logprobs->end(), pending_logprobs_.begin(), pending_logprobs_.end());
+  pending_logprobs_.clear();
   return !ended_;
 }
 
@@ -32,12 +35,13 @@ std::chrono::steady_clock::time_point ServeStream::first_char_at() const {
   return first_char_at_;
 }
 
-void ServeStream::append(const std::string& text, int64_t chars) {
+void ServeStream::append(const std::string& text, int64_t chars, const TokenLogprob* logprobs, size_t count) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (generated_.load() == 0 && chars > 0) first_char_at_ = std::chrono::steady_clock::now();
     generated_ += chars;
     pending_ += text;
+    pending_logprobs_.insert(pending_logprobs_.end(), logprobs, logprobs + count);
   }
   ready_.notify_all();
 }
@@ -68,6 +72,13 @@ struct ServeEngine::Active {
   int64_t last_id = 0;
   bool done = false;   // ended; its row is stepped, unread, until the next rebuild
   State primed;        // between the batches: the state after its prompt
+  // logprobs: the scores of this step's character (drawn, or the prompt's
+  // next when `scores_prompt`), then those of the characters the stop
+  // filter holds back, in order
+  bool reports() const { return request.logprobs >= 0; }
+  bool scores_prompt = false;  // prefill: this step's logits score the prompt's next character (echo)
+  TokenLogprob scored;
+  std::vector<TokenLogprob> held;
 };
 
 // A decoder and its streams, one per row. A row without a running stream
@@ -177,7 +188,7 @@ void ServeEngine::end(Active& a, const std::string& reason) {
 void ServeEngine::end_all(Batch& batch) {
   for (auto& a : batch.rows)
     if (Batch::running(a)) {
-      a->stream->append(a->filter.flush(), 0);
+      release(*a, a->filter.flush(), 0);
       end(*a, "length");
     }
   batch.rows.clear();
@@ -190,21 +201,53 @@ int64_t ServeEngine::sweep(Batch& batch) {
   return batch.live();
 }
 
+namespace {
+
+// Characters (code points) in UTF-8 `text`: those the stop filter released.
+size_t code_points(const std::string& text) {
+  return static_cast<size_t>(
+      std::count_if(text.begin(), text.end(), [](char byte) { return (static_cast<unsigned char>(byte) & 0xC0) != 0x80; }));
+}
+
+}  // namespace
+
+void ServeEngine::release(Active& a, const std::string& text, int64_t generated) {
+  if (!a.reports()) return a.stream->append(text, generated);
+  // a stop string starts on a character boundary, so what the filter
+  // releases is whole characters, the oldest it holds
+  const size_t count = std::min(code_points(text), a.held.size());
+  a.stream->append(text, generated, a.held.data(), count);
+  a.held.erase(a.held.begin(), a.held.begin() + static_cast<std::ptrdiff_t>(count));
+}
+
 void ServeEngine::emit(Active& a, int64_t id) {
   a.last_id = id;
   std::string piece;
   checkpoint_.vocab.append_decoded(piece, id);
   --a.remaining;
+  if (a.reports()) a.held.push_back(a.scored);
   std::string out = a.filter.feed(piece);
   if (a.filter.stopped()) {
-    a.stream->append(out, 1);
+    release(a, out, 1);  // the stop string's characters go, with their scores
     end(a, "stop");
   } else if (a.remaining <= 0) {
-    a.stream->append(out + a.filter.flush(), 1);
+    release(a, out + a.filter.flush(), 1);
     end(a, "length");
   } else {
-    a.stream->append(out, 1);
+    release(a, out, 1);
   }
+}
+
+void ServeEngine::start_echo(Active& a) {
+  if (!a.request.echo) return;
+  if (!a.reports()) return a.stream->append(encode_utf8(a.request.prompt), 0);
+  // the first character, which nothing predicts; the prefill batch scores
+  // each of the others as it reads up to it
+  TokenLogprob first;
+  first.id = static_cast<int32_t>(a.prompt_ids.front());
+  std::string text;
+  checkpoint_.vocab.append_decoded(text, a.prompt_ids.front());
+  a.stream->append(text, 0, &first, 1);
 }
 
 void ServeEngine::join(Batch& batch, std::vector<std::unique_ptr<Active>>& joining) {
@@ -273,17 +316,26 @@ void ServeEngine::rebuild(Batch& batch, std::vector<std::unique_ptr<Active>>& jo
 namespace {
 
 // One decoder step of `batch`, drawing for the rows whose `draws` is set
-// (their uniforms drawn beforehand, in row order, as generate() draws).
+// (their uniforms drawn beforehand, in row order, as generate() draws) and
+// scoring, for the rows that report logprobs, the drawn character or the
+// prompt's next one.
 template <class Batch>
 void step_and_draw(Batch& batch) {
   StepDecoder& decoder = *batch.decoder;
   decoder.for_each_part([&](int64_t part, int64_t first, int64_t rows) {
     decoder.step_part(part, batch.ids.data());
+    const torch::Tensor& logits = decoder.logits();  // (B, V)
+    const int64_t vocab = logits.size(1);
     for (int64_t r = first; r < first + rows; ++r) {
       const size_t row = static_cast<size_t>(r);
-      if (row >= batch.rows.size() || !Batch::running(batch.rows[row]) || !batch.rows[row]->draws) continue;
-      sample_rows_into(decoder.logits().narrow(0, r, 1), batch.rows[row]->request.sampling, batch.uniforms.data() + r,
-                       batch.scratch[static_cast<size_t>(part)], batch.next.data() + r);
+      if (row >= batch.rows.size() || !Batch::running(batch.rows[row])) continue;
+      auto& a = *batch.rows[row];
+      if (a.draws)
+        sample_rows_into(logits.narrow(0, r, 1), a.request.sampling, batch.uniforms.data() + r,
+                         batch.scratch[static_cast<size_t>(part)], batch.next.data() + r);
+      if (a.reports() && (a.draws || a.scores_prompt))
+        score_logits(logits.data_ptr<float>() + r * vocab, vocab,
+                     a.draws ? batch.next[row] : a.prompt_ids[a.read], a.request.logprobs, a.scored);
     }
   });
 }
@@ -321,10 +373,14 @@ bool ServeEngine::admit() {
     }
   }
   for (auto& a : joining) {
-    if (a->stream->cancelled())
+    if (a->stream->cancelled()) {
       end(*a, "cancelled");
-    else if (a->remaining <= 0)  // max_tokens 0: nothing to generate, nothing drawn
-      end(*a, "length");
+      continue;
+    }
+    start_echo(*a);
+    // max_tokens 0: nothing to generate, nothing drawn; the prompt is read
+    // only to score it (echo with logprobs)
+    if (a->remaining <= 0 && !(a->request.echo && a->reports() && a->prompt_ids.size() > 1)) end(*a, "length");
   }
   join(*prefilling_, joining);
   return true;
@@ -334,7 +390,7 @@ void ServeEngine::prefill(std::chrono::steady_clock::duration budget) {
   Batch& b = *prefilling_;
   const auto start = std::chrono::steady_clock::now();
   while (sweep(b) > 0) {
-    bool drawn = false;
+    bool any_read = false;  // some prompt was read to its end
     for (size_t r = 0; r < b.rows.size(); ++r) {
       if (!Batch::running(b.rows[r])) {
         b.ids[r] = 0;  // a free row
@@ -342,19 +398,31 @@ void ServeEngine::prefill(std::chrono::steady_clock::duration budget) {
       }
       Active& a = *b.rows[r];
       b.ids[r] = a.prompt_ids[a.read++];
-      a.draws = a.read == a.prompt_ids.size();
+      const bool read = a.read == a.prompt_ids.size();
+      a.draws = read && a.remaining > 0;
+      a.scores_prompt = !read && a.request.echo && a.reports();
       // the first character is drawn as generate() draws it after its prime
       if (a.draws && !is_greedy(a.request.sampling)) b.uniforms[r] = a.rng.next_uniform();
-      drawn = drawn || a.draws;
+      any_read = any_read || read;
     }
     step_and_draw(b);
     ++prefill_steps_;
-    if (drawn) {
+    for (auto& row : b.rows)
+      if (Batch::running(row) && row->scores_prompt) {  // echo: the prompt's next character, scored
+        std::string text;
+        checkpoint_.vocab.append_decoded(text, row->prompt_ids[row->read]);
+        row->stream->append(text, 0, &row->scored, 1);
+      }
+    if (any_read) {
       // read prompts move to the generating batch, with their first character
       std::vector<std::unique_ptr<Active>> primed;
       for (size_t r = 0; r < b.rows.size(); ++r) {
-        if (!Batch::running(b.rows[r]) || !b.rows[r]->draws) continue;
+        if (!Batch::running(b.rows[r]) || b.rows[r]->read < b.rows[r]->prompt_ids.size()) continue;
         Active& a = *b.rows[r];
+        if (!a.draws) {  // max_tokens 0: the prompt was read only to be scored
+          end(a, "length");
+          continue;
+        }
         a.primed = b.decoder->row_state(static_cast<int64_t>(r));
         a.draws = false;
         emit(a, b.next[r]);

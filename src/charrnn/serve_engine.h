@@ -18,6 +18,12 @@
 // or half of them are. Streams that arrive one by one, as HTTP clients do,
 // then cost no rebuild each: a rebuild costs about as much as a step.
 //
+// With logprobs, a character's numbers come from the very logits it was
+// drawn from (an echoed prompt's from the logits after the character before
+// it, read in the prefill batch), worked out by the thread that stepped the
+// row; they are held back with the text by the stop filter, so that the
+// text a client reads and its numbers always match, one per character.
+//
 // Same request and seed, same text, whatever else is being served: each
 // stream has its own random stream, drawn exactly as `charrnn generate`
 // draws for one sample, and both batches always run the CPU's packed row
@@ -52,9 +58,11 @@ namespace charrnn {
 /// reads it. Thread-safe.
 class ServeStream {
  public:
-  /// Waits up to `timeout` for text; appends it to `out`. Returns false once
-  /// the stream has ended and everything was read.
-  bool read(std::string& out, std::chrono::milliseconds timeout);
+  /// Waits up to `timeout` for text; appends it to `out`, and its
+  /// characters' log-probabilities (one each, when the request asked for
+  /// them) to `logprobs`. Returns false once the stream has ended and
+  /// everything was read.
+  bool read(std::string& out, std::chrono::milliseconds timeout, std::vector<TokenLogprob>* logprobs = nullptr);
   /// Waits up to `timeout` for the stream to end; true once it has.
   bool wait_ended(std::chrono::milliseconds timeout);
   /// The client went away: the engine drops the stream at its next step.
@@ -69,10 +77,13 @@ class ServeStream {
 
  private:
   friend class ServeEngine;
-  void append(const std::string& text, int64_t chars);
+  /// `text` and, when the stream reports them, the log-probabilities of its
+  /// characters, one each; `chars` of them were generated (0 for an echo).
+  void append(const std::string& text, int64_t chars, const TokenLogprob* logprobs = nullptr, size_t count = 0);
   void finish(const std::string& reason);
 
   mutable std::mutex mutex_;
+  std::vector<TokenLogprob> pending_logprobs_;
   std::condition_variable ready_;  // text, or the end
   std::condition_variable end_;    // the end only: a reader of the whole text is not woken per character
   std::string pending_;
@@ -141,6 +152,12 @@ class ServeEngine {
   void prefill(std::chrono::steady_clock::duration budget);
   void step();
   void emit(Active& a, int64_t id);
+  /// Hands `text`, released by the stop filter, to the stream with the
+  /// scores of its characters; `generated` of them were generated now.
+  void release(Active& a, const std::string& text, int64_t generated);
+  /// echo: the prompt's text, or with logprobs its first character (the
+  /// prefill batch adds the others as it scores them).
+  void start_echo(Active& a);
   /// Ends a stream that holds a slot.
   void end(Active& a, const std::string& reason);
   void end_all(Batch& batch);

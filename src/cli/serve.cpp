@@ -95,7 +95,6 @@ struct Completion {
   Clock::time_point start;
   int64_t prompt_chars = 0;
 
-  const std::u32string& prompt_of(size_t choice) const { return request.prompts[choice / static_cast<size_t>(request.n)]; }
   int64_t generated() const {
     int64_t total = 0;
     for (const auto& s : streams) total += s->generated();
@@ -351,14 +350,16 @@ class Server {
     for (size_t i = 0; i < c->streams.size(); ++i) {
       ChoiceText choice;
       choice.index = static_cast<int64_t>(i);
-      if (r.echo) choice.text = encode_utf8(c->prompt_of(i));
       while (!c->streams[i]->wait_ended(std::chrono::milliseconds(100))) {
       }
-      c->streams[i]->read(choice.text, std::chrono::milliseconds(0));
+      std::vector<TokenLogprob> logprobs;
+      c->streams[i]->read(choice.text, std::chrono::milliseconds(0), &logprobs);  // the echoed prompt first
+      if (r.logprobs) choice.logprobs = logprobs_json(logprobs, c->engine->checkpoint().vocab, 0);
       choice.finish_reason = c->streams[i]->finish_reason();
       choices.push_back(std::move(choice));
     }
-    json response = completion_body(c->id, c->created, c->model, choices, Usage{c->prompt_chars, c->generated()});
+    nlohmann::ordered_json response =
+        completion_body(c->id, c->created, c->model, choices, Usage{c->prompt_chars, c->generated()});
     if (!r.substitutions.empty()) response["prompt_substitutions"] = substitutions_json(r.substitutions);
     res.set_content(response.dump(), "application/json");
     finished(*c);
@@ -371,14 +372,21 @@ class Server {
     res.set_header("Cache-Control", "no-cache");
     res.set_header("X-Accel-Buffering", "no");
     auto ended = std::make_shared<std::vector<char>>(c->streams.size(), 0);
-    auto started = std::make_shared<bool>(false);
+    // per choice, the characters sent so far: the next chunk's first text_offset
+    auto offsets = std::make_shared<std::vector<int64_t>>(c->streams.size(), 0);
     auto last_sent = std::make_shared<Clock::time_point>();
     res.set_chunked_content_provider(
         "text/event-stream",
-        [this, c, ended, started, last_sent](size_t, httplib::DataSink& sink) {
+        [this, c, ended, offsets, last_sent](size_t, httplib::DataSink& sink) {
+          std::vector<TokenLogprob> logprobs;
           const auto send = [&](size_t i, const std::string& text, const std::string& reason) {
-            const ChoiceText choice{static_cast<int64_t>(i), text, reason};
+            ChoiceText choice{static_cast<int64_t>(i), text, reason, std::nullopt};
+            if (c->request.logprobs) {  // each chunk carries its characters' numbers
+              choice.logprobs = logprobs_json(logprobs, c->engine->checkpoint().vocab, (*offsets)[i]);
+              (*offsets)[i] += static_cast<int64_t>(logprobs.size());
+            }
             const std::string event = "data: " + completion_body(c->id, c->created, c->model, {choice}, std::nullopt).dump() + "\n\n";
+            logprobs.clear();
             return sink.write(event.data(), event.size());
           };
           const auto cancel_all = [&] {
@@ -386,12 +394,6 @@ class Server {
             return false;
           };
           if (!sink.is_writable()) return cancel_all();
-          if (!*started) {
-            *started = true;
-            if (c->request.echo)
-              for (size_t i = 0; i < c->streams.size(); ++i)
-                if (!send(i, encode_utf8(c->prompt_of(i)), "")) return cancel_all();
-          }
           // text that comes within a frame of the last event goes out with
           // the next one: a stream makes thousands of characters a second,
           // and an event per character costs the server and its client
@@ -403,7 +405,7 @@ class Server {
             if ((*ended)[i]) continue;
             std::string text;
             // wait on the first running choice, look at the others
-            const bool running = c->streams[i]->read(text, std::chrono::milliseconds(waited ? 0 : 50));
+            const bool running = c->streams[i]->read(text, std::chrono::milliseconds(waited ? 0 : 50), &logprobs);
             waited = true;
             if (!text.empty() && !send(i, text, "")) return cancel_all();
             if (!running) {

@@ -44,6 +44,28 @@ const stopped = await client.completions.create({ model, prompt: config.prompt, 
                                                   temperature: 0, stop: [config.stop] });
 out.stopped = { text: stopped.choices[0].text, finish_reason: stopped.choices[0].finish_reason };
 
+// logprobs (OpenAI's legacy shape, characters as tokens): with echo, then
+// streamed, where each chunk carries its own characters'
+const scored = { ...one, echo: true, logprobs: 5 };
+const withLogprobs = await client.completions.create(scored);
+out.logprobs = { text: withLogprobs.choices[0].text, logprobs: withLogprobs.choices[0].logprobs };
+const joined = { tokens: [], token_logprobs: [], top_logprobs: [], text_offset: [] };
+let streamedScored = "", chunksMatch = true;
+for await (const chunk of await client.completions.create({ ...scored, stream: true })) {
+  for (const choice of chunk.choices) {
+    streamedScored += choice.text ?? "";
+    const l = choice.logprobs;
+    chunksMatch = chunksMatch && l.tokens.join("") === (choice.text ?? "");
+    for (const key of Object.keys(joined)) joined[key].push(...l[key]);
+  }
+}
+out.logprobs_stream = { text: streamedScored, logprobs: joined, chunks_match: chunksMatch };
+// a text scored: nothing generated, the prompt's characters scored
+const score = await client.completions.create({ model, prompt: config.scored_text, max_tokens: 0, echo: true,
+                                                logprobs: 1 });
+out.score = { text: score.choices[0].text, token_logprobs: score.choices[0].logprobs.token_logprobs };
+out.bad_logprobs = await caught(() => client.completions.create({ ...one, logprobs: 6 }));
+
 const wrong = new OpenAI({ baseURL: config.base_url, apiKey: "not-the-key", maxRetries: 0 });
 out.wrong_key = await caught(() => wrong.completions.create(one));
 out.bad_temperature = await caught(() => client.completions.create({ ...one, temperature: 5 }));
