@@ -159,6 +159,10 @@ struct Usage {
 nlohmann::ordered_json completion_body(const std::string& id, int64_t created, const std::string& model,
                                const std::vector<ChoiceText>& choices, const std::optional<Usage>& usage);
 
+/// The playground page GET / answers with (src/web/playground.html,
+/// embedded at build time): it calls the API from the browser.
+extern const char* const kPlaygroundPage;
+
 /// Counters and histograms for GET /metrics, in Prometheus' text format.
 /// Thread-safe.
 class ServerMetrics {

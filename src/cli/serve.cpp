@@ -30,7 +30,6 @@
 #include "charrnn/serve_engine.h"
 #include "charrnn/serve_reload.h"
 #include "charrnn/utf8.h"
-#include "playground.h"
 
 namespace charrnn::cli {
 
@@ -261,7 +260,7 @@ class Server {
       res.set_content(json{{"object", "list"}, {"data", json::array({model_card()})}}.dump(), "application/json");
     });
     http_.Get("/", [](const httplib::Request&, httplib::Response& res) {
-      res.set_content(kPlaygroundHtml, "text/html; charset=utf-8");
+      res.set_content(kPlaygroundPage, "text/html; charset=utf-8");
     });
     // the body is read here, up to --max-body, rather than by cpp-httplib,
     // which (0.11) takes a chunked body of any size into memory

@@ -8,17 +8,23 @@ types a prompt and the sampling settings, clicks Generate, and reads the
 text the page streams in. Checks that the page shows charrnn generate's
 very text for the same prompt, length, settings and seed, that it arrived
 in more than one piece, that a wrong key shows the server's 401 message,
-and that Stop ends a long stream and frees its slot on the server.
+that "show probabilities" colours each character by the probability the
+API gives it and shows, on hover, the API's own top_logprobs there, and
+that Stop ends a long stream and frees its slot on the server.
 
 Usage: check_playground.py CHARRNN_BINARY WORK_DIR   (run by ctest)
 Exits 77 (skipped) when selenium, chromium or chromium-driver is missing or
 the browser does not start; non-zero on any failed check.
 """
+import json
+import math
 import os
 import shutil
 import sys
 import time
 import urllib.request
+
+from selenium.webdriver.common.action_chains import ActionChains
 
 here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(here, ".."))
@@ -78,6 +84,61 @@ def active_streams(url):
     raise RuntimeError("/metrics has no charrnn_active_streams")
 
 
+def api_logprobs(url, body):
+    request = urllib.request.Request(url + "/v1/completions", data=json.dumps(body).encode(),
+                                     headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.load(response)["choices"][0]
+
+
+def bucket(probability):
+    """The page's colour class for a probability (its legend's bounds)."""
+    return "p" + str(sum(probability >= bound for bound in (0.05, 0.2, 0.5, 0.8)))
+
+
+def check_probabilities(browser, url):
+    """Show probabilities: the page's colours and hovers against the API's
+    logprobs for the same request (same seed, same numbers)."""
+    browser.find_element("id", "show-probs").click()
+    prompt, length, seed = "my love ", 120, 11
+    fill_in(browser, KEY, prompt, length, 0.9, 0, 1, seed)
+    text, _ = generate(browser)
+    want = api_logprobs(url, {"prompt": prompt, "max_tokens": length, "temperature": 0.9, "seed": seed,
+                              "logprobs": 5})
+    l = want["logprobs"]
+    check(text == want["text"] and len(l["tokens"]) == length, "with probabilities shown, the same text as the API's")
+    spans = browser.find_elements("css selector", "#text .ch")
+    classes = [span.get_attribute("class").split()[1] for span in spans]
+    check(len(spans) == length and classes == [bucket(math.exp(v)) for v in l["token_logprobs"]],
+          f"each character coloured by its probability: {len(spans)} spans, classes {sorted(set(classes))}")
+    check(len(set(classes)) > 1, f"the colours differ between characters: {sorted(set(classes))}")
+    check(not browser.find_element("id", "legend").get_attribute("hidden"), "the legend names the colours")
+    hovered = 0
+    # every 13th character, or the next one that is not a line break (a
+    # newline's box is empty: a mouse cannot point at it, a keyboard can)
+    samples = sorted({next(j for j in range(i, length) if l["tokens"][j] != "\n") for i in range(0, length - 10, 13)})
+    for i in samples:
+        ActionChains(browser).move_to_element(spans[i]).perform()
+        wait_for(lambda: browser.find_element("id", "alternatives").is_displayed(), 5, "the alternatives to show")
+        rows = browser.execute_script("""
+            return [...document.querySelectorAll('#alternatives tr')].map(
+                (tr) => [...tr.cells].map((td) => td.textContent));""")
+        expected = sorted(l["top_logprobs"][i].items(), key=lambda kv: -kv[1])
+        shown = [(ch, f"{100 * math.exp(v):.1f}%") for ch, v in expected]
+        as_shown = [(row[0].split(" (")[0].replace("⏎", "\n").replace("␣", " "), row[1]) for row in rows]
+        check(as_shown == shown, f"hovering character {i} shows the API's top_logprobs: {as_shown} vs {shown}")
+        title = spans[i].get_attribute("title")
+        check(title.endswith(f"{100 * math.exp(l['token_logprobs'][i]):.1f}%"),
+              f"character {i}'s own probability is readable without colour: {title!r}")
+        hovered += 1
+    check(hovered >= 8, f"{hovered} characters hovered")
+    newline = next((i for i, token in enumerate(l["tokens"]) if token == "\n"), None)
+    if newline is not None:
+        browser.execute_script("arguments[0].focus();", spans[newline])
+        wait_for(lambda: "newline" in browser.find_element("id", "alternatives").text, 5, "a focused newline's numbers")
+    browser.find_element("id", "show-probs").click()  # off again: plain text
+
+
 def main():
     binary, work = sys.argv[1], sys.argv[2]
     shutil.rmtree(work, ignore_errors=True)
@@ -120,6 +181,8 @@ def main():
             text, _ = generate(browser)
             expected = continuation(binary, checkpoint, "my love ", 400, 1.2, 9, top_k=5, top_p=0.9)
             check(as_printed(text) == expected, f"top-k 5, top-p 0.9, temperature 1.2: generate's text too ({text[:40]!r}...)")
+
+            check_probabilities(browser, server.url)
 
             # a pasted prompt: its no-break space is replaced, the page says so, and the
             # text is what charrnn generate gives for the same typed prompt
