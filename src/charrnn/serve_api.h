@@ -162,6 +162,9 @@ nlohmann::ordered_json completion_body(const std::string& id, int64_t created, c
 /// The playground page GET / answers with (src/web/playground.html,
 /// embedded at build time): it calls the API from the browser.
 extern const char* const kPlaygroundPage;
+/// The module it imports from /probabilities.js, the "show probabilities"
+/// view it shares with the web export's page (src/web/probabilities.js).
+extern const char* const kProbabilityViewSource;
 
 /// Counters and histograms for GET /metrics, in Prometheus' text format.
 /// Thread-safe.

@@ -212,10 +212,11 @@ class Server {
         send_error_and_close(res, ApiError(400, framing));
         return httplib::Server::HandlerResponse::Handled;
       }
-      // the playground page is served without the key, as a browser cannot
+      // the playground page (and its module) is served without the key, as a browser cannot
       // send one when it opens a page: the page holds nothing of the model,
       // and asks for the key before it calls the API
-      const bool open_route = req.path == "/health" || (req.path == "/" && req.method == "GET");
+      const bool open_route =
+          req.path == "/health" || (req.method == "GET" && (req.path == "/" || req.path == "/probabilities.js"));
       if (!api_key_.empty() && !open_route && req.get_header_value("Authorization") != "Bearer " + api_key_) {
         send_error(res, ApiError(401, "missing or wrong API key: send the header \"Authorization: Bearer KEY\"",
                                  "invalid_request_error", "", "invalid_api_key"));
@@ -243,8 +244,8 @@ class Server {
       send_error(res, ApiError(500, first_line(what), "server_error"));
     });
     http_.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
-      const bool known = req.path == "/" || req.path == "/health" || req.path == "/metrics" || req.path == "/v1/models" ||
-                         req.path == "/v1/completions";
+      const bool known = req.path == "/" || req.path == "/probabilities.js" || req.path == "/health" ||
+                         req.path == "/metrics" || req.path == "/v1/models" || req.path == "/v1/completions";
       metrics_.count_request(known ? req.path : "other", res.status);
     });
 
@@ -261,6 +262,9 @@ class Server {
     });
     http_.Get("/", [](const httplib::Request&, httplib::Response& res) {
       res.set_content(kPlaygroundPage, "text/html; charset=utf-8");
+    });
+    http_.Get("/probabilities.js", [](const httplib::Request&, httplib::Response& res) {
+      res.set_content(kProbabilityViewSource, "text/javascript; charset=utf-8");
     });
     // the body is read here, up to --max-body, rather than by cpp-httplib,
     // which (0.11) takes a chunked body of any size into memory
@@ -286,7 +290,7 @@ class Server {
         res.set_header("Allow", allow);
       };
     };
-    for (const char* path : {"/health", "/metrics", "/v1/models", "/"}) {
+    for (const char* path : {"/health", "/metrics", "/v1/models", "/", "/probabilities.js"}) {
       http_.Post(path, not_allowed("GET"));
       http_.Put(path, not_allowed("GET"));
       http_.Delete(path, not_allowed("GET"));
