@@ -100,7 +100,7 @@ TEST_P(WebExport, FolderComputesTheModelsLogitsAndCarriesItsFacts) {
   const fs::path out = dir.path() / "web";
   const charrnn::WebExport written = charrnn::export_web(checkpoint, out.string());
 
-  for (const char* file : {"manifest.json", "vocab.json", "charrnn.json", "charrnn.js", "index.html"})
+  for (const char* file : {"manifest.json", "vocab.json", "charrnn.json", "charrnn.js", "index.html", "probabilities.js"})
     EXPECT_TRUE(fs::exists(out / file)) << file;
 #ifdef CHARRNN_WEB_KERNEL
   // the build assembled src/web/charrnn.wat: the folder carries the module

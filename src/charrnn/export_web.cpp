@@ -21,6 +21,7 @@ namespace charrnn {
 // src/web/charrnn.js and src/web/index.html, embedded by the build (cmake/embed_text.cmake)
 extern const char* const kWebRuntimeSource;
 extern const char* const kWebPageSource;
+extern const char* const kProbabilityViewSource;
 #ifdef CHARRNN_WEB_KERNEL
 // charrnn.wasm, assembled from src/web/charrnn.wat (cmake/embed_binary.cmake)
 extern const unsigned char kWebKernel[];
@@ -266,6 +267,7 @@ WebExport export_web(const Checkpoint& checkpoint, const std::string& out) {
   write_text(staged / "charrnn.json", describe(checkpoint, roles, check, result.ml5_compatible).dump(1) + "\n");
   write_text(staged / "charrnn.js", kWebRuntimeSource);
   write_text(staged / "index.html", kWebPageSource);
+  write_text(staged / "probabilities.js", kProbabilityViewSource);  // index.html's "show probabilities"
 #ifdef CHARRNN_WEB_KERNEL
   write_file_atomically((staged / "charrnn.wasm").string(),
                         std::string(reinterpret_cast<const char*>(kWebKernel), kWebKernel_size));

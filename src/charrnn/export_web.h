@@ -14,7 +14,7 @@
 //                  training text, the sampling defaults, the version, the
 //                  training summary, the manifest keys of each weight, and
 //                  a load check (probabilities for a fixed input)
-//   charrnn.js, index.html
+//   charrnn.js, index.html, probabilities.js (the page's "show probabilities")
 //   charrnn.wasm   charrnn.js's matrix-vector kernel in WebAssembly SIMD
 //                  (src/web/charrnn.wat), when the build had wat2wasm
 //                  (CHARRNN_WEB_KERNEL); charrnn.js runs plain JS without it

@@ -602,14 +602,21 @@ class Model {
    * text when there is one and it came. Options left out take the model's
    * sample defaults: prime, length, temperature (<= 0 picks the most likely
    * character), topK (0: all), topP (1: all), seed (< 0: a random one), and
-   * stop ("" never). onText(piece) gets the text as it comes; onStart({seed,
-   * prime, substitutions}) is told once, before any text; `signal` (an
-   * AbortSignal) stops it, rejecting with an AbortError.
+   * stop ("" never). onText(piece, scores) gets the text as it comes;
+   * with logprobs N (0..5) each generated character comes alone, with
+   * scores = {logprob, top}: its natural-log probability under the model's
+   * own distribution (temperature 1, before top-k and top-p, as the
+   * server's logprobs) and the N most likely characters as [char, logprob]
+   * pairs, most likely first. onStart({seed, prime, substitutions}) is told
+   * once, before any text; `signal` (an AbortSignal) stops it, rejecting
+   * with an AbortError.
    */
   async generate(options = {}) {
     const o = { ...this.sample, stop: "" };
     for (const [k, v] of Object.entries(options)) if (v !== undefined && v !== null) o[k] = v;
     const { length, temperature, topK, topP, stop, onText, onStart, signal } = o;
+    const logprobs = o.logprobs ?? -1;
+    if (!Number.isInteger(logprobs) || logprobs > 5) throw new RangeError(`charrnn.js: logprobs must be an integer in [0, 5], got ${logprobs}`);
     if (!Number.isInteger(length) || length < 0) throw new RangeError(`charrnn.js: length must be an integer >= 0, got ${length}`);
     if (!(temperature >= 0 && temperature <= 2)) throw new RangeError(`charrnn.js: temperature must be in [0, 2], got ${temperature}`);
     if (!Number.isInteger(topK) || topK < 0) throw new RangeError(`charrnn.js: topK must be an integer >= 0, got ${topK}`);
@@ -630,9 +637,21 @@ class Model {
       return this.sampler.pick(probs, V, topK, topP, rng.nextUniform());
     };
     let text = "";
-    const emit = (piece) => {
+    const emit = (piece, scores) => {
       text += piece;
-      if (onText) onText(piece);
+      if (onText) onText(piece, scores);
+    };
+    // logprobs: the drawn character against the logits it was drawn from
+    const score = (id) => {
+      if (logprobs < 0) return undefined;
+      let largest = -Infinity;
+      for (let i = 0; i < V; i++) largest = Math.max(largest, logits[i]);
+      let sum = 0;
+      for (let i = 0; i < V; i++) sum += Math.exp(logits[i] - largest);
+      const normaliser = largest + Math.log(sum);
+      const order = Array.from({ length: V }, (_, i) => i).sort((a, b) => logits[b] - logits[a] || a - b);
+      return { logprob: logits[id] - normaliser,
+               top: order.slice(0, logprobs).map((i) => [chars[i], logits[i] - normaliser]) };
     };
     // StopFilter: a sample ends once its continuation contains the stop text
     let tail = "";
@@ -672,7 +691,7 @@ class Model {
     for (let i = 0, id = -1; i < length && !done; i++) {
       if (i > 0) this.step(id);  // reads the character drawn last
       id = pick();
-      emit(chars[id]);
+      emit(chars[id], score(id));
       done = stopped(chars[id]);
       if ((i & 15) === 15) await pause();
     }

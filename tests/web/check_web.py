@@ -45,6 +45,7 @@ chromium, chromedriver or the npm registry is missing.
 """
 import functools
 import json
+import math
 import os
 import shutil
 import struct
@@ -384,6 +385,7 @@ def run_playground(binary, browser, site, models):
     expected = generate_text(binary, checkpoint, ("my love ", 500, 1.1, 6, 0.95, 13, "\n"))
     check(text == expected and (not expected.endswith("\n") or "(done: stop)" in status),
           f"a stop string ends it as charrnn generate --stop does: {status!r}")
+    check_probabilities(binary, browser, checkpoint, fill, run)
     fill(stop_text="", length=1000000, seed="")
     browser.find_element("id", "generate").click()
     wait_for(lambda: len(browser.execute_script("return document.getElementById('text').textContent")) > 0, 30,
@@ -394,6 +396,47 @@ def run_playground(binary, browser, site, models):
     shown = len(browser.execute_script("return document.getElementById('text').textContent"))
     check("(stopped)" in status and shown < 1000000 and browser.find_element("id", "generate").is_enabled(),
           f"Stop ends a generation: {shown} of 1000000 characters, {status!r}")
+
+
+def check_probabilities(binary, browser, checkpoint, fill, run):
+    """Show probabilities: each generated character's colour and hover against
+    `charrnn eval --per-char` on the page's own prime and text."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    browser.find_element("id", "show-probs").click()
+    fill(stop_text="", seed=21, length=150)
+    text, _ = run()
+    expected = generate_text(binary, checkpoint, ("my love ", 150, 1.1, 6, 0.95, 21, ""))
+    check(text == expected, "with probabilities shown, the same text")
+    work = os.path.dirname(checkpoint)
+    text_path, per_char = os.path.join(work, "page-text.txt"), os.path.join(work, "page-text.jsonl")
+    with open(text_path, "w", encoding="utf-8") as f:
+        f.write(text)
+    charrnn(binary, "eval", "--checkpoint", checkpoint, "--data", text_path, "--per-char", per_char, "--top-k", "5")
+    with open(per_char, encoding="utf-8") as f:
+        lines = [json.loads(line) for line in f][len("my love ") - 1:]  # the generated characters'
+    spans = browser.find_elements("css selector", "#text .ch")
+    got = browser.execute_script("""
+        return [...document.querySelectorAll('#text .ch')].map(
+            (s) => [s.textContent, Number(s.dataset.logprob), JSON.parse(s.dataset.top), s.className]);""")
+    check(len(spans) == 150 == len(lines) and "".join(g[0] for g in got) == text[len("my love "):],
+          f"one coloured span per generated character: {len(spans)}")
+    worst = max(abs(g[1] - want["logprob"]) for g, want in zip(got, lines))
+    check(worst < 1e-4, f"each character's probability is eval's (largest difference {worst:.1e} nats)")
+    tops_agree = all([c for c, _ in g[2]] == [c for c, _ in want["top"]] or
+                     min(abs(a[1] - b[1]) for a, b in zip(want["top"], want["top"][1:])) < 1e-4
+                     for g, want in zip(got, lines))
+    check(tops_agree, "each character's top 5 are eval's")
+    bucket = lambda p: "p" + str(sum(p >= b for b in (0.05, 0.2, 0.5, 0.8)))  # noqa: E731
+    check([g[3].split()[1] for g in got] == [bucket(math.exp(w["logprob"])) for w in lines],
+          f"the colours follow the probabilities: {sorted(set(g[3].split()[1] for g in got))}")
+    i = next(i for i, g in enumerate(got) if g[0] not in "\n ")
+    ActionChains(browser).move_to_element(spans[i]).perform()
+    rows = browser.execute_script("""
+        return [...document.querySelectorAll('#alternatives tr')].map((tr) => [...tr.cells].map((td) => td.textContent));""")
+    shown = [(c, f"{100 * math.exp(v):.1f}%") for c, v in lines[i]["top"]]
+    check([tuple(r) for r in rows][:5] == [(c if c not in "\n " else r[0], p) for (c, p), r in zip(shown, rows)],
+          f"hovering a character shows its top 5 with probabilities: {rows}")
+    browser.find_element("id", "show-probs").click()
 
 
 def run_ml5(browser, site, models, references, ml5_script):
