@@ -23,17 +23,17 @@ int cmd_inspect(int argc, char** argv) {
                "data.separator, as in training)", cxxopts::value<std::vector<std::string>>())
       ("glob", "folders: only files whose name matches, e.g. '*.txt'", cxxopts::value<std::string>()->default_value(""))
       ("out", "HTML file to write", cxxopts::value<std::string>())
-      ("max-chars", "characters read from the start of the text (those the model knows); 0 reads all of it",
-       cxxopts::value<int64_t>()->default_value("10000"))
-      ("top", "units in the ranked list", cxxopts::value<int64_t>()->default_value("20"));
+      ("max-chars", "characters read from the start of the text (those the model knows); 0 reads all of it "
+                    "(default: 10000)", cxxopts::value<std::string>())
+      ("top", "units in the ranked list (default: 20)", cxxopts::value<std::string>());
   const auto args = parse(options, argc, argv);
   const std::string path = require(args, "checkpoint");
   const std::string out = require(args, "out");
   const std::vector<std::string> data_paths = repeated_flag(args, "data");
   if (data_paths.empty()) throw UsageError("--data is required");
   charrnn::InspectOptions inspect_options;
-  inspect_options.max_chars = args["max-chars"].as<int64_t>();
-  inspect_options.top_units = args["top"].as<int64_t>();
+  inspect_options.max_chars = int_flag(args, "max-chars", inspect_options.max_chars);
+  inspect_options.top_units = int_flag(args, "top", inspect_options.top_units);
   if (inspect_options.max_chars < 0)
     throw UsageError("--max-chars must be >= 0 (0 reads all of the text), got " + std::to_string(inspect_options.max_chars));
   if (inspect_options.top_units < 1) throw UsageError("--top must be >= 1, got " + std::to_string(inspect_options.top_units));
