@@ -112,7 +112,7 @@ TEST_P(InspectTest, CorrelatesEveryUnitOfTheTraceWithEveryFeature) {
   InspectOptions options;
   options.top_units = 5;
   const Inspection inspection = charrnn::inspect(model, vocab, kText, options);
-  EXPECT_TRUE(model->is_training()) << "the model's mode is restored";
+  EXPECT_TRUE(model->is_training()) << "the model's mode is left alone";
   ASSERT_EQ(inspection.text, kText);
   const int64_t T = static_cast<int64_t>(kText.size()), H = 8, K = 8, S = cell() == CellType::LSTM ? 2 : 1;
   const auto [trace, state] = model->trace(torch::tensor(vocab.encode_skipping_unknown(kText).ids, torch::kLong));

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#include <numeric>
 
 #include <nlohmann/json.hpp>
 
@@ -100,13 +99,10 @@ Inspection inspect(CharRNN& model, const Vocab& vocab, std::u32string_view text,
     result.text.push_back(text[i]);
   }
   if (ids.size() < 2)
-    throw UsageError("inspecting needs at least 2 characters the model knows; the text has " +
-                     std::to_string(ids.size()) + " (" + std::to_string(result.unknown_chars) + " unknown)");
+    throw UsageError("inspecting needs at least 2 characters the model knows; read " + std::to_string(ids.size()) +
+                     " (" + std::to_string(result.unknown_chars) + " unknown skipped)");
 
-  const bool was_training = model->is_training();
-  model->eval();
-  result.states = model->trace(torch::tensor(ids, torch::kLong)).first;  // h, c: (L, T, H)
-  if (was_training) model->train();
+  result.states = model->trace(torch::tensor(ids, torch::kLong)).first;  // h, c: (L, T, H); never dropout
   result.features = text_features(result.text);
 
   const int64_t L = result.states.h.size(0), T = result.states.h.size(1), H = result.states.h.size(2);

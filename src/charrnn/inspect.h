@@ -29,8 +29,9 @@ namespace charrnn {
 
 struct InspectOptions {
   /// Characters read from the start of the text, counting only those the
-  /// vocabulary has; 0 reads all of it. The page holds S*L*H bytes (before
-  /// base64) per character read. Default: 10000
+  /// vocabulary has; 0 reads all of it. Per unit and character read, the
+  /// page holds 4/3 byte (8 bits in base64) and inspecting takes some 30
+  /// bytes of memory. Default: 10000
   int64_t max_chars = 10000;
   /// Units in the ranked list, each with the feature it correlates with
   /// most strongly; >= 1. Default: 20
