@@ -135,6 +135,45 @@ TEST_F(Cli, EvalPerCharWritesOneLinePerPredictedCharacter) {
   EXPECT_FALSE(fs::exists(other));
 }
 
+TEST_F(Cli, InspectWritesItsPageAndNamesBadFlags) {
+  train_ok({"--set", "train.steps=20"});
+  const std::string page = (dir_ / "pages/inspect.html").string();
+  const Result r = run({"inspect", "--checkpoint", checkpoint(), "--data", corpus_, "--out", page, "--max-chars",
+                        "700", "--top", "3"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out.rfind("700 characters read", 0), 0u) << r.out;
+  EXPECT_NE(r.out.find("wrote " + page), std::string::npos) << r.out;
+  const std::string html = read_all(page);
+  const std::string open = "<script type=\"application/json\" id=\"inspect-data\">";
+  const size_t start = html.find(open);
+  ASSERT_NE(start, std::string::npos);
+  const size_t from = start + open.size();
+  const auto data = nlohmann::json::parse(html.substr(from, html.find("</script>", from) - from));
+  EXPECT_EQ(data["text"].get<std::string>(), make_corpus(20000).substr(0, 700));
+  EXPECT_EQ(data["ranking"].size(), 3u);
+  EXPECT_EQ(data["title"], checkpoint());
+
+  const std::string other = (dir_ / "other.html").string();
+  const std::vector<std::string> base = {"inspect", "--checkpoint", checkpoint(), "--data", corpus_};
+  const auto with = [&](std::vector<std::string> extra) {
+    std::vector<std::string> args = base;
+    args.insert(args.end(), extra.begin(), extra.end());
+    return run(args);
+  };
+  expect_clean_error(with({"--out", other, "--max-chars", "-1"}), 2, "--max-chars must be >= 0");
+  expect_clean_error(with({"--out", other, "--max-chars", "lots"}), 2, "--max-chars must be an integer");
+  expect_clean_error(with({"--out", other, "--top", "0"}), 2, "--top must be >= 1");
+  expect_clean_error(with({"--out", other, "--top", "1.5"}), 2, "--top must be an integer");
+  expect_clean_error(with({}), 2, "--out is required");
+  expect_clean_error(run({"inspect", "--checkpoint", checkpoint(), "--out", other}), 2, "--data is required");
+  expect_clean_error(run({"inspect", "--data", corpus_, "--out", other}), 2, "--checkpoint is required");
+  const std::string unknown = (dir_ / "unknown.txt").string();
+  write_all(unknown, "\xE2\x82\xAC\xE2\x82\xAC!");  // the model knows none of these
+  expect_clean_error(run({"inspect", "--checkpoint", checkpoint(), "--data", unknown, "--out", other}), 2,
+                     "needs at least 2 characters the model knows");
+  EXPECT_FALSE(fs::exists(other));
+}
+
 TEST_F(Cli, InfoShowsWhatTheCheckpointHolds) {
   train_ok({"--set", "train.steps=20"});
   const Result r = run({"info", "--checkpoint", checkpoint()});

@@ -86,6 +86,38 @@ TEST_P(ModelTest, CarriedStateContinuesTheSequence) {
   EXPECT_FALSE(torch::allclose(fresh, second, 1e-5, 1e-5));
 }
 
+// trace() steps the layers itself; every step of every layer must be what
+// forward() computes, and its last layer what feeds the head.
+TEST_P(ModelTest, TraceHoldsEveryLayersStateAtEveryStep) {
+  CharRNN model(V, options_for(cell(), layers()));
+  model->eval();
+  torch::NoGradGuard no_grad;
+  const torch::Tensor ids = torch::randint(0, V, {T}, torch::kLong);
+  auto [logits, state] = model->forward(ids.unsqueeze(0));  // logits: (1, T, V)
+  auto [trace, traced_state] = model->trace(ids);
+  ASSERT_EQ(trace.h.sizes(), (std::vector<int64_t>{layers(), T, H}));
+  EXPECT_EQ(trace.c.defined(), cell() == CellType::LSTM);
+  if (trace.c.defined()) ASSERT_EQ(trace.c.sizes(), trace.h.sizes());
+  EXPECT_TRUE(torch::allclose(traced_state.h, state.h, 1e-5, 1e-5));
+  if (cell() == CellType::LSTM) EXPECT_TRUE(torch::allclose(traced_state.c, state.c, 1e-5, 1e-5));
+  // the last layer's h at every step, through the head, gives forward()'s logits
+  const auto params = model->named_parameters();
+  const torch::Tensor head = torch::nn::functional::linear(trace.h[layers() - 1], params["head.weight"], params["head.bias"]);
+  EXPECT_TRUE(torch::allclose(head, logits[0], 1e-5, 1e-5));
+  // every layer after each prefix is the state forward() ends that prefix with
+  for (int64_t t = 0; t < T; ++t) {
+    auto [ignored, prefix] = model->forward(ids.narrow(0, 0, t + 1).unsqueeze(0));
+    EXPECT_TRUE(torch::allclose(trace.h.select(1, t), prefix.h.select(1, 0), 1e-5, 1e-5)) << "step " << t;
+    if (cell() == CellType::LSTM)
+      EXPECT_TRUE(torch::allclose(trace.c.select(1, t), prefix.c.select(1, 0), 1e-5, 1e-5)) << "step " << t;
+  }
+  // from a carried state: the second half continues where the first ended
+  auto [first, first_state] = model->trace(ids.narrow(0, 0, 4));
+  auto [second, second_state] = model->trace(ids.narrow(0, 4, T - 4), first_state);
+  EXPECT_TRUE(torch::allclose(torch::cat({first.h, second.h}, 1), trace.h, 1e-5, 1e-5));
+  EXPECT_TRUE(torch::allclose(second_state.h, state.h, 1e-5, 1e-5));
+}
+
 TEST_P(ModelTest, ExplicitZeroStateEqualsNoState) {
   CharRNN model(V, options_for(cell(), layers()));
   torch::NoGradGuard no_grad;

@@ -165,6 +165,49 @@ std::pair<torch::Tensor, State> CharRNNImpl::forward(const torch::Tensor& input_
   return forward_fused(input_ids, state, &dropout_masks);
 }
 
+std::pair<StateTrace, State> CharRNNImpl::trace(const torch::Tensor& input_ids, const State& state) {
+  TORCH_CHECK(input_ids.dim() == 1, "trace reads one stream: (T) ids");
+  TORCH_CHECK(!state.defined() || state.h.size(1) == 1, "trace reads one stream: a state of batch 1");
+  torch::NoGradGuard no_grad;
+  const int64_t L = options_.num_layers, T = input_ids.size(0), H = options_.hidden_size;
+  const std::vector<torch::Tensor> weights = recurrent_weights();  // per layer: w_ih, w_hh, b_ih, b_hh
+  torch::Tensor x = embedding_(input_ids.to(torch::kLong));        // (T, E): the layer below's output
+  const torch::Tensor zeros = torch::zeros({1, H}, x.options());
+  std::vector<torch::Tensor> h_trace, c_trace, h_last, c_last;
+  // LibTorch's modules return only the final c, so the cells are stepped
+  // here with ATen's own cell functions, the maths nn::LSTM/GRU/RNN run.
+  for (int64_t l = 0; l < L; ++l) {
+    const torch::Tensor &w_ih = weights[4 * l], &w_hh = weights[4 * l + 1], &b_ih = weights[4 * l + 2],
+                        &b_hh = weights[4 * l + 3];
+    torch::Tensor h = state.defined() ? state.h[l] : zeros;                       // (1, H)
+    torch::Tensor c = lstm_ ? (state.defined() ? state.c[l] : zeros) : torch::Tensor();  // (1, H)
+    torch::Tensor hs = torch::empty({T, H}, x.options());
+    torch::Tensor cs = lstm_ ? torch::empty({T, H}, x.options()) : torch::Tensor();
+    for (int64_t t = 0; t < T; ++t) {
+      const torch::Tensor input = x.narrow(0, t, 1);  // (1, I)
+      if (lstm_) {
+        std::tie(h, c) = torch::lstm_cell(input, {h, c}, w_ih, w_hh, b_ih, b_hh);
+        cs[t].copy_(c[0]);
+      } else if (gru_) {
+        h = torch::gru_cell(input, h, w_ih, w_hh, b_ih, b_hh);
+      } else {
+        h = torch::rnn_tanh_cell(input, h, w_ih, w_hh, b_ih, b_hh);
+      }
+      hs[t].copy_(h[0]);
+    }
+    x = hs;
+    h_trace.push_back(hs);
+    h_last.push_back(h);
+    if (lstm_) {
+      c_trace.push_back(cs);
+      c_last.push_back(c);
+    }
+  }
+  StateTrace trace{torch::stack(h_trace), lstm_ ? torch::stack(c_trace) : torch::Tensor()};
+  State next{torch::stack(h_last), lstm_ ? torch::stack(c_last) : torch::Tensor()};  // (L, 1, H)
+  return {trace, next};
+}
+
 int64_t CharRNNImpl::parameter_count() const {
   int64_t n = 0;
   for (const auto& p : parameters()) n += p.numel();

@@ -39,12 +39,26 @@ struct State {
   static State cat_batches(const std::vector<State>& shares);
 };
 
+/// Every layer's state after every character of one stream, as the model
+/// reads it without dropout: what `charrnn inspect` shows.
+struct StateTrace {
+  torch::Tensor h;  // (L, T, H): h[l][t] is layer l's h after reading character t
+  torch::Tensor c;  // (L, T, H), LSTM only
+};
+
 class CharRNNImpl : public torch::nn::Module {
  public:
   CharRNNImpl(int64_t vocab_size, const ModelOptions& options);
 
   /// input_ids: (B, T) int64. Returns logits (B, T, V) and the new state.
   std::pair<torch::Tensor, State> forward(const torch::Tensor& input_ids, const State& state = {});
+
+  /// input_ids: (T) int64, one stream, read from `state` ((L, 1, H), or
+  /// zeros) one step at a time, layer by layer, without gradient or
+  /// dropout. Returns every layer's states at every step and the state
+  /// after the last step: the last layer's h trace is what forward() (in
+  /// eval mode) feeds the head, and the state is the one it returns.
+  std::pair<StateTrace, State> trace(const torch::Tensor& input_ids, const State& state = {});
 
   /// Training through the fused layers with dropout masks drawn beforehand
   /// by draw_dropout_masks() (or a batch slice of them, narrowed on dim 1):

@@ -84,6 +84,7 @@ int cmd_eval(int argc, char** argv);
 int cmd_info(int argc, char** argv);
 int cmd_export(int argc, char** argv);
 int cmd_plot(int argc, char** argv);
+int cmd_inspect(int argc, char** argv);
 int cmd_bench(int argc, char** argv);
 int cmd_launch(int argc, char** argv);
 

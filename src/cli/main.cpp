@@ -43,6 +43,9 @@ const std::vector<Command>& commands() {
       {"info", cmd_info, "--checkpoint FILE [--json]"},
       {"export", cmd_export, "--checkpoint FILE --out FILE.pt"},
       {"plot", cmd_plot, "METRICS_FILE... --out FILE.svg   (training also keeps NAME.loss.svg)"},
+      {"inspect", cmd_inspect,
+       "--checkpoint FILE --data PATH --out FILE.html [--max-chars N] [--top N]\n"
+       "            (a page of the model's units over the text, ranked by the text features they follow)"},
       {"bench", cmd_bench, "[--config FILE] [--set KEY=VALUE]... [--steps N]"},
       {"launch", cmd_launch,
        "--nproc N [--nnodes M --node-rank I --master-addr A --master-port P] -- train ...\n"
