@@ -6,10 +6,17 @@ aggregate characters per second, the time to the first character (p50,
 p99) and the largest gaps between characters (p99 over all clients). Beside
 it, `charrnn generate --num-samples 64` on the same model, for the rate the
 decoder reaches without HTTP. Rounds alternate server and generate; every
-round is printed, and the medians.
+round is printed, and the medians. The server's own CPU time per thousand
+characters (from /proc) shows how much of the two cores the load clients
+took.
+
+With --logprobs N, every client count runs twice a round, without and with
+`logprobs: N` on every request (which goes first alternates between
+rounds), and the medians are compared: what per-character probabilities
+cost the server.
 
   /usr/bin/python3 benchmarks/serve_load.py --checkpoint models/lstm.pt \\
-      [--clients 1,8,64,256] [--max-tokens 300] [--rounds 2] [--charrnn build/charrnn]
+      [--clients 1,8,64,256] [--max-tokens 300] [--rounds 2] [--logprobs 5] [--charrnn build/charrnn]
 
 Standard library only (threads and http.client); bounded in count and time.
 """
@@ -58,9 +65,20 @@ def one_client(port, body, out, timeout):
     out.append({"status": status, "chars": chars, "ttfc": (first - start) if first else None, "gaps": gaps})
 
 
-def load(port, clients, prompt, max_tokens, timeout):
-    body = json.dumps({"prompt": prompt, "max_tokens": max_tokens, "temperature": 0.8, "stream": True})
+def cpu_seconds(pid):
+    """User + system CPU time of a process so far, from /proc/PID/stat."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load(port, pid, clients, prompt, max_tokens, timeout, logprobs=None):
+    request = {"prompt": prompt, "max_tokens": max_tokens, "temperature": 0.8, "stream": True}
+    if logprobs is not None:
+        request["logprobs"] = logprobs
+    body = json.dumps(request)
     results, threads = [], []
+    cpu_before = cpu_seconds(pid)
     start = time.perf_counter()
     for _ in range(clients):
         t = threading.Thread(target=one_client, args=(port, body, results, timeout))
@@ -69,20 +87,22 @@ def load(port, clients, prompt, max_tokens, timeout):
     for t in threads:
         t.join(timeout)
     wall = time.perf_counter() - start
+    server_cpu = cpu_seconds(pid) - cpu_before
     ok = [r for r in results if r["status"] == 200]
     chars = sum(r["chars"] for r in ok)
     gaps = [g for r in ok for g in r["gaps"]]
     ttfc = [r["ttfc"] for r in ok if r["ttfc"] is not None]
-    return {"clients": clients, "ok": len(ok), "failed": clients - len(ok), "chars": chars,
+    return {"clients": clients, "logprobs": logprobs, "ok": len(ok), "failed": clients - len(ok), "chars": chars,
+            "server_cpu_ms_per_kchar": 1e6 * server_cpu / max(chars, 1),
             "chars_per_s": chars / wall, "ttfc_p50_ms": 1e3 * percentile(ttfc, 50),
             "ttfc_p99_ms": 1e3 * percentile(ttfc, 99), "gap_p99_ms": 1e3 * percentile(gaps, 99)}
 
 
 def generate_rate(args, samples):
     start = time.perf_counter()
-    out = subprocess.run([args.charrnn, "generate", "--checkpoint", args.checkpoint, "--prime", args.prompt,
-                          "--length", str(args.max_tokens), "--num-samples", str(samples), "--seed", "1",
-                          "--temperature", "0.8"], capture_output=True, text=True, check=True).stdout
+    subprocess.run([args.charrnn, "generate", "--checkpoint", args.checkpoint, "--prime", args.prompt,
+                    "--length", str(args.max_tokens), "--num-samples", str(samples), "--seed", "1",
+                    "--temperature", "0.8"], capture_output=True, text=True, check=True)
     wall = time.perf_counter() - start  # includes loading the model, as a server request does not
     return samples * args.max_tokens / wall
 
@@ -96,6 +116,8 @@ def main():
     parser.add_argument("--max-tokens", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=120)
+    parser.add_argument("--logprobs", type=int, default=None,
+                        help="also run every client count with logprobs N on each request, and compare")
     args = parser.parse_args()
 
     server = subprocess.Popen([args.charrnn, "serve", "--checkpoint", args.checkpoint, "--port", "0", "--slots", "64",
@@ -111,26 +133,36 @@ def main():
         rows, generated = [], []
         for r in range(args.rounds):
             generated.append(generate_rate(args, 64))
+            variants = [None] if args.logprobs is None else [None, args.logprobs][::1 if r % 2 == 0 else -1]
             for clients in [int(c) for c in args.clients.split(",")]:
-                row = load(port, clients, args.prompt, args.max_tokens, args.timeout)
-                row["round"] = r + 1
-                rows.append(row)
-                print(f"round {r + 1}, {clients} clients: {row['chars_per_s']:.0f} chars/s", file=sys.stderr)
+                for logprobs in variants:
+                    row = load(port, server.pid, clients, args.prompt, args.max_tokens, args.timeout, logprobs)
+                    row["round"] = r + 1
+                    rows.append(row)
+                    print(f"round {r + 1}, {clients} clients, logprobs {logprobs}: {row['chars_per_s']:.0f} chars/s",
+                          file=sys.stderr)
     finally:
         server.terminate()
         server.wait(30)
 
     print(f"CPU: {cpu_model()}; {args.max_tokens} characters per request from a {len(args.prompt)}-character prompt\n")
-    print("| round | clients | served | chars/s | first char p50 | first char p99 | gap p99 |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
+    print("| round | clients | logprobs | served | chars/s | server CPU per 1k chars | first char p50 | first char p99 | gap p99 |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:
-        print(f"| {row['round']} | {row['clients']} | {row['ok']}/{row['clients']} | {row['chars_per_s']:.0f} | "
-              f"{row['ttfc_p50_ms']:.1f} ms | {row['ttfc_p99_ms']:.1f} ms | {row['gap_p99_ms']:.1f} ms |")
+        lp = "-" if row["logprobs"] is None else row["logprobs"]
+        print(f"| {row['round']} | {row['clients']} | {lp} | {row['ok']}/{row['clients']} | {row['chars_per_s']:.0f} | "
+              f"{row['server_cpu_ms_per_kchar']:.1f} ms | {row['ttfc_p50_ms']:.1f} ms | {row['ttfc_p99_ms']:.1f} ms | "
+              f"{row['gap_p99_ms']:.1f} ms |")
     print(f"\n`charrnn generate --num-samples 64`, each round (model loading included): "
           f"{', '.join(f'{g:.0f}' for g in generated)} chars/s; median {statistics.median(generated):.0f}")
     for clients in sorted({row["clients"] for row in rows}):
-        mine = [row["chars_per_s"] for row in rows if row["clients"] == clients]
-        print(f"- {clients} clients: median {statistics.median(mine):.0f} chars/s")
+        plain = [row["chars_per_s"] for row in rows if row["clients"] == clients and row["logprobs"] is None]
+        line = f"- {clients} clients: median {statistics.median(plain):.0f} chars/s"
+        if args.logprobs is not None:
+            scored = [row["chars_per_s"] for row in rows if row["clients"] == clients and row["logprobs"] is not None]
+            line += (f"; with logprobs {args.logprobs}: {statistics.median(scored):.0f} chars/s, "
+                     f"{100 * statistics.median(scored) / statistics.median(plain):.0f}% of it")
+        print(line)
 
 
 if __name__ == "__main__":
