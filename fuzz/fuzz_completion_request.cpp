@@ -63,7 +63,7 @@ const charrnn::Vocab& vocab() {
 charrnn::ServeLimits limits(bool strict) {
   charrnn::ServeLimits l;
   l.max_tokens = 40;
-  l.max_prompt_chars = 12;
+  l.max_prompt_chars = 5;  // two "…", read as "...", are over it
   l.max_choices = 6;
   l.strict_prompts = strict;
   return l;

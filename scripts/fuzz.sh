@@ -70,16 +70,16 @@ printf 'h\x00\x00\x00\xe9\x00\x00\x00\x00\xd8\x00\x00' >"$u/code-points"
 # and limits, nested values and duplicated keys.
 c=$SEEDS/completion_request
 printf '{"prompt": "hello"}' >"$c/minimal"
-printf '{"model": "m", "prompt": "hello world", "max_tokens": 40, "temperature": 2, "top_p": 1, "top_k": 0,
+printf '{"model": "m", "prompt": "hello", "max_tokens": 40, "temperature": 2, "top_p": 1, "top_k": 0,
   "n": 6, "stop": ["\\n", "lo"], "seed": 18446744073709551615, "stream": true, "echo": true, "user": "u",
   "logprobs": 0}' >"$c/every-field"
 printf '{"prompt": ["hello", "world", "bad"], "n": 2, "stop": "o", "max_tokens": 0, "seed": 0}' >"$c/list-prompts"
 printf '{"prompt": "cold", "stop": ["", "a", "b\\u00e9", "\\u2019"], "stream": false}' >"$c/stop-list"
 printf '{"prompt": "hello", "echo": true, "logprobs": null, "user": null, "model": null}' >"$c/echo-nulls"
 printf '{"prompt": "hello", "echo": false, "logprobs": 5}' >"$c/logprobs"
-printf '{"prompt": "he'"'"'ll \xe2\x80\x93 do", "temperature": 0.5}' >"$c/fold-quote-dash"
+printf '{"prompt": ["he'"'"'ll", "a \xe2\x80\x93 b"], "temperature": 0.5}' >"$c/fold-quote-dash"
 printf '{"prompt": ["e\xcc\x81", "\xc2\xa0a\xe2\x80\x8bb", "\\r\\nd\xc2\xad", "\\u2018bad\\u2019"]}' >"$c/fold-marks"
-printf '{"prompt": "wor\xe2\x80\xa6 ol\xc3\xa8"}' >"$c/fold-ellipsis-accent"
+printf '{"prompt": ["w\xe2\x80\xa6", "ol\xc3\xa8"]}' >"$c/fold-ellipsis-accent"
 printf '{"prompt": "a", "max_tokens": 0, "temperature": 0, "top_k": 9223372036854775807, "top_p": 1e-308,
   "seed": -1, "n": 9223372036854775807}' >"$c/edges-accepted"
 printf '{"prompt": "a", "max_tokens": 18446744073709551615, "temperature": 1e308, "top_k": -1, "top_p": 0,

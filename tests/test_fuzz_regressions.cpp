@@ -359,7 +359,7 @@ charrnn::CompletionRequest parse_request(std::string_view body, bool strict = fa
   static const charrnn::Vocab vocab = charrnn::Vocab::from_text(U"hello world. bad cord-\n\u00E9\u2019");
   charrnn::ServeLimits limits;
   limits.max_tokens = 40;
-  limits.max_prompt_chars = 12;
+  limits.max_prompt_chars = 5;
   limits.max_choices = 6;
   limits.strict_prompts = strict;
   charrnn::SampleOptions defaults;
@@ -415,12 +415,12 @@ TEST(FuzzRegressions, RequestWithANumberBeyondADoubleIsA400) {
 }
 
 
-// fuzz_completion_request ("accepted an empty prompt"): a prompt of a lone
-// combining mark (U+0322), which folding drops, after the prompt's checks had
-// passed: it reached the engine empty, whose submit threw (a 500). The same
-// invariants, on inputs written by hand: folding lengthens "…" to "...", so a
-// prompt within the limit could come out three times over it; and UBSan:
-// prompts x n overflowed int64 for a huge n.
+// fuzz_completion_request, two inputs: the prompts' checks were made before
+// folding, which drops some characters and lengthens others. A prompt of a
+// lone combining mark (U+0322), which folding drops, reached the engine
+// empty, whose submit threw (a 500); and "‘—olè", 5 characters as sent, was
+// read as "’--ole", over the limit of 5 ("…" as "..." triples). On inputs
+// written by hand, with UBSan: prompts x n overflowed int64 for a huge n.
 TEST(FuzzRegressions, PromptsAreCheckedAfterFoldingAndNDoesNotOverflow) {
   const std::string input = bytes("{\"prompt\": [\"\xCC\xA2\", \"\xC2\xA0" "c\"]}");
   for (const std::string& body : {input, std::string("{\"prompt\": \"\xE2\x80\x8B\"}"),
@@ -430,13 +430,15 @@ TEST(FuzzRegressions, PromptsAreCheckedAfterFoldingAndNDoesNotOverflow) {
     EXPECT_EQ(e.param, "prompt");
     EXPECT_CONTAINS(e.what(), "empty");
   }
-  // five "…" are 5 characters as sent, 15 as read: over the limit of 12
-  const charrnn::ApiError e = refusal("{\"prompt\": \"\xE2\x80\xA6\xE2\x80\xA6\xE2\x80\xA6\xE2\x80\xA6\xE2\x80\xA6\"}");
-  EXPECT_EQ(e.param, "prompt");
-  EXPECT_EQ(e.code, "prompt_too_long");
-  EXPECT_CONTAINS(e.what(), "15 characters");
-  EXPECT_EQ(parse_request("{\"prompt\": \"\xE2\x80\xA6\xE2\x80\xA6\xE2\x80\xA6\xE2\x80\xA6\"}").prompts[0],
-            U"............");
+  const std::string longer = bytes("{\"prompt\": [\"w\xE2\x80\xA6\", \"\\u2018\xE2\x80\x94ol\xC3\xA8\"]}");
+  for (const std::string& body : {longer, std::string("{\"prompt\": \"\xE2\x80\xA6\xE2\x80\xA6\"}")}) {
+    SCOPED_TRACE(body);
+    const charrnn::ApiError e = refusal(body);
+    EXPECT_EQ(e.param, "prompt");
+    EXPECT_EQ(e.code, "prompt_too_long");
+    EXPECT_CONTAINS(e.what(), "6 characters once");
+  }
+  EXPECT_EQ(parse_request("{\"prompt\": \"w\xE2\x80\xA6\"}").prompts[0], U"w...");
   EXPECT_EQ(parse_request("{\"prompt\": \"a\xE2\x80\x8B" "b\"}").prompts[0], U"ab");
   for (const char* n : {"9223372036854775807", "4611686018427387904", "4"}) {
     SCOPED_TRACE(n);
