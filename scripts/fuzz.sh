@@ -4,8 +4,9 @@
 # Not part of CI: a useful run takes minutes per target.
 #
 # Usage: FUZZ_SECONDS=120 scripts/fuzz.sh [TARGET...]
-#   TARGET: config, utf8_vocab, checkpoint, checkpoint_archives (default: all,
-#   one after another; checkpoint_archives also fuzzes LibTorch's own loader)
+#   TARGET: config, utf8_vocab, completion_request, checkpoint,
+#   checkpoint_archives (default: all, one after another; checkpoint_archives
+#   also fuzzes LibTorch's own loader)
 # Crash reproducers land in build-fuzz/artifacts/; replay one with
 #   build-fuzz/fuzz/fuzz_TARGET build-fuzz/artifacts/FILE
 # (checkpoint_archives: CHARRNN_FUZZ_ARCHIVES=1 build-fuzz/fuzz/fuzz_checkpoint FILE;
@@ -21,20 +22,21 @@ FUZZ_SECONDS=${FUZZ_SECONDS:-120}
 JOBS=${JOBS:-$(nproc)}
 BUILD=build-fuzz
 TARGETS=("$@")
-[ ${#TARGETS[@]} -eq 0 ] && TARGETS=(config utf8_vocab checkpoint checkpoint_archives)
+[ ${#TARGETS[@]} -eq 0 ] && TARGETS=(config utf8_vocab completion_request checkpoint checkpoint_archives)
 
 apt_ensure "${BUILD_PACKAGES[@]}" clang libclang-rt-14-dev
 
 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ \
   -DCHARRNN_BUILD_FUZZERS=ON -DCHARRNN_BUILD_TESTS=OFF >/dev/null
-cmake --build "$BUILD" -j "$JOBS" --target fuzz_config fuzz_utf8_vocab fuzz_checkpoint fuzz_seed_checkpoints
+cmake --build "$BUILD" -j "$JOBS" --target fuzz_config fuzz_utf8_vocab fuzz_completion_request \
+  fuzz_checkpoint fuzz_seed_checkpoints
 
 # Seeds are regenerated on every run (they are small and cheap); the corpus
 # is not. Nothing here comes from an outside text corpus.
 SEEDS=$BUILD/seeds
 rm -rf "$SEEDS"
-mkdir -p "$SEEDS"/{config,utf8_vocab,checkpoint,checkpoint_archives} "$BUILD"/artifacts "$BUILD"/logs
-for t in config utf8_vocab checkpoint checkpoint_archives; do mkdir -p "$BUILD/corpus/$t"; done
+mkdir -p "$SEEDS"/{config,utf8_vocab,completion_request,checkpoint,checkpoint_archives} "$BUILD"/artifacts "$BUILD"/logs
+for t in config utf8_vocab completion_request checkpoint checkpoint_archives; do mkdir -p "$BUILD/corpus/$t"; done
 
 # config: the shipped configs, some with --set lines after a NUL byte.
 for f in configs/*.json; do
@@ -60,6 +62,32 @@ printf '\xf4\x90\x80\x80' >"$u/above-max"
 printf 'cut \xe6\x97' >"$u/truncated"
 printf '\x80\xbf\xfe\xff' >"$u/stray"
 printf 'h\x00\x00\x00\xe9\x00\x00\x00\x00\xd8\x00\x00' >"$u/code-points"
+
+# completion_request: /v1/completions bodies for the target's vocabulary
+# ("hello world. bad cord-\n" plus é and ’): every field, list prompts and
+# stop lists, characters that fold (' – … a no-break space, a zero-width
+# space, a soft hyphen, e + U+0301, \r\n), numbers at the edges of the types
+# and limits, nested values and duplicated keys.
+c=$SEEDS/completion_request
+printf '{"prompt": "hello"}' >"$c/minimal"
+printf '{"model": "m", "prompt": "hello", "max_tokens": 40, "temperature": 2, "top_p": 1, "top_k": 0,
+  "n": 6, "stop": ["\\n", "lo"], "seed": 18446744073709551615, "stream": true, "echo": true, "user": "u",
+  "logprobs": 0}' >"$c/every-field"
+printf '{"prompt": ["hello", "world", "bad"], "n": 2, "stop": "o", "max_tokens": 0, "seed": 0}' >"$c/list-prompts"
+printf '{"prompt": "cold", "stop": ["", "a", "b\\u00e9", "\\u2019"], "stream": false}' >"$c/stop-list"
+printf '{"prompt": "hello", "echo": true, "logprobs": null, "user": null, "model": null}' >"$c/echo-nulls"
+printf '{"prompt": "hello", "echo": false, "logprobs": 5}' >"$c/logprobs"
+printf '{"prompt": ["he'"'"'ll", "a \xe2\x80\x93 b"], "temperature": 0.5}' >"$c/fold-quote-dash"
+printf '{"prompt": ["e\xcc\x81", "\xc2\xa0a\xe2\x80\x8bb", "\\r\\nd\xc2\xad", "\\u2018bad\\u2019"]}' >"$c/fold-marks"
+printf '{"prompt": ["w\xe2\x80\xa6", "ol\xc3\xa8"]}' >"$c/fold-ellipsis-accent"
+printf '{"prompt": "a", "max_tokens": 0, "temperature": 0, "top_k": 9223372036854775807, "top_p": 1e-308,
+  "seed": -1, "n": 9223372036854775807}' >"$c/edges-accepted"
+printf '{"prompt": "a", "max_tokens": 18446744073709551615, "temperature": 1e308, "top_k": -1, "top_p": 0,
+  "n": 9223372036854775808, "seed": 1.5}' >"$c/edges-refused"
+printf '{"prompt": {"prompt": "a"}, "stop": [["a"]], "user": {"x": [1, {}]}, "n": [1]}' >"$c/nested"
+printf '{"prompt": "a", "prompt": ["b", "c"], "n": 1, "n": 3, "stop": "x", "stop": null}' >"$c/duplicated-keys"
+# The JSON dictionary with the request's fields and characters that fold.
+cat fuzz/json.dict fuzz/completion_request.dict >"$BUILD/completion_request.dict"
 
 # checkpoint: real, tiny checkpoints written by the library itself;
 # checkpoint_archives: the model archives inside them.
@@ -110,7 +138,10 @@ for t in "${TARGETS[@]}"; do
   log=$BUILD/logs/$t.log
   [ -x "$bin" ] || { echo "error: no fuzz target $t" >&2; exit 2; }
   opts=()
-  case $t in config | checkpoint) opts=(-dict=fuzz/json.dict) ;; esac
+  case $t in
+    config | checkpoint) opts=(-dict=fuzz/json.dict) ;;
+    completion_request) opts=(-dict="$BUILD/completion_request.dict") ;;
+  esac
   # A real checkpoint is 6-30 KB, and its archives are only reached whole:
   # let mutants be that long from the start, instead of libFuzzer's default
   # of growing the length limit slowly from a few bytes (which, in fork mode,
@@ -130,7 +161,7 @@ for t in "${TARGETS[@]}"; do
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     speed=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
   else  # fork mode prints "#RUNS: cov: ... time: SECONDS"
-    runs=$( (grep -oE '^#[0-9]+:' "$log" || true) | tail -1 | tr -d '#:')
+    runs=$( (grep -a -oE '^#[0-9]+:' "$log" || true) | tail -1 | tr -d '#:')
     speed=$([ -n "$runs" ] && echo $((runs / FUZZ_SECONDS)) || true)
   fi
   if [ ${#mode[@]} -ne 0 ]; then
@@ -146,7 +177,7 @@ for t in "${TARGETS[@]}"; do
   else
     found=1
     artifact=$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log" | tail -1)
-    result="FOUND (exit $rc): $(grep -m1 -E 'ERROR: |runtime error|^fuzz_[a-z0-9_]*: ' "$log" || echo see log)"
+    result="FOUND (exit $rc): $(grep -a -m1 -E 'ERROR: |runtime error|^fuzz_[a-z0-9_]*: ' "$log" || echo see log)"
     [ -n "$artifact" ] && result="$result; reproducer: $artifact"
   fi
   summary+=("fuzz_$t: ${FUZZ_SECONDS}s, ${runs:-?} executions, ${speed:-?} exec/s, corpus ${corpus} inputs; $result")

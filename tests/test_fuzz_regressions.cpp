@@ -9,6 +9,7 @@
 #include <fstream>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -18,6 +19,7 @@
 #include "charrnn/checkpoint.h"
 #include "charrnn/config.h"
 #include "charrnn/error.h"
+#include "charrnn/serve_api.h"
 #include "charrnn/vocab.h"
 #include "test_helpers.h"
 
@@ -348,6 +350,121 @@ TEST(FuzzRegressions, HeaderClaimingAHugeModelIsAnErrorBeforeAllocating) {
   charrnn::Checkpoint huge = checkpoint;
   huge.config.model.hidden_size = 20000;
   expect_error_within_1gib([&] { charrnn::restore_model(huge, torch::kCPU); });
+}
+
+
+// fuzz_completion_request reads each body against this vocabulary, these
+// limits and this sample section.
+charrnn::CompletionRequest parse_request(std::string_view body, bool strict = false) {
+  static const charrnn::Vocab vocab = charrnn::Vocab::from_text(U"hello world. bad cord-\n\u00E9\u2019");
+  charrnn::ServeLimits limits;
+  limits.max_tokens = 40;
+  limits.max_prompt_chars = 5;
+  limits.max_choices = 6;
+  limits.strict_prompts = strict;
+  charrnn::SampleOptions defaults;
+  defaults.length = 100;
+  return charrnn::parse_completion_request(body, vocab, limits, defaults);
+}
+
+// The ApiError a body is refused with (a failure if it is accepted).
+charrnn::ApiError refusal(std::string_view body) {
+  try {
+    parse_request(body);
+  } catch (const charrnn::ApiError& e) {
+    return e;
+  }
+  ADD_FAILURE() << "accepted: " << body;
+  return charrnn::ApiError(0, "");
+}
+
+// fuzz_completion_request: a body that is not JSON, cut inside a "\u"
+// escape by bytes that are not UTF-8. nlohmann's parse error quotes the bytes
+// where it stopped, so the 400's message held them, and error_body(e).dump()
+// threw type_error.316: the server answered 500 instead.
+TEST(FuzzRegressions, RequestWhoseParseErrorQuotesBytesThatAreNotUtf8GetsItsError) {
+  const std::string input = bytes(
+      "{\"prompt\": [\"e\xCC\xA2\", \"\xC2\xA0" "a\xE2\x80\x8B" "b\", \"\\r\\nd\xC2\xAD\", \"\\u20\xCF\xC6"
+      "bad\\1e3u2019\"]}");
+  for (const std::string& body : {input, bytes("{\"prompt\": \"caf\xC3\"}"), bytes("\xFF{}")}) {
+    SCOPED_TRACE(body);
+    const charrnn::ApiError e = refusal(body);
+    EXPECT_EQ(e.status, 400);
+    EXPECT_EQ(e.code, "invalid_json");
+    EXPECT_CONTAINS(e.what(), "not valid JSON");
+    std::string sent;
+    EXPECT_NO_THROW(sent = charrnn::error_body(e).dump());
+    EXPECT_EQ(nlohmann::json::parse(sent)["error"]["message"], e.what());
+  }
+  EXPECT_CONTAINS(refusal(input).what(), "\xEF\xBF\xBD");  // U+FFFD where the bytes were
+}
+
+// fuzz_completion_request: a number beyond a double. nlohmann reports it as
+// out_of_range.406, not as a parse_error, so it escaped the parser's catch
+// as a json::exception (a 500), wherever it stood in the body.
+TEST(FuzzRegressions, RequestWithANumberBeyondADoubleIsA400) {
+  const std::string input = bytes("1e400{\"rrC\"e\xCC\xA2\", \"\xC2" "1d\\u2\"]}");
+  for (const std::string& body : {input, std::string(R"({"prompt": "hello", "temperature": 1e400})"),
+                                  std::string(R"({"prompt": "hello", "top_p": -1e999})")}) {
+    SCOPED_TRACE(body);
+    const charrnn::ApiError e = refusal(body);
+    EXPECT_EQ(e.status, 400);
+    EXPECT_EQ(e.code, "invalid_json");
+    EXPECT_CONTAINS(e.what(), "number overflow");
+  }
+}
+
+
+// fuzz_completion_request, two inputs: the prompts' checks were made before
+// folding, which drops some characters and lengthens others. A prompt of a
+// lone combining mark (U+0322), which folding drops, reached the engine
+// empty, whose submit threw (a 500); and "‘—olè", 5 characters as sent, was
+// read as "’--ole", over the limit of 5 ("…" as "..." triples). On inputs
+// written by hand, with UBSan: prompts x n overflowed int64 for a huge n.
+TEST(FuzzRegressions, PromptsAreCheckedAfterFoldingAndNDoesNotOverflow) {
+  const std::string input = bytes("{\"prompt\": [\"\xCC\xA2\", \"\xC2\xA0" "c\"]}");
+  for (const std::string& body : {input, std::string("{\"prompt\": \"\xE2\x80\x8B\"}"),
+                                  std::string("{\"prompt\": [\"hello\", \"\xC2\xAD\xEF\xBB\xBF\"]}")}) {
+    SCOPED_TRACE(body);
+    const charrnn::ApiError e = refusal(body);
+    EXPECT_EQ(e.param, "prompt");
+    EXPECT_CONTAINS(e.what(), "empty");
+  }
+  const std::string longer = bytes("{\"prompt\": [\"w\xE2\x80\xA6\", \"\\u2018\xE2\x80\x94ol\xC3\xA8\"]}");
+  for (const std::string& body : {longer, std::string("{\"prompt\": \"\xE2\x80\xA6\xE2\x80\xA6\"}")}) {
+    SCOPED_TRACE(body);
+    const charrnn::ApiError e = refusal(body);
+    EXPECT_EQ(e.param, "prompt");
+    EXPECT_EQ(e.code, "prompt_too_long");
+    EXPECT_CONTAINS(e.what(), "6 characters once");
+  }
+  EXPECT_EQ(parse_request("{\"prompt\": \"w\xE2\x80\xA6\"}").prompts[0], U"w...");
+  EXPECT_EQ(parse_request("{\"prompt\": \"a\xE2\x80\x8B" "b\"}").prompts[0], U"ab");
+  for (const char* n : {"9223372036854775807", "4611686018427387904", "4"}) {
+    SCOPED_TRACE(n);
+    EXPECT_EQ(refusal(std::string(R"({"prompt": ["a", "b"], "n": )") + n + "}").param, "n");
+  }
+  EXPECT_EQ(parse_request(R"({"prompt": ["a", "b"], "n": 3})").n, 3);
+}
+
+// Not a finding: edges of the request the fuzzer went through. Integers past
+// int64 name their field rather than wrap (max_tokens 2^64 - 1 is not -1),
+// and a key given twice counts once, the last time, as nlohmann (and
+// Python's json) read it.
+TEST(FuzzRegressions, RequestEdgesTheFuzzerWentThrough) {
+  for (const char* field : {"max_tokens", "top_k", "n"}) {
+    for (const char* huge : {"18446744073709551615", "9223372036854775808"}) {
+      const charrnn::ApiError e = refusal(std::string(R"({"prompt": "a", ")") + field + "\": " + huge + "}");
+      EXPECT_EQ(e.param, field);
+      EXPECT_CONTAINS(e.what(), "out of range");
+    }
+  }
+  const charrnn::CompletionRequest r =
+      parse_request(R"({"prompt": "a", "prompt": ["b", "c"], "n": 5, "n": 3, "stop": "x", "stop": null})");
+  EXPECT_EQ(r.prompts, (std::vector<std::u32string>{U"b", U"c"}));
+  EXPECT_EQ(r.n, 3);
+  EXPECT_TRUE(r.stop.empty());
+  EXPECT_EQ(refusal(R"({"prompt": "a", "n": 1, "n": 0})").param, "n");
 }
 
 }  // namespace

@@ -70,9 +70,13 @@ CompletionRequest parse_completion_request(std::string_view body, const Vocab& v
   json j;
   try {
     j = json::parse(body.begin(), body.end());
-  } catch (const json::parse_error& e) {
-    // invalid UTF-8 inside a string is a parse error too
-    bad("", std::string("the body is not valid JSON: ") + e.what(), "invalid_json");
+  } catch (const json::exception& e) {
+    // invalid UTF-8 inside a string is a parse error too, and a number
+    // beyond a double (1e400) is out_of_range, not parse_error. nlohmann quotes the
+    // bytes it stopped at, which then need not be UTF-8, and error_body's
+    // dump() would throw on them (a 500): those bytes become U+FFFD.
+    const std::string what = json(e.what()).dump(-1, ' ', false, json::error_handler_t::replace);
+    bad("", "the body is not valid JSON: " + json::parse(what).get<std::string>(), "invalid_json");
   }
   if (!j.is_object()) bad("", "the body must be a JSON object", "invalid_json");
 
@@ -114,6 +118,15 @@ CompletionRequest parse_completion_request(std::string_view body, const Vocab& v
     } catch (const UsageError& e) {
       bad("prompt", e.what(), "unknown_characters");
     }
+    // Folding drops some characters (zero-width spaces, soft hyphens) and
+    // lengthens others ("…" -> "..."), so its result is checked again.
+    if (folded.text.empty())
+      bad("prompt", "prompt is empty once the characters the model has no use for (zero-width and invisible ones) "
+                    "are dropped; give it at least one character it knows");
+    if (static_cast<int64_t>(folded.text.size()) > limits.max_prompt_chars)
+      bad("prompt", "prompt has " + std::to_string(folded.text.size()) + " characters once those the model never saw "
+                        "are replaced (\"\u2026\" by \"...\"); this server takes at most " +
+                        std::to_string(limits.max_prompt_chars), "prompt_too_long");
     for (const Substitution& s : folded.substitutions) add_substitution(r.substitutions, s);
     r.prompts.push_back(std::move(folded.text));
   }
@@ -140,7 +153,8 @@ CompletionRequest parse_completion_request(std::string_view body, const Vocab& v
     r.n = integer_field(*v, "n");
     if (r.n < 1) bad("n", "n must be >= 1, got " + std::to_string(r.n));
   }
-  if (static_cast<int64_t>(r.prompts.size()) * r.n > limits.max_choices)
+  // n > max / prompts rather than prompts * n > max, which overflows for a huge n
+  if (r.n > limits.max_choices / static_cast<int64_t>(r.prompts.size()))
     bad("n", std::to_string(r.prompts.size()) + " prompt(s) x n=" + std::to_string(r.n) +
                  " choices; this server takes at most " + std::to_string(limits.max_choices) + " in one request");
   if (const json* v = field("stop")) {
