@@ -17,14 +17,13 @@
 //     vocabulary, at most limits.max_prompt_chars characters;
 //   - max_tokens in [0, limits.max_tokens]; n >= 1 and prompts x n at most
 //     limits.max_choices; at most 4 stop strings, none empty; temperature,
-//     top_k and top_p within sampler.h's ranges; model and user UTF-8;
+//     top_k and top_p within sampler.h's ranges; logprobs absent or in
+//     [0, kMaxLogprobs]; model and user UTF-8;
 //   - the substitutions describe what folding did (their header is ASCII);
 //   - choice_streams gives prompts x n streams with the request's settings;
 //   - strict accepts only what lenient accepts unchanged, and the request
 //     with its folded prompts in place of the originals is accepted by a
 //     strict server as it is.
-// It checks nothing about fields it does not read back (logprobs), so that
-// their details may change without touching it.
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -126,6 +125,7 @@ void check_accepted(const CompletionRequest& r, const charrnn::ServeLimits& l) {
   check(charrnn::in_range(charrnn::kTopKRange, static_cast<double>(r.sample.sampling.top_k)), "top_k out of range");
   check(charrnn::in_range(charrnn::kTopPRange, r.sample.sampling.top_p), "top_p out of range");
   check(charrnn::is_valid_utf8(r.model) && charrnn::is_valid_utf8(r.user), "model or user is not UTF-8");
+  check(!r.logprobs || (*r.logprobs >= 0 && *r.logprobs <= charrnn::kMaxLogprobs), "logprobs out of range");
 
   for (const charrnn::Substitution& s : r.substitutions) {
     check(s.count > 0, "a substitution made 0 times");
@@ -152,7 +152,8 @@ void check_accepted(const CompletionRequest& r, const charrnn::ServeLimits& l) {
     check(s.prompt == r.prompts[k / static_cast<size_t>(r.n)], "stream " + std::to_string(k) + " has another prompt");
     check(s.max_chars == r.sample.length && s.stop == r.stop && s.seed == seed + j &&
               s.sampling.temperature == r.sample.sampling.temperature && s.sampling.top_k == r.sample.sampling.top_k &&
-              s.sampling.top_p == r.sample.sampling.top_p,
+              s.sampling.top_p == r.sample.sampling.top_p && s.echo == r.echo &&
+              s.logprobs == r.logprobs.value_or(-1),
           "stream " + std::to_string(k) + " has other settings than the request");
   }
 }
@@ -163,7 +164,7 @@ bool same(const CompletionRequest& a, const CompletionRequest& b) {
          a.sample.sampling.temperature == b.sample.sampling.temperature &&
          a.sample.sampling.top_k == b.sample.sampling.top_k && a.sample.sampling.top_p == b.sample.sampling.top_p &&
          a.n == b.n && a.stop == b.stop && a.seed == b.seed && a.stream == b.stream && a.echo == b.echo &&
-         a.user == b.user;
+         a.logprobs == b.logprobs && a.user == b.user;
 }
 
 std::optional<CompletionRequest> parse(std::string_view body, bool strict, const char* how) {
