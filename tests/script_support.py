@@ -217,6 +217,8 @@ def start_chromium(work):
     for flag in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                  "--no-first-run", "--disable-extensions", f"--user-data-dir={os.path.join(work, 'profile')}"]:
         options.add_argument(flag)
+    # the console's messages, for tests that read them with get_log("browser")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     try:
         return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     except Exception as e:  # selenium wraps every way a browser fails to start

@@ -174,6 +174,43 @@ TEST_F(Cli, InspectWritesItsPageAndNamesBadFlags) {
   EXPECT_FALSE(fs::exists(other));
 }
 
+TEST_F(Cli, EvalHtmlWritesTheSurprisalPage) {
+  train_ok();
+  const std::string a = make_corpus(900, 7);
+  const std::string held_out = (dir_ / "held_out.txt").string(), page = (dir_ / "out/page.html").string();
+  write_all(held_out, a + "\xE2\x82\xAC");  // € is unknown: on the page, unscored
+  const Result r = run({"eval", "--checkpoint", checkpoint(), "--data", held_out, "--json", "--window", "37", "--html", page});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto summary = nlohmann::json::parse(r.out);
+  const std::string html = read_all(page);
+  const std::string open = "<script type=\"application/json\" id=\"summary\">";
+  const size_t at = html.find(open);
+  ASSERT_NE(at, std::string::npos);
+  const auto shown = nlohmann::json::parse(html.substr(at + open.size(), html.find("</script>", at) - at - open.size()));
+  EXPECT_DOUBLE_EQ(shown["bpc"].get<double>(), summary["bpc"].get<double>());
+  EXPECT_EQ(shown["scored"], summary["chars"]);
+  EXPECT_EQ(shown["unknown"].get<int64_t>(), 1);
+  EXPECT_EQ(shown["chars"].get<int64_t>(), static_cast<int64_t>(a.size()) + 1);
+  // the same figures as eval reading the whole text as one stream
+  const Result plain = run({"eval", "--checkpoint", checkpoint(), "--data", held_out, "--json", "--window", "37",
+                            "--streams", "1"});
+  ASSERT_EQ(plain.exit_code, 0) << plain.err;
+  const auto whole = nlohmann::json::parse(plain.out);
+  EXPECT_NEAR(whole["loss"].get<double>(), summary["loss"].get<double>(), 1e-5);
+  EXPECT_NEAR(whole["loss_chunked"].get<double>(), summary["loss_chunked"].get<double>(), 1e-5);
+  EXPECT_EQ(whole["unknown_chars"], summary["unknown_chars"]);
+
+  // refusals leave no page behind
+  const std::string other = (dir_ / "other.html").string();
+  expect_clean_error(run({"eval", "--checkpoint", checkpoint(), "--data", held_out, "--html", other, "--streams", "4"}),
+                     2, "--html reads the text as one stream");
+  const std::string unknown_only = (dir_ / "unknown.txt").string();
+  write_all(unknown_only, "\xE2\x82\xAC\xE2\x82\xAC" "a");
+  expect_clean_error(run({"eval", "--checkpoint", checkpoint(), "--data", unknown_only, "--html", other}), 2,
+                     "needs at least 2 characters the model knows");
+  EXPECT_FALSE(fs::exists(other));
+}
+
 TEST_F(Cli, InfoShowsWhatTheCheckpointHolds) {
   train_ok({"--set", "train.steps=20"});
   const Result r = run({"info", "--checkpoint", checkpoint()});

@@ -274,3 +274,106 @@ TEST_F(EvaluateTest, ScoreCharactersTopKBoundsAndTies) {
 }
 
 }  // namespace
+
+namespace {
+
+// The streaming scorers: a text fed in pieces of any size gives what the
+// whole-text functions give.
+TEST_F(EvaluateTest, CharacterScorerFedInPiecesMatchesScoreCharacters) {
+  charrnn::ScoreOptions options;
+  options.window = 16;
+  options.top_k = 3;
+  std::vector<charrnn::CharScore> expected;
+  const EvalResult whole =
+      charrnn::score_characters(model_, ids_, options, torch::kCPU, [&](const charrnn::CharScore& s) { expected.push_back(s); });
+  const std::vector<int64_t> ids(ids_.data_ptr<int64_t>(), ids_.data_ptr<int64_t>() + N);
+  for (const size_t piece : {size_t{1}, size_t{5}, size_t{16}, size_t{17}, size_t{1000}}) {
+    SCOPED_TRACE(piece);
+    size_t seen = 0;
+    charrnn::CharacterScorer scorer(model_, options, torch::kCPU, [&](const charrnn::CharScore& s) {
+      ASSERT_LT(seen, expected.size());
+      const charrnn::CharScore& e = expected[seen++];
+      EXPECT_EQ(s.position, e.position);
+      EXPECT_EQ(s.id, e.id);
+      EXPECT_NEAR(s.logprob, e.logprob, 1e-6);
+      EXPECT_EQ(s.top_ids, e.top_ids);
+    });
+    for (size_t at = 0; at < ids.size(); at += piece) scorer.feed(ids.data() + at, std::min(piece, ids.size() - at));
+    const EvalResult r = scorer.finish();
+    EXPECT_EQ(seen, expected.size());
+    EXPECT_EQ(r.chars, whole.chars);
+    EXPECT_NEAR(r.loss, whole.loss, 1e-9);
+  }
+  EXPECT_TRUE(model_->is_training());
+  charrnn::CharacterScorer one(model_, options, torch::kCPU, [](const charrnn::CharScore&) {});
+  one.feed(ids.data(), 1);
+  EXPECT_THROW(one.finish(), charrnn::UsageError);
+}
+
+TEST_F(EvaluateTest, ChunkedEvaluatorFedInPiecesMatchesEvaluateChunked) {
+  const std::vector<int64_t> ids(ids_.data_ptr<int64_t>(), ids_.data_ptr<int64_t>() + N);
+  for (const int64_t window : {1, 7, 50, 600}) {
+    for (const int64_t batch : {1, 3, 64}) {
+      SCOPED_TRACE("window " + std::to_string(window) + " batch " + std::to_string(batch));
+      const EvalResult whole = charrnn::evaluate_chunked(model_, ids_, window, batch, torch::kCPU);
+      charrnn::ChunkedEvaluator chunked(model_, window, batch, torch::kCPU);
+      for (size_t at = 0; at < ids.size(); at += 13) chunked.feed(ids.data() + at, std::min<size_t>(13, ids.size() - at));
+      const EvalResult r = chunked.finish();
+      EXPECT_EQ(r.chars, whole.chars);
+      EXPECT_EQ(r.streams, whole.streams);
+      EXPECT_NEAR(r.loss, whole.loss, 1e-9);
+    }
+  }
+}
+
+// TextScorer: every character of the text once, in order, the unknown ones
+// and the first known one unscored, the others with the scores of the
+// known characters' ids.
+TEST_F(EvaluateTest, TextScorerReportsEveryCharacterWithItsScore) {
+  std::vector<char32_t> letters;
+  for (int64_t i = 0; i < V; ++i) letters.push_back(U'a' + static_cast<char32_t>(i));
+  const charrnn::Vocab vocab(letters);
+  // unknown characters first, between known ones and last
+  std::u32string text = U"#?";
+  for (int64_t i = 0; i < N; ++i) {
+    text += static_cast<char32_t>(U'a' + ids_[i].item<int64_t>());
+    if (i % 37 == 5) text += U"\u00e9";
+  }
+  text += U"!";
+  charrnn::ScoreOptions options;
+  options.window = 8;
+  options.top_k = 2;
+  std::vector<charrnn::CharScore> expected;
+  charrnn::score_characters(model_, ids_, options, torch::kCPU, [&](const charrnn::CharScore& s) { expected.push_back(s); });
+  charrnn::ChunkedEvaluator chunked(model_, 8, 4, torch::kCPU);
+  int64_t next_offset = 0;
+  size_t scored = 0;
+  bool first_known = true;
+  charrnn::TextScorer scorer(model_, vocab, options, torch::kCPU, [&](const charrnn::TextChar& c) {
+    ASSERT_EQ(c.offset, next_offset++);
+    ASSERT_LT(static_cast<size_t>(c.offset), text.size());
+    EXPECT_EQ(c.code_point, text[static_cast<size_t>(c.offset)]);
+    EXPECT_EQ(c.known, vocab.contains(c.code_point));
+    if (!c.known || first_known) {
+      EXPECT_EQ(c.score, nullptr);
+      if (c.known) first_known = false;
+      return;
+    }
+    ASSERT_NE(c.score, nullptr);
+    ASSERT_LT(scored, expected.size());
+    EXPECT_EQ(c.score->position, expected[scored].position);
+    EXPECT_EQ(c.score->id, vocab.id_or_negative(c.code_point));
+    EXPECT_NEAR(c.score->logprob, expected[scored].logprob, 1e-6);
+    ++scored;
+  }, &chunked);
+  for (size_t at = 0; at < text.size(); at += 11) scorer.feed(std::u32string_view(text).substr(at, 11));
+  const EvalResult r = scorer.finish();
+  EXPECT_EQ(next_offset, static_cast<int64_t>(text.size()));
+  EXPECT_EQ(scored, expected.size());
+  EXPECT_EQ(r.chars, N - 1);
+  EXPECT_EQ(r.unknown_chars, static_cast<int64_t>(text.size()) - N);
+  EXPECT_EQ(scorer.known(), N);
+  EXPECT_NEAR(chunked.finish().loss, charrnn::evaluate_chunked(model_, ids_, 8, 4, torch::kCPU).loss, 1e-9);
+}
+
+}  // namespace

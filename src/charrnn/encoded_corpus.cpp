@@ -140,6 +140,23 @@ void stream_documents(const std::vector<std::string>& paths, std::u32string_view
 
 }  // namespace
 
+void read_documents_in_pieces(const std::vector<std::string>& files, std::u32string_view separator,
+                              size_t chunk_bytes, const std::function<void(std::u32string_view)>& piece) {
+  std::u32string buffer;
+  buffer.reserve(chunk_bytes);
+  stream_documents(
+      files, separator, chunk_bytes,
+      [&](char32_t cp) {
+        buffer += cp;
+        if (buffer.size() >= chunk_bytes) {
+          piece(buffer);
+          buffer.clear();
+        }
+      },
+      [](uint64_t) {});
+  if (!buffer.empty()) piece(buffer);
+}
+
 torch::ScalarType id_type_for(int64_t vocab_size) {
   return vocab_size <= 256 ? torch::kByte : vocab_size <= 32768 ? torch::kShort : torch::kInt;
 }

@@ -26,6 +26,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -45,6 +46,11 @@ namespace charrnn {
 /// files' size. Returns the vocabulary.
 Vocab encode_corpus_files(const std::vector<std::string>& text_paths, std::u32string_view separator,
                           const std::string& ids_path, size_t chunk_bytes = size_t{16} << 20);
+/// The text read_documents(files, separator) returns, handed to `piece` in
+/// pieces of at most `chunk_bytes` code points, read `chunk_bytes` bytes
+/// at a time: memory stays at a few chunks whatever the files' size.
+void read_documents_in_pieces(const std::vector<std::string>& files, std::u32string_view separator,
+                              size_t chunk_bytes, const std::function<void(std::u32string_view)>& piece);
 /// One file: encode_corpus_files({text_path}, ...).
 Vocab encode_corpus_file(const std::string& text_path, const std::string& ids_path,
                          size_t chunk_bytes = size_t{16} << 20);

@@ -7,12 +7,15 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <functional>
+#include <string_view>
 #include <vector>
 
 #include <torch/torch.h>
 
 #include "charrnn/model.h"
+#include "charrnn/vocab.h"
 
 namespace charrnn {
 
@@ -75,5 +78,94 @@ struct ScoreOptions {
 /// outside 0..V. Restores the model's training mode afterwards.
 EvalResult score_characters(CharRNN& model, const torch::Tensor& ids, const ScoreOptions& options,
                             const torch::Device& device, const std::function<void(const CharScore&)>& visit);
+
+/// score_characters() for a text given a piece at a time, so that a text of
+/// any length is scored in the memory of one window: feed() the ids in
+/// order, in pieces of any size, then finish(). Calls `visit` as
+/// score_characters() does, for positions counted from the first id fed.
+class CharacterScorer {
+ public:
+  /// Throws UsageError for a window < 1 or a top_k outside 0..V.
+  CharacterScorer(CharRNN& model, const ScoreOptions& options, const torch::Device& device,
+                  std::function<void(const CharScore&)> visit);
+  CharacterScorer(const CharacterScorer&) = delete;
+  CharacterScorer& operator=(const CharacterScorer&) = delete;
+
+  void feed(const int64_t* ids, size_t count);
+  /// Scores what is left; throws UsageError when fewer than 2 ids were fed.
+  EvalResult finish();
+
+ private:
+  void score_window(int64_t predictions);
+  CharRNN& model_;
+  ScoreOptions options_;
+  torch::Device device_;
+  std::function<void(const CharScore&)> visit_;
+  std::vector<int64_t> pending_;  // ids not yet predicted, plus the one before them
+  State state_;
+  CharScore score_;
+  double total_ = 0;
+  int64_t fed_ = 0;
+};
+
+/// evaluate_chunked() for a text given a piece at a time: the same windows
+/// in the same batches, so the same result, in the memory of one batch.
+class ChunkedEvaluator {
+ public:
+  ChunkedEvaluator(CharRNN& model, int64_t window, int64_t batch, const torch::Device& device);
+  ChunkedEvaluator(const ChunkedEvaluator&) = delete;
+  ChunkedEvaluator& operator=(const ChunkedEvaluator&) = delete;
+
+  void feed(const int64_t* ids, size_t count);
+  /// Throws UsageError when fewer than 2 ids were fed.
+  EvalResult finish();
+
+ private:
+  void score_rows(int64_t rows, int64_t length);
+  CharRNN& model_;
+  int64_t window_, batch_;
+  torch::Device device_;
+  std::vector<int64_t> pending_;
+  double total_ = 0;
+  int64_t fed_ = 0, streams_ = 0;
+};
+
+/// One character of a text as TextScorer reports it: every character, the
+/// ones the vocabulary lacks included.
+struct TextChar {
+  int64_t offset = 0;              ///< its index in the text, in code points, unknown characters counted
+  char32_t code_point = 0;         ///< the character
+  bool known = false;              ///< whether the vocabulary has it (unknown ones are skipped, as evaluate() skips them)
+  const CharScore* score = nullptr;  ///< what predicting it cost; nullptr for unknown characters and the first known one, which nothing predicts
+};
+
+/// Scores a text given as code points, a piece at a time: the known
+/// characters go through a CharacterScorer (and, when given, a
+/// ChunkedEvaluator), and `visit` sees every character of the text once, in
+/// order, with its score. Memory holds about one window and one piece.
+class TextScorer {
+ public:
+  /// `chunked`, when given, is fed the known ids too; it must outlive this.
+  TextScorer(CharRNN& model, const Vocab& vocab, const ScoreOptions& options, const torch::Device& device,
+             std::function<void(const TextChar&)> visit, ChunkedEvaluator* chunked = nullptr);
+  void feed(std::u32string_view piece);
+  /// Scores what is left and reports the rest of the text; the result's
+  /// unknown_chars counts the characters skipped. Throws UsageError when
+  /// fewer than 2 known characters were fed (known() says how many).
+  EvalResult finish();
+  int64_t known() const { return known_; }
+  int64_t unknown() const { return unknown_; }
+
+ private:
+  void on_score(const CharScore& score);
+  void emit_unscored_front();
+  const Vocab& vocab_;
+  std::function<void(const TextChar&)> visit_;
+  ChunkedEvaluator* chunked_;
+  CharacterScorer scorer_;
+  std::deque<char32_t> waiting_;  // characters fed but not yet reported, from offset next_offset_
+  std::vector<int64_t> ids_;       // a piece's known ids
+  int64_t next_offset_ = 0, known_ = 0, unknown_ = 0, reported_known_ = 0;
+};
 
 }  // namespace charrnn

@@ -1,60 +1,90 @@
-// charrnn eval: a model's loss on a text, carried and chunked.
+// charrnn eval: a model's loss on a text, carried and chunked; with --per-char
+// or --html, what each character cost, streamed to a file.
 #include "cli.h"
 
 #include <algorithm>
 #include <iomanip>
 #include <iostream>
+#include <optional>
 
 #include <nlohmann/json.hpp>
 
 #include "charrnn/corpus.h"
+#include "charrnn/encoded_corpus.h"
 #include "charrnn/evaluate.h"
 #include "charrnn/export.h"
 #include "charrnn/file_io.h"
 #include "charrnn/runtime.h"
+#include "charrnn/surprisal_page.h"
 #include "charrnn/utf8.h"
 
 namespace charrnn::cli {
 
 namespace {
 
-// The --per-char file: one line per predicted character, streamed as the
-// text is read, so memory does not grow with the text.
-charrnn::EvalResult write_per_char(const std::string& path, charrnn::CharRNN& model, const charrnn::Vocab& vocab,
-                                   const std::u32string& text, const torch::Tensor& ids, int64_t window,
-                                   int64_t top_k, const torch::Device& device) {
-  charrnn::ensure_parent_directory(path);
-  charrnn::AtomicFileWriter writer(path);
-  std::string buffer;
-  // positions count the known characters only; offsets count every code point of the text
-  size_t cursor = 0;
-  int64_t next_known = 0;
-  const auto offset_of = [&](int64_t position) {
-    for (;; ++cursor)
-      if (vocab.contains(text[cursor]) && next_known++ == position) return cursor++;
-  };
-  const auto char_of = [&](int64_t id) { return charrnn::encode_utf8(std::u32string(1, vocab.char_at(id))); };
-  charrnn::ScoreOptions options;
-  options.window = window;
-  options.top_k = top_k;
-  const charrnn::EvalResult result =
-      charrnn::score_characters(model, ids, options, device, [&](const charrnn::CharScore& score) {
-        nlohmann::ordered_json top = nlohmann::ordered_json::array();
-        for (size_t i = 0; i < score.top_ids.size(); ++i)
-          top.push_back(nlohmann::ordered_json::array({char_of(score.top_ids[i]), score.top_logprobs[i]}));
-        const nlohmann::ordered_json line{{"offset", offset_of(score.position)},
-                                          {"char", char_of(score.id)},
-                                          {"logprob", score.logprob},
-                                          {"top", std::move(top)}};
-        buffer += line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-        buffer += '\n';
-        if (buffer.size() >= (1u << 16)) {
-          writer.write(buffer.data(), buffer.size());
-          buffer.clear();
-        }
-      });
-  writer.write(buffer.data(), buffer.size());
-  writer.commit();
+// The --per-char file: one line per predicted character.
+class PerCharWriter {
+ public:
+  PerCharWriter(const std::string& path, const charrnn::Vocab& vocab, int64_t top_k)
+      : writer_((charrnn::ensure_parent_directory(path), path)), vocab_(vocab), top_k_(top_k) {}
+
+  void add(const charrnn::TextChar& c) {
+    if (!c.score) return;
+    const charrnn::CharScore& score = *c.score;
+    nlohmann::ordered_json top = nlohmann::ordered_json::array();
+    for (size_t i = 0; i < static_cast<size_t>(top_k_); ++i)
+      top.push_back(nlohmann::ordered_json::array({char_of(score.top_ids[i]), score.top_logprobs[i]}));
+    const nlohmann::ordered_json line{{"offset", c.offset},
+                                      {"char", char_of(score.id)},
+                                      {"logprob", score.logprob},
+                                      {"top", std::move(top)}};
+    buffer_ += line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    buffer_ += '\n';
+    if (buffer_.size() >= (1u << 16)) {
+      writer_.write(buffer_.data(), buffer_.size());
+      buffer_.clear();
+    }
+  }
+
+  void finish() {
+    writer_.write(buffer_.data(), buffer_.size());
+    writer_.commit();
+  }
+
+ private:
+  std::string char_of(int64_t id) const { return charrnn::encode_utf8(std::u32string(1, vocab_.char_at(id))); }
+  charrnn::AtomicFileWriter writer_;
+  const charrnn::Vocab& vocab_;
+  int64_t top_k_;
+  std::string buffer_;
+};
+
+// --per-char and --html: the text read, scored and written a piece at a time
+// (as one stream, with the chunked protocol beside it), so that memory does
+// not grow with the text.
+struct StreamedEval {
+  charrnn::EvalResult carried, chunked;
+};
+StreamedEval eval_streaming(const std::vector<std::string>& files, std::u32string_view separator,
+                            const std::string& data, charrnn::CharRNN& model, const charrnn::Vocab& vocab,
+                            const charrnn::ScoreOptions& options, int64_t chunked_batch, const torch::Device& device,
+                            PerCharWriter* per_char, charrnn::SurprisalPageWriter* page) {
+  charrnn::ChunkedEvaluator chunked(model, options.window, chunked_batch, device);
+  charrnn::TextScorer scorer(
+      model, vocab, options, device,
+      [&](const charrnn::TextChar& c) {
+        if (per_char) per_char->add(c);
+        if (page) page->add(c);
+      },
+      &chunked);
+  charrnn::read_documents_in_pieces(files, separator, size_t{1} << 16,
+                                    [&](std::u32string_view piece) { scorer.feed(piece); });
+  if (scorer.known() < 2)
+    throw UsageError(data + ": needs at least 2 characters the model knows; it has " +
+                     std::to_string(scorer.known()) + " (" + std::to_string(scorer.unknown()) + " unknown)");
+  StreamedEval result{scorer.finish(), chunked.finish()};
+  if (per_char) per_char->finish();
+  if (page) page->finish(result.carried);
   return result;
 }
 
@@ -76,7 +106,11 @@ int cmd_eval(int argc, char** argv) {
       ("per-char", "also write one JSON line per predicted character to this file: offset, char, logprob and the "
                    "--top-k most likely characters; reads the text as one stream (--streams 1)",
        cxxopts::value<std::string>())
-      ("top-k", "with --per-char: the most likely next characters listed per position, 0..V",
+      ("html", "also write a self-contained page to this file: the text coloured by each character's surprisal, "
+               "the --top-k most likely characters on hover, bpc, the most surprising spans and the mean per line; "
+               "reads the text as one stream (--streams 1)",
+       cxxopts::value<std::string>())
+      ("top-k", "with --per-char or --html: the most likely next characters listed per position, 0..V",
        cxxopts::value<int64_t>()->default_value("5"))
       ("device", "auto, cpu, cuda or cuda:N", cxxopts::value<std::string>()->default_value("auto"));
   const auto args = parse(options, argc, argv);
@@ -90,37 +124,61 @@ int cmd_eval(int argc, char** argv) {
     if (v < 1) throw UsageError(std::string("--") + name + " must be >= 1, got " + std::to_string(v));
     return v;
   };
-  const bool per_char = args.count("per-char") > 0;
+  const bool per_char = args.count("per-char") > 0, html = args.count("html") > 0;
+  const bool streamed = per_char || html;
   int64_t top_k = args["top-k"].as<int64_t>();
-  if (args.count("top-k") && !per_char) throw UsageError("--top-k needs --per-char");
+  if (args.count("top-k") && !streamed) throw UsageError("--top-k needs --per-char or --html");
   if (top_k < 0) throw UsageError("--top-k must be >= 0, got " + std::to_string(top_k));
-  if (per_char && args.count("streams") && args["streams"].as<int64_t>() != 1)
-    throw UsageError("--per-char reads the text as one stream; --streams must be 1 or left out");
+  if (streamed && args.count("streams") && args["streams"].as<int64_t>() != 1)
+    throw UsageError(std::string(per_char ? "--per-char" : "--html") +
+                     " reads the text as one stream; --streams must be 1 or left out");
   charrnn::configure_threads(0);
   const torch::Device device = charrnn::resolve_device(args["device"].as<std::string>());
   const charrnn::Checkpoint checkpoint = charrnn::load_model_file(path);
-  const std::u32string text =
-      charrnn::read_documents(charrnn::list_corpus_files(data_paths, args["glob"].as<std::string>()),
-                              charrnn::decode_utf8(checkpoint.config.data.separator, "data.separator"));
-  const charrnn::Vocab::Encoded encoded = checkpoint.vocab.encode_skipping_unknown(text);
-  if (encoded.ids.size() < 2)
-    throw UsageError(data + ": needs at least 2 characters the model knows; it has " +
-                     std::to_string(encoded.ids.size()) + " (" + std::to_string(encoded.unknown) + " unknown)");
-  charrnn::CharRNN model = charrnn::restore_model(checkpoint, device);
-  const int64_t streams = per_char ? 1 : positive("streams", checkpoint.config.train.batch_size);
+  const std::vector<std::string> files = charrnn::list_corpus_files(data_paths, args["glob"].as<std::string>());
+  const std::u32string separator = charrnn::decode_utf8(checkpoint.config.data.separator, "data.separator");
+  const charrnn::Vocab& vocab = checkpoint.vocab;
+  const int64_t streams = streamed ? 1 : positive("streams", checkpoint.config.train.batch_size);
   const int64_t window = positive("window", checkpoint.config.train.seq_length);
   // the default never exceeds a small vocabulary; an explicit K must fit it
-  if (!args.count("top-k")) top_k = std::min(top_k, checkpoint.vocab.size());
-  if (per_char && top_k > checkpoint.vocab.size())
-    throw UsageError("--top-k must be in 0.." + std::to_string(checkpoint.vocab.size()) +
-                     " (the model's vocabulary), got " + std::to_string(top_k));
-  const torch::Tensor ids = charrnn::to_tensor(encoded.ids);
-  charrnn::EvalResult result = per_char ? write_per_char(args["per-char"].as<std::string>(), model, checkpoint.vocab, text,
-                                                         ids, window, top_k, device)
-                                        : charrnn::evaluate(model, ids, streams, window, device);
-  result.unknown_chars = encoded.unknown;
+  if (!args.count("top-k")) top_k = std::min(top_k, vocab.size());
+  if (streamed && top_k > vocab.size())
+    throw UsageError("--top-k must be in 0.." + std::to_string(vocab.size()) + " (the model's vocabulary), got " +
+                     std::to_string(top_k));
   // as many windows per pass as the carried protocol reads streams
-  const charrnn::EvalResult chunked = charrnn::evaluate_chunked(model, ids, window, std::max<int64_t>(streams, 32), device);
+  const int64_t chunked_batch = std::max<int64_t>(streams, 32);
+  charrnn::EvalResult result, chunked;
+  if (streamed) {
+    std::optional<PerCharWriter> per_char_writer;
+    std::optional<charrnn::SurprisalPageWriter> page;
+    if (per_char) per_char_writer.emplace(args["per-char"].as<std::string>(), vocab, top_k);
+    if (html) {
+      charrnn::SurprisalPageOptions page_options;
+      page_options.top_k = top_k;
+      page_options.title = path + " on " + data;
+      page.emplace(args["html"].as<std::string>(), vocab, page_options);
+    }
+    charrnn::CharRNN model = charrnn::restore_model(checkpoint, device);
+    charrnn::ScoreOptions options;
+    options.window = window;
+    options.top_k = top_k;
+    const StreamedEval streamed_result =
+        eval_streaming(files, separator, data, model, vocab, options, chunked_batch, device,
+                       per_char_writer ? &*per_char_writer : nullptr, page ? &*page : nullptr);
+    result = streamed_result.carried;
+    chunked = streamed_result.chunked;
+  } else {
+    const std::u32string text = charrnn::read_documents(files, separator);
+    const charrnn::Vocab::Encoded encoded = vocab.encode_skipping_unknown(text);
+    if (encoded.ids.size() < 2)
+      throw UsageError(data + ": needs at least 2 characters the model knows; it has " +
+                       std::to_string(encoded.ids.size()) + " (" + std::to_string(encoded.unknown) + " unknown)");
+    charrnn::CharRNN model = charrnn::restore_model(checkpoint, device);
+    const torch::Tensor ids = charrnn::to_tensor(encoded.ids);
+    result = charrnn::evaluate(model, ids, streams, window, device);
+    result.unknown_chars = encoded.unknown;
+    chunked = charrnn::evaluate_chunked(model, ids, window, chunked_batch, device);
+  }
   if (args.count("json")) {
     std::cout << nlohmann::json{{"loss", result.loss},
                                 {"bpc", result.bpc},
