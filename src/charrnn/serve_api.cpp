@@ -242,6 +242,11 @@ nlohmann::ordered_json logprobs_json(const std::vector<TokenLogprob>& records, c
   using ordered = nlohmann::ordered_json;
   ordered tokens = ordered::array(), token_logprobs = ordered::array(), top_logprobs = ordered::array(),
           offsets = ordered::array();
+  for (ordered* list : {&tokens, &token_logprobs, &top_logprobs, &offsets})
+    list->get_ref<ordered::array_t&>().reserve(records.size());
+  // to 1e-6 nats, about what float32 logits hold: short numbers, where a
+  // float's exact value written as a double would take 17 digits
+  const auto rounded = [](float logprob) { return std::round(static_cast<double>(logprob) * 1e6) / 1e6; };
   const auto text_of = [&](int32_t id) {
     std::string text;
     vocab.append_decoded(text, id);
@@ -255,14 +260,15 @@ nlohmann::ordered_json logprobs_json(const std::vector<TokenLogprob>& records, c
       top_logprobs.push_back(nullptr);
       continue;
     }
-    token_logprobs.push_back(record.logprob);
+    token_logprobs.push_back(rounded(record.logprob));
     ordered top = ordered::object();
+    top.get_ref<ordered::object_t&>().reserve(static_cast<size_t>(record.top_count) + 1);
     bool has_own = false;
     for (int32_t i = 0; i < record.top_count; ++i) {
-      top[text_of(record.top_ids[static_cast<size_t>(i)])] = record.top_logprobs[static_cast<size_t>(i)];
+      top[text_of(record.top_ids[static_cast<size_t>(i)])] = rounded(record.top_logprobs[static_cast<size_t>(i)]);
       has_own = has_own || record.top_ids[static_cast<size_t>(i)] == record.id;
     }
-    if (!has_own) top[text_of(record.id)] = record.logprob;
+    if (!has_own) top[text_of(record.id)] = rounded(record.logprob);
     top_logprobs.push_back(std::move(top));
   }
   return {{"tokens", std::move(tokens)},
@@ -279,14 +285,18 @@ json substitutions_json(const std::vector<Substitution>& substitutions) {
 }
 
 nlohmann::ordered_json completion_body(const std::string& id, int64_t created, const std::string& model,
-                                       const std::vector<ChoiceText>& choices, const std::optional<Usage>& usage) {
+                                       std::vector<ChoiceText> choices, const std::optional<Usage>& usage) {
   using ordered = nlohmann::ordered_json;
   ordered list = ordered::array();
-  for (const ChoiceText& c : choices)
-    list.push_back({{"text", c.text},
-                    {"index", c.index},
-                    {"logprobs", c.logprobs ? *c.logprobs : ordered(nullptr)},
-                    {"finish_reason", c.finish_reason.empty() ? ordered(nullptr) : ordered(c.finish_reason)}});
+  for (ChoiceText& c : choices) {
+    // assigned, not listed: a brace list would copy the logprobs
+    ordered choice = ordered::object();
+    choice["text"] = std::move(c.text);
+    choice["index"] = c.index;
+    choice["logprobs"] = c.logprobs ? std::move(*c.logprobs) : ordered(nullptr);
+    choice["finish_reason"] = c.finish_reason.empty() ? ordered(nullptr) : ordered(c.finish_reason);
+    list.push_back(std::move(choice));
+  }
   ordered body = {{"id", id}, {"object", "text_completion"}, {"created", created}, {"model", model}, {"choices", list}};
   if (usage)
     body["usage"] = {{"prompt_tokens", usage->prompt_tokens},

@@ -149,15 +149,18 @@ struct ChoiceText {
 /// the character itself when it is not among them (so up to N + 1, as
 /// OpenAI does); an echoed prompt's first character has null for both.
 /// text_offset counts characters (code points) of the choice's whole text,
-/// the echoed prompt included: `text_offset` is the first one's.
+/// the echoed prompt included: `text_offset` is the first one's. Values are
+/// rounded to 1e-6 nats, about the precision float32 logits hold.
 nlohmann::ordered_json logprobs_json(const std::vector<TokenLogprob>& records, const Vocab& vocab,
                                      int64_t text_offset);
 struct Usage {
   int64_t prompt_tokens = 0, completion_tokens = 0;
 };
 /// {"id", "object": "text_completion", "created", "model", "choices", "usage"}.
+/// The choices are taken by value: their logprobs, the bulk of a body that
+/// has them, are moved into it rather than copied.
 nlohmann::ordered_json completion_body(const std::string& id, int64_t created, const std::string& model,
-                               const std::vector<ChoiceText>& choices, const std::optional<Usage>& usage);
+                                       std::vector<ChoiceText> choices, const std::optional<Usage>& usage);
 
 /// The playground page GET / answers with (src/web/playground.html,
 /// embedded at build time): it calls the API from the browser.

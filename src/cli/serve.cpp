@@ -362,7 +362,7 @@ class Server {
       choices.push_back(std::move(choice));
     }
     nlohmann::ordered_json response =
-        completion_body(c->id, c->created, c->model, choices, Usage{c->prompt_chars, c->generated()});
+        completion_body(c->id, c->created, c->model, std::move(choices), Usage{c->prompt_chars, c->generated()});
     if (!r.substitutions.empty()) response["prompt_substitutions"] = substitutions_json(r.substitutions);
     res.set_content(response.dump(), "application/json");
     finished(*c);
@@ -388,7 +388,10 @@ class Server {
               choice.logprobs = logprobs_json(logprobs, c->engine->checkpoint().vocab, (*offsets)[i]);
               (*offsets)[i] += static_cast<int64_t>(logprobs.size());
             }
-            const std::string event = "data: " + completion_body(c->id, c->created, c->model, {choice}, std::nullopt).dump() + "\n\n";
+            std::vector<ChoiceText> one;
+            one.push_back(std::move(choice));
+            const std::string event =
+                "data: " + completion_body(c->id, c->created, c->model, std::move(one), std::nullopt).dump() + "\n\n";
             logprobs.clear();
             return sink.write(event.data(), event.size());
           };
