@@ -17,6 +17,7 @@ import random
 import re
 import shutil
 import subprocess
+import sys
 import threading
 import time
 
@@ -223,3 +224,12 @@ def start_chromium(work):
         return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     except Exception as e:  # selenium wraps every way a browser fails to start
         raise Unavailable(f"the browser did not start: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+
+
+def chromium_or_skip(work):
+    """start_chromium(work), or the test skipped (exit 77) naming what is missing."""
+    try:
+        return start_chromium(work)
+    except Unavailable as e:
+        print(f"skipped: {e}")
+        sys.exit(77)

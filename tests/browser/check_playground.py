@@ -28,18 +28,11 @@ from selenium.webdriver.common.action_chains import ActionChains
 
 here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(here, ".."))
-from script_support import (Server, Unavailable, as_printed, check, continuation, finish, start_chromium,  # noqa: E402
+from script_support import (Server, as_printed, check, continuation, finish, chromium_or_skip,  # noqa: E402
                             train_small_model, wait_for)
 
 KEY = "sekret"
 
-
-def start_browser(work):
-    try:
-        return start_chromium(work)
-    except Unavailable as e:
-        print(f"skipped: {e}")
-        sys.exit(77)
 
 
 def set_field(browser, element_id, value):
@@ -143,7 +136,7 @@ def main():
     binary, work = sys.argv[1], sys.argv[2]
     shutil.rmtree(work, ignore_errors=True)
     os.makedirs(work)
-    browser = start_browser(work)
+    browser = chromium_or_skip(work)
     try:
         checkpoint = train_small_model(binary, work, prime="the night ")
         # --max-length: a stream long enough (about a million characters)

@@ -34,19 +34,12 @@ import time
 
 here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(here, ".."))
-from script_support import Unavailable, charrnn, check, finish, start_chromium, train_small_model, wait_for  # noqa: E402
+from script_support import charrnn, check, finish, chromium_or_skip, train_small_model, wait_for  # noqa: E402
 
 PAGE_CHARS = 10000  # SurprisalPageOptions' default
 # 1/256 bit of surprisal is within 0.14% of the probability; 4 digits add 0.05%
 PROBABILITY_TOLERANCE = 0.002
 
-
-def start_browser(work):
-    try:
-        return start_chromium(work)
-    except Unavailable as e:
-        print(f"skipped: {e}")
-        sys.exit(77)
 
 
 def console_errors(browser):
@@ -112,7 +105,7 @@ def close_enough(shown_percent, logprob):
 
 
 def check_hover(binary, work):
-    browser = start_browser(work)
+    browser = chromium_or_skip(work)
     try:
         checkpoint = train_small_model(binary, work, steps=40)
         text = write_eval_text(os.path.join(work, "held_out.txt"))
@@ -217,7 +210,7 @@ def write_alphabet_text(path, size, seed):
 
 
 def check_memory(binary, work):
-    browser = start_browser(work)
+    browser = chromium_or_skip(work)
     try:
         train_text, checkpoint = os.path.join(work, "alphabet.txt"), os.path.join(work, "tiny.pt")
         write_alphabet_text(train_text, 20000, 1)

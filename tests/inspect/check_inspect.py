@@ -26,7 +26,7 @@ import sys
 
 here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(here, ".."))
-from script_support import Unavailable, charrnn, check, finish, start_chromium, wait_for  # noqa: E402
+from script_support import charrnn, check, chromium_or_skip, finish, wait_for  # noqa: E402
 
 OUTSIDE = "lamb ham face bad fig jade milk cab deal kale glad hide".split()  # letters a-m only
 INSIDE = "sun rust top row zoo tour vow nut opus stow pour yurt".split()     # letters n-z only
@@ -70,11 +70,7 @@ def main():
     seed = int(sys.argv[3]) if len(sys.argv) > 3 else 1
     shutil.rmtree(work, ignore_errors=True)
     os.makedirs(work)
-    try:
-        browser = start_chromium(work)
-    except Unavailable as e:
-        print(f"skipped: {e}")
-        return 77
+    browser = chromium_or_skip(work)
     try:
         return run(browser, binary, work, seed)
     finally:
