@@ -87,9 +87,9 @@ TEST(ServeEngine, StreamsArrivingOneByOneJoinFreeRows) {
     EXPECT_EQ(read_all(*streams[static_cast<size_t>(i)][0]), generated(c, "abc", 200 + 5 * i, warm, 300 + i)) << i;
   // the generating batch: capacities 2, 4, 8, 16 as it grows and 8, 4, 2 as
   // it empties; the prefill batch more, depending on how arrivals and steps
-  // interleave (from under 14 up to 18 in runs on a 2-core machine).
-  // A decoder per arrival in each batch would be 32 or more.
-  EXPECT_LT(engine.rebuilds(), 24);
+  // interleave (from under 14 up to 18 in runs on a loaded 2-core machine).
+  // A new decoder per arrival in each batch would be 32 or more.
+  EXPECT_LT(engine.rebuilds(), 32);
 }
 
 TEST(ServeEngine, PromptsThatArriveTogetherAreReadTogether) {
