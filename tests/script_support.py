@@ -233,3 +233,9 @@ def chromium_or_skip(work):
     except Unavailable as e:
         print(f"skipped: {e}")
         sys.exit(77)
+
+
+def shown_character(label):
+    """The character a probability view's list shows as `label`
+    (src/web/probabilities.js's visible(): "⏎ (newline)", "␣ (space)", "⇥ (tab)")."""
+    return {"\u23ce (newline)": "\n", "\u2423 (space)": " ", "\u21e5 (tab)": "\t"}.get(label, label)

@@ -28,7 +28,7 @@ from selenium.webdriver.common.action_chains import ActionChains
 
 here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(here, ".."))
-from script_support import (Server, as_printed, check, continuation, finish, chromium_or_skip,  # noqa: E402
+from script_support import (Server, as_printed, shown_character, check, continuation, finish, chromium_or_skip,  # noqa: E402
                             train_small_model, wait_for)
 
 KEY = "sekret"
@@ -118,7 +118,7 @@ def check_probabilities(browser, url):
                 (tr) => [...tr.cells].map((td) => td.textContent));""")
         expected = sorted(l["top_logprobs"][i].items(), key=lambda kv: -kv[1])
         shown = [(ch, f"{100 * math.exp(v):.1f}%") for ch, v in expected]
-        as_shown = [(row[0].split(" (")[0].replace("⏎", "\n").replace("␣", " "), row[1]) for row in rows]
+        as_shown = [(shown_character(row[0]), row[1]) for row in rows]
         check(as_shown == shown, f"hovering character {i} shows the API's top_logprobs: {as_shown} vs {shown}")
         title = spans[i].get_attribute("title")
         check(title.endswith(f"{100 * math.exp(l['token_logprobs'][i]):.1f}%"),

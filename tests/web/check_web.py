@@ -56,7 +56,7 @@ import time
 here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(here, ".."))
 import script_support  # noqa: E402
-from script_support import (StaticSite, Unavailable, charrnn, check, finish, make_text, npm_ci,  # noqa: E402
+from script_support import (StaticSite, shown_character, Unavailable, charrnn, check, finish, make_text, npm_ci,  # noqa: E402
                             start_chromium, wait_for)
 
 ROOT = os.path.join(here, "..", "..")
@@ -434,7 +434,7 @@ def check_probabilities(binary, browser, checkpoint, fill, run):
     rows = browser.execute_script("""
         return [...document.querySelectorAll('#alternatives tr')].map((tr) => [...tr.cells].map((td) => td.textContent));""")
     shown = [(c, f"{100 * math.exp(v):.1f}%") for c, v in lines[i]["top"]]
-    check([tuple(r) for r in rows][:5] == [(c if c not in "\n " else r[0], p) for (c, p), r in zip(shown, rows)],
+    check([(shown_character(r[0]), r[1]) for r in rows][:5] == shown,
           f"hovering a character shows its top 5 with probabilities: {rows}")
     browser.find_element("id", "show-probs").click()
 
