@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <limits>
 #include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -169,6 +170,48 @@ TEST_F(CheckpointTest, RestoredOptimizerAndRngState) {
   EXPECT_FALSE(charrnn::read_archived_tensor(loaded.rng_bytes, "absent").defined());
   EXPECT_THROW(charrnn::restore_optimizer(adam, "not an archive", torch::kCPU), charrnn::Error);
   EXPECT_THROW(charrnn::read_archived_tensor("not an archive", "batcher"), charrnn::Error);
+}
+
+// The raw training weights beside an average's (train.ema_decay): a
+// section of their own, written only when there is one, so that a
+// checkpoint without it (any older one) is laid out and read as before.
+TEST_F(CheckpointTest, TrainingModelSectionIsOptionalAndRoundTrips) {
+  std::vector<std::string> names;
+  for (const auto& section : header().at("sections")) names.push_back(section.at("name").get<std::string>());
+  EXPECT_EQ(names, (std::vector<std::string>{"model", "optimizer", "rng"}));
+  const Checkpoint plain = charrnn::load_checkpoint(path_);
+  EXPECT_TRUE(plain.training_model_bytes.empty());
+  // without the section, training continues from the served weights
+  const auto served = charrnn::restore_model(plain, torch::kCPU)->named_parameters();
+  for (const auto& p : charrnn::restore_training_model(plain, torch::kCPU)->named_parameters())
+    EXPECT_TRUE(torch::equal(p.value(), served[p.key()])) << p.key();
+
+  torch::manual_seed(5);
+  CharRNN raw(checkpoint_.vocab.size(), checkpoint_.config.model);
+  Checkpoint averaged = checkpoint_;
+  averaged.training_model_bytes = charrnn::archive_module(*raw);
+  const std::string path = dir_.file("averaged.pt");
+  charrnn::save_checkpoint(path, averaged);
+  const std::string bytes = charrnn_test::read_file_bytes(path);
+  const Checkpoint loaded = charrnn::load_checkpoint(path);
+  EXPECT_EQ(loaded.training_model_bytes, averaged.training_model_bytes);
+  EXPECT_EQ(loaded.model_bytes, checkpoint_.model_bytes);
+  EXPECT_EQ(charrnn::serialize_checkpoint(loaded), bytes);
+  const auto want_raw = raw->named_parameters();
+  for (const auto& p : charrnn::restore_training_model(loaded, torch::kCPU)->named_parameters())
+    EXPECT_TRUE(torch::equal(p.value(), want_raw[p.key()])) << p.key();
+  const auto want_served = model_->named_parameters();
+  for (const auto& p : charrnn::restore_model(loaded, torch::kCPU)->named_parameters())
+    EXPECT_TRUE(torch::equal(p.value(), want_served[p.key()])) << p.key();
+
+  // it is checked like every section, and named when it is damaged
+  std::string flipped = bytes;
+  flipped.back() = static_cast<char>(flipped.back() ^ 0x40);  // the last section's last byte
+  EXPECT_CONTAINS(load_error("flipped_training_model.pt", flipped), "training_model");
+  Checkpoint short_archive = checkpoint_;
+  short_archive.training_model_bytes = "too short";
+  EXPECT_CONTAINS(thrown_message<charrnn::Error>([&] { charrnn::restore_training_model(short_archive, torch::kCPU); }),
+                  "training_model");
 }
 
 TEST_F(CheckpointTest, WeightsOfTheWrongShapeAreAnError) {

@@ -225,6 +225,22 @@ TEST_F(Cli, InfoShowsWhatTheCheckpointHolds) {
   EXPECT_EQ(info["config"]["data"]["path"].get<std::string>(), corpus_);
 }
 
+TEST_F(Cli, TrainNamesTheWeightAverageAndInfoShowsIt) {
+  const Result r = run(train_args({"--set", "train.steps=20", "--set", "train.ema_decay=0.9", "--set", "train.ema_start=0.5"}));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("weights averaged (EMA 0.9) from 50% of the run"), std::string::npos) << r.err;
+  const Result info = run({"info", "--checkpoint", checkpoint()});
+  ASSERT_EQ(info.exit_code, 0) << info.err;
+  EXPECT_NE(info.out.find("weights        the average of the training weights (train.ema_decay 0.9)"),
+            std::string::npos)
+      << info.out;
+  EXPECT_TRUE(nlohmann::json::parse(run({"info", "--checkpoint", checkpoint(), "--json"}).out)["averaged_weights"]);
+  // averaging off: no such line, and the file as before
+  train_ok({"--set", "train.steps=20"});
+  EXPECT_EQ(run({"info", "--checkpoint", checkpoint()}).out.find("weights        "), std::string::npos);
+  EXPECT_FALSE(nlohmann::json::parse(run({"info", "--checkpoint", checkpoint(), "--json"}).out)["averaged_weights"]);
+}
+
 TEST_F(Cli, ResumeContinuesWhereTrainingStopped) {
   train_ok({"--set", "train.steps=20"});
   const Result r = run({"train", "--resume", checkpoint(), "--set", "train.steps=40"});

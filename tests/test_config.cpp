@@ -46,6 +46,8 @@ void expect_same_config(const Config& a, const Config& b) {
   EXPECT_EQ(a.train.precision, b.train.precision);
   EXPECT_EQ(a.train.checkpoint, b.train.checkpoint);
   EXPECT_EQ(a.train.threads, b.train.threads);
+  EXPECT_EQ(a.train.ema_decay, b.train.ema_decay);
+  EXPECT_EQ(a.train.ema_start, b.train.ema_start);
   EXPECT_EQ(a.sample.prime, b.sample.prime);
   EXPECT_EQ(a.sample.length, b.sample.length);
   EXPECT_EQ(a.sample.sampling.temperature, b.sample.sampling.temperature);
@@ -82,6 +84,8 @@ Config everything_changed() {
   c.train.precision = charrnn::Precision::Bf16;
   c.train.checkpoint = "out/x.pt";
   c.train.threads = 3;
+  c.train.ema_decay = 0.995;
+  c.train.ema_start = 0.75;
   c.sample.prime = "The \"quoted\"\n";
   c.sample.length = 77;
   c.sample.sampling.temperature = 0;
@@ -123,6 +127,8 @@ TEST(Config, Defaults) {
   EXPECT_EQ(c.train.precision, charrnn::Precision::Fp32);
   EXPECT_EQ(c.train.checkpoint, "models/charrnn.pt");
   EXPECT_EQ(c.train.threads, 0);
+  EXPECT_EQ(c.train.ema_decay, 0.0);  // no weight average
+  EXPECT_EQ(c.train.ema_start, 0.5);
   EXPECT_EQ(c.sample.prime, "");
   EXPECT_EQ(c.sample.length, 500);
   EXPECT_DOUBLE_EQ(c.sample.sampling.temperature, 0.8);
@@ -284,6 +290,21 @@ TEST(Config, OverrideNumbersAreParsed) {
   EXPECT_CONTAINS(message, "abc");
 }
 
+TEST(Config, WeightAverageKeysAreSetAndCheckedByName) {
+  const Config c = charrnn::apply_overrides(Config{}, {"train.ema_decay=0.999", "train.ema_start=0.8"});
+  EXPECT_EQ(c.train.ema_decay, 0.999);
+  EXPECT_EQ(c.train.ema_start, 0.8);
+  EXPECT_NO_THROW(charrnn::validate(c));
+  EXPECT_CONTAINS(thrown_message<UsageError>([] { charrnn::apply_overrides(Config{}, {"train.ema_decay=high"}); }),
+                  "train.ema_decay must be a number");
+  const Config one = charrnn::apply_overrides(Config{}, {"train.ema_decay=1"});
+  EXPECT_EQ(thrown_message<UsageError>([&] { charrnn::validate(one, "--set"); }),
+            "--set: train.ema_decay must be in [0, 1) (0 means no averaging); got 1");
+  const Config late = charrnn::config_from_json(json::parse(R"({"train": {"ema_start": 2}})"), "e.json");
+  EXPECT_EQ(thrown_message<UsageError>([&] { charrnn::validate(late, "e.json"); }),
+            "e.json: train.ema_start must be in [0, 1] (the part of the run done when averaging starts); got 2");
+}
+
 TEST(Config, UnknownOverrideKeyIsRejected) {
   const std::string message =
       thrown_message<UsageError>([] { charrnn::apply_overrides(Config{}, {"model.hiden_size=3"}); });
@@ -320,6 +341,7 @@ TEST(Config, StoredConfigsLackingAKeyReadItAsTheOldBuiltInDefault) {
   EXPECT_EQ(old.train.min_lr, 0.0);
   EXPECT_EQ(old.train.weight_decay, 0.0);
   EXPECT_EQ(old.train.eval_every, 200);
+  EXPECT_EQ(old.train.ema_decay, 0.0);
   // and a config file today gets the recipe for what it leaves out
   const Config today = charrnn::config_from_json(json::parse(R"({"model": {"hidden_size": 8}})"), "a.json");
   EXPECT_EQ(today.model.cell, CellType::GRU);
@@ -415,6 +437,12 @@ TEST(Config, ValidateRejectsBadValuesNamingTheKey) {
       {"train.weight_decay", [](Config& c) { c.train.weight_decay = -0.1; }},
       {"train.weight_decay", [](Config& c) { c.train.weight_decay = 1 / c.train.learning_rate; }},
       {"train.weight_decay", [](Config& c) { c.train.weight_decay = std::numeric_limits<double>::quiet_NaN(); }},
+      {"train.ema_decay", [](Config& c) { c.train.ema_decay = 1.0; }},
+      {"train.ema_decay", [](Config& c) { c.train.ema_decay = -0.1; }},
+      {"train.ema_decay", [](Config& c) { c.train.ema_decay = std::numeric_limits<double>::quiet_NaN(); }},
+      {"train.ema_start", [](Config& c) { c.train.ema_start = 1.5; }},
+      {"train.ema_start", [](Config& c) { c.train.ema_start = -0.01; }},
+      {"train.ema_start", [](Config& c) { c.train.ema_start = std::numeric_limits<double>::infinity(); }},
   };
   for (const auto& c : cases) {
     Config config;
@@ -447,6 +475,11 @@ TEST(Config, ValidateAcceptsBoundaryValues) {
   EXPECT_NO_THROW(charrnn::validate(c));
   c.train.lr_schedule = charrnn::LrSchedule::Cosine;
   c.train.min_lr = 0;
+  EXPECT_NO_THROW(charrnn::validate(c));
+  c.train.ema_decay = 0.9999;  // the average's ends: [0, 1) and [0, 1]
+  c.train.ema_start = 0;
+  EXPECT_NO_THROW(charrnn::validate(c));
+  c.train.ema_start = 1;
   EXPECT_NO_THROW(charrnn::validate(c));
   c.train.device = "cpu";
   EXPECT_NO_THROW(charrnn::validate(c));

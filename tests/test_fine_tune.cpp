@@ -155,6 +155,38 @@ TEST(FineTune, AnotherModelShapeOrOverwritingTheBaseIsAUsageError) {
                   "overwrite");
 }
 
+// A base trained with a weight average serves the average; a fine-tune
+// starts from those weights, and its own average starts afresh.
+TEST(FineTune, StartsFromTheBasesAveragedWeightsWithAFreshAverage) {
+  TempDir dir;
+  Config base_config = charrnn_test::small_config(dir, "base", CellType::GRU, 1, 0.0, 20, 20);
+  base_config.train.ema_decay = 0.9;
+  base_config.train.ema_start = 0.25;
+  Trainer(base_config).run();
+  const charrnn::Checkpoint base = charrnn::load_checkpoint(base_config.train.checkpoint);
+  ASSERT_FALSE(base.training_model_bytes.empty());
+  Config tuned = base.config;
+  tuned.train.checkpoint = dir.file("tuned/model.pt");
+  Trainer fine(base, base_config.train.checkpoint, tuned);
+  EXPECT_FALSE(fine.weight_average().started());
+  const auto served = charrnn::restore_model(base, torch::kCPU)->named_parameters();
+  const auto raw = charrnn::restore_training_model(base, torch::kCPU)->named_parameters();
+  bool differs_from_raw = false;
+  for (const auto& p : fine.model()->named_parameters()) {
+    EXPECT_TRUE(torch::equal(p.value(), served[p.key()])) << p.key();
+    differs_from_raw = differs_from_raw || !torch::equal(p.value(), raw[p.key()]);
+  }
+  EXPECT_TRUE(differs_from_raw) << "the base's average and its raw weights should differ";
+  // the fine-tune's own average begins at its own train.ema_start: step 5 of 20
+  for (int i = 0; i < 4; ++i) fine.train_step();
+  EXPECT_FALSE(fine.weight_average().started());
+  fine.train_step();
+  ASSERT_TRUE(fine.weight_average().started());
+  const auto parameters = fine.model()->parameters();
+  for (size_t i = 0; i < parameters.size(); ++i)
+    EXPECT_TRUE(torch::equal(parameters[i], fine.weight_average().tensors()[i])) << i;
+}
+
 TEST(FineTuneResume, AResumedFineTuneIsBitIdenticalToAStraightOne) {
   FineTuneSetup s;
   prepare(s, 40);

@@ -74,6 +74,32 @@ TEST(LrSchedule, TimeLimitDrivesProgressWhenItEndsTheRunFirst) {
   EXPECT_DOUBLE_EQ(schedule_progress(few_steps, 10, 240), 0.8);
 }
 
+// min_lr 0: the schedule "to zero". The rate is exactly 0 once the
+// progress is 1, whether the steps or the time ended the run. (The last step
+// a run takes starts before its end: with steps, after steps - 1 of them,
+// so its rate is the schedule's just before zero.)
+TEST(LrSchedule, ToZeroReachesExactlyZeroAtTheEndOfTheStepsOrTheTime) {
+  for (const char* schedule : {"linear", "cosine"}) {
+    SCOPED_TRACE(schedule);
+    TrainOptions by_steps = options(schedule, 1000);
+    by_steps.min_lr = 0;
+    by_steps.warmup_steps = 50;
+    EXPECT_EQ(scheduled_learning_rate(by_steps, 1000, 0), 0.0);
+    EXPECT_EQ(scheduled_learning_rate(by_steps, 1200, 0), 0.0);
+    EXPECT_GT(scheduled_learning_rate(by_steps, 999, 0), 0.0);
+    EXPECT_LT(scheduled_learning_rate(by_steps, 999, 0), 0.01 * 0.002);
+    TrainOptions by_time = options(schedule, 100000000, 300);
+    by_time.min_lr = 0;
+    EXPECT_EQ(scheduled_learning_rate(by_time, 12345, 300), 0.0);
+    EXPECT_EQ(scheduled_learning_rate(by_time, 12345, 301.5), 0.0);
+    EXPECT_GT(scheduled_learning_rate(by_time, 12345, 299.9), 0.0);
+    EXPECT_NEAR(scheduled_learning_rate(by_time, 12345, 150), 0.005, 1e-12);
+  }
+  TrainOptions linear = options("linear", 1000);
+  linear.min_lr = 0;
+  EXPECT_NEAR(scheduled_learning_rate(linear, 999, 0), 0.01 / 1000, 1e-18) << "the last step's rate";
+}
+
 TEST(LrSchedule, NoStepsIsTheEnd) {
   const TrainOptions t = options("linear", 0);
   EXPECT_DOUBLE_EQ(schedule_progress(t, 0, 0), 1.0);
@@ -89,6 +115,23 @@ TEST(LrSchedule, DescribeNamesTheRecipe) {
                            "time limit"})
     EXPECT_NE(text.find(part), std::string::npos) << part << " not in: " << text;
   EXPECT_EQ(charrnn::describe_recipe(options("constant")), "random batching, constant lr 0.01");
+  TrainOptions to_zero = options("linear", 1000, 300);
+  to_zero.min_lr = 0;
+  EXPECT_EQ(charrnn::describe_recipe(to_zero),
+            "random batching, linear lr 0.01 -> 0 over the steps or the time limit, whichever ends first");
+  to_zero.max_seconds = 0;
+  EXPECT_EQ(charrnn::describe_recipe(to_zero), "random batching, linear lr 0.01 -> 0 over the steps");
+}
+
+TEST(LrSchedule, DescribeNamesTheWeightAverage) {
+  TrainOptions t = options("constant");
+  t.ema_decay = 0.999;
+  t.ema_start = 0.75;
+  EXPECT_EQ(charrnn::describe_recipe(t), "random batching, constant lr 0.01, weights averaged (EMA 0.999) from 75% of the run");
+  t.ema_start = 0;
+  EXPECT_EQ(charrnn::describe_recipe(t), "random batching, constant lr 0.01, weights averaged (EMA 0.999) from the first step");
+  t.ema_decay = 0;  // no average, nothing said
+  EXPECT_EQ(charrnn::describe_recipe(t), "random batching, constant lr 0.01");
 }
 
 }  // namespace

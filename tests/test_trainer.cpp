@@ -18,8 +18,10 @@
 #include "charrnn/checkpoint.h"
 #include "charrnn/config.h"
 #include "charrnn/error.h"
+#include "charrnn/evaluate.h"
 #include "charrnn/generate.h"
 #include "charrnn/lr_schedule.h"
+#include "charrnn/run_log.h"
 #include "charrnn/trainer.h"
 #include "test_helpers.h"
 
@@ -46,6 +48,7 @@ void expect_same_checkpoint(const Trainer& a, const Trainer& b) {
   const charrnn::Checkpoint end_a = a.make_checkpoint();
   const charrnn::Checkpoint end_b = b.make_checkpoint();
   EXPECT_TRUE(end_a.model_bytes == end_b.model_bytes);
+  EXPECT_TRUE(end_a.training_model_bytes == end_b.training_model_bytes);  // the raw weights, under a weight average
   charrnn_test::expect_same_adam_state(end_a.optimizer_bytes, end_b.optimizer_bytes, a.vocab().size(),
                                        a.config().model);
   EXPECT_TRUE(end_a.rng_bytes == end_b.rng_bytes);
@@ -228,10 +231,10 @@ std::string resume_name(const ::testing::TestParamInfo<ResumeParam>& info) {
 }
 
 // The recipe options (train.batching, burn_in, lr_schedule, warmup_steps,
-// min_lr, weight_decay, model.forget_bias) together, for a cell and a thread
-// count: a run stopped mid-epoch and mid-schedule and resumed from its
-// checkpoint ends bit-identical to one that never stopped, carried state,
-// batch position and learning rate included.
+// min_lr, weight_decay, model.forget_bias, ema_decay, ema_start) together,
+// for a cell and a thread count: a run stopped mid-epoch and mid-schedule and
+// resumed from its checkpoint ends bit-identical to one that never stopped,
+// carried state, batch position, learning rate and weight average included.
 enum class Recipe { Sequential, BurnIn };
 using RecipeParam = std::tuple<CellType, Recipe, int64_t>;  // cell, recipe, threads
 
@@ -244,6 +247,10 @@ Config recipe_config(const charrnn_test::TempDir& dir, const std::string& name, 
   c.train.min_lr = 0.001;
   c.train.weight_decay = 0.1;
   c.model.forget_bias = 1.0;
+  // the weight average starts before the stop at step 13 (sequential: step
+  // 9 of 30) or after it (burn-in: step 18), so a resume meets both cases
+  c.train.ema_decay = 0.9;
+  c.train.ema_start = recipe == Recipe::Sequential ? 0.3 : 0.6;
   if (recipe == Recipe::Sequential) c.train.batching = charrnn::Batching::Sequential;
   else c.train.burn_in = 24;
   return c;
@@ -277,6 +284,9 @@ TEST_P(RecipeResumeTest, ResumedMidEpochAndMidScheduleIsBitIdentical) {
   }
   // the generators' bytes hold the batch position and the carried state too
   expect_same_checkpoint(straight, resumed);
+  ASSERT_TRUE(resumed.weight_average().started());
+  for (size_t i = 0; i < resumed.weight_average().tensors().size(); ++i)
+    EXPECT_TRUE(torch::equal(straight.weight_average().tensors()[i], resumed.weight_average().tensors()[i])) << i;
   // the schedule went where it was asked to: warm-up, then down towards min_lr
   EXPECT_LT(straight_lrs[0], straight_lrs[4]);
   EXPECT_GT(straight_lrs[5], straight_lrs[total - 1]);
@@ -393,6 +403,146 @@ INSTANTIATE_TEST_SUITE_P(Cells, ResumeTest,
                                            ResumeParam{CellType::GRU, 2, 0.2, 2},
                                            ResumeParam{CellType::LSTM, 2, 0.2, 2}),
                          resume_name);
+
+// The weight average (train.ema_decay, weight_average.h) in the trainer.
+Config averaged_config(const charrnn_test::TempDir& dir, const std::string& name, int64_t steps, int64_t eval_every,
+                       double start) {
+  Config c = small_config(dir, name, CellType::GRU, 2, 0.2, steps, eval_every);
+  c.train.ema_decay = 0.9;
+  c.train.ema_start = start;
+  return c;
+}
+
+std::vector<torch::Tensor> parameters_of(const charrnn::CharRNN& model) {
+  std::vector<torch::Tensor> out;
+  for (const torch::Tensor& p : model->parameters()) out.push_back(p.detach().clone());
+  return out;
+}
+
+bool all_equal(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i)
+    if (!torch::equal(a[i], b[i])) return false;
+  return true;
+}
+
+TEST(WeightAverage, StartsAtEmaStartAsACopyThenFollowsTheWeights) {
+  charrnn_test::TempDir dir;
+  Trainer trainer(averaged_config(dir, "run", 20, 20, 0.5));
+  for (int i = 0; i < 9; ++i) trainer.train_step();
+  EXPECT_FALSE(trainer.weight_average().started()) << "progress 9 / 20 is before train.ema_start 0.5";
+  trainer.train_step();
+  ASSERT_TRUE(trainer.weight_average().started());
+  const std::vector<torch::Tensor> at_start = parameters_of(trainer.model());
+  EXPECT_TRUE(all_equal(trainer.weight_average().tensors(), at_start));
+  trainer.train_step();
+  const std::vector<torch::Tensor> now = parameters_of(trainer.model());
+  EXPECT_FALSE(all_equal(trainer.weight_average().tensors(), now));
+  for (size_t i = 0; i < now.size(); ++i)
+    EXPECT_TRUE(torch::allclose(trainer.weight_average().tensors()[i], 0.9 * at_start[i] + 0.1 * now[i], 1e-5, 1e-7))
+        << i;
+}
+
+TEST(WeightAverage, ValidationTheBestCheckpointAndTheSamplesAreTheAverages) {
+  charrnn_test::TempDir dir;
+  // validation at steps 10 and 20, the average from step 5
+  const Config config = averaged_config(dir, "run", 20, 10, 0.25);
+  Trainer trainer(config);
+  trainer.run();
+  const charrnn::Checkpoint latest = charrnn::load_checkpoint(config.train.checkpoint);
+  ASSERT_FALSE(latest.training_model_bytes.empty());
+  charrnn::CharRNN served = charrnn::restore_model(latest, torch::kCPU);
+  charrnn::CharRNN raw = charrnn::restore_training_model(latest, torch::kCPU);
+  // what generate, eval, export and serve load is the average; resume's weights are the raw ones
+  EXPECT_TRUE(all_equal(parameters_of(served), trainer.weight_average().tensors()));
+  EXPECT_TRUE(all_equal(parameters_of(raw), parameters_of(trainer.model())));
+  EXPECT_FALSE(all_equal(parameters_of(served), parameters_of(raw)));
+
+  // the metrics judged the average: its loss on the held-out text, not the raw weights'
+  const auto metrics = read_metrics(charrnn::metrics_path(config.train.checkpoint));
+  ASSERT_EQ(metrics.size(), 2u);
+  EXPECT_TRUE(metrics[0].value("ema", false)) << metrics[0];
+  const int64_t streams = config.train.batch_size, window = config.train.seq_length;
+  const double served_loss = charrnn::evaluate(served, trainer.validation_ids(), streams, window, torch::kCPU).loss;
+  const double raw_loss = charrnn::evaluate(raw, trainer.validation_ids(), streams, window, torch::kCPU).loss;
+  EXPECT_NEAR(metrics.back().at("val_loss").get<double>(), served_loss, 1e-9);
+  EXPECT_NE(served_loss, raw_loss);
+  // and so did the choice of the best checkpoint, which holds the average of its step
+  const charrnn::Checkpoint best = charrnn::load_checkpoint(charrnn::best_checkpoint_path(config.train.checkpoint));
+  EXPECT_FALSE(best.training_model_bytes.empty());
+  if (best.progress.step == 20) EXPECT_TRUE(best.model_bytes == latest.model_bytes);
+  EXPECT_EQ(trainer.progress().best_val_loss,
+            std::min(metrics[0].at("val_loss").get<double>(), metrics[1].at("val_loss").get<double>()));
+  // the sample is the average's
+  charrnn::GenerateOptions options(config.sample);
+  options.length = std::min<int64_t>(config.sample.length, 200);
+  options.seed = std::max<int64_t>(config.sample.seed, 0);
+  EXPECT_EQ(metrics.back().at("sample").get<std::string>(),
+            charrnn::generate(served, trainer.vocab(), options, torch::kCPU).front());
+}
+
+// N steps in one run and N/2, a checkpoint, a resume and N/2 more end with
+// the same raw weights, average and Adam state, bit for bit. The resumed
+// run validates every 5 steps (averaged weights swapped in and out, samples
+// drawn) and the straight one only at its end: validation leaves training
+// as it was. Two threads and dropout: the batch split and the dropout
+// stream must not notice either.
+TEST(WeightAverage, ResumedRunWithValidationMidRunIsBitIdentical) {
+  charrnn_test::TempDir dir;
+  const auto config = [&](const std::string& name, int64_t steps, int64_t eval_every, double start) {
+    Config c = averaged_config(dir, name, steps, eval_every, start);
+    c.train.threads = 2;
+    return c;
+  };
+  Trainer straight(config("straight", 40, 40, 0.25));  // the average from step 10
+  straight.run();
+  Trainer first_half(config("half", 20, 5, 0.5));  // from step 10 of its 20 too
+  first_half.run();
+  const charrnn::Checkpoint checkpoint = charrnn::load_checkpoint(dir.file("half/model.pt"));
+  ASSERT_EQ(checkpoint.progress.step, 20);
+  ASSERT_FALSE(checkpoint.training_model_bytes.empty());
+  Config resumed_config = checkpoint.config;
+  resumed_config.train.steps = 40;
+  resumed_config.train.ema_start = 0.25;
+  Trainer resumed(checkpoint, resumed_config);
+  ASSERT_TRUE(resumed.weight_average().started());
+  resumed.run();
+  EXPECT_TRUE(all_equal(parameters_of(straight.model()), parameters_of(resumed.model())));
+  EXPECT_TRUE(all_equal(straight.weight_average().tensors(), resumed.weight_average().tensors()));
+  EXPECT_EQ(resumed.progress().last_train_loss, straight.progress().last_train_loss);
+  expect_same_checkpoint(straight, resumed);
+}
+
+// A checkpoint without an average (written with averaging off, or by a
+// version before it) resumes with one: it starts at the next step once the
+// progress is past train.ema_start. And a resume that turns averaging off
+// continues the raw weights, not the average.
+TEST(WeightAverage, ResumeStartsOrDropsTheAverageAsTheConfigSays) {
+  charrnn_test::TempDir dir;
+  Config plain = small_config(dir, "plain", CellType::GRU, 1, 0.0, 10, 10);
+  Trainer(plain).run();
+  const charrnn::Checkpoint unaveraged = charrnn::load_checkpoint(plain.train.checkpoint);
+  EXPECT_TRUE(unaveraged.training_model_bytes.empty());
+  Config averaging = unaveraged.config;
+  averaging.train.steps = 20;
+  averaging.train.ema_decay = 0.9;
+  averaging.train.ema_start = 0.25;
+  Trainer resumed(unaveraged, averaging);
+  EXPECT_FALSE(resumed.weight_average().started());
+  resumed.train_step();
+  ASSERT_TRUE(resumed.weight_average().started());
+  EXPECT_TRUE(all_equal(resumed.weight_average().tensors(), parameters_of(resumed.model())));
+
+  resumed.train_step();
+  const charrnn::Checkpoint averaged = resumed.make_checkpoint();
+  ASSERT_FALSE(averaged.training_model_bytes.empty());
+  Config off = averaged.config;
+  off.train.ema_decay = 0;
+  Trainer unaveraging(averaged, off);
+  EXPECT_FALSE(unaveraging.weight_average().started());
+  EXPECT_TRUE(all_equal(parameters_of(unaveraging.model()), parameters_of(resumed.model())));
+  EXPECT_TRUE(unaveraging.make_checkpoint().training_model_bytes.empty());
+}
 
 TEST(Trainer, EstimateTrainingBytesGrowsWithTheModel) {
   charrnn::Config small;

@@ -234,8 +234,10 @@ json to_json(const ModelOrigin& origin) {
 }
 
 std::string serialize_checkpoint(const Checkpoint& c) {
-  const std::vector<std::pair<std::string, const std::string*>> sections = {
+  std::vector<std::pair<std::string, const std::string*>> sections = {
       {"model", &c.model_bytes}, {"optimizer", &c.optimizer_bytes}, {"rng", &c.rng_bytes}};
+  // only when a weight average runs, so that other files stay as they were
+  if (!c.training_model_bytes.empty()) sections.emplace_back("training_model", &c.training_model_bytes);
   json table = json::array();
   for (const auto& [name, bytes] : sections)
     table.push_back({{"name", name}, {"size", bytes->size()}, {"crc32", crc32(bytes->data(), bytes->size())}});
@@ -364,6 +366,7 @@ Checkpoint parse_checkpoint(const std::string& bytes, const std::string& source)
       if (name == "model") c.model_bytes = std::move(data);
       else if (name == "optimizer") c.optimizer_bytes = std::move(data);
       else if (name == "rng") c.rng_bytes = std::move(data);
+      else if (name == "training_model") c.training_model_bytes = std::move(data);
     }
   } catch (const json::exception& e) {
     corrupt(source, std::string("malformed header: ") + e.what());
@@ -381,32 +384,36 @@ Checkpoint parse_checkpoint(const std::string& bytes, const std::string& source)
   return c;
 }
 
-CharRNN restore_model(const Checkpoint& c, const torch::Device& device) {
+namespace {
+
+// `bytes`: one of the checkpoint's model archives, named `what` in messages
+CharRNN restore_weights(const Checkpoint& c, const std::string& bytes, const std::string& what,
+                        const torch::Device& device) {
   // The sizes come from the checkpoint's header. Building the model first
   // would allocate (and initialise) whatever it claims: hidden_size 20000 in
   // a 7 KB file asked for 6.4 GB before the archive was looked at. LibTorch
   // archives store each float32 weight uncompressed, so an archive smaller
   // than 4 bytes per weight cannot hold them.
   const double weights = parameter_count(c.config.model, c.vocab.size());
-  if (weights * sizeof(float) > static_cast<double>(c.model_bytes.size()))
+  if (weights * sizeof(float) > static_cast<double>(bytes.size()))
     throw Error("checkpoint: the stored config describes " + describe_count(weights) +
-                " weights, more than its " + std::to_string(c.model_bytes.size()) +
-                "-byte model archive can hold; the file is corrupt");
+                " weights, more than its " + std::to_string(bytes.size()) + "-byte " + what +
+                " archive can hold; the file is corrupt");
   CharRNN model(c.vocab.size(), c.config.model);
   std::vector<std::vector<int64_t>> expected_shapes;
   for (const auto& p : model->named_parameters()) expected_shapes.push_back(p.value().sizes().vec());
   try {
-    std::istringstream in(c.model_bytes);
+    std::istringstream in(bytes);
     torch::serialize::InputArchive archive;
     archive.load_from(in, torch::kCPU);
     model->load(archive);
   } catch (const c10::Error& e) {
-    throw Error(std::string("checkpoint: model weights cannot be loaded: ") + e.what_without_backtrace());
+    throw Error("checkpoint: " + what + " weights cannot be loaded: " + e.what_without_backtrace());
   } catch (const std::exception& e) {
     // A LibTorch archive holds TorchScript source, which load_from compiles;
     // damaged source fails in the TorchScript frontend, whose ErrorReport is
     // a std::exception but not a c10::Error (found by fuzz/fuzz_checkpoint.cpp).
-    throw Error(std::string("checkpoint: model weights cannot be loaded: ") + e.what());
+    throw Error("checkpoint: " + what + " weights cannot be loaded: " + e.what());
   }
   // LibTorch's archive loader replaces tensors without checking shapes.
   size_t i = 0;
@@ -416,6 +423,17 @@ CharRNN restore_model(const Checkpoint& c, const torch::Device& device) {
   }
   model->to(device);
   return model;
+}
+
+}  // namespace
+
+CharRNN restore_model(const Checkpoint& c, const torch::Device& device) {
+  return restore_weights(c, c.model_bytes, "model", device);
+}
+
+CharRNN restore_training_model(const Checkpoint& c, const torch::Device& device) {
+  if (c.training_model_bytes.empty()) return restore_model(c, device);
+  return restore_weights(c, c.training_model_bytes, "training_model", device);
 }
 
 void require_resumable(const TrainingProgress& progress, const TrainOptions& train) {

@@ -9,7 +9,14 @@
 //             vocabulary, progress and a table of sections {name, size, crc32}
 //   u32       CRC-32 of the header
 //   sections  the raw bytes of each section in table order: "model" and
-//             "optimizer" are LibTorch archives, "rng" an archive of generator states
+//             "optimizer" are LibTorch archives, "rng" an archive of generator
+//             states; "training_model" (optional) a LibTorch archive too
+// "model" holds the weights every command serves: with a weight average
+// (train.ema_decay, weight_average.h) running, the average. The weights
+// training steps are then kept in "training_model", which only resume reads.
+// Readers skip sections they do not know, so a file with "training_model"
+// keeps format version 1: an older charrnn serves its average and resumes
+// from it; a file without it is read as before.
 // Every length and checksum is verified before anything is parsed, so a
 // truncated or corrupt file is a clear error, never a crash.
 #pragma once
@@ -60,7 +67,10 @@ struct Checkpoint {
   /// model trained from scratch. Kept by resume.
   std::vector<ModelOrigin> lineage;
   std::string charrnn_version;
-  std::string model_bytes;      ///< LibTorch archive of the weights
+  std::string model_bytes;      ///< LibTorch archive of the weights served: the average while one runs
+  /// LibTorch archive of the weights training steps, when they are not
+  /// model_bytes (a weight average runs); empty: model_bytes are those weights
+  std::string training_model_bytes;
   std::string optimizer_bytes;  ///< LibTorch archive of Adam's state; may be empty
   std::string rng_bytes;        ///< LibTorch archive of generator states; may be empty
 };
@@ -80,8 +90,12 @@ Checkpoint load_model_file(const std::string& path);
 /// fuzzer (fuzz/fuzz_checkpoint.cpp) can feed it from memory.
 Checkpoint parse_checkpoint(const std::string& bytes, const std::string& source);
 
-/// Builds the model a checkpoint describes and loads its weights onto `device`.
+/// Builds the model a checkpoint describes and loads its weights onto `device`:
+/// the served weights (model_bytes), what generate, eval, export and serve use.
 CharRNN restore_model(const Checkpoint& checkpoint, const torch::Device& device);
+/// The same with the weights training continues from: training_model_bytes
+/// where the checkpoint holds them, else the served ones.
+CharRNN restore_training_model(const Checkpoint& checkpoint, const torch::Device& device);
 
 /// Archives (model weights, optimizer state, tensors) to and from bytes.
 std::string archive_module(const torch::nn::Module& module);

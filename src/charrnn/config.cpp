@@ -245,6 +245,7 @@ Config stored_config_base() {
   c.train.min_lr = 0;
   c.train.weight_decay = 0;
   c.train.eval_every = 200;
+  c.train.ema_decay = 0;  // whatever the default becomes, a checkpoint from before the key was not averaged
   return c;
 }
 
@@ -286,7 +287,9 @@ json to_json(const Config& c) {
         {"precision", to_string(c.train.precision)},
         {"checkpoint", c.train.checkpoint},
         {"threads", c.train.threads},
-        {"divergence_rollbacks", c.train.divergence_rollbacks}}},
+        {"divergence_rollbacks", c.train.divergence_rollbacks},
+        {"ema_decay", c.train.ema_decay},
+        {"ema_start", c.train.ema_start}}},
       {"sample",
        {{"prime", c.sample.prime},
         {"length", c.sample.length},
@@ -351,6 +354,8 @@ Config config_from_json(const json& j, const std::string& source, const Config& 
   train.read("checkpoint", c.train.checkpoint);
   train.read("threads", c.train.threads);
   train.read("divergence_rollbacks", c.train.divergence_rollbacks);
+  train.read("ema_decay", c.train.ema_decay);
+  train.read("ema_start", c.train.ema_start);
   train.finish();
 
   SectionReader sample(j, "sample", source);
@@ -502,6 +507,13 @@ void validate(const Config& c, const std::string& source) {
   if (c.train.max_seconds < 0)
     bad_value(source, "train.max_seconds", "must be >= 0 (0 means no limit)", number(c.train.max_seconds));
   finite("train.grad_clip", c.train.grad_clip);
+  finite("train.ema_decay", c.train.ema_decay);
+  if (c.train.ema_decay < 0 || c.train.ema_decay >= 1)
+    bad_value(source, "train.ema_decay", "must be in [0, 1) (0 means no averaging)", number(c.train.ema_decay));
+  finite("train.ema_start", c.train.ema_start);
+  if (c.train.ema_start < 0 || c.train.ema_start > 1)
+    bad_value(source, "train.ema_start", "must be in [0, 1] (the part of the run done when averaging starts)",
+              number(c.train.ema_start));
   if (c.train.checkpoint.empty())
     bad_value(source, "train.checkpoint", "must name the checkpoint file to write", "\"\"");
   const std::string& d = c.train.device;

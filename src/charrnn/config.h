@@ -101,6 +101,14 @@ struct TrainOptions {
   /// on a NaN or infinite loss, go back to the last checkpoint with half the
   /// learning rate, at most this many times per run; 0 stops with an error. Default: 0
   int64_t divergence_rollbacks = 0;
+  /// in [0, 1): after every step once averaging has started, average =
+  /// ema_decay * average + (1 - ema_decay) * weights (weight_average.h);
+  /// validation, the samples and the checkpoints' served weights are the
+  /// average. 0 = no averaging. Default: 0
+  double ema_decay = 0;
+  /// in [0, 1]: the run's progress (as lr_schedule reads it) at which the
+  /// average starts as a copy of the weights. Default: 0.5
+  double ema_start = 0.5;
 };
 
 /// What the sampler reads at every character (sampler.h): the part of the

@@ -35,6 +35,11 @@ std::string describe_recipe(const TrainOptions& train) {
         << (train.max_seconds > 0 ? "the steps or the time limit, whichever ends first" : "the steps");
   if (train.warmup_steps > 0) out << ", " << train.warmup_steps << " warm-up steps";
   if (train.weight_decay > 0) out << ", weight decay " << train.weight_decay;
+  if (train.ema_decay > 0) {
+    out << ", weights averaged (EMA " << train.ema_decay << ") ";
+    if (train.ema_start <= 0) out << "from the first step";
+    else out << "from " << train.ema_start * 100 << "% of the run";
+  }
   return out.str();
 }
 

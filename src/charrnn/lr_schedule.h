@@ -21,9 +21,10 @@ double schedule_progress(const TrainOptions& train, int64_t steps_done, double e
 /// while that is below 1.
 double scheduled_learning_rate(const TrainOptions& train, int64_t steps_done, double elapsed_seconds);
 
-/// One line for people: the batching, the schedule and the weight decay,
-/// e.g. "sequential batching, cosine lr 0.008 -> 0.0008 over the run after
-/// 100 warm-up steps, weight decay 0.1".
+/// One line for people: the batching, the schedule, the weight decay and
+/// the weight average, e.g. "sequential batching, cosine lr 0.008 -> 0.0008
+/// over the steps, 100 warm-up steps, weight decay 0.1, weights averaged
+/// (EMA 0.999) from 50% of the run".
 std::string describe_recipe(const TrainOptions& train);
 
 }  // namespace charrnn

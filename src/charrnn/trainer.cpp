@@ -89,6 +89,7 @@ void Trainer::setup(const std::optional<Vocab>& vocab, VocabUse use) {
   // sequential ranks read their own tracks of one shared cut of the text
   if (sequential || ranks_share_one_batch_order()) batcher_->keep_part(group_->rank(), group_->size());
   carried_ = State();
+  weight_average_ = WeightAverage(config_.train.ema_decay, config_.train.ema_start);  // a fine-tune's starts afresh
   if (!vocab) {  // a fresh run; a resumed one restores all of this from the checkpoint
     model_ = CharRNN(corpus_.vocab.size(), config_.model);
     model_->to(device_);
@@ -131,7 +132,13 @@ void Trainer::attach_optimizer(const std::string& optimizer_bytes) {
 
 void Trainer::restore(const Checkpoint& checkpoint) {
   progress_ = checkpoint.progress;
-  model_ = restore_model(checkpoint, device_);
+  model_ = restore_training_model(checkpoint, device_);
+  // The checkpoint's average goes on, unless this run averages no more
+  // (train.ema_decay=0). One that has none starts when the progress reaches
+  // train.ema_start, which may be at the next step.
+  weight_average_ = WeightAverage(config_.train.ema_decay, config_.train.ema_start);
+  if (!checkpoint.training_model_bytes.empty() && config_.train.ema_decay > 0)
+    weight_average_.start(restore_model(checkpoint, device_)->parameters());
   attach_optimizer(checkpoint.optimizer_bytes);
   // Each rank continues its own streams. A rank the checkpoint has none for
   // (the run grew) starts fresh ones, salted with the step so that they do
@@ -179,6 +186,14 @@ Checkpoint Trainer::make_checkpoint() const {
   c.lineage = lineage_;
   c.charrnn_version = CHARRNN_VERSION;
   c.model_bytes = archive_module(*model_);
+  if (weight_average_.started()) {
+    // the raw weights for resume, the average for everything else. (The
+    // swap writes to the parameters' memory and puts it back bit for bit:
+    // this stays const in what it leaves behind.)
+    c.training_model_bytes = std::move(c.model_bytes);
+    const ServedWeights served(model_, weight_average_);
+    c.model_bytes = archive_module(*model_);
+  }
   c.optimizer_bytes = optimizer_->archive();
   // every rank's streams, so that the same world size resumes exactly
   const RankStreams mine{batcher_->rng_state(), global_cpu_rng_state(), carried_};
@@ -239,8 +254,11 @@ double Trainer::train_step(StepTimes* times) {
   lap(&StepTimes::clip);
   current_lr_ = scheduled_learning_rate(config_.train, progress_.step, progress_.elapsed_seconds);
   optimizer_->step(current_lr_);
-  lap(&StepTimes::optimizer);
   ++progress_.step;
+  // every rank holds the same weights after the step, so every rank's average is the same
+  weight_average_.after_step(model_->parameters(),
+                             schedule_progress(config_.train, progress_.step, progress_.elapsed_seconds));
+  lap(&StepTimes::optimizer);  // the average's update counts with the step
   progress_.chars_trained += inputs.numel() * world_size();
   return loss;
 }
@@ -329,8 +347,18 @@ bool Trainer::evaluate_and_save(double train_loss, double chars_per_second) {
                             {"elapsed_s", progress_.elapsed_seconds},
                             {"chars_trained", progress_.chars_trained}};
   EvaluationReport report;
-  if (corpus_.val.numel() >= 2) {
-    const EvalResult val = evaluate_held_out();
+  // validation, and so the best checkpoint, judges the weights the
+  // checkpoint serves; the sample is theirs too
+  std::optional<EvalResult> validated;
+  std::optional<std::string> sample;
+  {
+    const ServedWeights served(model_, weight_average_);
+    if (corpus_.val.numel() >= 2) validated = evaluate_held_out();
+    if (!validated || std::isfinite(validated->loss)) sample = sample_on_rank_0();
+  }
+  if (weight_average_.started()) metrics["ema"] = true;  // the validation and the sample are the average's
+  if (validated) {
+    const EvalResult& val = *validated;
     metrics["val_chars"] = val.chars;
     metrics["val_loss"] = val.loss;
     metrics["val_bpc"] = val.bpc;
@@ -347,7 +375,6 @@ bool Trainer::evaluate_and_save(double train_loss, double chars_per_second) {
     report.val_bpc = val.bpc;
     report.warning = run_log_.watch_validation_loss(val.loss, progress_.best_val_loss, progress_.best_step);
   }
-  const std::optional<std::string> sample = sample_on_rank_0();
   if (!sample) {
     on_divergence("the model's outputs are not finite");
     return false;

@@ -10,6 +10,11 @@
 // rank 0 writes files. Every decision (stop, divergence, best) is taken on
 // values all ranks share, so they never part.
 //
+// With train.ema_decay > 0 it keeps an average of the weights from
+// train.ema_start on (weight_average.h): validation (and so the best
+// checkpoint), the samples and every checkpoint's served weights are the
+// average's, while steps, resume and rollback continue the raw weights.
+//
 // Shape legend: B batch, T seq_length, V vocabulary.
 #pragma once
 
@@ -33,6 +38,7 @@
 #include "charrnn/model.h"
 #include "charrnn/optimizer.h"
 #include "charrnn/run_log.h"
+#include "charrnn/weight_average.h"
 
 namespace charrnn {
 
@@ -89,7 +95,10 @@ class Trainer {
   /// Documents (files) the corpus holds, and of which held out.
   int64_t documents() const { return corpus_.documents; }
   int64_t validation_documents() const { return corpus_.val_documents; }
+  /// The weights training steps (not the average: see weight_average()).
   CharRNN& model() { return model_; }
+  /// The average of the weights (train.ema_decay); not started before train.ema_start.
+  const WeightAverage& weight_average() const { return weight_average_; }
   const torch::Tensor& training_ids() const { return corpus_.train; }
   const torch::Tensor& validation_ids() const { return corpus_.val; }
   const torch::Device& device() const { return device_; }
@@ -121,7 +130,7 @@ class Trainer {
   /// What every constructor does first: the members, and the config checked.
   Trainer(const Config& config, TrainerIO io, std::shared_ptr<ProcessGroup> group, std::nullptr_t);
   void setup(const std::optional<Vocab>& vocab, VocabUse use = VocabUse::kExactly);
-  /// Model, optimizer and random streams from `checkpoint` (resume, rollback).
+  /// Model, weight average, optimizer and random streams from `checkpoint` (resume, rollback).
   void restore(const Checkpoint& checkpoint);
   /// The batcher's place in its epoch and this rank's carried state, where
   /// the checkpoint holds them and batched the same way.
@@ -167,6 +176,7 @@ class Trainer {
   CharRNN model_{nullptr};
   std::unique_ptr<AdamW> optimizer_;
   std::unique_ptr<GradientAverager> averager_;
+  WeightAverage weight_average_;  // served once started (train.ema_decay)
   std::unique_ptr<Batcher> batcher_;
   BatchSplit batch_split_;   // a CPU step's batch in parts on threads
   State carried_;            // sequential batching: the state after the last batch, detached

@@ -32,6 +32,8 @@ int cmd_info(int argc, char** argv) {
   const nlohmann::json best = p.best_step >= 0 ? nlohmann::json(p.best_val_loss) : nlohmann::json(nullptr);
   nlohmann::json lineage = nlohmann::json::array();
   for (const charrnn::ModelOrigin& origin : checkpoint.lineage) lineage.push_back(charrnn::to_json(origin));
+  // the model section holds a weight average, the raw weights kept beside it for --resume
+  const bool averaged = !checkpoint.training_model_bytes.empty();
   if (args.count("json")) {
     std::cout << nlohmann::json{{"checkpoint", path},
                                 {"charrnn_version", checkpoint.charrnn_version},
@@ -46,6 +48,7 @@ int cmd_info(int argc, char** argv) {
                                 {"best_val_loss", best},
                                 {"best_val_bpc", p.best_step >= 0 ? nlohmann::json(p.best_val_loss / std::log(2.0)) : nlohmann::json(nullptr)},
                                 {"best_step", p.best_step},
+                                {"averaged_weights", averaged},
                                 {"init_from", lineage}}
                      .dump()
               << "\n";
@@ -64,6 +67,9 @@ int cmd_info(int argc, char** argv) {
               << p.best_val_loss / std::log(2.0) << " bpc, at step " << p.best_step << "\n";
   else
     std::cout << "best val loss  (not validated yet)\n";
+  if (averaged)
+    std::cout << std::defaultfloat << "weights        the average of the training weights (train.ema_decay "
+              << checkpoint.config.train.ema_decay << "); the raw ones are kept for --resume\n";
   if (checkpoint.lineage.empty()) std::cout << "initialised    from scratch\n";
   for (size_t i = 0; i < checkpoint.lineage.size(); ++i) {
     const charrnn::ModelOrigin& origin = checkpoint.lineage[i];
