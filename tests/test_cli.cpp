@@ -877,7 +877,7 @@ TEST_F(Cli, TrainsWithoutAConfigOnTheBuiltInDefaults) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   // the built-in defaults are the measured recipe (configs/default.json's)
   EXPECT_NE(r.err.find("training gru 2x32"), std::string::npos) << r.err;
-  EXPECT_NE(r.err.find("sequential batching, cosine lr 0.008 -> 0.0008"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("sequential batching, linear lr 0.008 -> 0 "), std::string::npos) << r.err;
   EXPECT_TRUE(fs::exists(checkpoint()));
 }
 
@@ -891,7 +891,9 @@ TEST_F(Cli, PrintConfigShowsTheResolvedConfigAndTrainsNothing) {
   EXPECT_EQ(config["model"]["cell"], "gru");
   EXPECT_EQ(config["model"]["hidden_size"], 256);
   EXPECT_EQ(config["train"]["batching"], "sequential");
-  EXPECT_EQ(config["train"]["lr_schedule"], "cosine");
+  EXPECT_EQ(config["train"]["lr_schedule"], "linear");
+  EXPECT_EQ(config["train"]["min_lr"], 0);
+  EXPECT_EQ(config["model"]["dropout"], 0.1);
   EXPECT_EQ(config["train"]["learning_rate"], 0.008);
   EXPECT_EQ(config["train"]["weight_decay"], 0.3);
   EXPECT_EQ(config["train"]["max_seconds"], 300);

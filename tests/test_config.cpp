@@ -109,15 +109,15 @@ TEST(Config, Defaults) {
   EXPECT_EQ(c.model.embedding_dim, 64);
   EXPECT_EQ(c.model.hidden_size, 256);
   EXPECT_EQ(c.model.num_layers, 2);
-  EXPECT_EQ(c.model.dropout, 0.0);
+  EXPECT_DOUBLE_EQ(c.model.dropout, 0.1);
   EXPECT_EQ(c.train.batch_size, 32);
   EXPECT_EQ(c.train.seq_length, 128);
   EXPECT_DOUBLE_EQ(c.train.learning_rate, 0.008);
   EXPECT_EQ(c.train.steps, 3000);
   EXPECT_EQ(c.train.batching, charrnn::Batching::Sequential);
-  EXPECT_EQ(c.train.lr_schedule, charrnn::LrSchedule::Cosine);
+  EXPECT_EQ(c.train.lr_schedule, charrnn::LrSchedule::Linear);
   EXPECT_EQ(c.train.warmup_steps, 50);
-  EXPECT_DOUBLE_EQ(c.train.min_lr, 0.0008);
+  EXPECT_EQ(c.train.min_lr, 0.0);
   EXPECT_DOUBLE_EQ(c.train.weight_decay, 0.3);
   EXPECT_EQ(c.train.max_seconds, 0.0);
   EXPECT_DOUBLE_EQ(c.train.grad_clip, 5.0);

@@ -1,6 +1,7 @@
 // model: output and state shapes for every cell and depth, state carrying
 // across calls, and PyTorch-compatible parameter names. In the style of
 // LibTorch's test/cpp/api/rnn.cpp: a seeding fixture and _CUDA variants.
+#include <cmath>
 #include <string>
 #include <tuple>
 
@@ -247,6 +248,35 @@ TEST_F(ModelStateTest, DropoutOnlyActsInTrainingMode) {
   model->train();
   auto c = model->forward(ids).first;
   EXPECT_FALSE(torch::allclose(a, c, 1e-5, 1e-5));
+}
+
+// The CPU masks come from a hash keyed by one draw of the global generator:
+// their drop rate must still be the configured one, element by element
+// independent enough that neighbours do not drop together, and the same
+// generator state must give the same masks (exact resume depends on it).
+TEST_F(ModelStateTest, DropoutMasksKeepTheRateAndFollowTheGenerator) {
+  const double p = 0.3;
+  CharRNN model(V, options_for(CellType::GRU, 3, p));
+  torch::manual_seed(7);
+  const std::vector<torch::Tensor> masks = model->draw_dropout_masks(64, 128, torch::kCPU);
+  ASSERT_EQ(masks.size(), 2u);  // one between each pair of layers
+  for (const torch::Tensor& mask : masks) {
+    EXPECT_EQ(mask.sizes(), (std::vector<int64_t>{128, 64, model->options().hidden_size}));
+    const torch::Tensor dropped = mask.eq(0).to(torch::kDouble);
+    const torch::Tensor kept = mask.ne(0);
+    EXPECT_TRUE(torch::all(mask.masked_select(kept).eq(static_cast<float>(1.0 / (1.0 - p)))).item<bool>());
+    const int64_t n = mask.numel();
+    // the share dropped within 5 standard deviations of p
+    EXPECT_NEAR(dropped.mean().item<double>(), p, 5 * std::sqrt(p * (1 - p) / static_cast<double>(n)));
+    // neighbouring elements drop independently: both dropped about p² of the time
+    const torch::Tensor flat = dropped.flatten();
+    const double both = (flat.narrow(0, 0, n - 1) * flat.narrow(0, 1, n - 1)).mean().item<double>();
+    EXPECT_NEAR(both, p * p, 5 * std::sqrt(p * p * (1 - p * p) / static_cast<double>(n)));
+  }
+  EXPECT_FALSE(torch::equal(masks[0], masks[1]));  // each mask has its own key
+  torch::manual_seed(7);
+  const std::vector<torch::Tensor> again = model->draw_dropout_masks(64, 128, torch::kCPU);
+  for (size_t i = 0; i < masks.size(); ++i) EXPECT_TRUE(torch::equal(masks[i], again[i]));
 }
 
 // restore_model checks a checkpoint's archive against this count before it

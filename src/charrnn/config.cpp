@@ -237,6 +237,7 @@ Precision parse_precision(const std::string& word, const std::string& where) {
 Config stored_config_base() {
   Config c;
   c.model.cell = CellType::LSTM;
+  c.model.dropout = 0;
   c.train.learning_rate = 0.002;
   c.train.steps = 2000;
   c.train.batching = Batching::Random;

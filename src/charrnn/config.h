@@ -59,7 +59,7 @@ struct ModelOptions {
   int64_t embedding_dim = 64;      ///< Default: 64
   int64_t hidden_size = 256;       ///< Default: 256
   int64_t num_layers = 2;          ///< Default: 2
-  double dropout = 0.0;            ///< between recurrent layers, in [0, 1). Default: 0
+  double dropout = 0.1;            ///< between recurrent layers, in [0, 1). Default: 0.1
   /// LSTM only: initial bias of the forget gate (bias_ih's forget slice;
   /// bias_hh's is zeroed), so that early on the cell keeps its memory; 0
   /// keeps PyTorch's uniform initialisation. Default: 0
@@ -80,10 +80,10 @@ struct TrainOptions {
   int64_t burn_in = 0;
   /// constant, cosine or linear: the decay from learning_rate to min_lr
   /// over the run's progress, the larger of steps done / steps and
-  /// training time / max_seconds. Default: cosine
-  LrSchedule lr_schedule = LrSchedule::Cosine;
+  /// training time / max_seconds. Default: linear
+  LrSchedule lr_schedule = LrSchedule::Linear;
   int64_t warmup_steps = 50;     ///< steps of linear warm-up from learning_rate / warmup_steps. Default: 50
-  double min_lr = 0.0008;        ///< rate the schedule ends at. Default: 0.0008
+  double min_lr = 0;             ///< rate the schedule ends at. Default: 0
   /// decoupled weight decay (AdamW's) on the matrices, not biases. Default: 0.3
   double weight_decay = 0.3;
   double max_seconds = 0;        ///< > 0 stops after this much wall-clock time; 0 = no limit. Default: 0

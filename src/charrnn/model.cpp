@@ -1,5 +1,8 @@
 #include "charrnn/model.h"
 
+#include <cmath>
+#include <limits>
+
 #include "charrnn/cell.h"
 #include "charrnn/kernels/fused_rnn.h"
 
@@ -77,12 +80,33 @@ std::vector<torch::Tensor> CharRNNImpl::recurrent_weights() const {
 // Training on the CPU goes through the fused layers (kernels/fused_rnn.h), which
 // share the nn:: module's parameters. Inference keeps LibTorch's kernels, so
 // logits are bit-identical to the TorchScript export's (export.cpp).
-// What torch::dropout does on the CPU, as a mask of its own: the same
-// Bernoulli draws from the global generator, so masks drawn ahead of time
+// A dropout mask of keep / (1 - dropout) and zeros. On the CPU each element
+// comes from a counter-based hash (splitmix64's finaliser) of its index and
+// one 64-bit key drawn from the global generator: a whole (T, B, H) mask in
+// one pass, where bernoulli_ draws element by element from the Mersenne
+// Twister. The key is the only draw, so masks still follow the generator's
+// state (a resumed run draws the same ones) and masks drawn ahead of time
 // for a whole batch equal those one pass draws layer by layer.
 torch::Tensor CharRNNImpl::dropout_mask(int64_t time, int64_t batch, const torch::TensorOptions& options) const {
   const double keep = 1.0 - options_.dropout;
-  return torch::empty({time, batch, options_.hidden_size}, options).bernoulli_(keep).div_(keep);
+  if (options.device().type() != torch::kCPU || options.dtype() != torch::kFloat)
+    return torch::empty({time, batch, options_.hidden_size}, options).bernoulli_(keep).div_(keep);
+  const auto key = static_cast<uint64_t>(
+      torch::randint(std::numeric_limits<int64_t>::max(), {1}, torch::TensorOptions(torch::kLong)).item<int64_t>());
+  torch::Tensor mask = torch::empty({time, batch, options_.hidden_size}, options);
+  float* out = mask.data_ptr<float>();
+  const int64_t n = mask.numel();
+  // an element is kept when its hash's top 32 bits fall below keep * 2^32
+  const auto threshold = static_cast<uint64_t>(std::ldexp(keep, 32));
+  const auto kept = static_cast<float>(1.0 / keep);
+  for (int64_t i = 0; i < n; ++i) {
+    uint64_t z = key + static_cast<uint64_t>(i + 1) * 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    out[i] = (z >> 32) < threshold ? kept : 0.0f;
+  }
+  return mask;
 }
 
 std::vector<torch::Tensor> CharRNNImpl::draw_dropout_masks(int64_t batch, int64_t time,
