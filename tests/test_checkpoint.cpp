@@ -177,7 +177,8 @@ TEST_F(CheckpointTest, RestoredOptimizerAndRngState) {
 // checkpoint without it (any older one) is laid out and read as before.
 TEST_F(CheckpointTest, TrainingModelSectionIsOptionalAndRoundTrips) {
   std::vector<std::string> names;
-  for (const auto& section : header().at("sections")) names.push_back(section.at("name").get<std::string>());
+  const nlohmann::json table = header().at("sections");  // a copy: header() returns a temporary
+  for (const auto& section : table) names.push_back(section.at("name").get<std::string>());
   EXPECT_EQ(names, (std::vector<std::string>{"model", "optimizer", "rng"}));
   const Checkpoint plain = charrnn::load_checkpoint(path_);
   EXPECT_TRUE(plain.training_model_bytes.empty());
