@@ -45,8 +45,8 @@ namespace charrnn {
 /// How dynamic evaluation adapts the weights (see the update rule above).
 struct DynamicEvalOptions {
   /// Step size of the RMS-normalised gradient step; 0 never changes the
-  /// weights (the dynamic loss is then the static one). Default: 0.001
-  double learning_rate = 0.001;
+  /// weights (the dynamic loss is then the static one). Default: 0.0003
+  double learning_rate = 0.0003;
   /// λ: the share of the way back to θ0 an element of average rms is pulled
   /// per segment; 0 lets the weights drift freely. Default: 0.001
   double decay = 0.001;
