@@ -48,8 +48,8 @@ struct DynamicEvalOptions {
   /// weights (the dynamic loss is then the static one). Default: 0.0003
   double learning_rate = 0.0003;
   /// λ: the share of the way back to θ0 an element of average rms is pulled
-  /// per segment; 0 lets the weights drift freely. Default: 0.001
-  double decay = 0.001;
+  /// per segment; 0 lets the weights drift freely. Default: 0.01
+  double decay = 0.01;
   /// Characters predicted per segment: one forward, one backward and one
   /// update each. Default: 50
   int64_t segment = 50;
