@@ -78,6 +78,75 @@ TEST_F(Cli, EvalReportsLossBitsAndUnknownCharacters) {
   EXPECT_NE(text.out.find("bpc"), std::string::npos);
 }
 
+TEST_F(Cli, EvalDynamicPrintsTheAdaptedLossBesideTheStaticOne) {
+  train_ok();
+  const std::string held_out = (dir_ / "held_out.txt").string();
+  write_all(held_out, make_corpus(2000, 98));
+  const auto eval_json = [&](std::vector<std::string> extra) {
+    std::vector<std::string> args = {"eval", "--checkpoint", checkpoint(), "--data", held_out, "--json"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    const Result r = run(args);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return nlohmann::json::parse(r.out);
+  };
+  const auto d = eval_json({"--dynamic", "--dynamic-lr", "0.003", "--dynamic-decay", "0.01", "--dynamic-segment", "40"});
+  // the static loss is the one-stream carried one, in windows of a segment
+  const auto carried = eval_json({"--streams", "1", "--window", "40"});
+  EXPECT_DOUBLE_EQ(d["loss"].get<double>(), carried["loss"].get<double>());
+  EXPECT_EQ(d["streams"].get<int64_t>(), 1);
+  EXPECT_NEAR(d["dynamic_gain"].get<double>(), d["loss"].get<double>() - d["loss_dynamic"].get<double>(), 1e-12);
+  EXPECT_NE(d["loss_dynamic"].get<double>(), d["loss"].get<double>());
+  EXPECT_EQ(d["dynamic_segment"].get<int64_t>(), 40);
+  EXPECT_DOUBLE_EQ(d["dynamic_lr"].get<double>(), 0.003);
+  const auto still = eval_json({"--dynamic", "--dynamic-lr", "0"});
+  EXPECT_NEAR(still["loss_dynamic"].get<double>(), still["loss"].get<double>(), 1e-5);
+
+  const Result text = run({"eval", "--checkpoint", checkpoint(), "--data", held_out, "--dynamic"});
+  ASSERT_EQ(text.exit_code, 0) << text.err;
+  EXPECT_NE(text.out.find("dynamic     "), std::string::npos) << text.out;
+
+  const std::vector<std::string> base = {"eval", "--checkpoint", checkpoint(), "--data", held_out};
+  const auto with = [&](std::vector<std::string> extra) {
+    std::vector<std::string> args = base;
+    args.insert(args.end(), extra.begin(), extra.end());
+    return run(args);
+  };
+  expect_clean_error(with({"--dynamic-lr", "0.01"}), 2, "need --dynamic");
+  expect_clean_error(with({"--dynamic", "--dynamic-lr", "-1"}), 2, "--dynamic-lr");
+  expect_clean_error(with({"--dynamic", "--dynamic-segment", "0"}), 2, "--dynamic-segment");
+  expect_clean_error(with({"--dynamic", "--dynamic-decay", "2"}), 2, "--dynamic-decay");
+  expect_clean_error(with({"--dynamic", "--streams", "4"}), 2, "one stream");
+  expect_clean_error(with({"--dynamic", "--per-char", (dir_ / "p.jsonl").string()}), 2, "--per-char");
+}
+
+TEST_F(Cli, GenerateAdaptIsReproducibleAndLeavesTheCheckpointAlone) {
+  train_ok();
+  const std::string before = read_all(checkpoint());
+  const std::string prime = make_corpus(600, 97);
+  const std::vector<std::string> base = {"generate", "--checkpoint", checkpoint(), "--prime", prime,
+                                         "--length",  "300",        "--seed",     "7"};
+  const auto with = [&](std::vector<std::string> extra) {
+    std::vector<std::string> args = base;
+    args.insert(args.end(), extra.begin(), extra.end());
+    return run(args);
+  };
+  const Result plain = with({});
+  const Result a = with({"--adapt", "--dynamic-lr", "0.01", "--dynamic-segment", "25"});
+  const Result b = with({"--adapt", "--dynamic-lr", "0.01", "--dynamic-segment", "25"});
+  ASSERT_EQ(a.exit_code, 0) << a.err;
+  EXPECT_EQ(a.out, b.out);
+  EXPECT_EQ(a.out.rfind(prime, 0), 0u);
+  EXPECT_EQ(a.out.size(), plain.out.size());  // ASCII: the prime, 300 characters and a newline
+  EXPECT_NE(a.out, plain.out);
+  EXPECT_EQ(read_all(checkpoint()), before);
+  const Result defaults = with({"--adapt"});
+  ASSERT_EQ(defaults.exit_code, 0) << defaults.err;
+
+  expect_clean_error(with({"--adapt", "--num-samples", "2"}), 2, "one sample at a time");
+  expect_clean_error(with({"--dynamic-lr", "0.01"}), 2, "need --adapt");
+  expect_clean_error(with({"--adapt", "--dynamic-lr", "x"}), 2, "--dynamic-lr");
+}
+
 TEST_F(Cli, EvalPerCharWritesOneLinePerPredictedCharacter) {
   train_ok();
   // é and € are not in the corpus: skipped, but they still count in the offsets

@@ -287,4 +287,46 @@ TEST(StopFilter, NeverReleasesAStopStringOrWhatCouldStartOne) {
   EXPECT_EQ(none.feed("\xC3\xA9"), "\xC3\xA9");
 }
 
+TEST_F(GenerateTest, AdaptSamplesFromWeightsThatLearnAndLeavesTheModelAlone) {
+  std::vector<torch::Tensor> before;
+  for (const torch::Tensor& p : model_->parameters()) before.push_back(p.detach().clone());
+  GenerateOptions options;
+  options.prime = "the quick brown fox the quick brown fox the quick brown fox ";
+  options.length = 200;
+  options.seed = 11;
+  const std::string plain = run(options).front();
+  options.adapt = true;
+  options.adaptation.learning_rate = 0.02;
+  options.adaptation.segment = 16;
+  const std::string adapted = run(options).front();
+  EXPECT_EQ(char_count(adapted), char_count(plain));
+  EXPECT_EQ(adapted.rfind(options.prime, 0), 0u);
+  EXPECT_NE(adapted, plain);
+  EXPECT_EQ(run(options).front(), adapted) << "the same seed must give the same adapted text";
+  size_t i = 0;
+  for (const torch::Tensor& p : model_->parameters()) EXPECT_TRUE(torch::equal(p, before[i++]));
+
+  // learning rate 0: the copy never moves, so the text is the plain one
+  options.adaptation.learning_rate = 0;
+  EXPECT_EQ(run(options).front(), plain);
+  // no prime: the copy learns from the generated text alone (the drawn
+  // first character, then `length` more, as without adapt)
+  options.prime = "";
+  options.adapt = false;
+  const std::string plain_unprimed = run(options).front();
+  options.adapt = true;
+  options.adaptation.learning_rate = 0.02;
+  const std::string unprimed = run(options).front();
+  EXPECT_EQ(char_count(unprimed), char_count(plain_unprimed));
+  EXPECT_NE(unprimed, plain_unprimed);
+}
+
+TEST_F(GenerateTest, AdaptGeneratesOneSampleAtATime) {
+  GenerateOptions options;
+  options.prime = "the";
+  options.adapt = true;
+  options.num_samples = 2;
+  EXPECT_THROW(run(options), charrnn::UsageError);
+}
+
 }  // namespace

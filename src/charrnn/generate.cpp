@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 
 #include "charrnn/char_fold.h"
 #include "charrnn/corpus.h"
@@ -69,6 +70,9 @@ std::vector<std::string> generate(CharRNN& model, const Vocab& vocab, const Gene
   if (options.length < 0) throw UsageError("--length must be >= 0, got " + std::to_string(options.length));
   if (options.num_samples < 1)
     throw UsageError("--num-samples must be >= 1, got " + std::to_string(options.num_samples));
+  if (options.adapt && options.num_samples != 1)
+    throw UsageError("--adapt generates one sample at a time (each would need its own weights); got --num-samples " +
+                     std::to_string(options.num_samples));
   if (!std::isfinite(options.sampling.temperature))
     throw UsageError("--temperature must be a finite number, got " + std::to_string(options.sampling.temperature));
   if (!(options.sampling.top_p > 0) || std::isnan(options.sampling.top_p))
@@ -134,8 +138,13 @@ std::vector<std::string> generate(CharRNN& model, const Vocab& vocab, const Gene
     return running > 0;
   };
 
-  StepDecoder decoder(*model, B, options.threads);
-  std::vector<RowSampler> scratch(static_cast<size_t>(decoder.parts()));
+  // With adapt, the weights the decoder copied go stale after every
+  // update: it is rebuilt from the adapted copy, carrying its state on.
+  std::unique_ptr<DynamicAdapter> adapter;
+  if (options.adapt) adapter = std::make_unique<DynamicAdapter>(*model, options.adaptation, device);
+  const auto decoder_weights = [&]() -> const CharRNNImpl& { return adapter ? *adapter->model() : *model; };
+  auto decoder = std::make_unique<StepDecoder>(decoder_weights(), B, options.threads);
+  std::vector<RowSampler> scratch(static_cast<size_t>(decoder->parts()));
   const auto sample_ids = [&](const torch::Tensor& logits, const SamplingParams& params) {
     sample_into(logits, params, rng, scratch[0], ids.data());
   };
@@ -147,22 +156,35 @@ std::vector<std::string> generate(CharRNN& model, const Vocab& vocab, const Gene
   const auto step_and_sample = [&]() {
     if (!is_greedy(options.sampling))
       for (float& u : uniforms) u = rng.next_uniform();
-    decoder.for_each_part([&](int64_t part, int64_t first, int64_t rows) {
-      decoder.step_part(part, ids.data());
-      sample_rows_into(decoder.logits().narrow(0, first, rows), options.sampling, uniforms.data() + first,
+    decoder->for_each_part([&](int64_t part, int64_t first, int64_t rows) {
+      decoder->step_part(part, ids.data());
+      sample_rows_into(decoder->logits().narrow(0, first, rows), options.sampling, uniforms.data() + first,
                        scratch[static_cast<size_t>(part)], ids.data() + first);
     });
   };
 
   torch::Tensor logits;  // (B, V) for the next character
+  std::vector<int64_t> unlearned;  // with adapt: ids the decoder read (all but the last) that the copy has not learned from
   if (prime_ids.empty()) {
     // no prime: each sample starts from a character drawn by corpus frequency
     torch::Tensor counts = torch::tensor(torch::ArrayRef<int64_t>(vocab.counts()), torch::kDouble);
     if (counts.sum().item<double>() <= 0) counts = torch::ones_like(counts);
     sample_ids(counts.log().to(torch::kFloat).unsqueeze(0).expand({B, -1}).contiguous(), SamplingParams{1.0, 0, 1.0});
     emit_ids();
-    decoder.set_state({});
-    logits = decoder.step(ids.data());
+    decoder->set_state({});
+    logits = decoder->step(ids.data());
+    unlearned.push_back(ids[0]);
+  } else if (adapter) {
+    emit(0, encode_utf8(prime));
+    // the copy learns from the prime a segment at a time; its last
+    // character, not yet read, goes through the adapted weights
+    const int64_t n = static_cast<int64_t>(prime_ids.size()), segment = options.adaptation.segment;
+    for (int64_t first = 0; first + 1 < n; first += segment)
+      adapter->learn(prime_ids.data() + first, std::min(segment, n - 1 - first));
+    decoder = std::make_unique<StepDecoder>(decoder_weights(), B, options.threads);
+    decoder->set_state(adapter->state());
+    logits = decoder->step(&prime_ids.back());
+    unlearned.push_back(prime_ids.back());
   } else {
     const std::string prime_text = encode_utf8(prime);
     for (int64_t b = 0; b < B; ++b) emit(b, prime_text);
@@ -171,14 +193,31 @@ std::vector<std::string> generate(CharRNN& model, const Vocab& vocab, const Gene
     const torch::Tensor inputs = to_tensor(prime_ids).to(device).unsqueeze(0).expand({B, -1}).contiguous();
     Primed primed = prime_model(model, inputs);
     logits = primed.logits;
-    decoder.set_state(primed.state);
+    decoder->set_state(primed.state);
   }
+  // With adapt: ids[0] was just emitted, and the decoder has read every
+  // character before it. Once a segment of them waits, the copy learns from
+  // it (the same update as dynamic evaluation, in the same order) and the
+  // decoder takes the new weights.
+  const auto learn_from_text = [&]() {
+    if (!adapter) return;
+    unlearned.push_back(ids[0]);
+    const int64_t segment = options.adaptation.segment;
+    if (static_cast<int64_t>(unlearned.size()) < segment + 1) return;
+    adapter->learn(unlearned.data(), segment);
+    unlearned.erase(unlearned.begin(), unlearned.begin() + segment);
+    const State state = decoder->state();
+    decoder = std::make_unique<StepDecoder>(decoder_weights(), B, options.threads);
+    decoder->set_state(state);
+  };
   if (options.length > 0) {
     sample_ids(logits, options.sampling);
     bool running_any = emit_ids();
+    learn_from_text();
     for (int64_t i = 1; i < options.length && running_any; ++i) {
       step_and_sample();
       running_any = emit_ids();
+      learn_from_text();
     }
   }
   if (was_training) model->train();

@@ -12,6 +12,7 @@
 #include <torch/torch.h>
 
 #include "charrnn/char_fold.h"
+#include "charrnn/dynamic_eval.h"
 #include "charrnn/model.h"
 #include "charrnn/sampler.h"
 #include "charrnn/vocab.h"
@@ -38,6 +39,12 @@ struct GenerateOptions : SampleOptions {
   bool collect = true;       ///< also return the texts; false keeps memory flat for huge lengths. Default: true
   int64_t threads = 0;       ///< threads the samples are split over (CPU); 0: current_threads(). The text
                              ///< is the same for any count. Default: 0
+  /// Samples from a private copy of the weights that first learns from the
+  /// prime, then from the generated text, a segment at a time, with
+  /// dynamic evaluation's update (dynamic_eval.h); the model is never
+  /// changed. Needs num_samples 1. Default: false
+  bool adapt = false;
+  DynamicEvalOptions adaptation;  ///< how it learns, with adapt. Default: DynamicEvalOptions's defaults
 };
 
 /// Watches a text as it is produced for stop strings: generate() ends a

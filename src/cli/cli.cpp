@@ -9,6 +9,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <iostream>
+#include <sstream>
 
 #include <nlohmann/json.hpp>
 
@@ -85,6 +86,36 @@ double parse_number(const std::string& text, const std::string& what) {
 
 double number_flag(const cxxopts::ParseResult& args, const std::string& name, double fallback) {
   return args.count(name) ? parse_number(args[name].as<std::string>(), "--" + name) : fallback;
+}
+
+namespace {
+
+std::string shortest(double v) {
+  std::ostringstream out;
+  out << v;
+  return out.str();
+}
+
+}  // namespace
+
+void add_dynamic_options(cxxopts::Options& options) {
+  const charrnn::DynamicEvalOptions defaults;
+  options.add_options()
+      ("dynamic-lr", "dynamic evaluation: the step size of the RMS-normalised update; 0 never adapts (default: " +
+                         shortest(defaults.learning_rate) + ")", cxxopts::value<std::string>())
+      ("dynamic-decay", "dynamic evaluation: the pull back toward the trained weights per segment, in [0, 1] "
+                        "(default: " + shortest(defaults.decay) + ")", cxxopts::value<std::string>())
+      ("dynamic-segment", "dynamic evaluation: characters per update (default: " +
+                              std::to_string(defaults.segment) + ")", cxxopts::value<std::string>());
+}
+
+charrnn::DynamicEvalOptions dynamic_options(const cxxopts::ParseResult& args) {
+  charrnn::DynamicEvalOptions options;
+  options.learning_rate = number_flag(args, "dynamic-lr", options.learning_rate);
+  options.decay = number_flag(args, "dynamic-decay", options.decay);
+  options.segment = int_flag(args, "dynamic-segment", options.segment);
+  charrnn::validate(options);
+  return options;
 }
 
 // --stop accepts \n, \t, \r and \\ so that "stop at the end of the line" can

@@ -19,6 +19,7 @@
 #include "charrnn/charrnn.h"
 #include "charrnn/checkpoint.h"
 #include "charrnn/config.h"
+#include "charrnn/dynamic_eval.h"
 #include "charrnn/error.h"
 #include "charrnn/generate.h"
 
@@ -56,6 +57,12 @@ bool config_file_names(const std::string& path, const std::string& section, cons
 /// --config FILE (or, without it, the built-in defaults) then --set
 /// overrides, validated with the file named in messages.
 charrnn::Config config_from_flags(const cxxopts::ParseResult& args);
+
+/// --dynamic-lr, --dynamic-decay and --dynamic-segment, shared by eval
+/// --dynamic and generate --adapt.
+void add_dynamic_options(cxxopts::Options& options);
+/// Their values over DynamicEvalOptions's defaults, validated.
+charrnn::DynamicEvalOptions dynamic_options(const cxxopts::ParseResult& args);
 
 /// Sampling flags shared by generate and chat.
 void add_sampling_options(cxxopts::Options& options);

@@ -1,15 +1,19 @@
 // charrnn eval: a model's loss on a text, carried and chunked; with --per-char
-// or --html, what each character cost, streamed to a file.
+// or --html, what each character cost, streamed to a file; with --dynamic,
+// the loss of a copy that adapts to the text as it reads it.
 #include "cli.h"
 
 #include <algorithm>
+#include <chrono>
 #include <iomanip>
 #include <iostream>
 #include <optional>
+#include <sstream>
 
 #include <nlohmann/json.hpp>
 
 #include "charrnn/corpus.h"
+#include "charrnn/dynamic_eval.h"
 #include "charrnn/encoded_corpus.h"
 #include "charrnn/evaluate.h"
 #include "charrnn/export.h"
@@ -88,6 +92,16 @@ StreamedEval eval_streaming(const std::vector<std::string>& files, std::u32strin
   return result;
 }
 
+std::string dynamic_line(const charrnn::EvalResult& adapted, const charrnn::EvalResult& static_loss,
+                         const charrnn::DynamicEvalOptions& settings, double seconds) {
+  std::ostringstream line;
+  line << std::fixed << std::setprecision(4) << "dynamic     " << adapted.loss << " nats/char, " << adapted.bpc
+       << " bpc, " << static_loss.loss - adapted.loss << " below the loss above; adapting every " << settings.segment
+       << " characters (lr " << std::defaultfloat << settings.learning_rate << ", decay " << settings.decay << ", "
+       << std::fixed << std::setprecision(1) << seconds << " s)\n";
+  return line.str();
+}
+
 }  // namespace
 
 int cmd_eval(int argc, char** argv) {
@@ -112,7 +126,11 @@ int cmd_eval(int argc, char** argv) {
        cxxopts::value<std::string>())
       ("top-k", "with --per-char or --html: the most likely next characters listed per position, 0..V",
        cxxopts::value<int64_t>()->default_value("5"))
+      ("dynamic", "also read the text with dynamic evaluation: each segment is scored, then a copy of the "
+                  "weights takes one step on it, pulled back toward the trained ones; prints that loss beside the "
+                  "static one, both read as one stream (--streams 1) in --dynamic-segment windows")
       ("device", "auto, cpu, cuda or cuda:N", cxxopts::value<std::string>()->default_value("auto"));
+  add_dynamic_options(options);
   const auto args = parse(options, argc, argv);
   const std::string path = require(args, "checkpoint");
   const std::vector<std::string> data_paths = repeated_flag(args, "data");
@@ -132,13 +150,20 @@ int cmd_eval(int argc, char** argv) {
   if (streamed && args.count("streams") && args["streams"].as<int64_t>() != 1)
     throw UsageError(std::string(per_char ? "--per-char" : "--html") +
                      " reads the text as one stream; --streams must be 1 or left out");
+  const bool dynamic = args.count("dynamic") > 0;
+  if (!dynamic && (args.count("dynamic-lr") || args.count("dynamic-decay") || args.count("dynamic-segment")))
+    throw UsageError("--dynamic-lr, --dynamic-decay and --dynamic-segment need --dynamic");
+  if (dynamic && streamed) throw UsageError("--dynamic cannot be combined with --per-char or --html");
+  if (dynamic && args.count("streams") && args["streams"].as<int64_t>() != 1)
+    throw UsageError("--dynamic reads the text as one stream; --streams must be 1 or left out");
+  const charrnn::DynamicEvalOptions dynamic_settings = dynamic ? dynamic_options(args) : charrnn::DynamicEvalOptions{};
   charrnn::configure_threads(0);
   const torch::Device device = charrnn::resolve_device(args["device"].as<std::string>());
   const charrnn::Checkpoint checkpoint = charrnn::load_model_file(path);
   const std::vector<std::string> files = charrnn::list_corpus_files(data_paths, args["glob"].as<std::string>());
   const std::u32string separator = charrnn::decode_utf8(checkpoint.config.data.separator, "data.separator");
   const charrnn::Vocab& vocab = checkpoint.vocab;
-  const int64_t streams = streamed ? 1 : positive("streams", checkpoint.config.train.batch_size);
+  const int64_t streams = streamed || dynamic ? 1 : positive("streams", checkpoint.config.train.batch_size);
   const int64_t window = positive("window", checkpoint.config.train.seq_length);
   // the default never exceeds a small vocabulary; an explicit K must fit it
   if (!args.count("top-k")) top_k = std::min(top_k, vocab.size());
@@ -147,7 +172,8 @@ int cmd_eval(int argc, char** argv) {
                      std::to_string(top_k));
   // as many windows per pass as the carried protocol reads streams
   const int64_t chunked_batch = std::max<int64_t>(streams, 32);
-  charrnn::EvalResult result, chunked;
+  charrnn::EvalResult result, chunked, adapted;
+  double dynamic_seconds = 0;
   if (streamed) {
     std::optional<PerCharWriter> per_char_writer;
     std::optional<charrnn::SurprisalPageWriter> page;
@@ -175,28 +201,46 @@ int cmd_eval(int argc, char** argv) {
                        std::to_string(encoded.ids.size()) + " (" + std::to_string(encoded.unknown) + " unknown)");
     charrnn::CharRNN model = charrnn::restore_model(checkpoint, device);
     const torch::Tensor ids = charrnn::to_tensor(encoded.ids);
-    result = charrnn::evaluate(model, ids, streams, window, device);
+    if (dynamic) {
+      // the static loss comes from the same pass, in windows of one segment
+      const auto start = std::chrono::steady_clock::now();
+      const charrnn::DynamicEvalResult both = charrnn::evaluate_dynamic(model, ids, dynamic_settings, device);
+      dynamic_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      result = both.static_loss;
+      adapted = both.dynamic;
+    } else {
+      result = charrnn::evaluate(model, ids, streams, window, device);
+    }
     result.unknown_chars = encoded.unknown;
     chunked = charrnn::evaluate_chunked(model, ids, window, chunked_batch, device);
   }
   if (args.count("json")) {
-    std::cout << nlohmann::json{{"loss", result.loss},
-                                {"bpc", result.bpc},
-                                {"perplexity", result.perplexity},
-                                {"chars", result.chars},
-                                {"unknown_chars", result.unknown_chars},
-                                {"streams", result.streams},
-                                {"window", window},
-                                {"loss_chunked", chunked.loss},
-                                {"bpc_chunked", chunked.bpc},
-                                {"checkpoint", path},
-                                {"data", data}}
-                     .dump()
-              << "\n";
+    nlohmann::json out{{"loss", result.loss},
+                       {"bpc", result.bpc},
+                       {"perplexity", result.perplexity},
+                       {"chars", result.chars},
+                       {"unknown_chars", result.unknown_chars},
+                       {"streams", result.streams},
+                       {"window", window},
+                       {"loss_chunked", chunked.loss},
+                       {"bpc_chunked", chunked.bpc},
+                       {"checkpoint", path},
+                       {"data", data}};
+    if (dynamic) {
+      out["loss_dynamic"] = adapted.loss;
+      out["bpc_dynamic"] = adapted.bpc;
+      out["dynamic_gain"] = result.loss - adapted.loss;
+      out["dynamic_lr"] = dynamic_settings.learning_rate;
+      out["dynamic_decay"] = dynamic_settings.decay;
+      out["dynamic_segment"] = dynamic_settings.segment;
+      out["seconds_dynamic"] = dynamic_seconds;
+    }
+    std::cout << out.dump() << "\n";
   } else {
     std::cout << std::fixed << std::setprecision(4) << "loss        " << result.loss << " nats/char, the state carried through "
               << result.streams << " stream(s) of about " << result.chars / result.streams << " characters\n"
               << "bpc         " << result.bpc << " bits/char\n"
+              << (dynamic ? dynamic_line(adapted, result, dynamic_settings, dynamic_seconds) : std::string())
               << "chunked     " << chunked.loss << " nats/char, " << chunked.bpc << " bpc, " << window
               << "-character chunks each from a zero state\n"
               << "perplexity  " << result.perplexity << "\n"

@@ -1,4 +1,5 @@
-// charrnn generate: one streamed sample, a batch of samples, or a temperature sweep.
+// charrnn generate: one streamed sample, a batch of samples, or a temperature sweep;
+// with --adapt, from weights that keep learning from the prime and the text.
 #include "cli.h"
 
 #include <algorithm>
@@ -21,7 +22,11 @@ int cmd_generate(int argc, char** argv) {
       ("stop", "end a sample once it produces TEXT (\\n, \\t understood)", cxxopts::value<std::string>())
       ("separator", "--num-samples, not on a terminal: written between samples when any spans several lines "
                     "(default: a blank line; \\n, \\t understood)", cxxopts::value<std::string>())
-      ("json", "print each sample as a JSON line: {\"sample\", \"seed\", \"temperature\", \"text\"}");
+      ("json", "print each sample as a JSON line: {\"sample\", \"seed\", \"temperature\", \"text\"}")
+      ("adapt", "sample from a copy of the weights that learns from the prime, then from the generated text, "
+                "a --dynamic-segment at a time (dynamic evaluation's update); the checkpoint is never changed; "
+                "one sample at a time");
+  add_dynamic_options(options);
   options.custom_help("[OPTION...]  (--temperature 0.2,0.5,1.0 prints one labelled sample per temperature)");
   const auto args = parse(options, argc, argv);
   charrnn::TextGenerator model = load_model(args);
@@ -31,6 +36,10 @@ int cmd_generate(int argc, char** argv) {
   if (args.count("prime")) settings.prime = args["prime"].as<std::string>();
   if (args.count("prime-file")) set_prime_from_file(settings, args["prime-file"].as<std::string>(), "--prime-file ");
   settings.num_samples = int_flag(args, "num-samples", 1);
+  settings.adapt = args.count("adapt") > 0;
+  if (!settings.adapt && (args.count("dynamic-lr") || args.count("dynamic-decay") || args.count("dynamic-segment")))
+    throw UsageError("--dynamic-lr, --dynamic-decay and --dynamic-segment need --adapt");
+  if (settings.adapt) settings.adaptation = dynamic_options(args);
   settings.stop = args.count("stop") ? unescape(args["stop"].as<std::string>()) : "";
   const bool json_lines = args.count("json") > 0;
   const bool terminal = ::isatty(STDOUT_FILENO) != 0;
