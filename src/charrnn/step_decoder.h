@@ -20,13 +20,13 @@
 // products on two BLAS threads spent a fifth of the time handing work
 // between them, docs/performance.md), and its LSTM or GRU element-wise work
 // in one vectorised pass (kernels/decoder_step.h). A batch too small to
-// split (fewer than 2 * kMinStreamsPerPart streams) splits each product by
-// columns instead, over a SpinTeam (spin_team.h): the weights (3.5 MB for
-// the 2x256 LSTM) do not fit one core's L2 cache but each half fits its
-// core's, so one thread streaming them all from L3 ran a 2-row step at a
-// quarter of `charrnn generate`'s single stream. That kernel sums each row in the same
-// order whatever rows it is given with, so a stream's logits do not depend
-// on the number of threads or streams. The logits equal forward()'s up to
+// split by rows (fewer than 2 * kMinStreamsPerPart streams) splits each
+// product by columns instead, over a SpinTeam (spin_team.h): the weights
+// (3.5 MB for the 2x256 LSTM) do not fit one core's L2 cache but each half
+// fits its core's, and one thread streaming them all from L3 stepped 2 rows
+// at under a third of `charrnn generate`'s single stream. That kernel sums
+// each row in the same order whatever rows or columns it is given with, so
+// a stream's logits do not depend on the number of threads or streams. The logits equal forward()'s up to
 // float rounding (tests: 1e-5), not bit for bit: the sums run in a different
 // order. The exported TorchScript generate() (export.cpp), which is for one
 // stream, runs that path's ATen ops in the same order on the same rearranged
