@@ -37,9 +37,10 @@ class SpinTeam {
 
   /// Runs task(member) on every member at once, member 0 on the calling
   /// thread; returns when all have finished. If members throw, the
-  /// lowest-numbered one's exception is rethrown here, after all finish
-  /// (a member that throws still meets the others at their barriers only if
-  /// the task is written so: tasks here do not throw past their checks).
+  /// lowest-numbered one's exception is rethrown here, after all finish. A
+  /// member that throws skips the barriers left in its task and the others
+  /// would wait there for ever: a task with barriers checks its inputs
+  /// before run() (the decoder's steps do).
   void run(const std::function<void(int64_t member)>& task);
   /// Inside a task: waits until every member has reached this barrier.
   void barrier();
