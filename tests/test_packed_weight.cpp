@@ -63,6 +63,33 @@ TEST_P(PackedWeightKernels, TakesTransposedWeightsAndStridedRows) {
   EXPECT_EQ(wide_c.narrow(1, 106, 14).abs().sum().item<float>(), 0.0f);
 }
 
+// multiply_columns(): a share of the columns, summed as the whole product
+// sums them (bit for bit), and nothing outside the share written.
+TEST_P(PackedWeightKernels, AShareOfTheColumnsEqualsThoseOfTheWholeProduct) {
+  if (GetParam() == PackedWeight::Kernel::LibTorch) GTEST_SKIP() << "LibTorch's product has no panels to split";
+  constexpr int64_t panel = PackedWeight::kPanelColumns;
+  const torch::Tensor a = torch::randn({3, 70}), b = torch::randn({70, 100}), c0 = torch::randn({3, 100});
+  const PackedWeight packed(b, GetParam());
+  ASSERT_TRUE(packed.splits_columns());
+  torch::Tensor whole = c0.clone();
+  packed.multiply(a, whole, /*accumulate=*/true);
+  for (const int64_t first : {int64_t{0}, panel, 3 * panel}) {
+    for (const int64_t count : {panel, 2 * panel, 4 * panel}) {
+      torch::Tensor c = c0.clone();
+      packed.multiply_columns(a.data_ptr<float>(), a.stride(0), 3, c.data_ptr<float>(), c.stride(0),
+                              /*accumulate=*/true, first, count);
+      const int64_t end = std::min<int64_t>(first + count, 100);
+      const std::string share = std::to_string(first) + "+" + std::to_string(count);
+      EXPECT_TRUE(torch::equal(c.narrow(1, first, end - first), whole.narrow(1, first, end - first))) << share;
+      EXPECT_TRUE(torch::equal(c.narrow(1, 0, first), c0.narrow(1, 0, first))) << share;
+      EXPECT_TRUE(torch::equal(c.narrow(1, end, 100 - end), c0.narrow(1, end, 100 - end))) << share;
+    }
+  }
+  torch::Tensor c = c0.clone();
+  EXPECT_THROW(packed.multiply_columns(a.data_ptr<float>(), 70, 3, c.data_ptr<float>(), 100, true, 5, panel),
+               c10::Error);
+}
+
 TEST_P(PackedWeightKernels, IsDeterministic) {
   const torch::Tensor a = torch::randn({16, 256}), b = torch::randn({256, 1024});
   const PackedWeight packed(b, GetParam());

@@ -196,6 +196,46 @@ TEST(StepDecoderParts, FewStreamsStayInOnePart) {
   EXPECT_EQ(charrnn::StepDecoder(*model, 64, 1).parts(), 1);
 }
 
+// A batch of one part splits its products by columns over several threads
+// instead: its logits must be those of one thread bit for bit, for every
+// cell, with hidden sizes whose gate blocks end inside a 32-column panel and
+// thread counts that leave a thread no head columns.
+TEST(StepDecoderParts, AColumnSplitGivesTheLogitsOfOneThreadBitForBit) {
+  for (const CellType cell : {CellType::LSTM, CellType::GRU, CellType::RNN}) {
+    for (const int64_t streams : {int64_t{2}, int64_t{7}}) {
+      SCOPED_TRACE(charrnn::to_string(cell) + ", " + std::to_string(streams) + " streams");
+      torch::manual_seed(6);
+      charrnn::ModelOptions o;
+      o.cell = cell;
+      o.embedding_dim = 6;
+      o.hidden_size = 40;
+      o.num_layers = 2;
+      charrnn::CharRNN model(17, o);
+      model->eval();
+      const torch::Tensor ids = torch::randint(17, {streams, 8}, torch::kLong);
+      torch::Tensor first;
+      for (const int64_t threads : {1, 2, 3}) {
+        charrnn::StepDecoder decoder(*model, streams, threads);
+        EXPECT_EQ(decoder.parts(), 1);
+        EXPECT_EQ(decoder.column_threads(), threads);
+        torch::Tensor all = torch::empty({8, streams, 17});
+        for (int64_t t = 0; t < 8; ++t) {
+          const torch::Tensor column = ids.select(1, t).contiguous();
+          all[t].copy_(decoder.step(column.data_ptr<int64_t>()));
+        }
+        if (threads == 1) {
+          torch::NoGradGuard no_grad;
+          auto [expected, state] = model->forward(ids, charrnn::State{});
+          EXPECT_TRUE(torch::allclose(all.transpose(0, 1), expected, 1e-5, 1e-5));
+          first = all;
+        } else {
+          EXPECT_TRUE(torch::equal(all, first)) << threads << " threads";
+        }
+      }
+    }
+  }
+}
+
 TEST(StepDecoderParts, ABadIdInAnyPartChangesNoState) {
   torch::manual_seed(5);
   charrnn::ModelOptions o;

@@ -129,6 +129,9 @@ StepDecoder::StepDecoder(std::shared_ptr<const DecoderWeights> weights, int64_t 
     parts_.push_back(p);
   }
   if (part_count > 1) threads_ = std::make_unique<PartThreads>(part_count);
+  bool splits = part_count == 1 && cpu_rows && wanted > 1 && B <= PackedWeight::kMaxRows;
+  for (const Affine& a : layer_) splits = splits && a.packed->splits_columns();
+  if (splits && head_.packed->splits_columns()) team_ = std::make_unique<SpinTeam>(wanted);
 }
 
 StepDecoder::~StepDecoder() = default;
@@ -218,11 +221,7 @@ static_assert(kRnnFacts.decoder_blocks == 1 && kRnnFacts.decoder_sigmoid_blocks 
 void StepDecoder::lstm_layer(const Affine& w, LayerViews& l, Part& p) {
   GateViews& g = p.gates;
   affine(w, g.all, g.row, l.input, l.input_row);
-  if (w.packed) {  // several CPU streams: one pass instead of six ATen calls
-    lstm_decoder_step(p.rows, hidden_size_, g.all.data_ptr<float>(), g.all.stride(0), l.c.data_ptr<float>(),
-                      l.c.stride(0), l.hidden.data_ptr<float>(), l.hidden.stride(0));
-    return;
-  }
+  if (w.packed) return packed_update(l, p);  // several CPU streams: one pass instead of six ATen calls
   g.sigmoid_part.sigmoid_();        // i, f, o
   g.g3.tanh_();                     // g
   l.c.mul_(g.g1);                   // f * c
@@ -234,14 +233,58 @@ void StepDecoder::lstm_layer(const Affine& w, LayerViews& l, Part& p) {
 void StepDecoder::gru_layer(const Affine& w, LayerViews& l, Part& p) {
   GateViews& g = p.gates;
   affine(w, g.all, g.row, l.input, l.input_row);
-  if (w.packed) {
-    gru_decoder_step(p.rows, hidden_size_, g.all.data_ptr<float>(), g.all.stride(0), l.hidden.data_ptr<float>(),
-                     l.hidden.stride(0));
-    return;
-  }
+  if (w.packed) return packed_update(l, p);
   g.sigmoid_part.sigmoid_();                   // r, z
   g.g2.addcmul_(g.g0, g.g3).tanh_();           // n = tanh(W_in x + r * W_hn h)
   l.hidden.sub_(g.g2).mul_(g.g1).add_(g.g2);   // n + z * (h - n)
+}
+
+void StepDecoder::packed_update(LayerViews& l, Part& p) {
+  GateViews& g = p.gates;
+  switch (cell_) {
+    case CellType::LSTM:
+      lstm_decoder_step(p.rows, hidden_size_, g.all.data_ptr<float>(), g.all.stride(0), l.c.data_ptr<float>(),
+                        l.c.stride(0), l.hidden.data_ptr<float>(), l.hidden.stride(0));
+      break;
+    case CellType::GRU:
+      gru_decoder_step(p.rows, hidden_size_, g.all.data_ptr<float>(), g.all.stride(0), l.hidden.data_ptr<float>(),
+                       l.hidden.stride(0));
+      break;
+    case CellType::RNN: at::tanh_out(l.hidden, g.all); break;
+  }
+}
+
+// Each member multiplies the same share of every product's columns, step
+// after step, so its share of the weights stays in its core's cache. A
+// layer's update writes h, which every member's next product reads whole
+// and this layer's product read too: it runs on member 0 between two
+// barriers (for a few rows it costs about a microsecond). Each output is
+// summed as in a whole product, so the logits are those of one thread.
+void StepDecoder::step_columns(Part& p) {
+  const int64_t members = team_->size();
+  const auto product = [&](const Affine& w, torch::Tensor& out, const torch::Tensor& input, int64_t member) {
+    constexpr int64_t panel = PackedWeight::kPanelColumns;
+    const int64_t panels = (w.packed->columns() + panel - 1) / panel;
+    const int64_t first = panels * member / members * panel, count = panels * (member + 1) / members * panel - first;
+    const int64_t n = std::min(count, w.packed->columns() - first);
+    if (n <= 0) return;
+    float* o = out.data_ptr<float>();
+    const float* bias = w.bias.data_ptr<float>();
+    for (int64_t r = 0; r < p.rows; ++r)
+      std::memcpy(o + r * out.stride(0) + first, bias + first, static_cast<size_t>(n) * sizeof(float));
+    w.packed->multiply_columns(input.data_ptr<float>(), input.stride(0), p.rows, o, out.stride(0),
+                               /*accumulate=*/true, first, count);
+  };
+  team_->run([&](int64_t member) {
+    for (int64_t l = 0; l < layers_; ++l) {
+      LayerViews& v = p.layers[static_cast<size_t>(l)];
+      product(layer_[static_cast<size_t>(l)], p.gates.all, v.input, member);
+      team_->barrier();
+      if (member == 0) packed_update(v, p);
+      team_->barrier();
+    }
+    product(head_, p.logits, p.layers.back().hidden, member);
+  });
 }
 
 void StepDecoder::rnn_layer(const Affine& w, LayerViews& l, Part& p) {
@@ -276,6 +319,7 @@ void StepDecoder::step_rows(Part& p, const int64_t* ids) {
     at::index_select_out(looked_up_, embedding_, 0, device_ids);
     p.embedded.copy_(looked_up_);
   }
+  if (team_) return step_columns(p);
   for (int64_t l = 0; l < layers_; ++l) {
     const Affine& w = layer_[static_cast<size_t>(l)];
     LayerViews& v = p.layers[static_cast<size_t>(l)];

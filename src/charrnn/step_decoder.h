@@ -19,9 +19,14 @@
 // PackedWeight's single-threaded kernel on weights packed once here (small
 // products on two BLAS threads spent a fifth of the time handing work
 // between them, docs/performance.md), and its LSTM or GRU element-wise work
-// in one vectorised pass (kernels/decoder_step.h). That kernel sums each row in the same
-// order whatever rows it is given with, so a stream's logits do not depend
-// on the number of threads or streams. The logits equal forward()'s up to
+// in one vectorised pass (kernels/decoder_step.h). A batch too small to
+// split by rows (fewer than 2 * kMinStreamsPerPart streams) splits each
+// product by columns instead, over a SpinTeam (spin_team.h): the weights
+// (3.5 MB for the 2x256 LSTM) do not fit one core's L2 cache but each half
+// fits its core's, and one thread streaming them all from L3 stepped 2 rows
+// at under a third of `charrnn generate`'s single stream. That kernel sums
+// each row in the same order whatever rows or columns it is given with, so
+// a stream's logits do not depend on the number of threads or streams. The logits equal forward()'s up to
 // float rounding (tests: 1e-5), not bit for bit: the sums run in a different
 // order. The exported TorchScript generate() (export.cpp), which is for one
 // stream, runs that path's ATen ops in the same order on the same rearranged
@@ -38,6 +43,7 @@
 #include "charrnn/model.h"
 #include "charrnn/kernels/packed_weight.h"
 #include "charrnn/part_threads.h"
+#include "charrnn/spin_team.h"
 
 namespace charrnn {
 
@@ -95,6 +101,9 @@ class StepDecoder {
 
   /// How many parts (threads) the streams are split into.
   int64_t parts() const { return static_cast<int64_t>(parts_.size()); }
+  /// How many threads split each product by columns: > 1 only for a batch
+  /// of one part on the packed kernel with threads to spare.
+  int64_t column_threads() const { return team_ ? team_->size() : 1; }
 
   /// Runs task(part, first, rows) for every part at once, each on its own
   /// thread (part 0 on the caller's), with BLAS on one thread; returns when
@@ -143,6 +152,10 @@ class StepDecoder {
   void step_rows(Part& part, const int64_t* ids);
   void affine(const Affine& w, torch::Tensor& out, torch::Tensor& out_row, const torch::Tensor& input,
               const torch::Tensor& input_row) const;
+  /// A step of one part with its products split by columns over team_.
+  void step_columns(Part& p);
+  /// The packed path's element-wise work of a layer, once its gates are in.
+  void packed_update(LayerViews& l, Part& p);
   void lstm_layer(const Affine& w, LayerViews& l, Part& p);
   void gru_layer(const Affine& w, LayerViews& l, Part& p);
   void rnn_layer(const Affine& w, LayerViews& l, Part& p);
@@ -161,6 +174,7 @@ class StepDecoder {
   torch::Tensor logits_;                   // (B, V)
   std::vector<Part> parts_;
   std::unique_ptr<PartThreads> threads_;   // when there are several parts
+  std::unique_ptr<SpinTeam> team_;         // when one part's products are split by columns
 };
 
 }  // namespace charrnn

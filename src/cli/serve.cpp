@@ -404,7 +404,17 @@ class Server {
           // the next one: a stream makes thousands of characters a second,
           // and an event per character costs the server and its client
           // more than generating it
-          if (*last_sent != Clock::time_point{}) std::this_thread::sleep_until(*last_sent + stream_interval_);
+          if (*last_sent != Clock::time_point{}) {
+            // the last text goes out when its stream ends, not at the next
+            // tick: a short request would otherwise wait up to an interval
+            const auto due = *last_sent + stream_interval_;
+            for (size_t i = 0; i < c->streams.size(); ++i)
+              if (!(*ended)[i]) {
+                const auto left = std::chrono::ceil<std::chrono::milliseconds>(due - Clock::now());
+                if (left.count() > 0) c->streams[i]->wait_ended(left);
+                break;
+              }
+          }
           *last_sent = Clock::now();
           bool waited = false;
           for (size_t i = 0; i < c->streams.size(); ++i) {

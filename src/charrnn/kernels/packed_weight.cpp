@@ -16,7 +16,7 @@ namespace charrnn {
 
 namespace {
 
-constexpr int64_t kPanel = 32;  // columns per packed panel: two AVX-512 or four AVX2 registers
+constexpr int64_t kPanel = PackedWeight::kPanelColumns;  // columns per packed panel: two AVX-512 or four AVX2 registers
 
 // A tile computes rows x 32 of c from `rows` rows of a and one panel
 // (K, 32) of b. Its accumulators stay in registers for the whole K loop, so c
@@ -241,6 +241,24 @@ void PackedWeight::multiply(const torch::Tensor& a, torch::Tensor& c, bool accum
 #endif
   multiply_panels(tiles, max_rows, M, n_, k_, a.data_ptr<float>(), a.stride(0), panels_.data_ptr<float>(),
                   c.data_ptr<float>(), c.stride(0), accumulate);
+}
+
+void PackedWeight::multiply_columns(const float* a, int64_t lda, int64_t rows, float* c, int64_t ldc, bool accumulate,
+                                    int64_t first, int64_t count) const {
+  TORCH_CHECK(kernel_ != Kernel::LibTorch && rows <= kMaxRows && first % kPanel == 0 && count % kPanel == 0,
+              "PackedWeight::multiply_columns: needs a panel kernel, at most kMaxRows rows and whole panels");
+  const int64_t n = std::min(count, n_ - first);
+  if (n <= 0 || rows == 0 || k_ == 0) return;
+  const TileKernel* tiles = kPortableTiles;
+  int64_t max_rows = std::size(kPortableTiles) - 1;
+#ifdef CHARRNN_X86_KERNELS
+  if (kernel_ == Kernel::Avx512) tiles = kAvx512Tiles, max_rows = std::size(kAvx512Tiles) - 1;
+  if (kernel_ == Kernel::Avx2) tiles = kAvx2Tiles, max_rows = std::size(kAvx2Tiles) - 1;
+#endif
+  // the panels of these columns are contiguous in panels_, and each tile
+  // sums over k in the same order as in a whole product
+  multiply_panels(tiles, max_rows, rows, n, k_, a, lda, panels_.data_ptr<float>() + (first / kPanel) * k_ * kPanel,
+                  c + first, ldc, accumulate);
 }
 
 }  // namespace charrnn

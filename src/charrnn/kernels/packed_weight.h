@@ -58,6 +58,20 @@ class PackedWeight {
   /// a: (M, K), c: (M, N), float32 CPU; c may be a view with any row stride.
   void multiply(const torch::Tensor& a, torch::Tensor& c, bool accumulate) const;
 
+  /// Columns [first, first + count) of c = a b (or c += a b), the others
+  /// untouched: the share of one of several threads that split a product of
+  /// few rows by columns. first and count are multiples of kPanelColumns (count may
+  /// run past N, which ends it). Each entry is summed exactly as multiply()
+  /// sums it. Panel kernels only (not LibTorch); a must have unit column
+  /// stride, c too.
+  void multiply_columns(const float* a, int64_t lda, int64_t rows, float* c, int64_t ldc, bool accumulate,
+                        int64_t first, int64_t count) const;
+  /// Whether multiply_columns() can run (a panel kernel was chosen).
+  bool splits_columns() const { return kernel_ != Kernel::LibTorch; }
+  /// Columns per packed panel: a column split starts at a multiple of it.
+  static constexpr int64_t kPanelColumns = 32;
+  int64_t columns() const { return n_; }
+
   /// The kernel chosen at construction (never Best).
   Kernel kernel() const { return kernel_; }
 
