@@ -32,6 +32,9 @@ std::pair<charrnn::CharRNN, charrnn::CharRNN> twin_models(CellType cell, int64_t
   options.embedding_dim = embedding;
   options.hidden_size = hidden;
   options.num_layers = layers;
+  // the twins compare arithmetic: without dropout, whose masks the fused
+  // path draws its own way (model.cpp) and LibTorch's modules theirs
+  options.dropout = 0;
   charrnn::CharRNN fused(vocab, options), reference(vocab, options);
   torch::NoGradGuard no_grad;
   auto dst = reference->parameters();
