@@ -15,25 +15,52 @@ using torch::Tensor;
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
+// sum[j] += row[j] for j < n
+template <typename V>
+CHARRNN_KERNEL_BODY void add_row(int64_t n, const float* __restrict row, float* __restrict sum) {
+  const int64_t vector_end = n - n % kLanes<V>;
+  for (int64_t j = 0; j < vector_end; j += kLanes<V>) storev(sum + j, loadv<V>(sum + j) + loadv<V>(row + j));
+  for (int64_t j = vector_end; j < n; ++j) sum[j] += row[j];
+}
+
 // One backward time step of the LSTM: gate gradients from the saved
 // activations (i, f, g, o after their nonlinearities), and dc carried to
 // step t-1. dh holds dL/dh_t from step t+1; d_out, if any, adds the output's.
-// The two loop bodies keep the branch on d_out out of the loop, which the
-// vectoriser would not take.
-template <bool kHasOut>
-__attribute__((always_inline)) inline void lstm_gate_gradients_rows(int64_t B, int64_t H, const float* gp,
-                                                                    const float* tcp, const float* cprev,
-                                                                    const float* dop, const float* dhp,
-                                                                    float* __restrict dcp, float* __restrict dg) {
+// db, if not null, adds up the gate gradients' rows (the bias gradient), in
+// the pass that writes them rather than in a (T*B, 4H) reduction after the
+// loop.
+// Written on vector_math.h's vector types like the forward steps: left to
+// the vectoriser, the GRU's loop below stayed scalar (its dh is read and
+// written in place, which the alias analysis would not take), and took 12%
+// of a GRU training step's profile.
+template <typename V, bool kHasOut>
+CHARRNN_KERNEL_BODY void lstm_gate_gradients_rows(int64_t B, int64_t H, const float* __restrict gp,
+                                                  const float* __restrict tcp, const float* __restrict cprev,
+                                                  const float* __restrict dop, const float* __restrict dhp,
+                                                  float* __restrict dcp, float* __restrict dg,
+                                                  float* __restrict db) {
+  const int64_t vector_end = H - H % kLanes<V>;
   for (int64_t b = 0; b < B; ++b) {
     const float* row = gp + b * 4 * H;
-    float* __restrict drow = dg + b * 4 * H;
+    float* drow = dg + b * 4 * H;
     const float* tc_row = tcp + b * H;
     const float* c_row = cprev + b * H;
     const float* dh_row = dhp + b * H;
     const float* do_row = kHasOut ? dop + b * H : nullptr;
-    float* __restrict dc_row = dcp + b * H;
-    for (int64_t j = 0; j < H; ++j) {
+    float* dc_row = dcp + b * H;
+    for (int64_t j = 0; j < vector_end; j += kLanes<V>) {
+      const V i = loadv<V>(row + j), f = loadv<V>(row + H + j), g = loadv<V>(row + 2 * H + j),
+              o = loadv<V>(row + 3 * H + j), tc = loadv<V>(tc_row + j);
+      V dht = loadv<V>(dh_row + j);
+      if constexpr (kHasOut) dht = dht + loadv<V>(do_row + j);
+      const V dct = loadv<V>(dc_row + j) + dht * o * (1.0f - tc * tc);
+      storev(drow + j, dct * g * i * (1.0f - i));
+      storev(drow + H + j, dct * loadv<V>(c_row + j) * f * (1.0f - f));
+      storev(drow + 2 * H + j, dct * i * (1.0f - g * g));
+      storev(drow + 3 * H + j, dht * tc * o * (1.0f - o));
+      storev(dc_row + j, dct * f);
+    }
+    for (int64_t j = vector_end; j < H; ++j) {
       const float i = row[j], f = row[H + j], g = row[2 * H + j], o = row[3 * H + j], tc = tc_row[j];
       const float dht = kHasOut ? dh_row[j] + do_row[j] : dh_row[j];
       const float dct = dc_row[j] + dht * o * (1.0f - tc * tc);
@@ -43,40 +70,60 @@ __attribute__((always_inline)) inline void lstm_gate_gradients_rows(int64_t B, i
       drow[3 * H + j] = dht * tc * o * (1.0f - o);
       dc_row[j] = dct * f;
     }
+    if (db) add_row<V>(4 * H, drow, db);
   }
 }
 
 template <typename V>
 CHARRNN_KERNEL_BODY void lstm_gate_gradients_body(int64_t B, int64_t H, const float* gp, const float* tcp,
                                                   const float* cprev, const float* dop, const float* dhp,
-                                                  float* __restrict dcp, float* __restrict dg) {
+                                                  float* __restrict dcp, float* __restrict dg, float* __restrict db) {
   if (dop)
-    lstm_gate_gradients_rows<true>(B, H, gp, tcp, cprev, dop, dhp, dcp, dg);
+    lstm_gate_gradients_rows<V, true>(B, H, gp, tcp, cprev, dop, dhp, dcp, dg, db);
   else
-    lstm_gate_gradients_rows<false>(B, H, gp, tcp, cprev, dop, dhp, dcp, dg);
+    lstm_gate_gradients_rows<V, false>(B, H, gp, tcp, cprev, dop, dhp, dcp, dg, db);
 }
 CHARRNN_FOR_EACH_ISA(lstm_gate_gradients, (int64_t B, int64_t H, const float* gp, const float* tcp, const float* cprev,
-                      const float* dop, const float* dhp, float* __restrict dcp, float* __restrict dg), (B, H, gp, tcp,
-                      cprev, dop, dhp, dcp, dg))
+                      const float* dop, const float* dhp, float* __restrict dcp, float* __restrict dg,
+                      float* __restrict db), (B, H, gp, tcp, cprev, dop, dhp, dcp, dg, db))
 
 // One backward time step of the GRU: the gradients of the input part (d_xg)
 // and the recurrent part (d_hg) of the gates. dh holds dL/dh_t from step t+1
 // on entry and the direct part of dL/dh_{t-1}, dh_t z, on return; the
-// recurrent product adds the rest.
-template <bool kHasOut>
-__attribute__((always_inline)) inline void gru_gate_gradients_rows(int64_t B, int64_t H, const float* ap,
-                                                                   const float* hgp, const float* hprev,
-                                                                   const float* dop, float* dhp,
-                                                                   float* __restrict dxp, float* __restrict dhgp) {
+// recurrent product adds the rest. db_hh (3H), if not null, adds up d_hg's
+// rows and dn_sum (H) the n part of d_xg's (its r and z parts are d_hg's):
+// the bias gradients, without (T*B, 3H) reductions after the loop.
+template <typename V, bool kHasOut>
+CHARRNN_KERNEL_BODY void gru_gate_gradients_rows(int64_t B, int64_t H, const float* __restrict ap,
+                                                 const float* __restrict hgp, const float* __restrict hprev,
+                                                 const float* __restrict dop, float* __restrict dhp,
+                                                 float* __restrict dxp, float* __restrict dhgp,
+                                                 float* __restrict db_hh, float* __restrict dn_sum) {
+  const int64_t vector_end = H - H % kLanes<V>;
   for (int64_t b = 0; b < B; ++b) {
     const float* a_row = ap + b * 3 * H;
     const float* hg_row = hgp + b * 3 * H;
     const float* hprev_row = hprev + b * H;
     const float* do_row = kHasOut ? dop + b * H : nullptr;
     float* dh_row = dhp + b * H;
-    float* __restrict dx_row = dxp + b * 3 * H;
-    float* __restrict dhg_row = dhgp + b * 3 * H;
-    for (int64_t j = 0; j < H; ++j) {
+    float* dx_row = dxp + b * 3 * H;
+    float* dhg_row = dhgp + b * 3 * H;
+    for (int64_t j = 0; j < vector_end; j += kLanes<V>) {
+      const V r = loadv<V>(a_row + j), z = loadv<V>(a_row + H + j), n = loadv<V>(a_row + 2 * H + j);
+      V dht = loadv<V>(dh_row + j);
+      if constexpr (kHasOut) dht = dht + loadv<V>(do_row + j);
+      const V dn = dht * (1.0f - z) * (1.0f - n * n);
+      const V dz = dht * (loadv<V>(hprev_row + j) - n) * z * (1.0f - z);
+      const V dr = dn * loadv<V>(hg_row + 2 * H + j) * r * (1.0f - r);
+      storev(dx_row + j, dr);
+      storev(dx_row + H + j, dz);
+      storev(dx_row + 2 * H + j, dn);
+      storev(dhg_row + j, dr);
+      storev(dhg_row + H + j, dz);
+      storev(dhg_row + 2 * H + j, dn * r);
+      storev(dh_row + j, dht * z);
+    }
+    for (int64_t j = vector_end; j < H; ++j) {
       const float r = a_row[j], z = a_row[H + j], n = a_row[2 * H + j];
       const float dht = kHasOut ? dh_row[j] + do_row[j] : dh_row[j];
       const float dn = dht * (1.0f - z) * (1.0f - n * n);
@@ -90,21 +137,27 @@ __attribute__((always_inline)) inline void gru_gate_gradients_rows(int64_t B, in
       dhg_row[2 * H + j] = dn * r;
       dh_row[j] = dht * z;
     }
+    if (db_hh) {
+      add_row<V>(3 * H, dhg_row, db_hh);
+      add_row<V>(H, dx_row + 2 * H, dn_sum);
+    }
   }
 }
 
 template <typename V>
 CHARRNN_KERNEL_BODY void gru_gate_gradients_body(int64_t B, int64_t H, const float* ap, const float* hgp,
                                                  const float* hprev, const float* dop, float* dhp,
-                                                 float* __restrict dxp, float* __restrict dhgp) {
+                                                 float* __restrict dxp, float* __restrict dhgp,
+                                                 float* __restrict db_hh, float* __restrict dn_sum) {
   if (dop)
-    gru_gate_gradients_rows<true>(B, H, ap, hgp, hprev, dop, dhp, dxp, dhgp);
+    gru_gate_gradients_rows<V, true>(B, H, ap, hgp, hprev, dop, dhp, dxp, dhgp, db_hh, dn_sum);
   else
-    gru_gate_gradients_rows<false>(B, H, ap, hgp, hprev, dop, dhp, dxp, dhgp);
+    gru_gate_gradients_rows<V, false>(B, H, ap, hgp, hprev, dop, dhp, dxp, dhgp, db_hh, dn_sum);
 }
 CHARRNN_FOR_EACH_ISA(gru_gate_gradients, (int64_t B, int64_t H, const float* ap, const float* hgp, const float* hprev,
-                      const float* dop, float* dhp, float* __restrict dxp, float* __restrict dhgp), (B, H, ap, hgp,
-                      hprev, dop, dhp, dxp, dhgp))
+                      const float* dop, float* dhp, float* __restrict dxp, float* __restrict dhgp,
+                      float* __restrict db_hh, float* __restrict dn_sum), (B, H, ap, hgp, hprev, dop, dhp, dxp, dhgp,
+                      db_hh, dn_sum))
 
 // One forward time step of the LSTM after the recurrent product: the gate
 // nonlinearities in place (g holds the pre-activations [i|f|g|o] per row,
@@ -216,11 +269,11 @@ struct LayerInput {
   struct Gradients {
     Tensor x, w_ih, bias;  // the table's gradient in x, the others undefined, when from_table()
   };
-  /// d_gates: (T*B, G*H), the gradient of gates()'s result.
-  Gradients gradients(const Tensor& d_gates, const Tensor& w_ih) const {
+  /// d_gates: (T*B, G*H), the gradient of gates()'s result; d_bias: its
+  /// rows' sum, which the time loop adds up (ignored when from_table()).
+  Gradients gradients(const Tensor& d_gates, const Tensor& w_ih, const Tensor& d_bias) const {
     if (from_table()) return {torch::zeros_like(x).index_add_(0, ids.reshape({-1}), d_gates), {}, {}};
-    return {d_gates.mm(w_ih).view(x.sizes()), d_gates.t().mm(x.reshape({steps() * batch(), -1})),
-            d_gates.sum(0)};
+    return {d_gates.mm(w_ih).view(x.sizes()), d_gates.t().mm(x.reshape({steps() * batch(), -1})), d_bias};
   }
 };
 
@@ -238,13 +291,19 @@ struct LstmFunction : public torch::autograd::Function<LstmFunction> {
     Tensor tanh_c = torch::empty({T, B, H}, x.options());
     c[0].copy_(c0);
     const PackedWeight w_hh_t(w_hh.t());  // (H, 4H), packed once for all T products
-    Tensor h_prev = h0.contiguous();
+    const Tensor h0_rows = h0.contiguous();
+    // raw pointers in the time loop: a view per step (gates[t], c[t], ...)
+    // costs about a microsecond each, as much as a short tile of the product
+    float* const gp = gates.data_ptr<float>();
+    float* const cp = c.data_ptr<float>();
+    float* const tcp = tanh_c.data_ptr<float>();
+    float* const op = out.data_ptr<float>();
+    const float* h_prev = h0_rows.data_ptr<float>();
     for (int64_t t = 0; t < T; ++t) {
-      Tensor g = gates[t];                         // (B, 4H)
-      w_hh_t.multiply(h_prev, g, /*accumulate=*/true);  // the one product left in the loop
-      lstm_cell_step(B, H, g.data_ptr<float>(), c[t].data_ptr<float>(), c[t + 1].data_ptr<float>(),
-                     tanh_c[t].data_ptr<float>(), out[t].data_ptr<float>());
-      h_prev = out[t];
+      float* g = gp + t * B * 4 * H;  // (B, 4H)
+      w_hh_t.multiply(B, h_prev, H, g, 4 * H, /*accumulate=*/true);  // the one product left in the loop
+      lstm_cell_step(B, H, g, cp + t * B * H, cp + (t + 1) * B * H, tcp + t * B * H, op + t * B * H);
+      h_prev = op + t * B * H;
     }
     ctx->save_for_backward({x, ids, h0, w_ih, w_hh, gates, out, c, tanh_c});
     return {out, out[T - 1].clone(), c[T].clone()};
@@ -261,13 +320,23 @@ struct LstmFunction : public torch::autograd::Function<LstmFunction> {
     Tensor dc = grads[2].defined() ? grads[2].clone().contiguous() : torch::zeros({B, H}, x.options());
     Tensor d_gates = torch::empty({T, B, 4 * H}, x.options());
     const PackedWeight w_hh_packed(w_hh);  // (4H, H)
+    const float* const gp = gates.data_ptr<float>();
+    const float* const tcp = tanh_c.data_ptr<float>();
+    const float* const cp = c.data_ptr<float>();
+    const float* const dop = d_out.defined() ? d_out.data_ptr<float>() : nullptr;
+    float* const dhp = dh.data_ptr<float>();
+    float* const dcp = dc.data_ptr<float>();
+    float* const dgp = d_gates.data_ptr<float>();
+    // the bias gradient, unless the table's gradient carries it
+    Tensor d_bias = input.from_table() ? Tensor() : torch::zeros({4 * H}, x.options());
+    float* const dbp = d_bias.defined() ? d_bias.data_ptr<float>() : nullptr;
     for (int64_t t = T - 1; t >= 0; --t) {
-      lstm_gate_gradients(B, H, gates[t].data_ptr<float>(), tanh_c[t].data_ptr<float>(), c[t].data_ptr<float>(),
-                          d_out.defined() ? d_out[t].data_ptr<float>() : nullptr, dh.data_ptr<float>(),
-                          dc.data_ptr<float>(), d_gates[t].data_ptr<float>());
-      w_hh_packed.multiply(d_gates[t], dh, /*accumulate=*/false);  // (B, 4H) x (4H, H)
+      float* dg = dgp + t * B * 4 * H;
+      lstm_gate_gradients(B, H, gp + t * B * 4 * H, tcp + t * B * H, cp + t * B * H,
+                          dop ? dop + t * B * H : nullptr, dhp, dcp, dg, dbp);
+      w_hh_packed.multiply(B, dg, 4 * H, dhp, H, /*accumulate=*/false);  // (B, 4H) x (4H, H)
     }
-    const LayerInput::Gradients d_input = input.gradients(d_gates.view({T * B, 4 * H}), w_ih);
+    const LayerInput::Gradients d_input = input.gradients(d_gates.view({T * B, 4 * H}), w_ih, d_bias);
     Tensor dw_hh = d_gates[0].t().mm(h0);
     if (T > 1) dw_hh.addmm_(d_gates.narrow(0, 1, T - 1).reshape({(T - 1) * B, 4 * H}).t(),
                             out.narrow(0, 0, T - 1).reshape({(T - 1) * B, H}));
@@ -283,18 +352,28 @@ struct GruFunction : public torch::autograd::Function<GruFunction> {
                                Tensor b_ih, Tensor b_hh) {
     const LayerInput input{x, ids};
     const int64_t T = input.steps(), B = input.batch(), H = w_hh.size(1);
-    const Tensor xg = input.gates(b_ih, w_ih).view({T, B, 3 * H});  // (T, B, 3H)
-    Tensor hg = b_hh.expand({T, B, 3 * H}).contiguous();  // b_hh now, h_{t-1} W_hh^T + b_hh after step t
+    const Tensor xg = input.gates(b_ih, w_ih).view({T, B, 3 * H}).contiguous();  // (T, B, 3H)
+    Tensor hg = torch::empty({T, B, 3 * H}, x.options());  // h_{t-1} W_hh^T + b_hh after step t
     Tensor act = torch::empty({T, B, 3 * H}, x.options());  // r, z, n after activation
     Tensor out = torch::empty({T, B, H}, x.options());
     const PackedWeight w_hh_t(w_hh.t());  // (H, 3H)
-    Tensor h_prev = h0.contiguous();
+    const Tensor h0_rows = h0.contiguous();
+    const float* const xp = xg.data_ptr<float>();
+    float* const hgp = hg.data_ptr<float>();
+    float* const ap = act.data_ptr<float>();
+    float* const op = out.data_ptr<float>();
+    const Tensor b_hh_row = b_hh.contiguous();
+    const float* const bias = b_hh_row.data_ptr<float>();
+    const float* h_prev = h0_rows.data_ptr<float>();
     for (int64_t t = 0; t < T; ++t) {
-      Tensor hgt = hg[t];
-      w_hh_t.multiply(h_prev, hgt, /*accumulate=*/true);
-      gru_cell_step(B, H, xg[t].data_ptr<float>(), hgt.data_ptr<float>(), h_prev.data_ptr<float>(),
-                    act[t].data_ptr<float>(), out[t].data_ptr<float>());
-      h_prev = out[t];
+      float* hgt = hgp + t * B * 3 * H;
+      // b_hh is written here, into the block the product reads next, rather
+      // than into all of hg before the loop: that was a (T, B, 3H) pass
+      // through memory of its own (2% of a GRU step)
+      for (int64_t b = 0; b < B; ++b) std::memcpy(hgt + b * 3 * H, bias, sizeof(float) * 3 * H);
+      w_hh_t.multiply(B, h_prev, H, hgt, 3 * H, /*accumulate=*/true);
+      gru_cell_step(B, H, xp + t * B * 3 * H, hgt, h_prev, ap + t * B * 3 * H, op + t * B * H);
+      h_prev = op + t * B * H;
     }
     ctx->save_for_backward({x, ids, h0, w_ih, w_hh, hg, act, out});
     return {out, out[T - 1].clone()};
@@ -311,18 +390,29 @@ struct GruFunction : public torch::autograd::Function<GruFunction> {
     Tensor d_xg = torch::empty({T, B, 3 * H}, x.options());
     Tensor d_hg = torch::empty({T, B, 3 * H}, x.options());
     const PackedWeight w_hh_packed(w_hh);  // (3H, H)
+    const Tensor h0_rows = h0.contiguous();
+    const float* const ap = act.data_ptr<float>();
+    const float* const hgp = hg.data_ptr<float>();
+    const float* const op = out.data_ptr<float>();
+    const float* const dop = d_out.defined() ? d_out.data_ptr<float>() : nullptr;
+    float* const dhp = dh.data_ptr<float>();
+    float* const dxp = d_xg.data_ptr<float>();
+    float* const dhgp = d_hg.data_ptr<float>();
+    Tensor db_hh = torch::zeros({3 * H}, x.options()), dn_sum = torch::zeros({H}, x.options());
     for (int64_t t = T - 1; t >= 0; --t) {
-      gru_gate_gradients(B, H, act[t].data_ptr<float>(), hg[t].data_ptr<float>(),
-                         (t > 0 ? out[t - 1] : h0).data_ptr<float>(),
-                         d_out.defined() ? d_out[t].data_ptr<float>() : nullptr, dh.data_ptr<float>(),
-                         d_xg[t].data_ptr<float>(), d_hg[t].data_ptr<float>());
-      w_hh_packed.multiply(d_hg[t], dh, /*accumulate=*/true);  // dh_{t-1} = dh_t z + d_hg W_hh
+      float* dhg = dhgp + t * B * 3 * H;
+      gru_gate_gradients(B, H, ap + t * B * 3 * H, hgp + t * B * 3 * H,
+                         t > 0 ? op + (t - 1) * B * H : h0_rows.data_ptr<float>(), dop ? dop + t * B * H : nullptr,
+                         dhp, dxp + t * B * 3 * H, dhg, db_hh.data_ptr<float>(), dn_sum.data_ptr<float>());
+      w_hh_packed.multiply(B, dhg, 3 * H, dhp, H, /*accumulate=*/true);  // dh_{t-1} = dh_t z + d_hg W_hh
     }
-    const LayerInput::Gradients d_input = input.gradients(d_xg.view({T * B, 3 * H}), w_ih);
+    // d_xg's rows sum to d_hg's in r and z; n is summed apart
+    const Tensor db_ih = input.from_table() ? Tensor() : torch::cat({db_hh.narrow(0, 0, 2 * H), dn_sum});
+    const LayerInput::Gradients d_input = input.gradients(d_xg.view({T * B, 3 * H}), w_ih, db_ih);
     Tensor dw_hh = d_hg[0].t().mm(h0);
     if (T > 1) dw_hh.addmm_(d_hg.narrow(0, 1, T - 1).reshape({(T - 1) * B, 3 * H}).t(),
                             out.narrow(0, 0, T - 1).reshape({(T - 1) * B, H}));
-    return {d_input.x, Tensor(), dh, d_input.w_ih, dw_hh, d_input.bias, d_hg.view({T * B, 3 * H}).sum(0)};
+    return {d_input.x, Tensor(), dh, d_input.w_ih, dw_hh, d_input.bias, db_hh};
   }
 };
 
@@ -363,7 +453,8 @@ struct RnnFunction : public torch::autograd::Function<RnnFunction> {
       for (int64_t k = 0; k < B * H; ++k) dp[k] = (dhp[k] + (dop ? dop[k] : 0.0f)) * (1.0f - hp[k] * hp[k]);
       w_hh_packed.multiply(d_pre[t], dh, /*accumulate=*/false);
     }
-    const LayerInput::Gradients d_input = input.gradients(d_pre.view({T * B, H}), w_ih);
+    const Tensor d_bias = input.from_table() ? Tensor() : d_pre.view({T * B, H}).sum(0);
+    const LayerInput::Gradients d_input = input.gradients(d_pre.view({T * B, H}), w_ih, d_bias);
     Tensor dw_hh = d_pre[0].t().mm(h0);
     if (T > 1) dw_hh.addmm_(d_pre.narrow(0, 1, T - 1).reshape({(T - 1) * B, H}).t(),
                             out.narrow(0, 0, T - 1).reshape({(T - 1) * B, H}));

@@ -232,6 +232,20 @@ void PackedWeight::multiply(const torch::Tensor& a, torch::Tensor& c, bool accum
       torch::mm_out(c, a, b_);
     return;
   }
+  multiply(M, a.data_ptr<float>(), a.stride(0), c.data_ptr<float>(), c.stride(0), accumulate);
+}
+
+void PackedWeight::multiply(int64_t M, const float* a, int64_t lda, float* c, int64_t ldc, bool accumulate) const {
+  if (M == 0) return;
+  if (kernel_ == Kernel::LibTorch || M > kMaxRows || k_ == 0 || n_ == 0) {
+    const torch::Tensor a_view = torch::from_blob(const_cast<float*>(a), {M, k_}, {lda, 1}, b_.options());
+    torch::Tensor c_view = torch::from_blob(c, {M, n_}, {ldc, 1}, b_.options());
+    if (accumulate)
+      c_view.addmm_(a_view, b_);
+    else
+      torch::mm_out(c_view, a_view, b_);
+    return;
+  }
   // each table's last entry is its tallest tile
   const TileKernel* tiles = kPortableTiles;
   int64_t max_rows = std::size(kPortableTiles) - 1;
@@ -239,8 +253,7 @@ void PackedWeight::multiply(const torch::Tensor& a, torch::Tensor& c, bool accum
   if (kernel_ == Kernel::Avx512) tiles = kAvx512Tiles, max_rows = std::size(kAvx512Tiles) - 1;
   if (kernel_ == Kernel::Avx2) tiles = kAvx2Tiles, max_rows = std::size(kAvx2Tiles) - 1;
 #endif
-  multiply_panels(tiles, max_rows, M, n_, k_, a.data_ptr<float>(), a.stride(0), panels_.data_ptr<float>(),
-                  c.data_ptr<float>(), c.stride(0), accumulate);
+  multiply_panels(tiles, max_rows, M, n_, k_, a, lda, panels_.data_ptr<float>(), c, ldc, accumulate);
 }
 
 void PackedWeight::multiply_columns(const float* a, int64_t lda, int64_t rows, float* c, int64_t ldc, bool accumulate,

@@ -57,6 +57,11 @@ class PackedWeight {
   /// c = a b when `accumulate` is false, c += a b when it is true.
   /// a: (M, K), c: (M, N), float32 CPU; c may be a view with any row stride.
   void multiply(const torch::Tensor& a, torch::Tensor& c, bool accumulate) const;
+  /// The same on raw row-major float32 CPU memory: a (M, K) with row stride
+  /// lda, c (M, N) with row stride ldc. The time loops call this once per
+  /// step, where the tensor overload's checks and views cost as much as a
+  /// short row tile.
+  void multiply(int64_t M, const float* a, int64_t lda, float* c, int64_t ldc, bool accumulate) const;
 
   /// Columns [first, first + count) of c = a b (or c += a b), the others
   /// untouched: the share of one of several threads that split a product of

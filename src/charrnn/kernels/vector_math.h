@@ -13,11 +13,11 @@
 namespace charrnn {
 namespace {
 
-// Element-wise loops run over one time step's (B, H) block. The backward
-// ones are plain loops over contiguous float arrays, which the compiler
-// vectorises; the LSTM's and GRU's forward steps need exp, which it would
-// not, so they are written on vector types (below). The RNN's tanh goes
-// through ATen's vectorised kernel.
+// Element-wise loops run over one time step's (B, H) block. The LSTM's and
+// GRU's forward steps need exp, which the compiler would not vectorise, and
+// their backward steps read and write the same arrays, which its alias
+// analysis would not take (the GRU's stayed scalar), so both are written on
+// vector types (below). The RNN's tanh goes through ATen's vectorised kernel.
 //
 // The binary targets plain x86-64 (SSE2) so that it runs anywhere; the loops
 // that run at every time step are also compiled for AVX2+FMA and AVX-512F,
@@ -26,8 +26,7 @@ namespace {
 // one machine. (GCC's target_clones would pick by CPU alone, at load time.)
 // CHARRNN_FOR_EACH_ISA(name, (params), (args)) defines `name` over an
 // always-inline `name_body<V>`, with one copy of the body per instruction
-// set and V that set's register of floats. (The gate-gradient bodies leave V
-// unused: the compiler vectorises their plain loops for each copy's target.)
+// set and V that set's register of floats.
 #define CHARRNN_KERNEL_BODY __attribute__((always_inline)) inline
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define CHARRNN_FOR_EACH_ISA(name, params, args)                                                      \
