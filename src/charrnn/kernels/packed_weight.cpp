@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 #include <iterator>
+#include <utility>
 
 #include "charrnn/kernels/isa.h"
 #include "charrnn/runtime.h"
@@ -153,6 +154,15 @@ void multiply_panels(const TileKernel* tiles, int64_t max_rows, int64_t M, int64
   }
 }
 
+// A panel kernel's tiles, by height, and its tallest (each table's last entry).
+std::pair<const TileKernel*, int64_t> tile_table(PackedWeight::Kernel kernel) {
+#ifdef CHARRNN_X86_KERNELS
+  if (kernel == PackedWeight::Kernel::Avx512) return {kAvx512Tiles, std::size(kAvx512Tiles) - 1};
+  if (kernel == PackedWeight::Kernel::Avx2) return {kAvx2Tiles, std::size(kAvx2Tiles) - 1};
+#endif
+  return {kPortableTiles, std::size(kPortableTiles) - 1};
+}
+
 }  // namespace
 
 bool PackedWeight::supported(Kernel kernel) {
@@ -246,13 +256,7 @@ void PackedWeight::multiply(int64_t M, const float* a, int64_t lda, float* c, in
       torch::mm_out(c_view, a_view, b_);
     return;
   }
-  // each table's last entry is its tallest tile
-  const TileKernel* tiles = kPortableTiles;
-  int64_t max_rows = std::size(kPortableTiles) - 1;
-#ifdef CHARRNN_X86_KERNELS
-  if (kernel_ == Kernel::Avx512) tiles = kAvx512Tiles, max_rows = std::size(kAvx512Tiles) - 1;
-  if (kernel_ == Kernel::Avx2) tiles = kAvx2Tiles, max_rows = std::size(kAvx2Tiles) - 1;
-#endif
+  const auto [tiles, max_rows] = tile_table(kernel_);
   multiply_panels(tiles, max_rows, M, n_, k_, a, lda, panels_.data_ptr<float>(), c, ldc, accumulate);
 }
 
@@ -262,12 +266,7 @@ void PackedWeight::multiply_columns(const float* a, int64_t lda, int64_t rows, f
               "PackedWeight::multiply_columns: needs a panel kernel, at most kMaxRows rows and whole panels");
   const int64_t n = std::min(count, n_ - first);
   if (n <= 0 || rows == 0 || k_ == 0) return;
-  const TileKernel* tiles = kPortableTiles;
-  int64_t max_rows = std::size(kPortableTiles) - 1;
-#ifdef CHARRNN_X86_KERNELS
-  if (kernel_ == Kernel::Avx512) tiles = kAvx512Tiles, max_rows = std::size(kAvx512Tiles) - 1;
-  if (kernel_ == Kernel::Avx2) tiles = kAvx2Tiles, max_rows = std::size(kAvx2Tiles) - 1;
-#endif
+  const auto [tiles, max_rows] = tile_table(kernel_);
   // the panels of these columns are contiguous in panels_, and each tile
   // sums over k in the same order as in a whole product
   multiply_panels(tiles, max_rows, rows, n, k_, a, lda, panels_.data_ptr<float>() + (first / kPanel) * k_ * kPanel,
