@@ -1,6 +1,8 @@
 // StepDecoder against the module it rearranges: fed one character at a time,
 // it gives forward()'s logits and state (to float rounding) for every cell,
 // one or several streams, from zeros or from a given state.
+#include <vector>
+
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -144,6 +146,30 @@ TEST_P(StepDecoderTest, TakesTheWeightsAsTheyAreWhenBuilt) {
   EXPECT_TRUE(torch::equal(decoder.step(ids.data()), before));
 }
 
+// The parts tests' model, seeded: 17 characters, 2 layers, a hidden size of
+// 40 (a full 32-column panel and a partial one), in eval mode.
+charrnn::CharRNN two_layer_model(CellType cell, uint64_t seed) {
+  torch::manual_seed(seed);
+  charrnn::ModelOptions o;
+  o.cell = cell;
+  o.embedding_dim = 6;
+  o.hidden_size = 40;
+  o.num_layers = 2;
+  charrnn::CharRNN model(17, o);
+  model->eval();
+  return model;
+}
+
+// Every step's logits for `ids` (streams, T), one column a step: (T, streams, V).
+torch::Tensor step_through(charrnn::StepDecoder& decoder, const torch::Tensor& ids) {
+  std::vector<torch::Tensor> steps;
+  for (int64_t t = 0; t < ids.size(1); ++t) {
+    const torch::Tensor column = ids.select(1, t).contiguous();
+    steps.push_back(decoder.step(column.data_ptr<int64_t>()).clone());  // step() returns its own buffer
+  }
+  return torch::stack(steps);
+}
+
 // Several CPU streams are split into parts, one per thread, with products
 // through PackedWeight. A stream's logits must not depend on how many parts
 // there are: bit for bit, for every cell, with a hidden size that takes both
@@ -153,24 +179,13 @@ TEST(StepDecoderParts, EveryThreadCountGivesTheSameLogitsBitForBit) {
   for (const CellType cell : {CellType::LSTM, CellType::GRU, CellType::RNN}) {
     for (const int64_t streams : {int64_t{13}, int64_t{300}}) {
       SCOPED_TRACE(charrnn::to_string(cell) + ", " + std::to_string(streams) + " streams");
-      torch::manual_seed(5);
-      charrnn::ModelOptions o;
-      o.cell = cell;
-      o.embedding_dim = 6;
-      o.hidden_size = 40;
-      o.num_layers = 2;
-      charrnn::CharRNN model(17, o);
-      model->eval();
+      charrnn::CharRNN model = two_layer_model(cell, 5);
       const torch::Tensor ids = torch::randint(17, {streams, 6}, torch::kLong);
       std::vector<torch::Tensor> first_logits;
       for (const int64_t threads : {1, 2, 3}) {
         charrnn::StepDecoder decoder(*model, streams, threads);
         EXPECT_EQ(decoder.parts(), threads) << "each part has at least kMinStreamsPerPart streams";
-        torch::Tensor all = torch::empty({6, streams, 17});
-        for (int64_t t = 0; t < 6; ++t) {
-          const torch::Tensor column = ids.select(1, t).contiguous();
-          all[t].copy_(decoder.step(column.data_ptr<int64_t>()));
-        }
+        const torch::Tensor all = step_through(decoder, ids);
         if (threads == 1) {
           // and the split-up decoder still computes forward(), to float rounding
           torch::NoGradGuard no_grad;
@@ -204,25 +219,14 @@ TEST(StepDecoderParts, AColumnSplitGivesTheLogitsOfOneThreadBitForBit) {
   for (const CellType cell : {CellType::LSTM, CellType::GRU, CellType::RNN}) {
     for (const int64_t streams : {int64_t{2}, int64_t{7}}) {
       SCOPED_TRACE(charrnn::to_string(cell) + ", " + std::to_string(streams) + " streams");
-      torch::manual_seed(6);
-      charrnn::ModelOptions o;
-      o.cell = cell;
-      o.embedding_dim = 6;
-      o.hidden_size = 40;
-      o.num_layers = 2;
-      charrnn::CharRNN model(17, o);
-      model->eval();
+      charrnn::CharRNN model = two_layer_model(cell, 6);
       const torch::Tensor ids = torch::randint(17, {streams, 8}, torch::kLong);
       torch::Tensor first;
       for (const int64_t threads : {1, 2, 3}) {
         charrnn::StepDecoder decoder(*model, streams, threads);
         EXPECT_EQ(decoder.parts(), 1);
         EXPECT_EQ(decoder.column_threads(), threads);
-        torch::Tensor all = torch::empty({8, streams, 17});
-        for (int64_t t = 0; t < 8; ++t) {
-          const torch::Tensor column = ids.select(1, t).contiguous();
-          all[t].copy_(decoder.step(column.data_ptr<int64_t>()));
-        }
+        const torch::Tensor all = step_through(decoder, ids);
         if (threads == 1) {
           torch::NoGradGuard no_grad;
           auto [expected, state] = model->forward(ids, charrnn::State{});
