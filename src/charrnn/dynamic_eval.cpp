@@ -8,14 +8,6 @@
 
 namespace charrnn {
 
-namespace {
-
-void require_two_ids(int64_t n) {
-  if (n < 2) throw UsageError("evaluation needs at least 2 known characters, got " + std::to_string(n));
-}
-
-}  // namespace
-
 void validate(const DynamicEvalOptions& options) {
   if (!std::isfinite(options.learning_rate) || options.learning_rate < 0)
     throw UsageError("the dynamic learning rate (--dynamic-lr) must be a finite number >= 0, got " + std::to_string(options.learning_rate));
@@ -136,22 +128,9 @@ DynamicEvalResult DynamicEvaluator::finish() {
 // copy, which learns from them afterwards.
 void DynamicEvaluator::score_segment(int64_t w) {
   {
-    torch::NoGradGuard no_grad;
-    const bool was_training = model_->is_training();
-    model_->eval();
-    try {
-      const torch::Tensor x = torch::from_blob(pending_.data(), {1, w + 1}, torch::kLong).to(device_);
-      auto [logits, next] = model_->forward(x.narrow(1, 0, w), static_state_);  // logits: (1, W, V)
-      static_state_ = next;
-      static_total_ += torch::nn::functional::cross_entropy(
-                           logits.reshape({-1, logits.size(-1)}), x.narrow(1, 1, w).reshape(-1),
-                           torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
-                           .item<double>();
-    } catch (...) {
-      if (was_training) model_->train();
-      throw;
-    }
-    if (was_training) model_->train();
+    const EvalModeGuard eval_mode(model_);
+    const torch::Tensor x = torch::from_blob(pending_.data(), {1, w + 1}, torch::kLong).to(device_);
+    static_total_ += summed_loss(model_, x.narrow(1, 0, w), x.narrow(1, 1, w), w, static_state_);
   }
   dynamic_total_ += adapter_.learn(pending_.data(), w);
   pending_.erase(pending_.begin(), pending_.begin() + w);

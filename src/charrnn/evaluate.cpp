@@ -7,10 +7,6 @@
 
 namespace charrnn {
 
-namespace {
-
-// Summed cross-entropy of predicting targets from inputs, state carried.
-// inputs, targets: (S, N) -> sum over all S*N predictions.
 double summed_loss(CharRNN& model, const torch::Tensor& inputs, const torch::Tensor& targets, int64_t window,
                    State& state) {
   double total = 0;
@@ -28,28 +24,15 @@ double summed_loss(CharRNN& model, const torch::Tensor& inputs, const torch::Ten
   return total;
 }
 
-// One evaluation's mode: no gradient, no dropout, and the model's training
-// mode back afterwards, also when a forward pass throws.
-class EvalModeGuard {
- public:
-  explicit EvalModeGuard(CharRNN& model) : model_(model), was_training_(model->is_training()) { model_->eval(); }
-  ~EvalModeGuard() {
-    if (was_training_) model_->train();
-  }
-  EvalModeGuard(const EvalModeGuard&) = delete;
-  EvalModeGuard& operator=(const EvalModeGuard&) = delete;
+EvalModeGuard::EvalModeGuard(CharRNN& model) : model_(model), was_training_(model->is_training()) { model_->eval(); }
 
- private:
-  torch::NoGradGuard no_grad_;
-  CharRNN& model_;
-  bool was_training_;
-};
+EvalModeGuard::~EvalModeGuard() {
+  if (was_training_) model_->train();
+}
 
 void require_two_ids(int64_t n) {
   if (n < 2) throw UsageError("evaluation needs at least 2 known characters, got " + std::to_string(n));
 }
-
-}  // namespace
 
 EvalResult evaluate(CharRNN& model, const torch::Tensor& ids, int64_t streams, int64_t window,
                     const torch::Device& device, int64_t part, int64_t parts) {

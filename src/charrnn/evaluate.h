@@ -29,6 +29,30 @@ struct EvalResult {
   int64_t streams = 0;    ///< pieces the text was cut into, each read from a zero state (evaluate() never makes one shorter than a window)
 };
 
+/// One evaluation's mode: no gradient, no dropout, and the model's training
+/// mode back afterwards, also when a forward pass throws.
+class EvalModeGuard {
+ public:
+  explicit EvalModeGuard(CharRNN& model);
+  ~EvalModeGuard();
+  EvalModeGuard(const EvalModeGuard&) = delete;
+  EvalModeGuard& operator=(const EvalModeGuard&) = delete;
+
+ private:
+  torch::NoGradGuard no_grad_;
+  CharRNN& model_;
+  bool was_training_;
+};
+
+/// Summed cross-entropy of predicting `targets` from `inputs` ((S, N) each,
+/// any integer type), read `window` characters at a time from `state`,
+/// which it leaves after the last input. The caller sets the mode.
+double summed_loss(CharRNN& model, const torch::Tensor& inputs, const torch::Tensor& targets, int64_t window,
+                   State& state);
+
+/// Throws UsageError unless there are at least 2 ids: one predicts the other.
+void require_two_ids(int64_t n);
+
 /// The metrics of `chars` predictions whose cross-entropies sum to
 /// `loss_sum` (a share of none has loss 0).
 EvalResult eval_result_from_sum(double loss_sum, int64_t chars);
